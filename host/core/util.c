@@ -1,0 +1,310 @@
+#define _POSIX_C_SOURCE 200809L
+#include "core/util.h"
+#include "core/error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+bool cnn_mul_size(size_t a, size_t b, size_t *out)
+{
+    if (a != 0 && b > SIZE_MAX / a) return false;
+    *out = a * b;
+    return true;
+}
+
+bool cnn_add_size(size_t a, size_t b, size_t *out)
+{
+    if (b > SIZE_MAX - a) return false;
+    *out = a + b;
+    return true;
+}
+
+void *cnn_malloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) cnn_error_set(CNN_ERR_NOMEM, "out of host memory (%zu bytes)", n);
+    return p;
+}
+
+void *cnn_calloc(size_t count, size_t size)
+{
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p) cnn_error_set(CNN_ERR_NOMEM, "out of host memory (%zu x %zu bytes)", count, size);
+    return p;
+}
+
+void *cnn_realloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q) cnn_error_set(CNN_ERR_NOMEM, "out of host memory (%zu bytes)", n);
+    return q;
+}
+
+char *cnn_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = cnn_malloc(n);
+    if (p) memcpy(p, s, n);
+    return p;
+}
+
+char *cnn_strfmt(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) return NULL;
+    char *p = cnn_malloc((size_t)n + 1);
+    if (!p) return NULL;
+    va_start(ap, fmt);
+    vsnprintf(p, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return p;
+}
+
+int cnn_file_read(const char *path, size_t max_bytes, char **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return cnn_error_set(CNN_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return cnn_error_set(CNN_ERR_INPUT, "%s: not a regular file", path);
+    }
+    if ((unsigned long long)st.st_size > max_bytes) {
+        fclose(f);
+        return cnn_error_set(CNN_ERR_INPUT, "%s: file is %lld bytes, more than the %zu allowed",
+                             path, (long long)st.st_size, max_bytes);
+    }
+    size_t n = (size_t)st.st_size;
+    char *buf = cnn_malloc(n + 1);
+    if (!buf) {
+        fclose(f);
+        return CNN_ERR_NOMEM;
+    }
+    if (n && fread(buf, 1, n, f) != n) {
+        free(buf);
+        fclose(f);
+        return cnn_error_set(CNN_ERR_IO, "%s: read failed", path);
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *data = buf;
+    *len = n;
+    return CNN_OK;
+}
+
+/* Registry of temporary files in flight, so that a signal handler can remove
+ * them.  Fixed-size and lock-free: a slot holds a heap string owned by the
+ * writer; the handler only reads the pointers and calls unlink(). */
+#define CNN_TMP_SLOTS 256
+static _Atomic(char *) g_tmp_slots[CNN_TMP_SLOTS];
+static atomic_uint g_tmp_counter;
+
+static void tmp_register(char *p)
+{
+    for (int i = 0; i < CNN_TMP_SLOTS; i++) {
+        char *expected = NULL;
+        if (atomic_compare_exchange_strong(&g_tmp_slots[i], &expected, p)) return;
+    }
+    /* All slots busy: the file is still removed by commit/abort, only a
+     * signal at this moment could leave it behind (a dot-file). */
+}
+
+static void tmp_unregister(const char *p)
+{
+    for (int i = 0; i < CNN_TMP_SLOTS; i++) {
+        char *expected = (char *)p;
+        if (atomic_compare_exchange_strong(&g_tmp_slots[i], &expected, NULL)) return;
+    }
+}
+
+void cnn_tmp_cleanup_all(void)
+{
+    for (int i = 0; i < CNN_TMP_SLOTS; i++) {
+        char *p = atomic_load(&g_tmp_slots[i]);
+        if (p) unlink(p);
+    }
+}
+
+char *cnn_tmp_path(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    int dirlen = slash ? (int)(slash - path + 1) : 0;
+    unsigned n = atomic_fetch_add(&g_tmp_counter, 1);
+    char *tmp = cnn_strfmt("%.*s.%s.tmp.%ld.%u", dirlen, path, base, (long)getpid(), n);
+    if (tmp) tmp_register(tmp);
+    return tmp;
+}
+
+int cnn_file_commit(const char *tmp, const char *path)
+{
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        tmp_unregister(tmp);
+        return cnn_error_set(CNN_ERR_IO, "%s: cannot rename into place: %s", path, strerror(e));
+    }
+    tmp_unregister(tmp);
+    return CNN_OK;
+}
+
+void cnn_file_abort(const char *tmp)
+{
+    unlink(tmp);
+    tmp_unregister(tmp);
+}
+
+int cnn_file_write_atomic(const char *path, const void *data, size_t len)
+{
+    char *tmp = cnn_tmp_path(path);
+    if (!tmp) return CNN_ERR_NOMEM;
+    int status = CNN_OK;
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        status = cnn_error_set(CNN_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        tmp_unregister(tmp);
+        free(tmp);
+        return status;
+    }
+    bool ok = (len == 0 || fwrite(data, 1, len, f) == len);
+    ok = (fclose(f) == 0) && ok;
+    if (!ok) {
+        cnn_file_abort(tmp);
+        status = cnn_error_set(CNN_ERR_IO, "%s: write failed (disk full?)", path);
+    } else {
+        status = cnn_file_commit(tmp, path);
+    }
+    free(tmp);
+    return status;
+}
+
+int cnn_mkdirs(const char *path, int mode)
+{
+    char *p = cnn_strdup(path);
+    if (!p) return CNN_ERR_NOMEM;
+    int status = CNN_OK;
+    for (char *s = p + 1;; s++) {
+        if (*s == '/' || *s == '\0') {
+            char c = *s;
+            *s = '\0';
+            if (mkdir(p, (mode_t)mode) != 0 && errno != EEXIST) {
+                status = cnn_error_set(CNN_ERR_IO, "%s: cannot create folder: %s", p, strerror(errno));
+                break;
+            }
+            *s = c;
+            if (c == '\0') break;
+        }
+    }
+    if (status == CNN_OK) {
+        struct stat st;
+        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+            status = cnn_error_set(CNN_ERR_IO, "%s: exists and is not a folder", path);
+    }
+    free(p);
+    return status;
+}
+
+char *cnn_path_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) return cnn_strdup(".");
+    if (slash == path) return cnn_strdup("/");
+    return cnn_strfmt("%.*s", (int)(slash - path), path);
+}
+
+char *cnn_path_join(const char *dir, const char *rel)
+{
+    if (rel[0] == '/' || !dir || !dir[0] || strcmp(dir, ".") == 0) return cnn_strdup(rel);
+    size_t n = strlen(dir);
+    return cnn_strfmt("%s%s%s", dir, dir[n - 1] == '/' ? "" : "/", rel);
+}
+
+char *cnn_path_stem(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    const char *dot = strrchr(base, '.');
+    int n = (dot && dot != base) ? (int)(dot - base) : (int)strlen(base);
+    return cnn_strfmt("%.*s", n, base);
+}
+
+void cnn_sanitize_name(const char *name, char *out, size_t out_size)
+{
+    size_t cap = out_size - 1 < 100 ? out_size - 1 : 100;
+    size_t j = 0;
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || name[0] == '\0') out[j++] = '_';
+    for (size_t i = 0; name[i] && j < cap; i++) {
+        unsigned char c = (unsigned char)name[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+        out[j++] = ok ? (char)c : '_';
+    }
+    out[j] = '\0';
+    if (out[0] == '.') out[0] = '_'; /* no hidden files, no "..x" */
+}
+
+uint64_t cnn_hash64(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+double cnn_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+float cnn_half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t man = h & 0x3ffu;
+    uint32_t bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { /* subnormal: renormalise */
+            int e = -1;
+            do {
+                e++;
+                man <<= 1;
+            } while (!(man & 0x400u));
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ffu) << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 112u) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+float cnn_bf16_to_float(uint16_t b)
+{
+    uint32_t bits = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}

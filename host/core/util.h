@@ -1,0 +1,68 @@
+/* Small helpers every module uses: checked sizes, files, paths, hashing. */
+#ifndef CNN_CORE_UTIL_H
+#define CNN_CORE_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+/* Overflow-checked size arithmetic: return false (and leave *out unchanged)
+ * when the result does not fit in size_t. */
+bool cnn_mul_size(size_t a, size_t b, size_t *out);
+bool cnn_add_size(size_t a, size_t b, size_t *out);
+
+/* malloc/calloc/realloc that set the error message on failure (return NULL). */
+void *cnn_malloc(size_t n);
+void *cnn_calloc(size_t count, size_t size);
+void *cnn_realloc(void *p, size_t n);
+char *cnn_strdup(const char *s);
+/* printf into a new heap string (NULL + error message on failure). */
+char *cnn_strfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Reads a whole file (at most max_bytes) into a NUL-terminated heap buffer.
+ * Errors name the path: missing/unreadable -> CNN_ERR_INPUT, too big ->
+ * CNN_ERR_INPUT. */
+int cnn_file_read(const char *path, size_t max_bytes, char **data, size_t *len);
+
+/* Writes `len` bytes to `path` atomically: a temporary name in the same
+ * folder, fsync-free write, then rename().  Never leaves a partial file at
+ * `path`. */
+int cnn_file_write_atomic(const char *path, const void *data, size_t len);
+
+/* Temporary-name protocol for writers that stream (libpng, ...):
+ * cnn_tmp_path() gives "<dir>/.<base>.tmp.<pid>.<n>"; the writer calls
+ * cnn_file_commit() (rename) or cnn_file_abort() (unlink) at the end.
+ * While a temporary file exists its name is registered, so that a signal
+ * handler can remove it (cnn_tmp_cleanup_all). */
+char *cnn_tmp_path(const char *path);
+int cnn_file_commit(const char *tmp, const char *path);
+void cnn_file_abort(const char *tmp);
+void cnn_tmp_cleanup_all(void); /* async-signal-safe: unlink only */
+
+/* mkdir -p; errors name the folder. */
+int cnn_mkdirs(const char *path, int mode);
+
+/* "a/b/c.yaml" -> "a/b" ("." when there is no slash). Heap string. */
+char *cnn_path_dir(const char *path);
+/* Joins dir and rel unless rel is absolute. Heap string. */
+char *cnn_path_join(const char *dir, const char *rel);
+/* "dir/cat.jpg" -> "cat" (heap string). */
+char *cnn_path_stem(const char *path);
+/* Makes a safe single path component from a name (layer names, stems):
+ * keeps [A-Za-z0-9._-], maps everything else to '_', refuses "." and ".."
+ * by prefixing '_', caps the length at 100.  Writes into out (size >= 101). */
+void cnn_sanitize_name(const char *name, char *out, size_t out_size);
+
+/* 64-bit FNV-1a, chainable: h = cnn_hash64(h, data, n); start with
+ * CNN_HASH64_INIT. */
+#define CNN_HASH64_INIT 0xcbf29ce484222325ULL
+uint64_t cnn_hash64(uint64_t h, const void *data, size_t n);
+
+/* Monotonic clock in milliseconds. */
+double cnn_now_ms(void);
+
+/* IEEE half and bfloat16 to float. */
+float cnn_half_to_float(uint16_t h);
+float cnn_bf16_to_float(uint16_t b);
+
+#endif

@@ -1,0 +1,59 @@
+/* cnnviz-cl: sub-commands run, info, devices.  Parses the command line,
+ * calls the modules, prints the one error line, maps status to exit code. */
+#include "cli/cli.h"
+#include "core/error.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char USAGE[] =
+    "usage: cnnviz-cl <command> [options]\n"
+    "\n"
+    "Runs a convolutional network described in a YAML pipeline file on an OpenCL\n"
+    "device and shows what it holds and sees: filters, weights, activations.\n"
+    "\n"
+    "commands:\n"
+    "  run CONFIG [--input IMG ...]  run the pipeline: predictions, taps, report\n"
+    "  info CONFIG                   check a pipeline: layers, shapes, MACs, memory\n"
+    "  devices                       list OpenCL platforms and devices\n"
+    "\n"
+    "options for every command:\n"
+    "  -h, --help      help for the command (cnnviz-cl run --help)\n"
+    "  --version       print the version\n"
+    "\n"
+    "environment:\n"
+    "  CNNVIZ_PLATFORM, CNNVIZ_DEVICE   default --platform / --device\n"
+    "  CNNVIZ_CACHE_DIR                 compiled-kernel cache folder ('off' disables;\n"
+    "                                   default $XDG_CACHE_HOME/cnnviz-cl or ~/.cache/cnnviz-cl)\n"
+    "  CNNVIZ_KERNEL_DIR                load cl/*.cl from this folder instead of the\n"
+    "                                   copies built into the binary\n"
+    "\n"
+    "exit codes: 0 success, 1 runtime or device failure, 2 bad usage or bad input\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(USAGE, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    int status;
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(USAGE, stdout);
+        return 0;
+    } else if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("cnnviz-cl %s\n", CNNVIZ_VERSION);
+        return 0;
+    } else if (strcmp(cmd, "devices") == 0) {
+        status = cnn_cmd_devices(argc - 1, argv + 1);
+    } else if (strcmp(cmd, "run") == 0) {
+        status = cnn_cmd_run(argc - 1, argv + 1);
+    } else if (strcmp(cmd, "info") == 0) {
+        status = cnn_cmd_info(argc - 1, argv + 1);
+    } else {
+        status = cnn_error_set(CNN_ERR_USAGE, "unknown command '%s' (try 'cnnviz-cl --help')", cmd);
+    }
+    if (status < 0 && cnn_error_message()[0])
+        fprintf(stderr, "cnnviz-cl: error: %s\n", cnn_error_message());
+    return cnn_status_exit_code(status);
+}
