@@ -1,0 +1,157 @@
+/* The pipeline file (YAML) as plain C structs.  This module knows YAML and
+ * nothing else: it checks syntax, keys, value types and ranges, and that
+ * layer names are unique and `in:` names an earlier layer.  Shapes and
+ * weights are checked later by the graph (model/graph.h), which reports
+ * through cnn_pipeline_error_at() so every message carries file:line:col.
+ * The schema is documented in configs/README.md. */
+#ifndef CNN_CONFIG_CONFIG_H
+#define CNN_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+
+typedef struct cnn_pos {
+    int line, col; /* 1-based; 0 when unknown (e.g. set from the command line) */
+} cnn_pos;
+
+typedef enum cnn_op {
+    CNN_OP_CONV2D,
+    CNN_OP_BATCHNORM,
+    CNN_OP_RELU,
+    CNN_OP_RELU6,
+    CNN_OP_LEAKY_RELU,
+    CNN_OP_SIGMOID,
+    CNN_OP_TANH,
+    CNN_OP_HARDSWISH,
+    CNN_OP_MAXPOOL,
+    CNN_OP_AVGPOOL,
+    CNN_OP_GLOBAL_AVGPOOL,
+    CNN_OP_ADAPTIVE_AVGPOOL,
+    CNN_OP_FLATTEN,
+    CNN_OP_LINEAR,
+    CNN_OP_ADD,
+    CNN_OP_CONCAT,
+    CNN_OP_SOFTMAX,
+    CNN_OP_DROPOUT,
+    CNN_OP_LRN,
+    CNN_OP_COUNT
+} cnn_op;
+
+/* "conv2d" for CNN_OP_CONV2D ... (the YAML spelling). */
+const char *cnn_op_name(cnn_op op);
+
+typedef struct cnn_layer_spec {
+    char *name;
+    cnn_pos pos;        /* the layer's mapping */
+    cnn_op op;
+    cnn_pos op_pos;
+    char **in;          /* [n_in] names; n_in == 0: the previous layer (or the input) */
+    cnn_pos *in_pos;    /* [n_in] */
+    int n_in;
+    char *params;       /* state_dict prefix, NULL when absent */
+    cnn_pos params_pos;
+    int out;            /* conv2d: out channels; linear: out features (0 if not given) */
+    int kernel[2];      /* [h, w] (0 if not given) */
+    int stride[2];      /* [h, w]; when not given: 1 for conv2d, = kernel for pools */
+    int dilation[2];    /* [h, w], default 1 */
+    int pad[4];         /* top, bottom, left, right; default 0 */
+    int groups;         /* default 1 */
+    bool bias;          /* default true */
+    bool ceil_mode;     /* default false */
+    bool count_include_pad; /* default true */
+    int out_hw[2];      /* adaptive_avgpool output [h, w] */
+    float eps;          /* batchnorm, default 1e-5 */
+    float slope;        /* leaky_relu, default 0.01 */
+    int size;           /* lrn */
+    float alpha, beta, k; /* lrn: defaults 1e-4, 0.75, 1.0 */
+    float p;            /* dropout (ignored) */
+} cnn_layer_spec;
+
+typedef enum cnn_resize_mode {
+    CNN_RESIZE_NONE,          /* image must already be H x W */
+    CNN_RESIZE_SHORTER_CROP,  /* shorter side to `shorter`, then centre crop */
+    CNN_RESIZE_STRETCH        /* to exactly stretch[0] x stretch[1] */
+} cnn_resize_mode;
+
+typedef struct cnn_input_spec {
+    int c, h, w;             /* the network input shape */
+    bool gray;               /* color: gray (else rgb); must agree with c (1 or 3) */
+    cnn_resize_mode resize;
+    int shorter;             /* CNN_RESIZE_SHORTER_CROP */
+    int crop[2];             /* [h, w] after resize; must equal [h, w] */
+    int stretch[2];          /* [h, w] */
+    float scale;             /* default 1/255 */
+    float mean[3], std[3];   /* per channel; defaults 0 and 1 */
+    cnn_pos pos;
+} cnn_input_spec;
+
+/* A tap: what to show of which layer.  Kinds and scopes are checked against
+ * the lists below; the visualization module interprets them. */
+typedef struct cnn_tap_spec {
+    char **layers;      /* [n_layers]; n_layers == 0 for input-level methods */
+    int n_layers;
+    cnn_pos pos;
+    char *show;         /* kind: "activations", "filters", "weights", ... */
+    char *normalize;    /* scope or NULL (kind's default) */
+    float fixed[2];     /* normalize: fixed -> range: [lo, hi] */
+    bool has_fixed;
+    float clip[2];      /* percentiles, e.g. 0.5, 99.5 */
+    bool has_clip;
+    char *colormap;     /* NULL: kind's default */
+    int columns;        /* montage columns, 0 = ceil(sqrt(n)) */
+    int max_channels;   /* cap on tiles, 0 = default */
+    char *cls;          /* class: "top1", "top3", an index or a label (gradient taps) */
+    char *score;        /* "logit" (default) or "prob" */
+    float alpha;        /* overlay alpha, default 0.5 */
+    int samples;        /* smoothgrad n / integrated steps; 0 = default */
+    float sigma;        /* smoothgrad noise level; 0 = default */
+    char *baseline;     /* integrated/occlusion/deletion baseline */
+    int window, step;   /* occlusion */
+} cnn_tap_spec;
+
+/* Known tap kinds and normalisation scopes and colormaps (NULL-terminated). */
+extern const char *const cnn_tap_kinds[];
+extern const char *const cnn_norm_scopes[];
+extern const char *const cnn_colormaps[];
+
+typedef struct cnn_pipeline {
+    char *path;         /* the YAML file as given (used in messages) */
+    char *dir;          /* its folder: relative paths are resolved against it */
+    int version;        /* must be 1 */
+    char *model_name;
+    char *weights;      /* resolved path (NULL if absent: --weights must give it) */
+    cnn_pos weights_pos;
+    char *labels;       /* resolved path or NULL */
+    cnn_pos labels_pos;
+    cnn_input_spec input;
+    cnn_layer_spec *layers; /* [n_layers], execution order */
+    int n_layers;
+    cnn_tap_spec *taps;     /* [n_taps] */
+    int n_taps;
+    bool taps_given;        /* a `taps:` key was present (even if empty) */
+    char *out_dir;          /* output.dir as written (relative to the cwd) or NULL */
+    bool npy;
+    bool report;            /* default true */
+    int top;                /* top-k printed, default 5 */
+} cnn_pipeline;
+
+/* Parses and checks `path`.  On error returns CNN_ERR_INPUT with a message
+ * "path:line:col: what" (CNN_ERR_INPUT "path: cannot open" when unreadable).
+ * Limits: file <= 4 MiB, nesting depth <= 32, aliases refused, <= 10000
+ * layers, names <= 128 bytes.  `p` is always safe to cnn_pipeline_free(). */
+int cnn_pipeline_load(const char *path, cnn_pipeline *p);
+
+/* Same, from memory (`name` is used in messages; relative paths resolve
+ * against `dir`). For tests and fuzzing. */
+int cnn_pipeline_parse(const char *name, const char *dir, const char *text, size_t len,
+                       cnn_pipeline *p);
+
+void cnn_pipeline_free(cnn_pipeline *p);
+
+/* Index of layer `name` or -1; "input" is -1 too (check with strcmp). */
+int cnn_pipeline_find(const cnn_pipeline *p, const char *name);
+
+/* Sets the message "path:line:col: <fmt>" and returns CNN_ERR_INPUT. */
+int cnn_pipeline_error_at(const cnn_pipeline *p, cnn_pos pos, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif
