@@ -46,6 +46,17 @@ __kernel void kernel_affine_act_f32(__global const float *x, __global float *y,
     y[i] = act_apply(x[i] * scale[c] + shift[c], slope);
 }
 
+/* y[i] = act(x[i] + shift[c]): bias (+ activation) after a GEMM. */
+__kernel void kernel_bias_act_f32(__global const float *x, __global float *y,
+                                  __global const float *shift, const uint n, const uint plane,
+                                  const uint channels, const float slope)
+{
+    uint i = get_global_id(0);
+    if (i >= n) return;
+    uint c = (i / plane) % channels;
+    y[i] = act_apply(x[i] + shift[c], slope);
+}
+
 /* y[i] = a[i] + b[i] */
 __kernel void kernel_add_f32(__global const float *a, __global const float *b, __global float *y,
                              const uint n)

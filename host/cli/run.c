@@ -1,16 +1,746 @@
+/* `run` and `info`: load a pipeline, bind weights, plan, run inputs through
+ * the network, write predictions, raw outputs, taps and the manifest. */
+#define _POSIX_C_SOURCE 200809L
 #include "cli/cli.h"
+#include "cli/inputs.h"
+#include "config/config.h"
 #include "core/error.h"
+#include "core/util.h"
+#include "io/image.h"
+#include "io/json.h"
+#include "io/manifest.h"
+#include "io/npy.h"
+#include "ops/ops.h"
+#include "model/graph.h"
+#include "model/weights.h"
+#include "ops/blas.h"
+#include "runtime/clrt.h"
+#include "runtime/net.h"
 
-int cnn_cmd_run(int argc, char **argv)
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char RUN_HELP[] =
+    "usage: cnnviz-cl run CONFIG [options]\n"
+    "\n"
+    "Runs the pipeline CONFIG (YAML, see configs/README.md) on each input image:\n"
+    "prints the top classes, writes predictions.json, each input's raw network\n"
+    "output (<out>/<image>/output.npy) and the taps, and lists every file in\n"
+    "<out>/manifest.json.\n"
+    "\n"
+    "options:\n"
+    "  --input PATH      image (PNG/JPEG), folder (searched recursively) or @list.txt;\n"
+    "                    repeatable\n"
+    "  --weights FILE    .safetensors weights (default: model.weights of CONFIG)\n"
+    "  --out DIR         output folder (default: output.dir of CONFIG, else out/<model>)\n"
+    "  --tap LAYER[:KIND]  add a tap (repeatable); KIND defaults to activations\n"
+    "  --npy             also write each tapped tensor as .npy\n"
+    "  --no-taps         only predictions: ignore the taps of CONFIG\n"
+    "  --top K           classes printed per input (default: output.top, else 5)\n"
+    "  --batch N         images run together (default 1)\n"
+    "  --repeat N        time N forward passes after one warm-up; print the median\n"
+    "  --profile         per-layer device time table\n"
+    "  --platform SEL    OpenCL platform: index or part of its name\n"
+    "  --device SEL      OpenCL device: index, part of its name, or gpu/cpu\n"
+    "  -q, --quiet       no per-input lines\n"
+    "\n"
+    "tap kinds: activations, filters, weights (and gradient maps: saliency, guided,\n"
+    "gradcam, ...; see configs/README.md)\n";
+
+static const char INFO_HELP[] =
+    "usage: cnnviz-cl info CONFIG [--weights FILE] [--batch N]\n"
+    "\n"
+    "Checks CONFIG and its weights without touching a device and prints every\n"
+    "layer: op, inputs, output shape, parameters and multiply-accumulates, the\n"
+    "totals, and the device memory the plan needs at peak.\n";
+
+typedef struct run_opts {
+    const char *config, *weights, *out, *platform, *device;
+    const char **inputs;
+    int n_inputs;
+    const char **taps;
+    int n_taps;
+    bool npy, no_taps, profile, quiet;
+    int top, batch, repeat;
+} run_opts;
+
+static int parse_int(const char *flag, const char *v, int lo, int hi, int *out)
 {
-    (void)argc;
-    (void)argv;
-    return cnn_error_set(CNN_ERR_USAGE, "run: not implemented yet");
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || x < lo || x > hi)
+        return cnn_error_set(CNN_ERR_USAGE, "%s '%s': expected an integer in [%d, %d]", flag, v, lo, hi);
+    *out = (int)x;
+    return CNN_OK;
+}
+
+static int parse_args(int argc, char **argv, run_opts *o, bool info)
+{
+    memset(o, 0, sizeof *o);
+    o->batch = 1;
+    o->inputs = calloc((size_t)argc, sizeof *o->inputs);
+    o->taps = calloc((size_t)argc, sizeof *o->taps);
+    if (!o->inputs || !o->taps) return cnn_error_set(CNN_ERR_NOMEM, "out of host memory");
+    const char *cmd = info ? "info" : "run";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED_VALUE()                                                                                       \
+    do {                                                                                                   \
+        if (!v) return cnn_error_set(CNN_ERR_USAGE, "%s: option %s needs a value", cmd, a);               \
+        i++;                                                                                               \
+    } while (0)
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(info ? INFO_HELP : RUN_HELP, stdout);
+            return 1;
+        } else if (!strcmp(a, "--weights")) {
+            NEED_VALUE();
+            o->weights = v;
+        } else if (!strcmp(a, "--batch")) {
+            NEED_VALUE();
+            if (parse_int(a, v, 1, 4096, &o->batch) < 0) return CNN_ERR_USAGE;
+        } else if (info) {
+            if (a[0] == '-' || o->config)
+                return cnn_error_set(CNN_ERR_USAGE, "info: unexpected argument '%s' (see 'cnnviz-cl info --help')", a);
+            o->config = a;
+        } else if (!strcmp(a, "--input")) {
+            NEED_VALUE();
+            o->inputs[o->n_inputs++] = v;
+        } else if (!strcmp(a, "--out")) {
+            NEED_VALUE();
+            o->out = v;
+        } else if (!strcmp(a, "--tap")) {
+            NEED_VALUE();
+            o->taps[o->n_taps++] = v;
+        } else if (!strcmp(a, "--platform")) {
+            NEED_VALUE();
+            o->platform = v;
+        } else if (!strcmp(a, "--device")) {
+            NEED_VALUE();
+            o->device = v;
+        } else if (!strcmp(a, "--top")) {
+            NEED_VALUE();
+            if (parse_int(a, v, 1, 1000, &o->top) < 0) return CNN_ERR_USAGE;
+        } else if (!strcmp(a, "--repeat")) {
+            NEED_VALUE();
+            if (parse_int(a, v, 1, 100000, &o->repeat) < 0) return CNN_ERR_USAGE;
+        } else if (!strcmp(a, "--npy")) {
+            o->npy = true;
+        } else if (!strcmp(a, "--no-taps")) {
+            o->no_taps = true;
+        } else if (!strcmp(a, "--profile")) {
+            o->profile = true;
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            o->quiet = true;
+        } else if (a[0] == '-') {
+            return cnn_error_set(CNN_ERR_USAGE, "run: unknown option '%s' (see 'cnnviz-cl run --help')", a);
+        } else if (!o->config) {
+            o->config = a;
+        } else {
+            return cnn_error_set(CNN_ERR_USAGE, "run: unexpected argument '%s' (inputs are given with --input)", a);
+        }
+#undef NEED_VALUE
+    }
+    if (!o->config)
+        return cnn_error_set(CNN_ERR_USAGE, "%s: no pipeline file given (see 'cnnviz-cl %s --help')", cmd, cmd);
+    return CNN_OK;
+}
+
+/* Pipeline, weights and graph: everything that is checked before a device
+ * is touched. */
+typedef struct loaded {
+    cnn_pipeline pipe;
+    cnn_weights weights;
+    cnn_graph graph;
+    char **labels;
+    int n_labels;
+} loaded;
+
+static void loaded_free(loaded *l)
+{
+    cnn_graph_free(&l->graph);
+    cnn_weights_close(&l->weights);
+    cnn_pipeline_free(&l->pipe);
+    for (int i = 0; i < l->n_labels; i++) free(l->labels[i]);
+    free(l->labels);
+    memset(l, 0, sizeof *l);
+}
+
+static int load_labels(loaded *l)
+{
+    if (!l->pipe.labels) return CNN_OK;
+    char *text = NULL;
+    size_t len = 0;
+    int status = cnn_file_read(l->pipe.labels, 16u << 20, &text, &len);
+    if (status < 0) return cnn_pipeline_error_at(&l->pipe, l->pipe.labels_pos, "labels: %s", cnn_error_message());
+    int cap = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        size_t n = strlen(line);
+        if (n && line[n - 1] == '\r') line[n - 1] = '\0';
+        if (l->n_labels == cap) {
+            cap = cap ? cap * 2 : 64;
+            char **p = cnn_realloc(l->labels, (size_t)cap * sizeof *p);
+            if (!p) {
+                free(text);
+                return CNN_ERR_NOMEM;
+            }
+            l->labels = p;
+        }
+        if (!(l->labels[l->n_labels] = cnn_strdup(line))) {
+            free(text);
+            return CNN_ERR_NOMEM;
+        }
+        l->n_labels++;
+    }
+    free(text);
+    return CNN_OK;
+}
+
+static int load_all(const run_opts *o, loaded *l)
+{
+    memset(l, 0, sizeof *l);
+    int status = cnn_pipeline_load(o->config, &l->pipe);
+    if (status < 0) return status;
+    if (o->weights) {
+        free(l->pipe.weights);
+        l->pipe.weights = cnn_strdup(o->weights);
+        l->pipe.weights_pos = (cnn_pos){0, 0};
+        if (!l->pipe.weights) return CNN_ERR_NOMEM;
+    }
+    bool needs_weights = false;
+    for (int i = 0; i < l->pipe.n_layers; i++) needs_weights |= l->pipe.layers[i].params != NULL;
+    if (needs_weights) {
+        if (!l->pipe.weights)
+            return cnn_error_set(CNN_ERR_INPUT, "%s: model.weights is not set: give the weights with --weights FILE",
+                                 o->config);
+        status = cnn_weights_open(l->pipe.weights, &l->weights);
+        if (status < 0) {
+            if (l->pipe.weights_pos.line)
+                return cnn_error_prefix(status, "%s:%d:%d: model.weights", o->config, l->pipe.weights_pos.line,
+                                        l->pipe.weights_pos.col);
+            return status;
+        }
+    }
+    status = cnn_graph_build(&l->pipe, needs_weights ? &l->weights : NULL, &l->graph);
+    if (status < 0) return status;
+    return load_labels(l);
+}
+
+static void fmt_count(uint64_t v, char *buf, size_t size)
+{
+    if (v >= 1000000000ull) snprintf(buf, size, "%.2fG", (double)v / 1e9);
+    else if (v >= 1000000ull) snprintf(buf, size, "%.2fM", (double)v / 1e6);
+    else if (v >= 1000ull) snprintf(buf, size, "%.1fk", (double)v / 1e3);
+    else snprintf(buf, size, "%llu", (unsigned long long)v);
 }
 
 int cnn_cmd_info(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return cnn_error_set(CNN_ERR_USAGE, "info: not implemented yet");
+    run_opts o;
+    int status = parse_args(argc, argv, &o, true);
+    if (status != CNN_OK) goto out;
+    loaded l;
+    status = load_all(&o, &l);
+    if (status < 0) {
+        loaded_free(&l);
+        goto out;
+    }
+    const cnn_graph *g = &l.graph;
+    printf("%s: model '%s', input [%d, %d, %d], %d layers\n", o.config, l.pipe.model_name ? l.pipe.model_name : "?",
+           g->in_c, g->in_h, g->in_w, g->n);
+    printf("%-28s %-16s %-28s %-18s %10s %10s\n", "layer", "op", "inputs", "output", "params", "MACs");
+    for (int i = 0; i < g->n; i++) {
+        const cnn_layer *ly = &g->layers[i];
+        char ins[256] = "", shape[64], pc[32], mc[32];
+        size_t n = 0;
+        for (int k = 0; k < ly->n_in && n < sizeof ins; k++)
+            n += (size_t)snprintf(ins + n, sizeof ins - n, "%s%s", k ? "," : "",
+                                  ly->in[k] < 0 ? "input" : g->layers[ly->in[k]].spec->name);
+        if (ly->flat) snprintf(shape, sizeof shape, "[%d]", ly->c);
+        else snprintf(shape, sizeof shape, "[%d, %d, %d]", ly->c, ly->h, ly->w);
+        fmt_count(ly->params, pc, sizeof pc);
+        fmt_count(ly->macs, mc, sizeof mc);
+        printf("%-28s %-16s %-28s %-18s %10s %10s\n", ly->spec->name, cnn_op_name(ly->spec->op), ins, shape,
+               ly->params ? pc : "-", mc);
+    }
+    cnn_plan plan;
+    status = cnn_plan_build(g, NULL, o.batch, &plan);
+    if (status == CNN_OK) {
+        char pc[32], mc[32];
+        fmt_count(g->total_params, pc, sizeof pc);
+        fmt_count(g->total_macs, mc, sizeof mc);
+        printf("total: %s parameters, %s MACs per image\n", pc, mc);
+        printf("device memory at batch %d: %.1f MiB peak (weights %.1f MiB, activations %.1f MiB in %d buffers, "
+               "scratch %.1f MiB)\n",
+               o.batch, (double)plan.peak_bytes / 1048576.0, (double)plan.weight_bytes / 1048576.0,
+               (double)(plan.peak_bytes - plan.weight_bytes - plan.scratch_bytes - plan.input_bytes) / 1048576.0,
+               plan.n_slots, (double)plan.scratch_bytes / 1048576.0);
+        cnn_plan_free(&plan);
+    }
+    loaded_free(&l);
+out:
+    free(o.inputs);
+    free(o.taps);
+    return status > 0 ? CNN_OK : status;
+}
+
+/* One requested tensor tap (this issue: activations as .npy). */
+typedef struct tap {
+    int layer;
+    const char *kind;
+} tap;
+
+typedef struct run_state {
+    run_opts o;
+    loaded l;
+    cnn_cl cl;
+    bool cl_ready;
+    cnn_net net;
+    bool net_ready;
+    char *out_dir;
+    tap *taps;
+    int n_taps;
+    bool *keep;
+    cnn_manifest manifest;
+    cnn_json preds;
+    cnn_input_list inputs;
+    char **stems; /* [inputs.n] unique output sub-folder names */
+    float *logits;
+    float *host_tmp;
+    int failed_inputs;
+} run_state;
+
+static int add_tap(run_state *s, const char *layer, const char *kind, cnn_pos pos)
+{
+    int li = cnn_pipeline_find(&s->l.pipe, layer);
+    if (li < 0) {
+        if (pos.line) return cnn_pipeline_error_at(&s->l.pipe, pos, "tap on unknown layer '%s'", layer);
+        return cnn_error_set(CNN_ERR_USAGE, "--tap %s: no layer '%s' in %s (see 'cnnviz-cl info %s')", layer, layer,
+                             s->o.config, s->o.config);
+    }
+    s->taps[s->n_taps++] = (tap){li, kind};
+    if (!strcmp(kind, "activations")) s->keep[li] = true;
+    return CNN_OK;
+}
+
+static int collect_taps(run_state *s)
+{
+    const cnn_pipeline *p = &s->l.pipe;
+    int cap = s->o.n_taps + 1;
+    for (int i = 0; i < p->n_taps; i++) cap += p->taps[i].n_layers;
+    s->taps = cnn_calloc((size_t)cap, sizeof *s->taps);
+    s->keep = cnn_calloc((size_t)p->n_layers, sizeof *s->keep);
+    if (!s->taps || !s->keep) return CNN_ERR_NOMEM;
+    int status = CNN_OK;
+    if (!s->o.no_taps)
+        for (int i = 0; i < p->n_taps && status == CNN_OK; i++)
+            for (int k = 0; k < p->taps[i].n_layers && status == CNN_OK; k++)
+                status = add_tap(s, p->taps[i].layers[k], p->taps[i].show, p->taps[i].pos);
+    for (int i = 0; i < s->o.n_taps && status == CNN_OK; i++) {
+        char layer[256];
+        snprintf(layer, sizeof layer, "%s", s->o.taps[i]);
+        char *colon = strrchr(layer, ':');
+        const char *kind = "activations";
+        if (colon) {
+            *colon = '\0';
+            kind = NULL;
+            for (int k = 0; cnn_tap_kinds[k]; k++)
+                if (!strcmp(cnn_tap_kinds[k], colon + 1)) kind = cnn_tap_kinds[k];
+            if (!kind) return cnn_error_set(CNN_ERR_USAGE, "--tap %s: unknown kind '%s' (see 'cnnviz-cl run --help')",
+                                            s->o.taps[i], colon + 1);
+        }
+        status = add_tap(s, layer, kind, (cnn_pos){0, 0});
+    }
+    return status;
+}
+
+/* Unique, sanitised output folder names for the inputs ("cat", "cat_2"). */
+static int make_stems(run_state *s)
+{
+    s->stems = cnn_calloc((size_t)s->inputs.n + 1, sizeof *s->stems);
+    if (!s->stems) return CNN_ERR_NOMEM;
+    for (int i = 0; i < s->inputs.n; i++) {
+        char *stem = cnn_path_stem(s->inputs.paths[i]);
+        if (!stem) return CNN_ERR_NOMEM;
+        char base[128];
+        cnn_sanitize_name(stem, base, sizeof base);
+        free(stem);
+        char cand[160];
+        snprintf(cand, sizeof cand, "%s", base);
+        for (int k = 2;; k++) {
+            bool used = !strcmp(cand, "manifest.json") || !strcmp(cand, "predictions.json");
+            for (int j = 0; j < i && !used; j++) used = !strcmp(s->stems[j], cand);
+            if (!used) break;
+            snprintf(cand, sizeof cand, "%s_%d", base, k);
+        }
+        if (!(s->stems[i] = cnn_strdup(cand))) return CNN_ERR_NOMEM;
+    }
+    return CNN_OK;
+}
+
+/* Preprocessing geometry of one image: resize target and crop origin. */
+static int input_geometry(const cnn_input_spec *in, const char *path, int ih, int iw, int *rh, int *rw, int *top,
+                          int *left)
+{
+    *rh = ih;
+    *rw = iw;
+    if (in->resize == CNN_RESIZE_SHORTER_CROP) {
+        /* torchvision Resize(int): the shorter side becomes N, the longer
+         * int(N * long / short). */
+        if (ih <= iw) {
+            *rh = in->shorter;
+            *rw = (int)((double)in->shorter * iw / ih);
+        } else {
+            *rw = in->shorter;
+            *rh = (int)((double)in->shorter * ih / iw);
+        }
+    } else if (in->resize == CNN_RESIZE_STRETCH) {
+        *rh = in->stretch[0];
+        *rw = in->stretch[1];
+    }
+    if (*rh < in->h || *rw < in->w)
+        return cnn_error_set(CNN_ERR_INPUT, "%s: image is %dx%d; the network takes %dx%d (set model.input.resize)",
+                             path, iw, ih, in->w, in->h);
+    if (in->resize == CNN_RESIZE_NONE && (*rh != in->h || *rw != in->w))
+        return cnn_error_set(CNN_ERR_INPUT, "%s: image is %dx%d; the network takes %dx%d (set model.input.resize)",
+                             path, iw, ih, in->w, in->h);
+    /* torchvision CenterCrop: int(round((H - h) / 2)), round half to even. */
+    *top = (int)rint((*rh - in->h) / 2.0);
+    *left = (int)rint((*rw - in->w) / 2.0);
+    return CNN_OK;
+}
+
+/* Decodes, uploads and preprocesses image k into slot `b` of the network
+ * input.  An unreadable image returns CNN_ERR_INPUT (the caller skips it). */
+static int load_input(run_state *s, int k, int b)
+{
+    cnn_image img = {0};
+    int status = cnn_image_load(s->inputs.paths[k], &img);
+    if (status < 0) return status;
+    const cnn_input_spec *in = &s->l.pipe.input;
+    int rh, rw, top, left;
+    cl_mem src = NULL, tmp = NULL;
+    CNN_TRY(input_geometry(in, s->inputs.paths[k], img.h, img.w, &rh, &rw, &top, &left), done);
+    size_t bytes = (size_t)img.w * img.h * img.c;
+    CNN_TRY(cnn_cl_buffer(&s->cl, bytes, &src, "input image"), done);
+    CNN_TRY(cnn_cl_write(&s->cl, src, 0, bytes, img.px, "input image"), done);
+    CNN_TRY(cnn_cl_buffer(&s->cl, cnn_op_preprocess_scratch(img.h, img.w, img.c, rh, rw), &tmp, "resize scratch"),
+            done);
+    size_t off = (size_t)b * in->c * in->h * in->w;
+    CNN_TRY(cnn_op_preprocess(&s->cl, src, img.h, img.w, img.c, rh, rw, top, left, in->c, in->h, in->w, in->scale,
+                              in->mean, in->std, tmp, s->net.input, off, s->inputs.paths[k]),
+            done);
+    /* The temporary buffers must outlive the enqueued kernels. */
+    cl_int err = clFinish(s->cl.queue);
+    if (err != CL_SUCCESS)
+        status = cnn_error_set(CNN_ERR_DEVICE, "clFinish failed: %s (preprocessing %s)", cnn_cl_error_name(err),
+                               s->inputs.paths[k]);
+done:
+    if (src) clReleaseMemObject(src);
+    if (tmp) clReleaseMemObject(tmp);
+    cnn_image_free(&img);
+    return status;
+}
+
+static int write_npy(run_state *s, const char *rel, const float *data, const int64_t *shape, int ndim,
+                     const char *kind, const char *layer, const char *input)
+{
+    char *path = cnn_path_join(s->out_dir, rel);
+    if (!path) return CNN_ERR_NOMEM;
+    char *dir = cnn_path_dir(path);
+    int status = dir ? cnn_mkdirs(dir, 0755) : CNN_ERR_NOMEM;
+    if (status == CNN_OK) status = cnn_npy_write_f32(path, data, shape, ndim);
+    free(dir);
+    free(path);
+    if (status < 0) return status;
+    cnn_manifest_entry e = {.path = (char *)rel, .kind = (char *)kind, .layer = (char *)layer,
+                            .input = (char *)input, .channel = -1, .format = "npy", .ndim = ndim};
+    for (int i = 0; i < ndim; i++) e.shape[i] = shape[i];
+    return cnn_manifest_add(&s->manifest, &e);
+}
+
+static int cmp_desc(const void *a, const void *b, const float *v)
+{
+    int ia = *(const int *)a, ib = *(const int *)b;
+    return v[ia] < v[ib] ? 1 : v[ia] > v[ib] ? -1 : (ia > ib) - (ia < ib);
+}
+static const float *g_sort_values;
+static int cmp_idx(const void *a, const void *b) { return cmp_desc(a, b, g_sort_values); }
+
+/* Predictions, raw output and taps of image k (slot b of the batch). */
+static int finish_input(run_state *s, int k, int b)
+{
+    const cnn_graph *g = &s->l.graph;
+    const cnn_layer *out = &g->layers[g->n - 1];
+    size_t nout = cnn_layer_numel(out);
+    const float *logits = s->logits + (size_t)b * nout;
+    const char *stem = s->stems[k];
+    const char *path = s->inputs.paths[k];
+    char rel[512];
+    int64_t shape[4];
+    int status;
+
+    /* Softmax in double over the network output, for the printed top-k. */
+    double mx = -INFINITY, sum = 0;
+    for (size_t i = 0; i < nout; i++) mx = fmax(mx, (double)logits[i]);
+    for (size_t i = 0; i < nout; i++) sum += exp((double)logits[i] - mx);
+    int top = s->o.top ? s->o.top : s->l.pipe.top;
+    if ((size_t)top > nout) top = (int)nout;
+    int *idx = cnn_malloc(nout * sizeof *idx);
+    if (!idx) return CNN_ERR_NOMEM;
+    for (size_t i = 0; i < nout; i++) idx[i] = (int)i;
+    g_sort_values = logits;
+    qsort(idx, nout, sizeof *idx, cmp_idx);
+    if (!s->o.quiet) printf("%s\n", path);
+    cnn_json_object_begin(&s->preds);
+    cnn_json_key(&s->preds, "input");
+    cnn_json_string(&s->preds, path);
+    cnn_json_key(&s->preds, "top");
+    cnn_json_array_begin(&s->preds);
+    for (int t = 0; t < top; t++) {
+        int c = idx[t];
+        double prob = exp((double)logits[c] - mx) / sum;
+        const char *label = c < s->l.n_labels ? s->l.labels[c] : "";
+        if (!s->o.quiet) printf("  %2d. %5d  %-32s %.4f\n", t + 1, c, label, prob);
+        cnn_json_object_begin(&s->preds);
+        cnn_json_key(&s->preds, "index");
+        cnn_json_int(&s->preds, c);
+        cnn_json_key(&s->preds, "label");
+        cnn_json_string(&s->preds, label);
+        cnn_json_key(&s->preds, "prob");
+        cnn_json_number(&s->preds, prob);
+        cnn_json_object_end(&s->preds);
+    }
+    cnn_json_array_end(&s->preds);
+    cnn_json_object_end(&s->preds);
+    free(idx);
+
+    snprintf(rel, sizeof rel, "%s/output.npy", stem);
+    shape[0] = (int64_t)nout;
+    status = write_npy(s, rel, logits, shape, 1, "output", out->spec->name, path);
+    if (status < 0) return status;
+
+    if (!s->o.npy) return CNN_OK;
+    for (int t = 0; t < s->n_taps; t++) {
+        if (strcmp(s->taps[t].kind, "activations") != 0) continue;
+        const cnn_layer *ly = &g->layers[s->taps[t].layer];
+        size_t n = cnn_layer_numel(ly);
+        /* Read image b's slice of the tapped tensor. */
+        status = cnn_cl_read(&s->cl, cnn_net_buffer(&s->net, s->taps[t].layer), (size_t)b * n * sizeof(float),
+                             n * sizeof(float), s->host_tmp, ly->spec->name);
+        if (status < 0) return status;
+        char lname[128];
+        cnn_sanitize_name(ly->spec->name, lname, sizeof lname);
+        snprintf(rel, sizeof rel, "%s/%s/activations.npy", stem, lname);
+        int ndim = ly->flat ? 1 : 3;
+        shape[0] = ly->c;
+        shape[1] = ly->h;
+        shape[2] = ly->w;
+        status = write_npy(s, rel, s->host_tmp, shape, ndim, "activations", ly->spec->name, path);
+        if (status < 0) return status;
+    }
+    return CNN_OK;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int run_repeat(run_state *s, int n)
+{
+    int reps = s->o.repeat;
+    double *t = cnn_calloc((size_t)reps, sizeof *t);
+    if (!t) return CNN_ERR_NOMEM;
+    int status = cnn_net_forward(&s->net, n); /* warm-up */
+    cl_int err = status == CNN_OK ? clFinish(s->cl.queue) : CL_SUCCESS;
+    for (int r = 0; r < reps && status == CNN_OK && err == CL_SUCCESS; r++) {
+        double t0 = cnn_now_ms();
+        status = cnn_net_forward(&s->net, n);
+        if (status == CNN_OK) err = clFinish(s->cl.queue);
+        t[r] = cnn_now_ms() - t0;
+    }
+    if (status == CNN_OK && err != CL_SUCCESS)
+        status = cnn_error_set(CNN_ERR_DEVICE, "clFinish failed: %s (forward)", cnn_cl_error_name(err));
+    if (status == CNN_OK) {
+        qsort(t, (size_t)reps, sizeof *t, cmp_double);
+        double med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+        printf("forward: median %.2f ms over %d runs (batch %d, min %.2f, max %.2f)\n", med, reps, n, t[0],
+               t[reps - 1]);
+    }
+    free(t);
+    return status;
+}
+
+static void print_profile(run_state *s)
+{
+    const cnn_graph *g = &s->l.graph;
+    double total = 0;
+    for (int i = 0; i < g->n; i++) total += s->net.layer_ms[i];
+    printf("%-28s %-16s %-18s %10s %9s %7s\n", "layer", "op", "output", "ms", "GFLOP/s", "share");
+    for (int i = 0; i < g->n; i++) {
+        const cnn_layer *ly = &g->layers[i];
+        char shape[64];
+        snprintf(shape, sizeof shape, "[%d, %d, %d]", ly->c, ly->h, ly->w);
+        double ms = s->net.layer_ms[i];
+        if (!s->net.plan.computes[i]) {
+            printf("%-28s %-16s %-18s %10s %9s %7s\n", ly->spec->name, cnn_op_name(ly->spec->op), shape, "fused", "",
+                   "");
+            continue;
+        }
+        double gf = ms > 0 ? 2.0 * (double)ly->macs / (ms * 1e6) : 0;
+        printf("%-28s %-16s %-18s %10.3f %9.1f %6.1f%%\n", ly->spec->name, cnn_op_name(ly->spec->op), shape, ms, gf,
+               total > 0 ? 100.0 * ms / total : 0);
+    }
+    printf("total device time %.2f ms\n", total);
+}
+
+static void run_state_free(run_state *s)
+{
+    if (s->net_ready) cnn_net_free(&s->net);
+    if (s->cl_ready) cnn_cl_free(&s->cl);
+    loaded_free(&s->l);
+    free(s->out_dir);
+    free(s->taps);
+    free(s->keep);
+    cnn_manifest_free(&s->manifest);
+    cnn_json_free(&s->preds);
+    if (s->stems)
+        for (int i = 0; i < s->inputs.n; i++) free(s->stems[i]);
+    free(s->stems);
+    cnn_inputs_free(&s->inputs);
+    free(s->logits);
+    free(s->host_tmp);
+    free(s->o.inputs);
+    free(s->o.taps);
+}
+
+int cnn_cmd_run(int argc, char **argv)
+{
+    run_state s;
+    memset(&s, 0, sizeof s);
+    cnn_json_init(&s.preds, true);
+    int status = parse_args(argc, argv, &s.o, false);
+    if (status != CNN_OK) goto done;
+    double t_start = cnn_now_ms();
+    CNN_TRY(load_all(&s.o, &s.l), done);
+    CNN_TRY(collect_taps(&s), done);
+    if (s.o.n_inputs == 0 && s.o.repeat == 0) {
+        status = cnn_error_set(CNN_ERR_USAGE, "run: no input: give images with --input (files, folders or @list.txt)");
+        goto done;
+    }
+    for (int i = 0; i < s.o.n_inputs; i++) CNN_TRY(cnn_inputs_add(&s.inputs, s.o.inputs[i]), done);
+    CNN_TRY(make_stems(&s), done);
+    if (s.o.out) s.out_dir = cnn_strdup(s.o.out);
+    else if (s.l.pipe.out_dir) s.out_dir = cnn_strdup(s.l.pipe.out_dir);
+    else {
+        char name[128];
+        cnn_sanitize_name(s.l.pipe.model_name ? s.l.pipe.model_name : "model", name, sizeof name);
+        s.out_dir = cnn_strfmt("out/%s", name);
+    }
+    if (!s.out_dir) {
+        status = CNN_ERR_NOMEM;
+        goto done;
+    }
+    if (s.o.npy) s.l.pipe.npy = true;
+    s.o.npy = s.l.pipe.npy;
+
+    status = cnn_cl_init(&s.cl, s.o.platform, s.o.device, s.o.profile);
+    if (status == CNN_ERR_USAGE) {
+        char msg[CNN_ERROR_MAX];
+        snprintf(msg, sizeof msg, "%s", cnn_error_message());
+        fprintf(stderr, "available devices:\n");
+        cnn_cl_print_devices(stderr);
+        cnn_error_set(status, "%s", msg);
+    }
+    if (status < 0) goto done;
+    s.cl_ready = true;
+    cnn_blas_apply_defaults(&s.cl);
+    int batch = s.o.batch;
+    if (s.inputs.n && batch > s.inputs.n) batch = s.inputs.n;
+    CNN_TRY(cnn_net_create(&s.net, &s.cl, &s.l.graph, s.keep, batch), done);
+    s.net_ready = true;
+    if (!s.o.quiet)
+        fprintf(stderr, "cnnviz-cl: %s on %s (%s), plan %.1f MiB\n", s.l.pipe.model_name ? s.l.pipe.model_name : "model",
+                s.cl.device_name, s.cl.platform_name, (double)s.net.plan.peak_bytes / 1048576.0);
+
+    const cnn_graph *g = &s.l.graph;
+    size_t nout = cnn_layer_numel(&g->layers[g->n - 1]);
+    size_t maxn = nout;
+    for (int i = 0; i < g->n; i++)
+        if (cnn_layer_numel(&g->layers[i]) > maxn) maxn = cnn_layer_numel(&g->layers[i]);
+    s.logits = cnn_malloc((size_t)batch * nout * sizeof(float));
+    s.host_tmp = cnn_malloc(maxn * sizeof(float));
+    if (!s.logits || !s.host_tmp) {
+        status = CNN_ERR_NOMEM;
+        goto done;
+    }
+    CNN_TRY(cnn_mkdirs(s.out_dir, 0755), done);
+
+    cnn_json_array_begin(&s.preds);
+    int *slot_of = cnn_calloc((size_t)batch, sizeof *slot_of);
+    if (!slot_of) {
+        status = CNN_ERR_NOMEM;
+        goto done;
+    }
+    double t_first = 0, t_loop = cnn_now_ms();
+    int done_inputs = 0;
+    for (int k = 0; k < s.inputs.n && status == CNN_OK;) {
+        int b = 0;
+        while (b < batch && k < s.inputs.n) {
+            int st = load_input(&s, k, b);
+            if (st == CNN_ERR_INPUT) {
+                fprintf(stderr, "cnnviz-cl: skipped: %s\n", cnn_error_message());
+                s.failed_inputs++;
+                k++;
+                continue;
+            }
+            if (st < 0) {
+                status = st;
+                break;
+            }
+            slot_of[b++] = k++;
+        }
+        if (status < 0 || b == 0) break;
+        CNN_TRY(cnn_net_forward(&s.net, b), loop_done);
+        CNN_TRY(cnn_net_read(&s.net, g->n - 1, b, s.logits), loop_done);
+        for (int j = 0; j < b && status == CNN_OK; j++) status = finish_input(&s, slot_of[j], j);
+        done_inputs += b;
+        if (!t_first) t_first = cnn_now_ms() - t_start;
+    }
+loop_done:
+    free(slot_of);
+    if (status < 0) goto done;
+    double loop_ms = cnn_now_ms() - t_loop;
+    if (s.o.profile && done_inputs) print_profile(&s);
+    if (s.o.repeat) CNN_TRY(run_repeat(&s, batch), done);
+    cnn_json_array_end(&s.preds);
+    if (s.inputs.n) {
+        char *p = cnn_path_join(s.out_dir, "predictions.json");
+        status = p ? cnn_json_write_file(&s.preds, p) : CNN_ERR_NOMEM;
+        free(p);
+        if (status < 0) goto done;
+        cnn_manifest_entry e = {.path = "predictions.json", .kind = "predictions", .channel = -1, .format = "json"};
+        CNN_TRY(cnn_manifest_add(&s.manifest, &e), done);
+        p = cnn_path_join(s.out_dir, "manifest.json");
+        status = p ? cnn_manifest_write(&s.manifest, p) : CNN_ERR_NOMEM;
+        free(p);
+        if (status < 0) goto done;
+    }
+    if (!s.o.quiet && done_inputs) {
+        fprintf(stderr, "cnnviz-cl: %d input%s in %.2f s (%.1f images/s), first output after %.0f ms\n", done_inputs,
+                done_inputs == 1 ? "" : "s", loop_ms / 1000.0, done_inputs / (loop_ms / 1000.0), t_first);
+        fprintf(stderr, "cnnviz-cl: wrote %s/manifest.json\n", s.out_dir);
+    }
+    if (s.failed_inputs)
+        status = cnn_error_set(CNN_ERR_INPUT, "%d of %d inputs could not be read (see the 'skipped' lines above)",
+                               s.failed_inputs, s.inputs.n);
+done:
+    run_state_free(&s);
+    return status > 0 ? CNN_OK : status;
 }

@@ -8,6 +8,7 @@
 #define CNN_CONFIG_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef struct cnn_pos {
     int line, col; /* 1-based; 0 when unknown (e.g. set from the command line) */

@@ -1,0 +1,159 @@
+/* Pooling and channel-wise ops: max/avg/adaptive-avg pooling, softmax and
+ * local response norm over channels, concat.  One work-item per output
+ * element (softmax: per (n, position)); every kernel returns early past its
+ * item count because the host rounds the global size up to the work-group. */
+
+/* Window geometry shared by max and avg pooling, in the order the host
+ * passes it.  Padding is only "virtual": out-of-range taps are skipped. */
+#define POOL_GEOM_ARGS                                                                       \
+    const uint total, const uint hi, const uint wi, const uint ho, const uint wo,            \
+        const uint kh, const uint kw, const uint sh, const uint sw, const uint dh,           \
+        const uint dw, const uint pt, const uint pl
+
+/* y[nc, oy, ox] = max over the dilated window of x[nc]; padding is -inf, so a
+ * window that only touches padding would give -inf (PyTorch forbids that
+ * geometry).  NaN propagates like in PyTorch. */
+__kernel void kernel_maxpool_f32(__global const float *x, __global float *y, POOL_GEOM_ARGS)
+{
+    uint idx = get_global_id(0);
+    if (idx >= total) return;
+    uint ox = idx % wo;
+    uint oy = (idx / wo) % ho;
+    uint nc = idx / (wo * ho);
+    __global const float *plane = x + nc * hi * wi;
+    int y0 = (int)(oy * sh) - (int)pt;
+    int x0 = (int)(ox * sw) - (int)pl;
+    float m = -INFINITY;
+    for (uint i = 0; i < kh; i++) {
+        int yy = y0 + (int)(i * dh);
+        if (yy < 0 || yy >= (int)hi) continue;
+        for (uint j = 0; j < kw; j++) {
+            int xx = x0 + (int)(j * dw);
+            if (xx < 0 || xx >= (int)wi) continue;
+            float v = plane[yy * (int)wi + xx];
+            if (v > m || isnan(v)) m = v;
+        }
+    }
+    y[idx] = m;
+}
+
+/* Taps of a (dilated) window along one axis that fall inside [lo, hi). */
+inline int taps_inside(int start, int k, int d, int lo, int hi)
+{
+    int n = 0;
+    for (int i = 0; i < k; i++) {
+        int p = start + i * d;
+        n += (p >= lo && p < hi);
+    }
+    return n;
+}
+
+/* PyTorch's avg_pool2d divisor: with count_include_pad the taps inside the
+ * padded input [-pt, hi + pb) count (not the ceil_mode overhang past it),
+ * otherwise only the taps inside the input.  With dilation 1 this is
+ * PyTorch's (hend - hstart) * (wend - wstart) formula; dilation extends it
+ * tap by tap.  A window with no input tap gives 0, as in PyTorch. */
+__kernel void kernel_avgpool_f32(__global const float *x, __global float *y, POOL_GEOM_ARGS,
+                                 const uint pb, const uint pr, const uint count_include_pad)
+{
+    uint idx = get_global_id(0);
+    if (idx >= total) return;
+    uint ox = idx % wo;
+    uint oy = (idx / wo) % ho;
+    uint nc = idx / (wo * ho);
+    __global const float *plane = x + nc * hi * wi;
+    int y0 = (int)(oy * sh) - (int)pt;
+    int x0 = (int)(ox * sw) - (int)pl;
+    float s = 0.0f;
+    for (uint i = 0; i < kh; i++) {
+        int yy = y0 + (int)(i * dh);
+        if (yy < 0 || yy >= (int)hi) continue;
+        for (uint j = 0; j < kw; j++) {
+            int xx = x0 + (int)(j * dw);
+            if (xx < 0 || xx >= (int)wi) continue;
+            s += plane[yy * (int)wi + xx];
+        }
+    }
+    int ny = taps_inside(y0, (int)kh, (int)dh, 0, (int)hi);
+    int nx = taps_inside(x0, (int)kw, (int)dw, 0, (int)wi);
+    if (ny == 0 || nx == 0) {
+        y[idx] = 0.0f;
+        return;
+    }
+    if (count_include_pad) {
+        ny = taps_inside(y0, (int)kh, (int)dh, -(int)pt, (int)(hi + pb));
+        nx = taps_inside(x0, (int)kw, (int)dw, -(int)pl, (int)(wi + pr));
+    }
+    y[idx] = s / (float)(ny * nx);
+}
+
+/* Adaptive average pooling: output row oy averages input rows
+ * [floor(oy*hi/ho), ceil((oy+1)*hi/ho)), the same for columns. */
+__kernel void kernel_adaptive_avgpool_f32(__global const float *x, __global float *y,
+                                          const uint total, const uint hi, const uint wi,
+                                          const uint ho, const uint wo)
+{
+    uint idx = get_global_id(0);
+    if (idx >= total) return;
+    uint ox = idx % wo;
+    uint oy = (idx / wo) % ho;
+    uint nc = idx / (wo * ho);
+    __global const float *plane = x + nc * hi * wi;
+    uint ys = oy * hi / ho, ye = ((oy + 1) * hi + ho - 1) / ho;
+    uint xs = ox * wi / wo, xe = ((ox + 1) * wi + wo - 1) / wo;
+    float s = 0.0f;
+    for (uint yy = ys; yy < ye; yy++)
+        for (uint xx = xs; xx < xe; xx++) s += plane[yy * wi + xx];
+    y[idx] = s / (float)((ye - ys) * (xe - xs));
+}
+
+/* Softmax over the channels of x[n, c, plane], one work-item per
+ * (n, position); the max is subtracted first so exp never overflows. */
+__kernel void kernel_softmax_f32(__global const float *x, __global float *y, const uint total,
+                                 const uint c, const uint plane)
+{
+    uint idx = get_global_id(0);
+    if (idx >= total) return;
+    uint base = (idx / plane) * c * plane + idx % plane;
+    float m = -INFINITY;
+    for (uint i = 0; i < c; i++) m = fmax(m, x[base + i * plane]);
+    float s = 0.0f;
+    for (uint i = 0; i < c; i++) {
+        float e = exp(x[base + i * plane] - m);
+        y[base + i * plane] = e;
+        s += e;
+    }
+    float r = 1.0f / s;
+    for (uint i = 0; i < c; i++) y[base + i * plane] *= r;
+}
+
+/* PyTorch LocalResponseNorm: the squares are zero-padded by size/2 channels
+ * before and (size-1)/2 after and averaged over `size` (padding counts), so
+ * y_c = x_c / (k + alpha/size * sum_{c'=c-size/2}^{c+(size-1)/2} x_c'^2)^beta. */
+__kernel void kernel_lrn_f32(__global const float *x, __global float *y, const uint total,
+                             const uint c, const uint plane, const uint size, const float alpha,
+                             const float beta, const float k)
+{
+    uint idx = get_global_id(0);
+    if (idx >= total) return;
+    int ch = (int)((idx / plane) % c);
+    uint base = idx - (uint)ch * plane; /* channel 0 at this (n, position) */
+    int lo = max(ch - (int)(size / 2), 0);
+    int hi = min(ch + (int)((size - 1) / 2), (int)c - 1);
+    float s = 0.0f;
+    for (int i = lo; i <= hi; i++) {
+        float v = x[base + (uint)i * plane];
+        s += v * v;
+    }
+    y[idx] = x[idx] / pow(k + alpha / (float)size * s, beta);
+}
+
+/* y[b, c0 + ch, p] = x[b, ch, p] for x [n, cx, plane] and y [n, cy, plane];
+ * block = cx * plane is one image of x. */
+__kernel void kernel_concat_f32(__global const float *x, __global float *y, const uint total,
+                                const uint block, const uint ystride, const uint yoffset)
+{
+    uint idx = get_global_id(0);
+    if (idx >= total) return;
+    y[(idx / block) * ystride + yoffset + idx % block] = x[idx];
+}

@@ -1,0 +1,234 @@
+#define _POSIX_C_SOURCE 200809L
+#include "io/json.h"
+#include "core/error.h"
+#include "core/util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cnn_json_init(cnn_json *j, bool pretty)
+{
+    memset(j, 0, sizeof *j);
+    j->pretty = pretty;
+    j->first[0] = true;
+}
+
+void cnn_json_free(cnn_json *j)
+{
+    free(j->buf);
+    memset(j, 0, sizeof *j);
+}
+
+/* Keeps buf NUL-terminated at all times so callers may print it directly.
+ * After the first failure every call is a no-op. */
+static bool reserve(cnn_json *j, size_t extra)
+{
+    if (j->failed) return false;
+    size_t need;
+    if (!cnn_add_size(j->len, extra, &need) || !cnn_add_size(need, 1, &need)) {
+        j->failed = true;
+        return false;
+    }
+    if (need <= j->cap) return true;
+    size_t cap = j->cap ? j->cap : 256;
+    while (cap < need) {
+        if (cap > SIZE_MAX / 2) {
+            cap = need;
+            break;
+        }
+        cap *= 2;
+    }
+    char *p = cnn_realloc(j->buf, cap);
+    if (!p) {
+        j->failed = true;
+        return false;
+    }
+    j->buf = p;
+    j->cap = cap;
+    return true;
+}
+
+static void put(cnn_json *j, const char *s, size_t n)
+{
+    if (!reserve(j, n)) return;
+    memcpy(j->buf + j->len, s, n);
+    j->len += n;
+    j->buf[j->len] = '\0';
+}
+
+static void put_str(cnn_json *j, const char *s) { put(j, s, strlen(s)); }
+
+static void newline_indent(cnn_json *j, int depth)
+{
+    if (!j->pretty) return;
+    put(j, "\n", 1);
+    for (int i = 0; i < depth; i++) put(j, "  ", 2);
+}
+
+/* Comma and line break before an element of the current container. */
+static void element_sep(cnn_json *j)
+{
+    if (!j->first[j->depth]) put(j, ",", 1);
+    j->first[j->depth] = false;
+    newline_indent(j, j->depth);
+}
+
+/* Called before every value: after a key the value follows directly; at top
+ * level only one value is allowed. */
+static bool value_begin(cnn_json *j)
+{
+    if (j->failed) return false;
+    if (j->after_key) {
+        j->after_key = false;
+        return true;
+    }
+    if (j->depth == 0) {
+        if (!j->first[0]) {
+            j->failed = true;
+            return false;
+        }
+        j->first[0] = false;
+        return true;
+    }
+    element_sep(j);
+    return !j->failed;
+}
+
+static void put_escaped(cnn_json *j, const char *s)
+{
+    put(j, "\"", 1);
+    const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *run = p; /* start of bytes that need no escaping */
+    for (;; p++) {
+        unsigned char ch = *p;
+        if (ch != '\0' && ch != '"' && ch != '\\' && ch >= 0x20) continue;
+        put(j, (const char *)run, (size_t)(p - run));
+        if (ch == '\0') break;
+        char esc[8];
+        switch (ch) {
+        case '"': put_str(j, "\\\""); break;
+        case '\\': put_str(j, "\\\\"); break;
+        case '\b': put_str(j, "\\b"); break;
+        case '\f': put_str(j, "\\f"); break;
+        case '\n': put_str(j, "\\n"); break;
+        case '\r': put_str(j, "\\r"); break;
+        case '\t': put_str(j, "\\t"); break;
+        default:
+            snprintf(esc, sizeof esc, "\\u%04x", ch);
+            put_str(j, esc);
+            break;
+        }
+        run = p + 1;
+    }
+    put(j, "\"", 1);
+}
+
+static void container_begin(cnn_json *j, char open)
+{
+    if (!value_begin(j)) return;
+    if (j->depth + 1 >= CNN_JSON_MAX_DEPTH) {
+        j->failed = true;
+        return;
+    }
+    put(j, &open, 1);
+    j->depth++;
+    j->first[j->depth] = true;
+}
+
+static void container_end(cnn_json *j, char close)
+{
+    if (j->failed) return;
+    if (j->depth == 0 || j->after_key) {
+        j->failed = true;
+        return;
+    }
+    bool empty = j->first[j->depth];
+    j->depth--;
+    if (!empty) newline_indent(j, j->depth);
+    put(j, &close, 1);
+}
+
+void cnn_json_object_begin(cnn_json *j) { container_begin(j, '{'); }
+void cnn_json_object_end(cnn_json *j) { container_end(j, '}'); }
+void cnn_json_array_begin(cnn_json *j) { container_begin(j, '['); }
+void cnn_json_array_end(cnn_json *j) { container_end(j, ']'); }
+
+void cnn_json_key(cnn_json *j, const char *key)
+{
+    if (j->failed) return;
+    if (j->depth == 0 || j->after_key || !key) {
+        j->failed = true;
+        return;
+    }
+    element_sep(j);
+    put_escaped(j, key);
+    put_str(j, j->pretty ? ": " : ":");
+    j->after_key = true;
+}
+
+void cnn_json_string(cnn_json *j, const char *s)
+{
+    if (!value_begin(j)) return;
+    if (s)
+        put_escaped(j, s);
+    else
+        put_str(j, "null");
+}
+
+void cnn_json_number(cnn_json *j, double v)
+{
+    if (!value_begin(j)) return;
+    if (!isfinite(v)) {
+        put_str(j, "null");
+        return;
+    }
+    char tmp[40];
+    snprintf(tmp, sizeof tmp, "%.9g", v);
+    /* A program that called setlocale() may get a decimal comma from
+     * printf; JSON only knows the point. */
+    for (char *p = tmp; *p; p++)
+        if (*p == ',') *p = '.';
+    put_str(j, tmp);
+}
+
+void cnn_json_int(cnn_json *j, long long v)
+{
+    if (!value_begin(j)) return;
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "%lld", v);
+    put_str(j, tmp);
+}
+
+void cnn_json_bool(cnn_json *j, bool v)
+{
+    if (!value_begin(j)) return;
+    put_str(j, v ? "true" : "false");
+}
+
+void cnn_json_null(cnn_json *j)
+{
+    if (!value_begin(j)) return;
+    put_str(j, "null");
+}
+
+int cnn_json_write_file(cnn_json *j, const char *path)
+{
+    /* An unfinished document (open containers, a key without value, nothing
+     * at all) is a writer misuse just like an out-of-memory failure: either
+     * way the text would not parse. */
+    if (j->failed || j->depth != 0 || j->after_key || j->first[0] || !j->buf)
+        return cnn_error_set(CNN_ERR_NOMEM,
+                             "%s: JSON document could not be built (out of memory or incomplete)",
+                             path);
+    /* Trailing newline so the file is a proper text file; buf keeps the
+     * document itself. */
+    put(j, "\n", 1);
+    if (j->failed)
+        return cnn_error_set(CNN_ERR_NOMEM, "%s: out of memory building JSON", path);
+    int status = cnn_file_write_atomic(path, j->buf, j->len);
+    j->len--;
+    j->buf[j->len] = '\0';
+    return status;
+}

@@ -1,0 +1,105 @@
+#include "io/manifest.h"
+#include "io/json.h"
+#include "core/error.h"
+#include "core/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static char *dup_or_null(const char *s, bool *fail)
+{
+    if (!s) return NULL;
+    char *d = cnn_strdup(s);
+    if (!d) *fail = true;
+    return d;
+}
+
+int cnn_manifest_add(cnn_manifest *m, const cnn_manifest_entry *e)
+{
+    if (m->n == m->cap) {
+        int cap = m->cap ? m->cap * 2 : 64;
+        cnn_manifest_entry *p = cnn_realloc(m->e, (size_t)cap * sizeof *p);
+        if (!p) return CNN_ERR_NOMEM;
+        m->e = p;
+        m->cap = cap;
+    }
+    cnn_manifest_entry *d = &m->e[m->n];
+    *d = *e;
+    bool fail = false;
+    d->path = dup_or_null(e->path, &fail);
+    d->kind = dup_or_null(e->kind, &fail);
+    d->layer = dup_or_null(e->layer, &fail);
+    d->input = dup_or_null(e->input, &fail);
+    d->format = dup_or_null(e->format, &fail);
+    d->normalize = dup_or_null(e->normalize, &fail);
+    d->colormap = dup_or_null(e->colormap, &fail);
+    m->n++;
+    return fail ? CNN_ERR_NOMEM : CNN_OK;
+}
+
+int cnn_manifest_write(const cnn_manifest *m, const char *path)
+{
+    cnn_json j;
+    cnn_json_init(&j, true);
+    cnn_json_object_begin(&j);
+    cnn_json_key(&j, "files");
+    cnn_json_array_begin(&j);
+    for (int i = 0; i < m->n; i++) {
+        const cnn_manifest_entry *e = &m->e[i];
+        cnn_json_object_begin(&j);
+        cnn_json_key(&j, "path");
+        cnn_json_string(&j, e->path);
+        cnn_json_key(&j, "kind");
+        cnn_json_string(&j, e->kind);
+        cnn_json_key(&j, "layer");
+        cnn_json_string(&j, e->layer);
+        cnn_json_key(&j, "input");
+        cnn_json_string(&j, e->input);
+        cnn_json_key(&j, "channel");
+        if (e->channel >= 0) cnn_json_int(&j, e->channel);
+        else cnn_json_null(&j);
+        cnn_json_key(&j, "format");
+        cnn_json_string(&j, e->format);
+        cnn_json_key(&j, "shape");
+        cnn_json_array_begin(&j);
+        for (int k = 0; k < e->ndim; k++) cnn_json_int(&j, (long long)e->shape[k]);
+        cnn_json_array_end(&j);
+        if (e->normalize) {
+            cnn_json_key(&j, "normalize");
+            cnn_json_string(&j, e->normalize);
+        }
+        if (e->has_range) {
+            cnn_json_key(&j, "range");
+            cnn_json_array_begin(&j);
+            cnn_json_number(&j, e->range[0]);
+            cnn_json_number(&j, e->range[1]);
+            cnn_json_array_end(&j);
+        }
+        if (e->colormap) {
+            cnn_json_key(&j, "colormap");
+            cnn_json_string(&j, e->colormap);
+        }
+        cnn_json_object_end(&j);
+    }
+    cnn_json_array_end(&j);
+    cnn_json_object_end(&j);
+    int status = cnn_json_write_file(&j, path);
+    cnn_json_free(&j);
+    return status;
+}
+
+void cnn_manifest_free(cnn_manifest *m)
+{
+    for (int i = 0; i < m->n; i++) {
+        cnn_manifest_entry *e = &m->e[i];
+        free(e->path);
+        free(e->kind);
+        free(e->layer);
+        free(e->input);
+        free(e->format);
+        free(e->normalize);
+        free(e->colormap);
+    }
+    free(m->e);
+    memset(m, 0, sizeof *m);
+}

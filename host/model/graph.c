@@ -1,0 +1,285 @@
+#include "model/graph.h"
+#include "core/error.h"
+#include "core/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+size_t cnn_layer_numel(const cnn_layer *l) { return (size_t)l->c * l->h * l->w; }
+
+static void shape_str(const int64_t *shape, int ndim, char *buf, size_t size)
+{
+    size_t n = 0;
+    n += (size_t)snprintf(buf + n, size - n, "[");
+    for (int i = 0; i < ndim && n < size; i++)
+        n += (size_t)snprintf(buf + n, size - n, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (n < size) snprintf(buf + n, size - n, "]");
+}
+
+/* Binds `<params>.<suffix>` with the exact shape `want` (ndim dims) and
+ * converts it to float32 into *out. */
+static int bind(const cnn_pipeline *p, const cnn_weights *wts, const cnn_layer_spec *s, const char *suffix,
+                const int64_t *want, int ndim, float **out)
+{
+    char name[512];
+    snprintf(name, sizeof name, "%s.%s", s->params, suffix);
+    const cnn_weight_tensor *t = cnn_weights_find(wts, name);
+    if (!t)
+        return cnn_pipeline_error_at(p, s->params_pos, "layer '%s': tensor '%s' not found in %s", s->name,
+                                     name, wts->path);
+    bool same = t->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++) same = t->shape[i] == want[i];
+    if (!same) {
+        char got[128], exp[128];
+        shape_str(t->shape, t->ndim, got, sizeof got);
+        shape_str(want, ndim, exp, sizeof exp);
+        return cnn_pipeline_error_at(p, s->params_pos, "layer '%s': tensor '%s' has shape %s, expected %s",
+                                     s->name, name, got, exp);
+    }
+    if (t->dtype == CNN_DTYPE_OTHER)
+        return cnn_pipeline_error_at(p, s->params_pos,
+                                     "layer '%s': tensor '%s' has dtype %s; F32, F16 or BF16 needed", s->name,
+                                     name, t->dtype_name);
+    float *buf = cnn_malloc((t->numel ? t->numel : 1) * sizeof(float));
+    if (!buf) return CNN_ERR_NOMEM;
+    int status = cnn_weights_to_f32(wts, t, buf);
+    if (status < 0) {
+        free(buf);
+        return status;
+    }
+    *out = buf;
+    return CNN_OK;
+}
+
+/* Output size of a sliding window along one axis, PyTorch's rule; 0 when the
+ * window does not fit. */
+static int window_out(int in, int pad_lo, int pad_hi, int k, int stride, int dil, bool ceil_mode)
+{
+    long span = (long)in + pad_lo + pad_hi - (long)dil * (k - 1) - 1;
+    if (span < 0) return 0;
+    long o = (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
+    /* The last window must start inside the input or the left padding. */
+    if (ceil_mode && (o - 1) * stride >= (long)in + pad_lo) o--;
+    return (int)o;
+}
+
+static int spatial_input(const cnn_pipeline *p, const cnn_layer_spec *s, const cnn_layer *in)
+{
+    if (in->flat)
+        return cnn_pipeline_error_at(p, s->op_pos, "layer '%s' (%s) needs a [C, H, W] input, but its input is "
+                                     "a flat vector of %d features", s->name, cnn_op_name(s->op), in->c);
+    return CNN_OK;
+}
+
+static int infer(const cnn_pipeline *p, const cnn_weights *wts, cnn_graph *g, int li)
+{
+    cnn_layer *l = &g->layers[li];
+    const cnn_layer_spec *s = l->spec;
+    cnn_layer input_layer = {.c = g->in_c, .h = g->in_h, .w = g->in_w};
+    const cnn_layer *in0 = l->in[0] == CNN_GRAPH_INPUT ? &input_layer : &g->layers[l->in[0]];
+    int status = CNN_OK;
+    l->c = in0->c;
+    l->h = in0->h;
+    l->w = in0->w;
+    l->flat = in0->flat;
+
+    switch (s->op) {
+    case CNN_OP_CONV2D: {
+        CNN_TRY(spatial_input(p, s, in0), done);
+        cnn_conv_geom *cg = &l->conv;
+        *cg = (cnn_conv_geom){.ci = in0->c, .hi = in0->h, .wi = in0->w, .co = s->out, .kh = s->kernel[0],
+                              .kw = s->kernel[1], .sh = s->stride[0], .sw = s->stride[1],
+                              .dh = s->dilation[0], .dw = s->dilation[1], .pt = s->pad[0], .pb = s->pad[1],
+                              .pl = s->pad[2], .pr = s->pad[3], .groups = s->groups};
+        if (cg->ci % cg->groups || cg->co % cg->groups)
+            return cnn_pipeline_error_at(p, s->pos, "layer '%s': groups %d must divide input channels %d and "
+                                         "output channels %d", s->name, cg->groups, cg->ci, cg->co);
+        cg->ho = window_out(cg->hi, cg->pt, cg->pb, cg->kh, cg->sh, cg->dh, false);
+        cg->wo = window_out(cg->wi, cg->pl, cg->pr, cg->kw, cg->sw, cg->dw, false);
+        if (cg->ho < 1 || cg->wo < 1)
+            return cnn_pipeline_error_at(p, s->pos, "layer '%s': kernel %dx%d (dilation %dx%d) is larger than "
+                                         "the padded input %dx%d", s->name, cg->kh, cg->kw, cg->dh, cg->dw,
+                                         cg->hi + cg->pt + cg->pb, cg->wi + cg->pl + cg->pr);
+        l->c = cg->co;
+        l->h = cg->ho;
+        l->w = cg->wo;
+        int64_t cig = cg->ci / cg->groups;
+        l->n_weight = (size_t)cg->co * (size_t)cig * cg->kh * cg->kw;
+        l->params = l->n_weight + (s->bias ? (uint64_t)cg->co : 0);
+        l->macs = (uint64_t)l->n_weight * cg->ho * cg->wo;
+        if (wts) {
+            int64_t ws[4] = {cg->co, cig, cg->kh, cg->kw}, bs[1] = {cg->co};
+            CNN_TRY(bind(p, wts, s, "weight", ws, 4, &l->weight), done);
+            if (s->bias) CNN_TRY(bind(p, wts, s, "bias", bs, 1, &l->bias), done);
+        }
+        break;
+    }
+    case CNN_OP_BATCHNORM: {
+        l->params = 4ull * (uint64_t)l->c;
+        l->macs = (uint64_t)cnn_layer_numel(l);
+        l->n_weight = (size_t)l->c;
+        if (wts) {
+            int64_t cs[1] = {l->c};
+            CNN_TRY(bind(p, wts, s, "weight", cs, 1, &l->weight), done);
+            CNN_TRY(bind(p, wts, s, "bias", cs, 1, &l->bias), done);
+            CNN_TRY(bind(p, wts, s, "running_mean", cs, 1, &l->mean), done);
+            CNN_TRY(bind(p, wts, s, "running_var", cs, 1, &l->var), done);
+            for (int c = 0; c < l->c; c++)
+                if (!(l->var[c] >= 0.0f))
+                    return cnn_pipeline_error_at(p, s->params_pos, "layer '%s': tensor '%s.running_var' has "
+                                                 "a negative or NaN value at [%d]", s->name, s->params, c);
+        }
+        break;
+    }
+    case CNN_OP_RELU: case CNN_OP_RELU6: case CNN_OP_LEAKY_RELU: case CNN_OP_SIGMOID: case CNN_OP_TANH:
+    case CNN_OP_HARDSWISH: case CNN_OP_DROPOUT: case CNN_OP_SOFTMAX:
+        break;
+    case CNN_OP_LRN:
+        CNN_TRY(spatial_input(p, s, in0), done);
+        break;
+    case CNN_OP_MAXPOOL: case CNN_OP_AVGPOOL: {
+        CNN_TRY(spatial_input(p, s, in0), done);
+        if (s->pad[0] > s->kernel[0] / 2 || s->pad[1] > s->kernel[0] / 2 || s->pad[2] > s->kernel[1] / 2 ||
+            s->pad[3] > s->kernel[1] / 2)
+            return cnn_pipeline_error_at(p, s->pos, "layer '%s': padding must be at most half the kernel "
+                                         "size", s->name);
+        cnn_pool_geom *pg = &l->pool;
+        *pg = (cnn_pool_geom){.c = in0->c, .hi = in0->h, .wi = in0->w, .kh = s->kernel[0], .kw = s->kernel[1],
+                              .sh = s->stride[0], .sw = s->stride[1], .dh = s->dilation[0],
+                              .dw = s->dilation[1], .pt = s->pad[0], .pl = s->pad[2], .pb = s->pad[1],
+                              .pr = s->pad[3], .count_include_pad = s->count_include_pad};
+        if (s->op == CNN_OP_AVGPOOL) pg->dh = pg->dw = 1;
+        pg->ho = window_out(pg->hi, pg->pt, pg->pb, pg->kh, pg->sh, pg->dh, s->ceil_mode);
+        pg->wo = window_out(pg->wi, pg->pl, pg->pr, pg->kw, pg->sw, pg->dw, s->ceil_mode);
+        if (pg->ho < 1 || pg->wo < 1)
+            return cnn_pipeline_error_at(p, s->pos, "layer '%s': kernel %dx%d is larger than the padded input "
+                                         "%dx%d", s->name, pg->kh, pg->kw, pg->hi + pg->pt + pg->pb,
+                                         pg->wi + pg->pl + pg->pr);
+        l->h = pg->ho;
+        l->w = pg->wo;
+        l->macs = (uint64_t)cnn_layer_numel(l) * pg->kh * pg->kw;
+        break;
+    }
+    case CNN_OP_GLOBAL_AVGPOOL:
+        CNN_TRY(spatial_input(p, s, in0), done);
+        l->macs = (uint64_t)l->c * l->h * l->w;
+        l->h = l->w = 1;
+        break;
+    case CNN_OP_ADAPTIVE_AVGPOOL:
+        CNN_TRY(spatial_input(p, s, in0), done);
+        l->macs = (uint64_t)l->c * l->h * l->w;
+        l->h = s->out_hw[0];
+        l->w = s->out_hw[1];
+        break;
+    case CNN_OP_FLATTEN:
+        if (!cnn_mul_size((size_t)l->c, (size_t)l->h * (size_t)l->w, &l->n_weight) || l->n_weight > (1u << 30))
+            return cnn_pipeline_error_at(p, s->pos, "layer '%s': flattened size too large", s->name);
+        l->c = (int)l->n_weight;
+        l->n_weight = 0;
+        l->h = l->w = 1;
+        l->flat = true;
+        break;
+    case CNN_OP_LINEAR: {
+        if (!in0->flat && (in0->h != 1 || in0->w != 1))
+            return cnn_pipeline_error_at(p, s->op_pos, "layer '%s' (linear) needs a flat input; its input is "
+                                         "[%d, %d, %d]: add a flatten layer before it", s->name, in0->c, in0->h,
+                                         in0->w);
+        int fin = in0->c;
+        l->c = s->out;
+        l->h = l->w = 1;
+        l->flat = true;
+        l->n_weight = (size_t)s->out * (size_t)fin;
+        l->params = l->n_weight + (s->bias ? (uint64_t)s->out : 0);
+        l->macs = l->n_weight;
+        if (wts) {
+            int64_t ws[2] = {s->out, fin}, bs[1] = {s->out};
+            CNN_TRY(bind(p, wts, s, "weight", ws, 2, &l->weight), done);
+            if (s->bias) CNN_TRY(bind(p, wts, s, "bias", bs, 1, &l->bias), done);
+        }
+        break;
+    }
+    case CNN_OP_ADD:
+    case CNN_OP_CONCAT: {
+        int csum = in0->c;
+        for (int i = 1; i < l->n_in; i++) {
+            const cnn_layer *o = l->in[i] == CNN_GRAPH_INPUT ? &input_layer : &g->layers[l->in[i]];
+            bool ok = o->h == in0->h && o->w == in0->w && o->flat == in0->flat &&
+                      (s->op == CNN_OP_CONCAT || o->c == in0->c);
+            if (!ok)
+                return cnn_pipeline_error_at(p, s->in_pos[i], "layer '%s' (%s): input '%s' has shape [%d, %d, %d] "
+                                             "but '%s' has [%d, %d, %d]", s->name, cnn_op_name(s->op), s->in[i],
+                                             o->c, o->h, o->w, s->in[0], in0->c, in0->h, in0->w);
+            csum += o->c;
+        }
+        if (s->op == CNN_OP_CONCAT) l->c = csum;
+        l->macs = (uint64_t)cnn_layer_numel(l);
+        break;
+    }
+    default:
+        CNN_ASSERT(!"unhandled op");
+    }
+    if ((uint64_t)l->c * l->h * l->w > (1ull << 31))
+        return cnn_pipeline_error_at(p, s->pos, "layer '%s': output [%d, %d, %d] is too large", s->name, l->c,
+                                     l->h, l->w);
+done:
+    return status;
+}
+
+int cnn_graph_build(const cnn_pipeline *pipe, const cnn_weights *weights, cnn_graph *g)
+{
+    memset(g, 0, sizeof *g);
+    g->pipe = pipe;
+    g->in_c = pipe->input.c;
+    g->in_h = pipe->input.h;
+    g->in_w = pipe->input.w;
+    g->layers = cnn_calloc((size_t)pipe->n_layers, sizeof *g->layers);
+    if (!g->layers) return CNN_ERR_NOMEM;
+    g->n = pipe->n_layers;
+    int status = CNN_OK;
+    for (int i = 0; i < g->n; i++) {
+        cnn_layer *l = &g->layers[i];
+        const cnn_layer_spec *s = &pipe->layers[i];
+        l->spec = s;
+        l->n_in = s->n_in ? s->n_in : 1;
+        l->in = cnn_calloc((size_t)l->n_in, sizeof *l->in);
+        if (!l->in) {
+            status = CNN_ERR_NOMEM;
+            goto fail;
+        }
+        if (s->n_in == 0) {
+            l->in[0] = i - 1; /* -1 == CNN_GRAPH_INPUT for the first layer */
+        } else {
+            for (int k = 0; k < s->n_in; k++) {
+                int j = strcmp(s->in[k], "input") == 0 ? CNN_GRAPH_INPUT : cnn_pipeline_find(pipe, s->in[k]);
+                if (j >= i || (j < 0 && strcmp(s->in[k], "input") != 0)) {
+                    status = cnn_pipeline_error_at(pipe, s->in_pos[k], "input '%s' of layer '%s' is not defined "
+                                                   "above", s->in[k], s->name);
+                    goto fail;
+                }
+                l->in[k] = j;
+            }
+        }
+        CNN_TRY(infer(pipe, weights, g, i), fail);
+        g->total_params += l->params;
+        g->total_macs += l->macs;
+    }
+    return CNN_OK;
+fail:
+    cnn_graph_free(g);
+    return status;
+}
+
+void cnn_graph_free(cnn_graph *g)
+{
+    for (int i = 0; g->layers && i < g->n; i++) {
+        cnn_layer *l = &g->layers[i];
+        free(l->in);
+        free(l->weight);
+        free(l->bias);
+        free(l->mean);
+        free(l->var);
+    }
+    free(g->layers);
+    memset(g, 0, sizeof *g);
+}

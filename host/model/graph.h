@@ -1,0 +1,50 @@
+/* The network as a checked graph: each layer's inputs resolved to indices,
+ * its output shape inferred, its parameters bound from the weights file and
+ * converted to float32.  Every error carries the YAML position of the layer
+ * (or of the key at fault) and names the tensor. */
+#ifndef CNN_MODEL_GRAPH_H
+#define CNN_MODEL_GRAPH_H
+
+#include <stdint.h>
+#include "config/config.h"
+#include "model/weights.h"
+#include "ops/ops.h"
+
+#define CNN_GRAPH_INPUT (-1) /* an input index meaning "the network input" */
+
+typedef struct cnn_layer {
+    const cnn_layer_spec *spec; /* borrowed from the pipeline */
+    int *in;                    /* [n_in] layer indices or CNN_GRAPH_INPUT */
+    int n_in;
+    int c, h, w;                /* output shape of one image; flattened: [c, 1, 1] */
+    bool flat;                  /* output is a feature vector [c] */
+    cnn_conv_geom conv;         /* conv2d */
+    cnn_pool_geom pool;         /* maxpool / avgpool */
+    /* Parameters in float32 (NULL when the op has none). */
+    float *weight;              /* conv [co, ci/groups, kh, kw]; linear [out, in]; bn gamma [c] */
+    float *bias;                /* [co] / [out] / bn beta [c]; NULL when bias: false */
+    float *mean, *var;          /* batchnorm running stats [c] */
+    size_t n_weight;            /* elements of weight */
+    uint64_t params;            /* parameter count (for info) */
+    uint64_t macs;              /* multiply-accumulates for one image */
+} cnn_layer;
+
+typedef struct cnn_graph {
+    const cnn_pipeline *pipe;   /* borrowed */
+    cnn_layer *layers;          /* [n], same order as pipe->layers */
+    int n;
+    int in_c, in_h, in_w;       /* network input */
+    uint64_t total_params, total_macs;
+} cnn_graph;
+
+/* Builds the graph.  `weights` may be NULL to check shapes only (then no
+ * parameter is bound and no tensor is checked).  Errors: CNN_ERR_INPUT with
+ * "config:line:col: ..." (impossible geometry, mismatched shapes, missing or
+ * misshapen tensors, unsupported dtypes). */
+int cnn_graph_build(const cnn_pipeline *pipe, const cnn_weights *weights, cnn_graph *g);
+void cnn_graph_free(cnn_graph *g);
+
+/* Elements of one image's output of layer i (c*h*w). */
+size_t cnn_layer_numel(const cnn_layer *l);
+
+#endif

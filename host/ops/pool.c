@@ -1,0 +1,115 @@
+/* Pooling, softmax, LRN and concat on the device (cl/pool.cl).  Every op is
+ * one 1-D launch over its output elements (softmax: over (n, position)). */
+#include "ops/ops.h"
+#include "core/error.h"
+
+#include <limits.h>
+
+/* Kernels index with uint: refuse anything that would wrap. */
+static int check_count(size_t count, const char *op, const char *layer)
+{
+    if (count > UINT_MAX)
+        return cnn_error_set(CNN_ERR_INPUT, "%s layer '%s': %zu elements is more than this kernel "
+                             "indexes (2^32 - 1)", op, layer, count);
+    return CNN_OK;
+}
+
+/* The kernel `name` of pool.cl with x, y as arguments 0 and 1 and the uints
+ * v[0..nv) after them. */
+static int pool_kernel(cnn_cl *cl, const char *name, cl_mem x, cl_mem y, const cl_uint *v,
+                       size_t nv, const char *layer, cl_kernel *k)
+{
+    int status = cnn_cl_kernel(cl, "pool.cl", NULL, name, k);
+    if (status < 0) return cnn_error_prefix(status, "layer '%s'", layer);
+    if ((status = CNN_ARG(*k, 0, x, layer)) < 0 || (status = CNN_ARG(*k, 1, y, layer)) < 0)
+        return status;
+    for (size_t i = 0; i < nv; i++)
+        if ((status = CNN_ARG(*k, (cl_uint)(2 + i), v[i], layer)) < 0) return status;
+    return CNN_OK;
+}
+
+/* Max and avg share the window arguments (POOL_GEOM_ARGS in pool.cl). */
+static int run_pool(cnn_cl *cl, const char *name, const cnn_pool_geom *g, int n, cl_mem x,
+                    cl_mem y, int avg, const char *layer)
+{
+    size_t total = (size_t)n * g->c * g->ho * g->wo;
+    size_t in = (size_t)n * g->c * g->hi * g->wi;
+    int status = check_count(total > in ? total : in, avg ? "avgpool" : "maxpool", layer);
+    if (status < 0) return status;
+    cl_uint v[] = {(cl_uint)total, (cl_uint)g->hi, (cl_uint)g->wi, (cl_uint)g->ho,
+                   (cl_uint)g->wo,  (cl_uint)g->kh, (cl_uint)g->kw, (cl_uint)g->sh,
+                   (cl_uint)g->sw,  (cl_uint)g->dh, (cl_uint)g->dw, (cl_uint)g->pt,
+                   (cl_uint)g->pl,  (cl_uint)g->pb, (cl_uint)g->pr, (cl_uint)!!g->count_include_pad};
+    size_t nv = avg ? sizeof v / sizeof v[0] : 13; /* max stops after pl */
+    cl_kernel k;
+    if ((status = pool_kernel(cl, name, x, y, v, nv, layer, &k)) < 0) return status;
+    return cnn_cl_run1d(cl, k, total, layer);
+}
+
+int cnn_op_maxpool(cnn_cl *cl, const cnn_pool_geom *g, int n, cl_mem x, cl_mem y, const char *layer)
+{
+    return run_pool(cl, "kernel_maxpool_f32", g, n, x, y, 0, layer);
+}
+
+int cnn_op_avgpool(cnn_cl *cl, const cnn_pool_geom *g, int n, cl_mem x, cl_mem y, const char *layer)
+{
+    return run_pool(cl, "kernel_avgpool_f32", g, n, x, y, 1, layer);
+}
+
+int cnn_op_adaptive_avgpool(cnn_cl *cl, int n, int c, int hi, int wi, int ho, int wo, cl_mem x,
+                            cl_mem y, const char *layer)
+{
+    size_t total = (size_t)n * c * ho * wo, in = (size_t)n * c * hi * wi;
+    int status = check_count(total > in ? total : in, "adaptive avgpool", layer);
+    if (status < 0) return status;
+    /* (oy + 1) * hi must not wrap in the kernel either. */
+    if ((status = check_count((size_t)(ho + 1) * hi + ho, "adaptive avgpool", layer)) < 0 ||
+        (status = check_count((size_t)(wo + 1) * wi + wo, "adaptive avgpool", layer)) < 0)
+        return status;
+    cl_uint v[] = {(cl_uint)total, (cl_uint)hi, (cl_uint)wi, (cl_uint)ho, (cl_uint)wo};
+    cl_kernel k;
+    if ((status = pool_kernel(cl, "kernel_adaptive_avgpool_f32", x, y, v, 5, layer, &k)) < 0)
+        return status;
+    return cnn_cl_run1d(cl, k, total, layer);
+}
+
+int cnn_op_softmax(cnn_cl *cl, int n, int c, int plane, cl_mem x, cl_mem y, const char *layer)
+{
+    int status = check_count((size_t)n * c * plane, "softmax", layer);
+    if (status < 0) return status;
+    size_t items = (size_t)n * plane;
+    cl_uint v[] = {(cl_uint)items, (cl_uint)c, (cl_uint)plane};
+    cl_kernel k;
+    if ((status = pool_kernel(cl, "kernel_softmax_f32", x, y, v, 3, layer, &k)) < 0) return status;
+    return cnn_cl_run1d(cl, k, items, layer);
+}
+
+int cnn_op_lrn(cnn_cl *cl, int n, int c, int plane, int size, float alpha, float beta, float k,
+               cl_mem x, cl_mem y, const char *layer)
+{
+    size_t total = (size_t)n * c * plane;
+    int status = check_count(total, "lrn", layer);
+    if (status < 0) return status;
+    cl_uint v[] = {(cl_uint)total, (cl_uint)c, (cl_uint)plane, (cl_uint)size};
+    cl_kernel kern;
+    if ((status = pool_kernel(cl, "kernel_lrn_f32", x, y, v, 4, layer, &kern)) < 0 ||
+        (status = CNN_ARG(kern, 6, alpha, layer)) < 0 ||
+        (status = CNN_ARG(kern, 7, beta, layer)) < 0 || (status = CNN_ARG(kern, 8, k, layer)) < 0)
+        return status;
+    return cnn_cl_run1d(cl, kern, total, layer);
+}
+
+/* One kernel over all of x rather than a buffer copy per image: a single
+ * launch whatever the batch size. */
+int cnn_op_concat_part(cnn_cl *cl, int n, int cx, int cy, int c0, int plane, cl_mem x, cl_mem y,
+                       const char *layer)
+{
+    size_t total = (size_t)n * cx * plane;
+    int status = check_count((size_t)n * cy * plane, "concat", layer);
+    if (status < 0) return status;
+    cl_uint v[] = {(cl_uint)total, (cl_uint)cx * (cl_uint)plane, (cl_uint)cy * (cl_uint)plane,
+                   (cl_uint)c0 * (cl_uint)plane};
+    cl_kernel k;
+    if ((status = pool_kernel(cl, "kernel_concat_f32", x, y, v, 4, layer, &k)) < 0) return status;
+    return cnn_cl_run1d(cl, k, total, layer);
+}

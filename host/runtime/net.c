@@ -1,0 +1,372 @@
+#include "runtime/net.h"
+#include "ops/blas.h"
+#include "core/error.h"
+#include "core/util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool is_act(cnn_op op)
+{
+    return op == CNN_OP_RELU || op == CNN_OP_RELU6 || op == CNN_OP_LEAKY_RELU || op == CNN_OP_SIGMOID ||
+           op == CNN_OP_TANH || op == CNN_OP_HARDSWISH;
+}
+
+static cnn_act act_of(cnn_op op)
+{
+    switch (op) {
+    case CNN_OP_RELU: return CNN_ACT_RELU;
+    case CNN_OP_RELU6: return CNN_ACT_RELU6;
+    case CNN_OP_LEAKY_RELU: return CNN_ACT_LEAKY_RELU;
+    case CNN_OP_SIGMOID: return CNN_ACT_SIGMOID;
+    case CNN_OP_TANH: return CNN_ACT_TANH;
+    case CNN_OP_HARDSWISH: return CNN_ACT_HARDSWISH;
+    default: return CNN_ACT_NONE;
+    }
+}
+
+void cnn_plan_free(cnn_plan *p)
+{
+    free(p->root);
+    free(p->computes);
+    free(p->fold_bn);
+    free(p->act);
+    free(p->slope);
+    free(p->slot);
+    free(p->slot_bytes);
+    memset(p, 0, sizeof *p);
+}
+
+int cnn_plan_build(const cnn_graph *g, const bool *keep_in, int max_batch, cnn_plan *p)
+{
+    memset(p, 0, sizeof *p);
+    int n = g->n;
+    p->n = n;
+    p->max_batch = max_batch;
+    p->root = cnn_calloc((size_t)n, sizeof *p->root);
+    p->computes = cnn_calloc((size_t)n, sizeof *p->computes);
+    p->fold_bn = cnn_calloc((size_t)n, sizeof *p->fold_bn);
+    p->act = cnn_calloc((size_t)n, sizeof *p->act);
+    p->slope = cnn_calloc((size_t)n, sizeof *p->slope);
+    p->slot = cnn_calloc((size_t)n, sizeof *p->slot);
+    p->slot_bytes = cnn_calloc((size_t)n, sizeof *p->slot_bytes);
+    int *readers = cnn_calloc((size_t)n, sizeof *readers);
+    int *last_use = cnn_calloc((size_t)n, sizeof *last_use);
+    bool *keep = cnn_calloc((size_t)n, sizeof *keep);
+    bool *slot_free = cnn_calloc((size_t)n, sizeof *slot_free);
+    int status = CNN_OK;
+    if (!p->root || !p->computes || !p->fold_bn || !p->act || !p->slope || !p->slot || !p->slot_bytes ||
+        !readers || !last_use || !keep || !slot_free) {
+        status = CNN_ERR_NOMEM;
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        keep[i] = keep_in ? keep_in[i] : false;
+        p->fold_bn[i] = -1;
+        p->slot[i] = -1;
+        for (int k = 0; k < g->layers[i].n_in; k++)
+            if (g->layers[i].in[k] >= 0) readers[g->layers[i].in[k]]++;
+    }
+    keep[n - 1] = true;
+
+    /* Decide what computes and what is a view or fused into its producer. */
+    for (int i = 0; i < n; i++) {
+        const cnn_layer *l = &g->layers[i];
+        cnn_op op = l->spec->op;
+        int src = l->in[0];
+        int r = src >= 0 ? p->root[src] : CNN_GRAPH_INPUT;
+        p->root[i] = i;
+        p->computes[i] = true;
+        if (op == CNN_OP_FLATTEN || op == CNN_OP_DROPOUT) {
+            p->root[i] = r;
+            p->computes[i] = false;
+            continue;
+        }
+        /* Only a tensor nobody else reads or keeps may be rewritten in place. */
+        bool private_src = src >= 0 && r >= 0 && readers[src] == 1 && !keep[src];
+        if (op == CNN_OP_BATCHNORM && private_src && r == src && g->layers[r].spec->op == CNN_OP_CONV2D &&
+            p->fold_bn[r] < 0 && p->act[r] == CNN_ACT_NONE) {
+            p->fold_bn[r] = i;
+            p->root[i] = r;
+            p->computes[i] = false;
+            continue;
+        }
+        if (is_act(op) && private_src && p->act[r] == CNN_ACT_NONE && p->computes[r]) {
+            cnn_op rop = g->layers[r].spec->op;
+            if (rop == CNN_OP_CONV2D || rop == CNN_OP_LINEAR || rop == CNN_OP_BATCHNORM) {
+                p->act[r] = act_of(op);
+                p->slope[r] = l->spec->slope;
+                p->root[i] = r;
+                p->computes[i] = false;
+                continue;
+            }
+        }
+        if (is_act(op)) {
+            p->act[i] = act_of(op);
+            p->slope[i] = l->spec->slope;
+        }
+    }
+    /* A buffer lives until the last reader of any layer stored in it. */
+    for (int i = 0; i < n; i++) last_use[i] = keep[i] ? n : i;
+    for (int i = 0; i < n; i++) {
+        if (keep[i] && p->root[i] >= 0) last_use[p->root[i]] = n;
+        for (int k = 0; k < g->layers[i].n_in; k++) {
+            int src = g->layers[i].in[k];
+            if (src >= 0 && p->root[src] >= 0 && last_use[p->root[src]] < i) last_use[p->root[src]] = i;
+        }
+        if (p->root[i] >= 0 && last_use[p->root[i]] < last_use[i]) last_use[p->root[i]] = last_use[i];
+    }
+    /* Best-fit slot assignment in execution order. */
+    for (int i = 0; i < n; i++) {
+        if (!p->computes[i]) continue;
+        size_t need;
+        if (!cnn_mul_size(cnn_layer_numel(&g->layers[i]), (size_t)max_batch * sizeof(float), &need)) {
+            status = cnn_error_set(CNN_ERR_INPUT, "layer '%s': batch of %d is too large", g->layers[i].spec->name,
+                                   max_batch);
+            goto done;
+        }
+        int best = -1, largest = -1;
+        for (int s = 0; s < p->n_slots; s++) {
+            if (!slot_free[s]) continue;
+            if (p->slot_bytes[s] >= need && (best < 0 || p->slot_bytes[s] < p->slot_bytes[best])) best = s;
+            if (largest < 0 || p->slot_bytes[s] > p->slot_bytes[largest]) largest = s;
+        }
+        if (best < 0) best = largest;
+        if (best < 0) best = p->n_slots++;
+        if (p->slot_bytes[best] < need) p->slot_bytes[best] = need;
+        slot_free[best] = false;
+        p->slot[i] = best;
+        /* Free what this layer was the last to read (never its own output). */
+        for (int j = 0; j < i; j++)
+            if (p->computes[j] && last_use[j] == i && p->slot[j] >= 0) slot_free[p->slot[j]] = true;
+        if (last_use[i] == i) slot_free[best] = true; /* dead output (nobody reads it) */
+    }
+    p->input_bytes = (size_t)g->in_c * g->in_h * g->in_w * (size_t)max_batch * sizeof(float);
+    for (int i = 0; i < n; i++) {
+        const cnn_layer *l = &g->layers[i];
+        if (l->spec->op == CNN_OP_CONV2D) {
+            size_t s = cnn_op_conv2d_scratch(&l->conv) * sizeof(float);
+            if (s > p->scratch_bytes) p->scratch_bytes = s;
+        }
+        if (l->spec->op == CNN_OP_CONV2D || l->spec->op == CNN_OP_LINEAR || l->spec->op == CNN_OP_BATCHNORM)
+            p->weight_bytes += (size_t)l->params * sizeof(float);
+    }
+    p->peak_bytes = p->input_bytes + p->scratch_bytes + p->weight_bytes;
+    for (int s = 0; s < p->n_slots; s++) p->peak_bytes += p->slot_bytes[s];
+done:
+    free(readers);
+    free(last_use);
+    free(keep);
+    free(slot_free);
+    if (status < 0) cnn_plan_free(p);
+    return status;
+}
+
+cl_mem cnn_net_buffer(const cnn_net *net, int layer)
+{
+    if (layer < 0) return net->input;
+    int r = net->plan.root[layer];
+    if (r < 0) return net->input;
+    return net->slots[net->plan.slot[r]];
+}
+
+void cnn_net_free(cnn_net *net)
+{
+    if (net->slots)
+        for (int s = 0; s < net->plan.n_slots; s++)
+            if (net->slots[s]) clReleaseMemObject(net->slots[s]);
+    for (int i = 0; i < net->plan.n; i++) {
+        if (net->w && net->w[i]) clReleaseMemObject(net->w[i]);
+        if (net->b && net->b[i]) clReleaseMemObject(net->b[i]);
+        if (net->scale && net->scale[i]) clReleaseMemObject(net->scale[i]);
+    }
+    if (net->input) clReleaseMemObject(net->input);
+    if (net->scratch) clReleaseMemObject(net->scratch);
+    free(net->slots);
+    free(net->w);
+    free(net->b);
+    free(net->scale);
+    free(net->layer_ms);
+    cnn_plan_free(&net->plan);
+    memset(net, 0, sizeof *net);
+}
+
+static int upload(cnn_cl *cl, const float *data, size_t count, cl_mem *out, const char *layer)
+{
+    int status = cnn_cl_buffer(cl, count * sizeof(float), out, layer);
+    if (status < 0) return status;
+    return cnn_cl_write(cl, *out, 0, count * sizeof(float), data, layer);
+}
+
+/* Per-channel batch-norm scale s = gamma / sqrt(var + eps) and shift
+ * t = beta - mean * s, in double for the fold. */
+static void bn_affine(const cnn_layer *bn, int c, double *s, double *t)
+{
+    double eps = bn->spec->eps;
+    *s = (double)bn->weight[c] / sqrt((double)bn->var[c] + eps);
+    *t = (double)bn->bias[c] - (double)bn->mean[c] * *s;
+}
+
+static int upload_layer(cnn_net *net, int i)
+{
+    const cnn_layer *l = &net->g->layers[i];
+    const char *name = l->spec->name;
+    cnn_op op = l->spec->op;
+    int status = CNN_OK;
+    float *wtmp = NULL, *btmp = NULL;
+    if (op == CNN_OP_CONV2D && net->plan.fold_bn[i] >= 0) {
+        const cnn_layer *bn = &net->g->layers[net->plan.fold_bn[i]];
+        int co = l->conv.co;
+        size_t per = l->n_weight / (size_t)co;
+        wtmp = cnn_malloc(l->n_weight * sizeof(float));
+        btmp = cnn_malloc((size_t)co * sizeof(float));
+        if (!wtmp || !btmp) {
+            status = CNN_ERR_NOMEM;
+            goto done;
+        }
+        for (int c = 0; c < co; c++) {
+            double s, t;
+            bn_affine(bn, c, &s, &t);
+            for (size_t k = 0; k < per; k++) wtmp[(size_t)c * per + k] = (float)(l->weight[(size_t)c * per + k] * s);
+            btmp[c] = (float)((l->bias ? l->bias[c] : 0.0) * s + t);
+        }
+        CNN_TRY(upload(net->cl, wtmp, l->n_weight, &net->w[i], name), done);
+        CNN_TRY(upload(net->cl, btmp, (size_t)co, &net->b[i], name), done);
+    } else if (op == CNN_OP_CONV2D || op == CNN_OP_LINEAR) {
+        CNN_TRY(upload(net->cl, l->weight, l->n_weight, &net->w[i], name), done);
+        if (l->bias) CNN_TRY(upload(net->cl, l->bias, (size_t)l->c, &net->b[i], name), done);
+    } else if (op == CNN_OP_BATCHNORM && net->plan.computes[i]) {
+        wtmp = cnn_malloc((size_t)l->c * sizeof(float));
+        btmp = cnn_malloc((size_t)l->c * sizeof(float));
+        if (!wtmp || !btmp) {
+            status = CNN_ERR_NOMEM;
+            goto done;
+        }
+        for (int c = 0; c < l->c; c++) {
+            double s, t;
+            bn_affine(l, c, &s, &t);
+            wtmp[c] = (float)s;
+            btmp[c] = (float)t;
+        }
+        CNN_TRY(upload(net->cl, wtmp, (size_t)l->c, &net->scale[i], name), done);
+        CNN_TRY(upload(net->cl, btmp, (size_t)l->c, &net->b[i], name), done);
+    }
+done:
+    free(wtmp);
+    free(btmp);
+    return status;
+}
+
+int cnn_net_create(cnn_net *net, cnn_cl *cl, const cnn_graph *g, const bool *keep, int max_batch)
+{
+    memset(net, 0, sizeof *net);
+    net->cl = cl;
+    net->g = g;
+    int status = cnn_plan_build(g, keep, max_batch, &net->plan);
+    if (status < 0) return status;
+    net->slots = cnn_calloc((size_t)net->plan.n_slots + 1, sizeof *net->slots);
+    net->w = cnn_calloc((size_t)g->n, sizeof *net->w);
+    net->b = cnn_calloc((size_t)g->n, sizeof *net->b);
+    net->scale = cnn_calloc((size_t)g->n, sizeof *net->scale);
+    net->layer_ms = cnn_calloc((size_t)g->n, sizeof *net->layer_ms);
+    if (!net->slots || !net->w || !net->b || !net->scale || !net->layer_ms) {
+        status = CNN_ERR_NOMEM;
+        goto fail;
+    }
+    CNN_TRY(cnn_cl_buffer(cl, net->plan.input_bytes, &net->input, "network input"), fail);
+    CNN_TRY(cnn_cl_buffer(cl, net->plan.scratch_bytes, &net->scratch, "convolution scratch"), fail);
+    for (int s = 0; s < net->plan.n_slots; s++)
+        CNN_TRY(cnn_cl_buffer(cl, net->plan.slot_bytes[s], &net->slots[s], "activation buffer"), fail);
+    for (int i = 0; i < g->n; i++) CNN_TRY(upload_layer(net, i), fail);
+    return CNN_OK;
+fail:
+    cnn_net_free(net);
+    return status;
+}
+
+static int run_layer(cnn_net *net, int i, int n)
+{
+    cnn_cl *cl = net->cl;
+    const cnn_layer *l = &net->g->layers[i];
+    const char *name = l->spec->name;
+    cl_mem x = cnn_net_buffer(net, l->in[0]);
+    cl_mem y = net->slots[net->plan.slot[i]];
+    cnn_act act = net->plan.act[i];
+    float slope = net->plan.slope[i];
+    const cnn_layer *in0 = l->in[0] >= 0 ? &net->g->layers[l->in[0]] : NULL;
+    int ic = in0 ? in0->c : net->g->in_c;
+    int ih = in0 ? in0->h : net->g->in_h, iw = in0 ? in0->w : net->g->in_w;
+    size_t count = (size_t)n * cnn_layer_numel(l);
+    switch (l->spec->op) {
+    case CNN_OP_CONV2D:
+        return cnn_op_conv2d(cl, &l->conv, n, x, net->w[i], net->b[i], act, slope, y, net->scratch, name);
+    case CNN_OP_BATCHNORM:
+        return cnn_op_affine_act(cl, x, y, net->scale[i], net->b[i], count, (size_t)l->h * l->w, l->c, act, slope,
+                                 name);
+    case CNN_OP_RELU: case CNN_OP_RELU6: case CNN_OP_LEAKY_RELU: case CNN_OP_SIGMOID: case CNN_OP_TANH:
+    case CNN_OP_HARDSWISH:
+        return cnn_op_act(cl, act, slope, x, y, count, name);
+    case CNN_OP_MAXPOOL:
+        return cnn_op_maxpool(cl, &l->pool, n, x, y, name);
+    case CNN_OP_AVGPOOL:
+        return cnn_op_avgpool(cl, &l->pool, n, x, y, name);
+    case CNN_OP_GLOBAL_AVGPOOL:
+    case CNN_OP_ADAPTIVE_AVGPOOL:
+        return cnn_op_adaptive_avgpool(cl, n, ic, ih, iw, l->h, l->w, x, y, name);
+    case CNN_OP_LINEAR:
+        return cnn_op_linear(cl, n, ic * ih * iw, l->c, x, net->w[i], net->b[i], act, slope, y, name);
+    case CNN_OP_ADD: {
+        int status = cnn_op_add(cl, x, cnn_net_buffer(net, l->in[1]), y, count, name);
+        for (int k = 2; k < l->n_in && status == CNN_OK; k++)
+            status = cnn_op_add(cl, y, cnn_net_buffer(net, l->in[k]), y, count, name);
+        return status;
+    }
+    case CNN_OP_CONCAT: {
+        int c0 = 0, status = CNN_OK;
+        for (int k = 0; k < l->n_in && status == CNN_OK; k++) {
+            const cnn_layer *src = l->in[k] >= 0 ? &net->g->layers[l->in[k]] : NULL;
+            int cx = src ? src->c : net->g->in_c;
+            status = cnn_op_concat_part(cl, n, cx, l->c, c0, l->h * l->w, cnn_net_buffer(net, l->in[k]), y, name);
+            c0 += cx;
+        }
+        return status;
+    }
+    case CNN_OP_SOFTMAX:
+        return cnn_op_softmax(cl, n, l->c, l->h * l->w, x, y, name);
+    case CNN_OP_LRN:
+        return cnn_op_lrn(cl, n, l->c, l->h * l->w, l->spec->size, l->spec->alpha, l->spec->beta, l->spec->k, x,
+                          y, name);
+    default:
+        CNN_ASSERT(!"layer op does not compute");
+    }
+    return CNN_OK;
+}
+
+int cnn_net_forward(cnn_net *net, int n)
+{
+    CNN_ASSERT(n >= 1 && n <= net->plan.max_batch);
+    for (int i = 0; i < net->g->n; i++) {
+        net->layer_ms[i] = 0;
+        if (!net->plan.computes[i]) continue;
+        double t0 = net->cl->profiling ? cnn_now_ms() : 0;
+        int status = run_layer(net, i, n);
+        if (status < 0) return status;
+        if (net->cl->profiling) {
+            /* Profiling trades overlap for attribution: wait per layer. */
+            cl_int err = clFinish(net->cl->queue);
+            if (err != CL_SUCCESS)
+                return cnn_error_set(CNN_ERR_DEVICE, "clFinish failed: %s (layer '%s')", cnn_cl_error_name(err),
+                                     net->g->layers[i].spec->name);
+            net->layer_ms[i] = cnn_now_ms() - t0;
+        }
+    }
+    return CNN_OK;
+}
+
+int cnn_net_read(cnn_net *net, int layer, int n, float *dst)
+{
+    const cnn_layer *l = &net->g->layers[layer];
+    return cnn_cl_read(net->cl, cnn_net_buffer(net, layer), 0, (size_t)n * cnn_layer_numel(l) * sizeof(float), dst,
+                       l->spec->name);
+}

@@ -1,0 +1,64 @@
+/* A network ready to run on a device: the memory plan (which layer output
+ * lives in which device buffer, what is fused), the uploaded weights, and the
+ * forward pass.
+ *
+ * Plan rules: a layer's output buffer is reused once its last reader ran;
+ * layers in `keep` (taps, the network output) are pinned and never fused
+ * away; batch norm right after a convolution is folded into its weights and
+ * an activation right after a conv/linear/batchnorm runs in its epilogue when
+ * no kept tensor sits between; flatten and dropout are views of their input. */
+#ifndef CNN_RUNTIME_NET_H
+#define CNN_RUNTIME_NET_H
+
+#include <stdbool.h>
+#include "model/graph.h"
+#include "runtime/clrt.h"
+
+typedef struct cnn_plan {
+    int n;                /* layers */
+    int max_batch;
+    int *root;            /* [n] layer whose buffer holds layer i's output (i itself when it computes;
+                             CNN_GRAPH_INPUT when it is a view of the input) */
+    bool *computes;       /* [n] enqueues work in the forward pass */
+    int *fold_bn;         /* [n] conv i: index of the batchnorm folded into it, else -1 */
+    cnn_act *act;         /* [n] activation run in layer i's epilogue */
+    float *slope;         /* [n] leaky_relu slope for act */
+    int *slot;            /* [n] buffer slot of computing layers, else -1 */
+    size_t *slot_bytes;   /* [n_slots] */
+    int n_slots;
+    size_t input_bytes, scratch_bytes, weight_bytes, peak_bytes;
+} cnn_plan;
+
+/* keep: [g->n] layers whose outputs must be readable after the forward pass
+ * (NULL: only the last layer).  Host only: `info` uses it without a device. */
+int cnn_plan_build(const cnn_graph *g, const bool *keep, int max_batch, cnn_plan *plan);
+void cnn_plan_free(cnn_plan *plan);
+
+typedef struct cnn_net {
+    cnn_cl *cl;              /* borrowed */
+    const cnn_graph *g;      /* borrowed */
+    cnn_plan plan;
+    cl_mem input;            /* [max_batch, C, H, W] network input */
+    cl_mem scratch;          /* im2col columns of one image */
+    cl_mem *slots;           /* [plan.n_slots] */
+    cl_mem *w, *b;           /* [n] per-layer weight / bias-or-shift (NULL when none) */
+    cl_mem *scale;           /* [n] batchnorm scale when not folded */
+    double *layer_ms;        /* [n] last forward's per-layer time when cl->profiling */
+} cnn_net;
+
+/* Plans, allocates every buffer and uploads the weights (folded where the
+ * plan fuses).  Errors name the layer and the OpenCL call. */
+int cnn_net_create(cnn_net *net, cnn_cl *cl, const cnn_graph *g, const bool *keep, int max_batch);
+void cnn_net_free(cnn_net *net);
+
+/* Runs the forward pass on the first n images of net->input (enqueued; the
+ * caller reads results with cnn_net_read, which blocks). */
+int cnn_net_forward(cnn_net *net, int n);
+
+/* The buffer holding layer i's output ([N, c, h, w]). */
+cl_mem cnn_net_buffer(const cnn_net *net, int layer);
+
+/* Reads layer i's output for images [0, n) into dst (n * numel floats). */
+int cnn_net_read(cnn_net *net, int layer, int n, float *dst);
+
+#endif

@@ -1,0 +1,448 @@
+/* Convolution, linear and elementwise ops (host/ops/conv.c, dense.c,
+ * eltwise.c) on whatever device the environment selects (PoCL in CI), each
+ * against a plain C reference in double precision on random data.
+ *
+ * Tolerance.  Inputs, weights and biases are uniform in [-1, 1] (never all
+ * zeros), so each output is a float32 sum of K products of magnitude <= 1.
+ * The float32 rounding error of such a sum behaves like a random walk:
+ * about sqrt(K) * eps32 * |partial sums| ~ sqrt(K) * 6e-8 * sqrt(K / 9),
+ * i.e. ~1e-5 at K = 600 whatever order the device (im2col + CLBlast GEMM,
+ * the direct kernel, the GEMV tree reduction) adds in.  We allow
+ *     atol = max(1e-4, 2e-7 * K),  rtol = 1e-4
+ * (K = reduction length: ci/groups * kh * kw, or `in` for linear), which is
+ * about 10x that estimate and still far below any indexing bug (an error of
+ * one product is ~0.25 on average).  Activations are evaluated in float on
+ * the device (exp/tanh within a few ulp), which rtol 1e-4 covers.  Pure
+ * elementwise ops (act, affine, add) are one or two float roundings plus an
+ * activation: atol 1e-6, rtol 1e-5. */
+#define _POSIX_C_SOURCE 200809L
+#include "check.h"
+#include "ops/blas.h"
+#include "ops/ops.h"
+
+#include <string.h>
+
+#define GUARD 16            /* sentinel floats after every output buffer */
+#define SENTINEL 12345.0f   /* must survive in the guard area */
+
+static const char *act_name(cnn_act a)
+{
+    static const char *const names[] = {"none",    "relu", "relu6",    "leaky_relu",
+                                        "sigmoid", "tanh", "hardswish"};
+    return (unsigned)a < sizeof names / sizeof names[0] ? names[a] : "?";
+}
+
+static double act_ref(cnn_act a, double x, double slope)
+{
+    switch (a) {
+    case CNN_ACT_RELU: return x > 0 ? x : 0.0;
+    case CNN_ACT_RELU6: return x < 0 ? 0.0 : x > 6 ? 6.0 : x;
+    case CNN_ACT_LEAKY_RELU: return x >= 0 ? x : x * slope;
+    case CNN_ACT_SIGMOID: return 1.0 / (1.0 + exp(-x));
+    case CNN_ACT_TANH: return tanh(x);
+    case CNN_ACT_HARDSWISH: {
+        double r = x + 3.0;
+        r = r < 0 ? 0 : r > 6 ? 6 : r;
+        return x * r / 6.0;
+    }
+    case CNN_ACT_NONE:
+    default: return x;
+    }
+}
+
+static double mm_atol(size_t k)
+{
+    double a = 2e-7 * (double)k;
+    return a > 1e-4 ? a : 1e-4;
+}
+
+static void *xmalloc(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+/* Device buffer holding `n` floats of `data` (NULL: NaN poison) followed by
+ * GUARD sentinels. */
+static cl_mem upload(cnn_cl *cl, const float *data, size_t n, const char *what)
+{
+    float *tmp = xmalloc((n + GUARD) * sizeof *tmp);
+    for (size_t i = 0; i < n; i++) tmp[i] = data ? data[i] : NAN;
+    for (size_t i = 0; i < GUARD; i++) tmp[n + i] = SENTINEL;
+    cl_mem b = NULL;
+    CHECK_OK(cnn_cl_buffer(cl, (n + GUARD) * sizeof *tmp, &b, what));
+    if (b) CHECK_OK(cnn_cl_write(cl, b, 0, (n + GUARD) * sizeof *tmp, tmp, what));
+    free(tmp);
+    return b;
+}
+
+/* Reads `n` floats back and checks them against ref, and the guard. */
+static void download_check(cnn_cl *cl, cl_mem b, size_t n, const double *ref, double atol,
+                           double rtol, const char *what)
+{
+    float *got = xmalloc((n + GUARD) * sizeof *got);
+    for (size_t i = 0; i < n + GUARD; i++) got[i] = NAN;
+    CHECK_OK(cnn_cl_read(cl, b, 0, (n + GUARD) * sizeof *got, got, what));
+    CHECK(close_enough(got, ref, n, atol, rtol, what), "%s differs from the C reference", what);
+    int guard_ok = 1;
+    for (size_t i = 0; i < GUARD; i++) guard_ok &= got[n + i] == SENTINEL;
+    CHECK(guard_ok, "%s wrote past the end of its output", what);
+    free(got);
+}
+
+/* The buffer still holds exactly `data` (inputs must be left alone). */
+static void check_unchanged(cnn_cl *cl, cl_mem b, const float *data, size_t n, const char *what)
+{
+    float *got = xmalloc(n * sizeof *got);
+    CHECK_OK(cnn_cl_read(cl, b, 0, n * sizeof *got, got, what));
+    CHECK(memcmp(got, data, n * sizeof *got) == 0, "%s: the op changed its input", what);
+    free(got);
+}
+
+static void finish(cnn_cl *cl)
+{
+    cl_int err = clFinish(cl->queue);
+    CHECK(err == CL_SUCCESS, "clFinish: %s", cnn_cl_error_name(err));
+}
+
+static void release(cl_mem b)
+{
+    if (b) clReleaseMemObject(b);
+}
+
+/* ---------------------------------------------------------------- conv --- */
+
+typedef struct conv_case {
+    int n, ci, hi, wi, co, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, groups;
+    int bias;
+    cnn_act act;
+    float slope;
+    const char *what;
+} conv_case;
+
+static void conv_ref(const cnn_conv_geom *g, int n, const float *x, const float *w,
+                     const float *bias, cnn_act act, float slope, double *y)
+{
+    int cig = g->ci / g->groups, cog = g->co / g->groups;
+    for (int b = 0; b < n; b++)
+        for (int o = 0; o < g->co; o++) {
+            int grp = o / cog;
+            for (int oy = 0; oy < g->ho; oy++)
+                for (int ox = 0; ox < g->wo; ox++) {
+                    double acc = bias ? bias[o] : 0.0;
+                    for (int c = 0; c < cig; c++) {
+                        int cin = grp * cig + c;
+                        for (int i = 0; i < g->kh; i++) {
+                            int iy = oy * g->sh - g->pt + i * g->dh;
+                            if (iy < 0 || iy >= g->hi) continue;
+                            for (int j = 0; j < g->kw; j++) {
+                                int ix = ox * g->sw - g->pl + j * g->dw;
+                                if (ix < 0 || ix >= g->wi) continue;
+                                acc += (double)x[(((size_t)b * g->ci + cin) * g->hi + iy) * g->wi + ix] *
+                                       (double)w[(((size_t)o * cig + c) * g->kh + i) * g->kw + j];
+                            }
+                        }
+                    }
+                    y[(((size_t)b * g->co + o) * g->ho + oy) * g->wo + ox] = act_ref(act, acc, slope);
+                }
+        }
+}
+
+static void run_conv_case(cnn_cl *cl, const conv_case *c)
+{
+    cnn_conv_geom g = {.ci = c->ci, .hi = c->hi, .wi = c->wi, .co = c->co, .kh = c->kh,
+                       .kw = c->kw, .sh = c->sh, .sw = c->sw, .dh = c->dh, .dw = c->dw,
+                       .pt = c->pt, .pb = c->pb, .pl = c->pl, .pr = c->pr, .groups = c->groups};
+    g.ho = (c->hi + c->pt + c->pb - c->dh * (c->kh - 1) - 1) / c->sh + 1;
+    g.wo = (c->wi + c->pl + c->pr - c->dw * (c->kw - 1) - 1) / c->sw + 1;
+    char what[256];
+    snprintf(what, sizeof what,
+             "conv %s: n%d ci%d %dx%d co%d k%dx%d s%d,%d d%d,%d pad t%d b%d l%d r%d g%d -> %dx%d %s%s",
+             c->what, c->n, c->ci, c->hi, c->wi, c->co, c->kh, c->kw, c->sh, c->sw, c->dh, c->dw,
+             c->pt, c->pb, c->pl, c->pr, c->groups, g.ho, g.wo, c->bias ? "bias " : "",
+             act_name(c->act));
+    if (g.ho < 1 || g.wo < 1 || c->ci % c->groups || c->co % c->groups) {
+        CHECK(0, "bad test case %s", what);
+        return;
+    }
+    size_t nx = (size_t)c->n * c->ci * c->hi * c->wi;
+    size_t nw = (size_t)c->co * (c->ci / c->groups) * c->kh * c->kw;
+    size_t ny = (size_t)c->n * c->co * g.ho * g.wo;
+    float *x = xmalloc(nx * sizeof *x), *w = xmalloc(nw * sizeof *w);
+    float *bias = xmalloc((size_t)c->co * sizeof *bias);
+    double *ref = xmalloc(ny * sizeof *ref);
+    rng_fill(x, nx, -1.0f, 1.0f);
+    rng_fill(w, nw, -1.0f, 1.0f);
+    rng_fill(bias, (size_t)c->co, -1.0f, 1.0f);
+    conv_ref(&g, c->n, x, w, c->bias ? bias : NULL, c->act, c->slope, ref);
+
+    size_t scratch_n = cnn_op_conv2d_scratch(&g);
+    cl_mem bx = upload(cl, x, nx, "x"), bw = upload(cl, w, nw, "w");
+    cl_mem bb = c->bias ? upload(cl, bias, (size_t)c->co, "bias") : NULL;
+    cl_mem by = upload(cl, NULL, ny, "y");
+    cl_mem bs = upload(cl, NULL, scratch_n ? scratch_n : 1, "scratch");
+    CHECK_OK(cnn_op_conv2d(cl, &g, c->n, bx, bw, bb, c->act, c->slope, by, bs, "test_conv"));
+    finish(cl);
+    size_t k = (size_t)(c->ci / c->groups) * c->kh * c->kw;
+    download_check(cl, by, ny, ref, mm_atol(k), 1e-4, what);
+    /* The input must be left alone. */
+    check_unchanged(cl, bx, x, nx, what);
+    release(bx), release(bw), release(bb), release(by), release(bs);
+    free(x), free(w), free(bias), free(ref);
+}
+
+static void test_conv(cnn_cl *cl)
+{
+    static const conv_case cases[] = {
+        /* n  ci  hi  wi  co kh kw sh sw dh dw pt pb pl pr  g  bias act */
+        {1, 3, 7, 9, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_NONE, 0, "3x3 same"},
+        {3, 3, 7, 9, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "3x3 batch"},
+        {3, 5, 7, 9, 3, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, CNN_ACT_NONE, 0, "3x3 valid"},
+        {3, 5, 7, 9, 3, 5, 5, 2, 2, 1, 1, 2, 1, 1, 2, 1, 1, CNN_ACT_RELU6, 0, "5x5 s2 asym"},
+        {1, 3, 9, 7, 5, 5, 5, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, CNN_ACT_NONE, 0, "5x5 valid"},
+        {1, 3, 7, 9, 5, 1, 3, 1, 2, 1, 1, 0, 0, 1, 1, 1, 1, CNN_ACT_LEAKY_RELU, 0.1f, "1x3 sw2"},
+        {3, 5, 9, 7, 4, 3, 1, 2, 1, 1, 1, 1, 0, 0, 0, 1, 0, CNN_ACT_TANH, 0, "3x1 sh2"},
+        {1, 3, 9, 7, 5, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 1, 0, CNN_ACT_SIGMOID, 0, "dil2"},
+        {3, 3, 9, 11, 4, 3, 3, 2, 1, 2, 1, 3, 0, 0, 2, 1, 1, CNN_ACT_TANH, 0, "dil2,1 asym"},
+        {1, 5, 8, 8, 3, 3, 3, 2, 2, 1, 1, 1, 0, 1, 0, 1, 1, CNN_ACT_HARDSWISH, 0, "s2 tl-pad"},
+        {3, 4, 7, 9, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 1, CNN_ACT_HARDSWISH, 0, "groups2 direct"},
+        {1, 4, 7, 9, 6, 3, 3, 2, 2, 1, 1, 0, 1, 1, 0, 2, 0, CNN_ACT_LEAKY_RELU, 0.1f, "groups2 s2"},
+        {3, 10, 7, 9, 6, 3, 3, 2, 2, 1, 1, 1, 0, 0, 1, 2, 1, CNN_ACT_RELU, 0, "groups2 gemm"},
+        {1, 12, 7, 9, 9, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 3, 0, CNN_ACT_NONE, 0, "groups3 gemm dil2"},
+        {3, 8, 7, 9, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8, 1, CNN_ACT_RELU6, 0, "depthwise"},
+        {1, 8, 9, 7, 8, 5, 5, 2, 2, 1, 1, 2, 2, 2, 2, 8, 0, CNN_ACT_NONE, 0, "depthwise 5x5 s2"},
+        {3, 8, 7, 9, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8, 1, CNN_ACT_SIGMOID, 0, "depthwise x2"},
+        {1, 8, 9, 11, 16, 3, 3, 2, 1, 2, 2, 2, 1, 1, 2, 8, 0, CNN_ACT_LEAKY_RELU, 0.1f,
+         "depthwise x2 dil2 asym"},
+        {1, 5, 7, 9, 7, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, CNN_ACT_NONE, 0, "pointwise"},
+        {3, 5, 7, 9, 7, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, CNN_ACT_RELU, 0, "pointwise batch"},
+        {3, 12, 7, 9, 8, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 2, 1, CNN_ACT_NONE, 0, "pointwise groups2"},
+        {3, 5, 7, 9, 7, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 1, 1, CNN_ACT_NONE, 0, "1x1 s2 (im2col)"},
+        {1, 5, 7, 9, 7, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, CNN_ACT_TANH, 0, "1x1 padded (im2col)"},
+        /* K = 576 and m = 70 > one GEMM tile */
+        {1, 64, 11, 13, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "wide K"},
+        {3, 16, 13, 11, 33, 5, 5, 2, 2, 1, 1, 2, 2, 2, 2, 1, 1, CNN_ACT_LEAKY_RELU, 0.1f,
+         "5x5 s2 K400"},
+    };
+    rng_seed(1234);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_conv_case(cl, &cases[i]);
+}
+
+/* -------------------------------------------------------------- linear --- */
+
+static void run_linear_case(cnn_cl *cl, int n, int in, int out, int with_bias, cnn_act act,
+                            float slope)
+{
+    char what[160];
+    snprintf(what, sizeof what, "linear n%d in%d out%d %s%s", n, in, out, with_bias ? "bias " : "",
+             act_name(act));
+    size_t nx = (size_t)n * in, nw = (size_t)out * in, ny = (size_t)n * out;
+    float *x = xmalloc(nx * sizeof *x), *w = xmalloc(nw * sizeof *w);
+    float *bias = xmalloc((size_t)out * sizeof *bias);
+    double *ref = xmalloc(ny * sizeof *ref);
+    rng_fill(x, nx, -1.0f, 1.0f);
+    rng_fill(w, nw, -1.0f, 1.0f);
+    rng_fill(bias, (size_t)out, -1.0f, 1.0f);
+    for (int b = 0; b < n; b++)
+        for (int o = 0; o < out; o++) {
+            double acc = with_bias ? bias[o] : 0.0;
+            for (int i = 0; i < in; i++)
+                acc += (double)x[(size_t)b * in + i] * (double)w[(size_t)o * in + i];
+            ref[(size_t)b * out + o] = act_ref(act, acc, slope);
+        }
+    cl_mem bx = upload(cl, x, nx, "x"), bw = upload(cl, w, nw, "w");
+    cl_mem bb = with_bias ? upload(cl, bias, (size_t)out, "bias") : NULL;
+    cl_mem by = upload(cl, NULL, ny, "y");
+    CHECK_OK(cnn_op_linear(cl, n, in, out, bx, bw, bb, act, slope, by, "test_fc"));
+    finish(cl);
+    download_check(cl, by, ny, ref, mm_atol((size_t)in), 1e-4, what);
+    release(bx), release(bw), release(bb), release(by);
+    free(x), free(w), free(bias), free(ref);
+}
+
+static void test_linear(cnn_cl *cl)
+{
+    rng_seed(777);
+    /* batch 1: the GEMV kernel (work-group 64 striding over `in`) */
+    run_linear_case(cl, 1, 1000, 37, 1, CNN_ACT_RELU, 0);
+    run_linear_case(cl, 1, 1000, 37, 0, CNN_ACT_NONE, 0);
+    run_linear_case(cl, 1, 1000, 37, 0, CNN_ACT_RELU, 0);
+    run_linear_case(cl, 1, 64, 5, 1, CNN_ACT_NONE, 0);
+    run_linear_case(cl, 1, 30, 3, 1, CNN_ACT_TANH, 0);  /* in < work-group */
+    run_linear_case(cl, 1, 1, 7, 1, CNN_ACT_NONE, 0);   /* in = 1 */
+    run_linear_case(cl, 1, 577, 130, 1, CNN_ACT_LEAKY_RELU, 0.1f);
+    /* batch 4: CLBlast GEMM with B transposed */
+    run_linear_case(cl, 4, 1000, 37, 1, CNN_ACT_RELU, 0);
+    run_linear_case(cl, 4, 1000, 37, 0, CNN_ACT_NONE, 0);
+    run_linear_case(cl, 4, 300, 37, 0, CNN_ACT_RELU, 0);
+    run_linear_case(cl, 4, 577, 130, 1, CNN_ACT_SIGMOID, 0);
+    run_linear_case(cl, 3, 9, 1, 1, CNN_ACT_NONE, 0);
+}
+
+/* ---------------------------------------------------------- elementwise --- */
+
+static const cnn_act ALL_ACTS[] = {CNN_ACT_NONE,    CNN_ACT_RELU, CNN_ACT_RELU6,    CNN_ACT_LEAKY_RELU,
+                                   CNN_ACT_SIGMOID, CNN_ACT_TANH, CNN_ACT_HARDSWISH};
+#define N_ACTS (sizeof ALL_ACTS / sizeof ALL_ACTS[0])
+
+static void test_act(cnn_cl *cl)
+{
+    enum { N = 1000 }; /* not a multiple of the work-group */
+    float x[N];
+    double ref[N];
+    rng_seed(99);
+    rng_fill(x, N, -8.0f, 8.0f); /* covers relu6's clip and hardswish's three pieces */
+    for (size_t a = 0; a < N_ACTS; a++) {
+        cnn_act act = ALL_ACTS[a];
+        float slope = act == CNN_ACT_LEAKY_RELU ? 0.1f : 0.0f;
+        for (int i = 0; i < N; i++) ref[i] = act_ref(act, x[i], slope);
+        char what[64];
+        /* out of place */
+        snprintf(what, sizeof what, "act %s", act_name(act));
+        cl_mem bx = upload(cl, x, N, "x"), by = upload(cl, NULL, N, "y");
+        CHECK_OK(cnn_op_act(cl, act, slope, bx, by, N, "test_act"));
+        download_check(cl, by, N, ref, 1e-6, 1e-5, what);
+        /* in place */
+        snprintf(what, sizeof what, "act %s in place", act_name(act));
+        CHECK_OK(cnn_op_act(cl, act, slope, bx, bx, N, "test_act"));
+        download_check(cl, bx, N, ref, 1e-6, 1e-5, what);
+        release(bx), release(by);
+    }
+    /* A different leaky slope reaches the kernel. */
+    for (int i = 0; i < N; i++) ref[i] = act_ref(CNN_ACT_LEAKY_RELU, x[i], 0.25);
+    cl_mem bx = upload(cl, x, N, "x"), by = upload(cl, NULL, N, "y");
+    CHECK_OK(cnn_op_act(cl, CNN_ACT_LEAKY_RELU, 0.25f, bx, by, N, "test_act"));
+    download_check(cl, by, N, ref, 1e-6, 1e-5, "act leaky_relu slope 0.25");
+    release(bx), release(by);
+}
+
+/* Batch-norm form: scale = gamma / sqrt(var + eps), shift = beta - mean * scale. */
+static void test_affine(cnn_cl *cl)
+{
+    enum { NB = 3, C = 5, PLANE = 7 * 9, COUNT = NB * C * PLANE };
+    static float x[COUNT];
+    static double ref[COUNT];
+    float scale[C], shift[C];
+    rng_seed(2024);
+    rng_fill(x, COUNT, -3.0f, 3.0f);
+    for (int c = 0; c < C; c++) {
+        double gamma = rng_uniform(0.5f, 1.5f), beta = rng_uniform(-1.0f, 1.0f);
+        double mean = rng_uniform(-1.0f, 1.0f), var = rng_uniform(0.1f, 2.0f);
+        scale[c] = (float)(gamma / sqrt(var + 1e-5));
+        shift[c] = (float)(beta - mean * scale[c]);
+    }
+    for (size_t a = 0; a < N_ACTS; a++) {
+        cnn_act act = ALL_ACTS[a];
+        float slope = act == CNN_ACT_LEAKY_RELU ? 0.1f : 0.0f;
+        for (int with_scale = 0; with_scale < 2; with_scale++) {
+            for (int i = 0; i < COUNT; i++) {
+                int c = (i / PLANE) % C;
+                double v = (double)x[i] * (with_scale ? (double)scale[c] : 1.0) + (double)shift[c];
+                ref[i] = act_ref(act, v, slope);
+            }
+            char what[96];
+            snprintf(what, sizeof what, "affine_act %s %s", with_scale ? "scale+shift" : "shift",
+                     act_name(act));
+            cl_mem bx = upload(cl, x, COUNT, "x"), by = upload(cl, NULL, COUNT, "y");
+            cl_mem bsc = with_scale ? upload(cl, scale, C, "scale") : NULL;
+            cl_mem bsh = upload(cl, shift, C, "shift");
+            CHECK_OK(cnn_op_affine_act(cl, bx, by, bsc, bsh, COUNT, PLANE, C, act, slope, "test_bn"));
+            download_check(cl, by, COUNT, ref, 1e-6, 1e-5, what);
+            snprintf(what, sizeof what, "affine_act %s %s in place",
+                     with_scale ? "scale+shift" : "shift", act_name(act));
+            CHECK_OK(cnn_op_affine_act(cl, bx, bx, bsc, bsh, COUNT, PLANE, C, act, slope, "test_bn"));
+            download_check(cl, bx, COUNT, ref, 1e-6, 1e-5, what);
+            release(bx), release(by), release(bsc), release(bsh);
+        }
+    }
+    /* Flattened [N, C] with plane 1 (linear bias). */
+    enum { FN = 4, FC = 37 };
+    float fx[FN * FC], fb[FC];
+    double fref[FN * FC];
+    rng_fill(fx, FN * FC, -1.0f, 1.0f);
+    rng_fill(fb, FC, -1.0f, 1.0f);
+    for (int i = 0; i < FN * FC; i++) fref[i] = (double)fx[i] + fb[i % FC];
+    cl_mem bx = upload(cl, fx, FN * FC, "x"), by = upload(cl, NULL, FN * FC, "y");
+    cl_mem bb = upload(cl, fb, FC, "bias");
+    CHECK_OK(cnn_op_affine_act(cl, bx, by, NULL, bb, FN * FC, 1, FC, CNN_ACT_NONE, 0, "test_fc"));
+    download_check(cl, by, FN * FC, fref, 1e-6, 1e-5, "affine_act plane 1");
+    release(bx), release(by), release(bb);
+}
+
+static void test_add(cnn_cl *cl)
+{
+    enum { N = 1237 };
+    static float a[N], b[N];
+    static double ref[N];
+    rng_seed(5);
+    rng_fill(a, N, -1.0f, 1.0f);
+    rng_fill(b, N, -1.0f, 1.0f);
+    for (int i = 0; i < N; i++) ref[i] = (double)a[i] + b[i];
+    cl_mem ba = upload(cl, a, N, "a"), bb = upload(cl, b, N, "b"), by = upload(cl, NULL, N, "y");
+    CHECK_OK(cnn_op_add(cl, ba, bb, by, N, "test_add"));
+    download_check(cl, by, N, ref, 1e-6, 1e-5, "add");
+    /* in place into a (residual connections) */
+    CHECK_OK(cnn_op_add(cl, ba, bb, ba, N, "test_add"));
+    download_check(cl, ba, N, ref, 1e-6, 1e-5, "add in place");
+    release(ba), release(bb), release(by);
+}
+
+/* -------------------------------------------------------------- errors --- */
+
+static int is_invalid_msg(const char *msg)
+{
+    return strstr(msg, "CL_INVALID") != NULL || strstr(msg, "CLBlastInvalid") != NULL;
+}
+
+static void test_errors(cnn_cl *cl)
+{
+    /* Pointwise conv hands x straight to CLBlast, which validates buffers
+     * and reports its own code (CLBlastInvalidMatrixB for a NULL B, not a
+     * CL_INVALID_* name).  The kernel paths cannot be probed this way: a NULL
+     * cl_mem is legal in clSetKernelArg and the kernel would fault on the
+     * device, and PoCL 3.1 accepts a buffer of another context unchecked. */
+    cnn_conv_geom g = {.ci = 4, .hi = 5, .wi = 5, .co = 3, .ho = 5, .wo = 5, .kh = 1, .kw = 1,
+                       .sh = 1, .sw = 1, .dh = 1, .dw = 1, .groups = 1};
+    float w[12];
+    rng_fill(w, 12, -1.0f, 1.0f);
+    cl_mem bw = upload(cl, w, 12, "w"), by = upload(cl, NULL, 3 * 25, "y");
+    cl_mem bs = upload(cl, NULL, 1, "scratch");
+    cnn_error_clear();
+    int s = cnn_op_conv2d(cl, &g, 1, NULL, bw, NULL, CNN_ACT_NONE, 0, by, bs, "conv_err_7");
+    const char *msg = cnn_error_message();
+    CHECK(s == CNN_ERR_DEVICE, "conv with NULL x returned %d", s);
+    CHECK(is_invalid_msg(msg), "message lacks CL_INVALID/CLBlastInvalid: %s", msg);
+    CHECK(strstr(msg, "conv_err_7") != NULL, "message lacks the layer name: %s", msg);
+
+    /* Same for linear at batch 4 (CLBlast GEMM). */
+    cl_mem fw = upload(cl, w, 12, "w"), fy = upload(cl, NULL, 4 * 3, "y");
+    cnn_error_clear();
+    s = cnn_op_linear(cl, 4, 4, 3, NULL, fw, NULL, CNN_ACT_NONE, 0, fy, "fc_err_8");
+    msg = cnn_error_message();
+    CHECK(s == CNN_ERR_DEVICE, "linear with NULL x returned %d", s);
+    CHECK(is_invalid_msg(msg), "message lacks CL_INVALID/CLBlastInvalid: %s", msg);
+    CHECK(strstr(msg, "fc_err_8") != NULL, "message lacks the layer name: %s", msg);
+    finish(cl);
+    release(bw), release(by), release(bs), release(fw), release(fy);
+}
+
+int main(void)
+{
+    cnn_cl cl;
+    CHECK_OK(cnn_cl_init(&cl, NULL, NULL, false));
+    if (!cl.ctx) return test_summary("test_conv");
+    printf("device: %s (%s)\n", cl.device_name, cl.platform_name);
+    cnn_blas_apply_defaults(&cl);
+    test_conv(&cl);
+    test_linear(&cl);
+    test_act(&cl);
+    test_affine(&cl);
+    test_add(&cl);
+    test_errors(&cl);
+    cnn_cl_free(&cl);
+    return test_summary("test_conv");
+}
