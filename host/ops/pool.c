@@ -36,9 +36,12 @@ static int run_pool(cnn_cl *cl, const char *name, const cnn_pool_geom *g, int n,
     size_t in = (size_t)n * g->c * g->hi * g->wi;
     int status = check_count(total > in ? total : in, avg ? "avgpool" : "maxpool", layer);
     if (status < 0) return status;
+    /* Dilation means nothing to PyTorch's avg pool: a caller may leave it 0,
+     * which would stack every tap on one pixel. */
+    cl_uint dh = g->dh > 0 ? (cl_uint)g->dh : 1u, dw = g->dw > 0 ? (cl_uint)g->dw : 1u;
     cl_uint v[] = {(cl_uint)total, (cl_uint)g->hi, (cl_uint)g->wi, (cl_uint)g->ho,
                    (cl_uint)g->wo,  (cl_uint)g->kh, (cl_uint)g->kw, (cl_uint)g->sh,
-                   (cl_uint)g->sw,  (cl_uint)g->dh, (cl_uint)g->dw, (cl_uint)g->pt,
+                   (cl_uint)g->sw,  dh,             dw,             (cl_uint)g->pt,
                    (cl_uint)g->pl,  (cl_uint)g->pb, (cl_uint)g->pr, (cl_uint)!!g->count_include_pad};
     size_t nv = avg ? sizeof v / sizeof v[0] : 13; /* max stops after pl */
     cl_kernel k;

@@ -55,6 +55,7 @@ static void make_plan(int sh, int sw, int sc, int rh, int rw, pre_plan *p)
 
 size_t cnn_op_preprocess_scratch(int sh, int sw, int sc, int rh, int rw)
 {
+    if (sh < 1 || sw < 1 || rh < 1 || rw < 1) return 0; /* cnn_op_preprocess refuses these */
     pre_plan p;
     make_plan(sh, sw, sc, rh, rw, &p);
     return p.bytes;
@@ -112,7 +113,7 @@ static int set_uints(cl_kernel k, cl_uint first, const cl_uint *v, size_t n, con
 }
 
 static int check_args(int sh, int sw, int sc, int rh, int rw, int top, int left, int c, int oh,
-                      int ow, const pre_plan *p, size_t y_offset, const char *what)
+                      int ow, const char *what)
 {
     if ((sc != 1 && sc != 3) || (c != 1 && c != 3))
         return cnn_error_set(CNN_ERR_INPUT, "preprocess %s: %d -> %d channels (1 or 3 expected)",
@@ -123,9 +124,15 @@ static int check_args(int sh, int sw, int sc, int rh, int rw, int top, int left,
     if (top < 0 || left < 0 || top > rh - oh || left > rw - ow)
         return cnn_error_set(CNN_ERR_INPUT, "preprocess %s: crop %dx%d at (%d, %d) is outside the "
                              "resized %dx%d image", what, ow, oh, left, top, rw, rh);
-    /* The kernels index bytes and floats with uint. */
+    return CNN_OK;
+}
+
+/* The kernels index bytes and floats with uint. */
+static int check_sizes(int sh, int sw, int sc, int c, int oh, int ow, const pre_plan *p,
+                       size_t y_offset, const char *what)
+{
     size_t src = (size_t)sh * sw * sc, out = (size_t)c * oh * ow;
-    if (src > UINT_MAX || p->bytes > UINT_MAX || out > UINT_MAX - y_offset)
+    if (src > UINT_MAX || p->bytes > UINT_MAX || y_offset > UINT_MAX || out > UINT_MAX - y_offset)
         return cnn_error_set(CNN_ERR_INPUT, "preprocess %s: sizes beyond 2^32 elements", what);
     return CNN_OK;
 }
@@ -136,10 +143,11 @@ int cnn_op_preprocess(cnn_cl *cl, cl_mem src, int sh, int sw, int sc, int rh, in
 {
     char label[256];
     snprintf(label, sizeof label, "preprocess %s", what);
+    int status = check_args(sh, sw, sc, rh, rw, top, left, c, oh, ow, what);
+    if (status < 0) return status;
     pre_plan p;
     make_plan(sh, sw, sc, rh, rw, &p);
-    int status = check_args(sh, sw, sc, rh, rw, top, left, c, oh, ow, &p, y_offset, what);
-    if (status < 0) return status;
+    if ((status = check_sizes(sh, sw, sc, c, oh, ow, &p, y_offset, what)) < 0) return status;
     if (p.bytes) {
         size_t have = 0;
         CNN_ASSERT(tmp != NULL);

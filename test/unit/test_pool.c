@@ -210,6 +210,44 @@ static void test_pools(void)
     free(ref);
 }
 
+/* Refusals: a crop outside the resized image, a channel count not 1|3. */
+static void test_preprocess_refusals(void)
+{
+    cl_mem b = NULL;
+    CHECK_OK(cnn_cl_buffer(&g_cl, 64, &b, "dummy"));
+    float m[3] = {0, 0, 0}, s[3] = {1, 1, 1};
+    int st = cnn_op_preprocess(&g_cl, b, 4, 4, 3, 4, 4, 1, 0, 3, 4, 4, 1.0f, m, s, NULL, b, 0, "x.png");
+    CHECK(st == CNN_ERR_INPUT && strstr(cnn_error_message(), "x.png"), "crop outside: %d %s", st,
+          cnn_error_message());
+    st = cnn_op_preprocess(&g_cl, b, 4, 4, 2, 4, 4, 0, 0, 3, 4, 4, 1.0f, m, s, NULL, b, 0, "x.png");
+    CHECK(st == CNN_ERR_INPUT, "2 channels: %d %s", st, cnn_error_message());
+    clReleaseMemObject(b);
+}
+
+/* A caller that leaves the dilation of an avg pool at 0 gets dilation 1. */
+static void test_avgpool_zero_dilation(void)
+{
+    cnn_pool_geom g = {.c = PC, .hi = PH, .wi = PW, .ho = 4, .wo = 5, .kh = 3, .kw = 3, .sh = 2,
+                       .sw = 2, .dh = 1, .dw = 1, .pt = 1, .pl = 1, .pb = 1, .pr = 1};
+    size_t nin = (size_t)PN * PC * PH * PW, nout = (size_t)PN * PC * 4 * 5;
+    float *x = malloc(nin * sizeof *x);
+    double *ref = malloc(nout * sizeof *ref);
+    fill_nonzero(x, nin, -2.0f, 2.0f);
+    ref_avgpool(&g, x, ref);
+    g.dh = g.dw = 0;
+    cl_mem bx = upload(x, nin), by = NULL;
+    CHECK_OK(cnn_cl_buffer(&g_cl, nout * sizeof(float), &by, "y"));
+    poison(by, nout);
+    CHECK_OK(cnn_op_avgpool(&g_cl, &g, PN, bx, by, "avgpool d0"));
+    float *y = download(by, nout);
+    CHECK(close_enough(y, ref, nout, ATOL, RTOL, "avgpool d0"), "avgpool with dilation 0");
+    free(y);
+    free(x);
+    free(ref);
+    clReleaseMemObject(bx);
+    clReleaseMemObject(by);
+}
+
 static void test_adaptive(int hi, int wi, int ho, int wo)
 {
     int n = 2, c = 3;
@@ -465,6 +503,7 @@ int main(int argc, char **argv)
     printf("device: %s (%s)\n", g_cl.device_name, g_cl.platform_name);
 
     test_pools();
+    test_avgpool_zero_dilation();
     rng_seed(11);
     test_adaptive(13, 13, 7, 7);
     test_adaptive(13, 13, 6, 6);
@@ -483,6 +522,7 @@ int main(int argc, char **argv)
     test_preprocess_noresize(3, 1);
     test_preprocess_noresize(1, 3);
     test_preprocess_noresize(1, 1);
+    test_preprocess_refusals();
 
     cnn_cl_free(&g_cl);
     return test_summary("test_pool");
