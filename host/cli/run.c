@@ -307,6 +307,8 @@ typedef struct run_state {
     bool *keep;
     cnn_manifest manifest;
     cnn_json preds;
+    char *csv;            /* predictions.csv text */
+    size_t csv_len, csv_cap;
     cnn_input_list inputs;
     char **stems; /* [inputs.n] unique output sub-folder names */
     float *logits;
@@ -422,7 +424,7 @@ static int load_input(run_state *s, int k, int b)
     int status = cnn_image_load(s->inputs.paths[k], &img);
     if (status < 0) return status;
     const cnn_input_spec *in = &s->l.pipe.input;
-    int rh, rw, top, left;
+    int rh = 0, rw = 0, top = 0, left = 0;
     cl_mem src = NULL, tmp = NULL;
     CNN_TRY(input_geometry(in, s->inputs.paths[k], img.h, img.w, &rh, &rw, &top, &left), done);
     size_t bytes = (size_t)img.w * img.h * img.c;
@@ -461,6 +463,38 @@ static int write_npy(run_state *s, const char *rel, const float *data, const int
                             .input = (char *)input, .channel = -1, .format = "npy", .ndim = ndim};
     for (int i = 0; i < ndim; i++) e.shape[i] = shape[i];
     return cnn_manifest_add(&s->manifest, &e);
+}
+
+/* Appends one CSV row; fields with a comma, quote or newline are quoted. */
+static int csv_append(run_state *s, const char *input, int index, const char *label, double prob)
+{
+    char row[2048];
+    size_t n = 0;
+    const char *fields[2] = {input, label};
+    for (int f = 0; f < 2; f++) {
+        const char *v = fields[f];
+        bool quote = strpbrk(v, ",\"\n\r") != NULL;
+        if (quote && n < sizeof row) row[n++] = '"';
+        for (; *v && n + 2 < sizeof row; v++) {
+            if (*v == '"') row[n++] = '"';
+            row[n++] = *v;
+        }
+        if (quote && n < sizeof row) row[n++] = '"';
+        if (f == 0) n += (size_t)snprintf(row + n, sizeof row - n, ",%d,", index);
+    }
+    n += (size_t)snprintf(row + n, sizeof row - n, ",%.6f\n", prob);
+    if (n >= sizeof row) n = sizeof row - 1;
+    if (s->csv_len + n + 1 > s->csv_cap) {
+        size_t cap = s->csv_cap ? s->csv_cap * 2 : 4096;
+        while (cap < s->csv_len + n + 1) cap *= 2;
+        char *p = cnn_realloc(s->csv, cap);
+        if (!p) return CNN_ERR_NOMEM;
+        s->csv = p;
+        s->csv_cap = cap;
+    }
+    memcpy(s->csv + s->csv_len, row, n);
+    s->csv_len += n;
+    return CNN_OK;
 }
 
 static int cmp_desc(const void *a, const void *b, const float *v)
@@ -517,7 +551,11 @@ static int finish_input(run_state *s, int k, int b)
     }
     cnn_json_array_end(&s->preds);
     cnn_json_object_end(&s->preds);
+    int best = idx[0];
     free(idx);
+    status = csv_append(s, path, best, best < s->l.n_labels ? s->l.labels[best] : "",
+                        exp((double)logits[best] - mx) / sum);
+    if (status < 0) return status;
 
     snprintf(rel, sizeof rel, "%s/output.npy", stem);
     shape[0] = (int64_t)nout;
@@ -544,6 +582,27 @@ static int finish_input(run_state *s, int k, int b)
         if (status < 0) return status;
     }
     return CNN_OK;
+}
+
+/* Progress on stderr: a bar redrawn in place on a terminal, a plain line
+ * every ~5 s otherwise (logs). */
+static void progress(run_state *s, int done, int total, double t0, bool last)
+{
+    static double last_print;
+    if (s->o.quiet || total < 2) return;
+    double now = cnn_now_ms();
+    double rate = done / ((now - t0) / 1000.0 + 1e-9);
+    if (isatty(STDERR_FILENO)) {
+        if (!last && now - last_print < 100) return;
+        int w = 30, fill = (int)((double)w * done / total);
+        fprintf(stderr, "\r[%.*s%*s] %d/%d images, %.1f/s", fill, "##############################", w - fill, "",
+                done, total, rate);
+        if (last) fputc('\n', stderr);
+    } else {
+        if (!last && now - last_print < 5000) return;
+        fprintf(stderr, "cnnviz-cl: %d/%d images, %.1f/s\n", done, total, rate);
+    }
+    last_print = now;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -600,6 +659,51 @@ static void print_profile(run_state *s)
     printf("total device time %.2f ms\n", total);
 }
 
+/* Chrome trace (chrome://tracing, Perfetto) of the last forward pass: the
+ * layers one after another, as the profiled run executed them. */
+static int write_trace(run_state *s)
+{
+    const cnn_graph *g = &s->l.graph;
+    cnn_json j;
+    cnn_json_init(&j, false);
+    cnn_json_object_begin(&j);
+    cnn_json_key(&j, "traceEvents");
+    cnn_json_array_begin(&j);
+    double ts = 0;
+    for (int i = 0; i < g->n; i++) {
+        if (!s->net.plan.computes[i]) continue;
+        cnn_json_object_begin(&j);
+        cnn_json_key(&j, "name");
+        cnn_json_string(&j, g->layers[i].spec->name);
+        cnn_json_key(&j, "cat");
+        cnn_json_string(&j, cnn_op_name(g->layers[i].spec->op));
+        cnn_json_key(&j, "ph");
+        cnn_json_string(&j, "X");
+        cnn_json_key(&j, "ts");
+        cnn_json_number(&j, ts * 1000.0);
+        cnn_json_key(&j, "dur");
+        cnn_json_number(&j, s->net.layer_ms[i] * 1000.0);
+        cnn_json_key(&j, "pid");
+        cnn_json_int(&j, 1);
+        cnn_json_key(&j, "tid");
+        cnn_json_int(&j, 1);
+        cnn_json_object_end(&j);
+        ts += s->net.layer_ms[i];
+    }
+    cnn_json_array_end(&j);
+    cnn_json_object_end(&j);
+    char *p = cnn_path_join(s->out_dir, "trace.json");
+    int status = p ? cnn_json_write_file(&j, p) : CNN_ERR_NOMEM;
+    cnn_json_free(&j);
+    if (status == CNN_OK) {
+        cnn_manifest_entry e = {.path = "trace.json", .kind = "trace", .channel = -1, .format = "json"};
+        status = cnn_manifest_add(&s->manifest, &e);
+        if (!s->o.quiet) fprintf(stderr, "cnnviz-cl: wrote %s (open in chrome://tracing)\n", p);
+    }
+    free(p);
+    return status;
+}
+
 static void run_state_free(run_state *s)
 {
     if (s->net_ready) cnn_net_free(&s->net);
@@ -610,6 +714,7 @@ static void run_state_free(run_state *s)
     free(s->keep);
     cnn_manifest_free(&s->manifest);
     cnn_json_free(&s->preds);
+    free(s->csv);
     if (s->stems)
         for (int i = 0; i < s->inputs.n; i++) free(s->stems[i]);
     free(s->stems);
@@ -712,12 +817,16 @@ int cnn_cmd_run(int argc, char **argv)
         for (int j = 0; j < b && status == CNN_OK; j++) status = finish_input(&s, slot_of[j], j);
         done_inputs += b;
         if (!t_first) t_first = cnn_now_ms() - t_start;
+        progress(&s, k, s.inputs.n, t_loop, k == s.inputs.n);
     }
 loop_done:
     free(slot_of);
     if (status < 0) goto done;
     double loop_ms = cnn_now_ms() - t_loop;
-    if (s.o.profile && done_inputs) print_profile(&s);
+    if (s.o.profile && done_inputs) {
+        print_profile(&s);
+        CNN_TRY(write_trace(&s), done);
+    }
     if (s.o.repeat) CNN_TRY(run_repeat(&s, batch), done);
     cnn_json_array_end(&s.preds);
     if (s.inputs.n) {
@@ -726,6 +835,22 @@ loop_done:
         free(p);
         if (status < 0) goto done;
         cnn_manifest_entry e = {.path = "predictions.json", .kind = "predictions", .channel = -1, .format = "json"};
+        CNN_TRY(cnn_manifest_add(&s.manifest, &e), done);
+        static const char header[] = "input,top1_index,top1_label,top1_prob\n";
+        char *csv = cnn_malloc(sizeof header + s.csv_len);
+        if (!csv) {
+            status = CNN_ERR_NOMEM;
+            goto done;
+        }
+        memcpy(csv, header, sizeof header - 1);
+        if (s.csv_len) memcpy(csv + sizeof header - 1, s.csv, s.csv_len);
+        p = cnn_path_join(s.out_dir, "predictions.csv");
+        status = p ? cnn_file_write_atomic(p, csv, sizeof header - 1 + s.csv_len) : CNN_ERR_NOMEM;
+        free(p);
+        free(csv);
+        if (status < 0) goto done;
+        e.path = "predictions.csv";
+        e.format = "csv";
         CNN_TRY(cnn_manifest_add(&s.manifest, &e), done);
         p = cnn_path_join(s.out_dir, "manifest.json");
         status = p ? cnn_manifest_write(&s.manifest, p) : CNN_ERR_NOMEM;

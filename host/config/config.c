@@ -1080,7 +1080,7 @@ static int parse_tap(ctx *c, size_t idx, const node *m)
     for (size_t i = 0; i < map_size(m); i++) {
         const node *k = map_key(m, i), *v = map_val(m, i);
         const char *key = k->str; /* one of g_tap_keys: checked above */
-        float pair[2];
+        float pair[2] = {0, 0};
         if (is_key(k, "layer")) {
             status = parse_tap_layers(c, t, v);
         } else if (is_key(k, "show")) {

@@ -560,7 +560,7 @@ static int parse_events(hdr_ctx *c)
             continue;
         }
         TRY(check_name(c, &c->ev));
-        cnn_weight_tensor *t;
+        cnn_weight_tensor *t = NULL;
         TRY(add_tensor(c, &t));
         c->cur = t->name;
         TRY(parse_tensor(c, t));

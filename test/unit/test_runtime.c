@@ -128,6 +128,30 @@ int main(void)
     CHECK(cnn_cl_init(&cl, NULL, "no-such-device-xyz", false) == CNN_ERR_USAGE,
           "bad device substring should be a usage error");
 
+    /* A kernel that does not compile: the error names the call, the file and
+     * the options (the driver's log goes to stderr). */
+    {
+        char *kdir = cnn_strfmt("%s/broken-kernels-%ld", tmp ? tmp : "/tmp", (long)getpid());
+        CHECK_OK(cnn_mkdirs(kdir, 0755));
+        char *kpath = cnn_strfmt("%s/eltwise.cl", kdir);
+        const char *bad = "__kernel void kernel_act_f32(__global float *x) { x[0] = undefined_name; }\n";
+        CHECK_OK(cnn_file_write_atomic(kpath, bad, strlen(bad)));
+        setenv("CNNVIZ_KERNEL_DIR", kdir, 1);
+        CHECK_OK(cnn_cl_init(&cl, NULL, NULL, false));
+        cl_kernel kb;
+        int st = cnn_cl_kernel(&cl, "eltwise.cl", "-DACT=1", "kernel_act_f32", &kb);
+        CHECK(st == CNN_ERR_DEVICE, "broken kernel returned %d", st);
+        CHECK(strstr(cnn_error_message(), "clBuildProgram") && strstr(cnn_error_message(), "CL_BUILD_PROGRAM_FAILURE") &&
+              strstr(cnn_error_message(), "eltwise.cl") && strstr(cnn_error_message(), "-DACT=1"),
+              "message: %s", cnn_error_message());
+        cnn_cl_free(&cl);
+        unsetenv("CNNVIZ_KERNEL_DIR");
+        unlink(kpath);
+        rmdir(kdir);
+        free(kpath);
+        free(kdir);
+    }
+
     /* Error names come from the constants. */
     CHECK(strcmp(cnn_cl_error_name(CL_OUT_OF_RESOURCES), "CL_OUT_OF_RESOURCES") == 0, "name");
     CHECK(strcmp(cnn_cl_error_name(-9999), "CL_UNKNOWN_ERROR(-9999)") == 0, "unknown name");
