@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char RUN_HELP[] =
@@ -292,6 +293,7 @@ out:
 typedef struct tap {
     int layer;
     const char *kind;
+    char dir[128];  /* output sub-folder: the sanitised layer name, made unique */
 } tap;
 
 typedef struct run_state {
@@ -324,7 +326,24 @@ static int add_tap(run_state *s, const char *layer, const char *kind, cnn_pos po
         return cnn_error_set(CNN_ERR_USAGE, "--tap %s: no layer '%s' in %s (see 'cnnviz-cl info %s')", layer, layer,
                              s->o.config, s->o.config);
     }
-    s->taps[s->n_taps++] = (tap){li, kind};
+    for (int t = 0; t < s->n_taps; t++)
+        if (s->taps[t].layer == li && !strcmp(s->taps[t].kind, kind)) return CNN_OK; /* asked twice */
+    tap *t = &s->taps[s->n_taps];
+    t->layer = li;
+    t->kind = kind;
+    /* Different names can sanitise alike ("a/b", "a_b"); a layer keeps the
+     * folder an earlier tap of it got, and a new layer gets a free one. */
+    char base[101];
+    cnn_sanitize_name(s->l.pipe.layers[li].name, base, sizeof base);
+    snprintf(t->dir, sizeof t->dir, "%s", base);
+    for (int k = 2;; k++) {
+        int clash = -1;
+        for (int j = 0; j < s->n_taps && clash < 0; j++)
+            if (!strcmp(s->taps[j].dir, t->dir)) clash = j;
+        if (clash < 0 || s->taps[clash].layer == li) break;
+        snprintf(t->dir, sizeof t->dir, "%s_%d", base, k);
+    }
+    s->n_taps++;
     if (!strcmp(kind, "activations")) s->keep[li] = true;
     return CNN_OK;
 }
@@ -571,9 +590,7 @@ static int finish_input(run_state *s, int k, int b)
         status = cnn_cl_read(&s->cl, cnn_net_buffer(&s->net, s->taps[t].layer), (size_t)b * n * sizeof(float),
                              n * sizeof(float), s->host_tmp, ly->spec->name);
         if (status < 0) return status;
-        char lname[128];
-        cnn_sanitize_name(ly->spec->name, lname, sizeof lname);
-        snprintf(rel, sizeof rel, "%s/%s/activations.npy", stem, lname);
+        snprintf(rel, sizeof rel, "%s/%s/activations.npy", stem, s->taps[t].dir);
         int ndim = ly->flat ? 1 : 3;
         shape[0] = ly->c;
         shape[1] = ly->h;
@@ -750,6 +767,11 @@ int cnn_cmd_run(int argc, char **argv)
     }
     if (!s.out_dir) {
         status = CNN_ERR_NOMEM;
+        goto done;
+    }
+    struct stat ost;
+    if (stat(s.out_dir, &ost) == 0 && !S_ISDIR(ost.st_mode)) {
+        status = cnn_error_set(CNN_ERR_USAGE, "--out %s: exists and is not a folder", s.out_dir);
         goto done;
     }
     if (s.o.npy) s.l.pipe.npy = true;
