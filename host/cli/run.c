@@ -455,11 +455,8 @@ static int load_input(run_state *s, int k, int b)
     CNN_TRY(cnn_op_preprocess(&s->cl, src, img.h, img.w, img.c, rh, rw, top, left, in->c, in->h, in->w, in->scale,
                               in->mean, in->std, tmp, s->net.input, off, s->inputs.paths[k]),
             done);
-    /* The temporary buffers must outlive the enqueued kernels. */
-    cl_int err = clFinish(s->cl.queue);
-    if (err != CL_SUCCESS)
-        status = cnn_error_set(CNN_ERR_DEVICE, "clFinish failed: %s (preprocessing %s)", cnn_cl_error_name(err),
-                               s->inputs.paths[k]);
+    /* No wait here: OpenCL keeps a released buffer alive until the kernels
+     * enqueued on it have finished, and the pixel upload was blocking. */
 done:
     if (src) clReleaseMemObject(src);
     if (tmp) clReleaseMemObject(tmp);
@@ -516,13 +513,16 @@ static int csv_append(run_state *s, const char *input, int index, const char *la
     return CNN_OK;
 }
 
-static int cmp_desc(const void *a, const void *b, const float *v)
+/* qsort has no context argument: the values being ranked. */
+static const float *g_sort_values;
+
+/* Descending by value, ties by index, so the order is deterministic. */
+static int cmp_idx(const void *a, const void *b)
 {
     int ia = *(const int *)a, ib = *(const int *)b;
+    const float *v = g_sort_values;
     return v[ia] < v[ib] ? 1 : v[ia] > v[ib] ? -1 : (ia > ib) - (ia < ib);
 }
-static const float *g_sort_values;
-static int cmp_idx(const void *a, const void *b) { return cmp_desc(a, b, g_sort_values); }
 
 /* Predictions, raw output and taps of image k (slot b of the batch). */
 static int finish_input(run_state *s, int k, int b)
