@@ -8,7 +8,7 @@ packages=(
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo
   libclblast-dev libpng-dev libyaml-dev libturbojpeg0-dev libjpeg-dev
   python3 python3-torch python3-torchvision python3-numpy python3-pil python3-yaml
-  dataset-fashion-mnist
+  dataset-fashion-mnist chromium
 )
 
 missing=()

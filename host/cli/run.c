@@ -16,6 +16,10 @@
 #include "ops/blas.h"
 #include "runtime/clrt.h"
 #include "runtime/net.h"
+#include "io/pngpool.h"
+#include "viz/colormap.h"
+#include "viz/report.h"
+#include "viz/taps.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -29,8 +33,8 @@ static const char RUN_HELP[] =
     "\n"
     "Runs the pipeline CONFIG (YAML, see configs/README.md) on each input image:\n"
     "prints the top classes, writes predictions.json, each input's raw network\n"
-    "output (<out>/<image>/output.npy) and the taps, and lists every file in\n"
-    "<out>/manifest.json.\n"
+    "output (<out>/<image>/output.npy), the taps as PNG images, the report\n"
+    "<out>/index.html, and lists every file in <out>/manifest.json.\n"
     "\n"
     "options:\n"
     "  --input PATH      image (PNG/JPEG), folder (searched recursively) or @list.txt;\n"
@@ -40,6 +44,8 @@ static const char RUN_HELP[] =
     "  --tap LAYER[:KIND]  add a tap (repeatable); KIND defaults to activations\n"
     "  --npy             also write each tapped tensor as .npy\n"
     "  --no-taps         only predictions: ignore the taps of CONFIG\n"
+    "  --no-report       do not write index.html\n"
+    "  --png-level N     PNG compression 0..9 (default: output.png_level, else 1)\n"
     "  --top K           classes printed per input (default: output.top, else 5)\n"
     "  --batch N         images run together (default 1)\n"
     "  --repeat N        time N forward passes after one warm-up; print the median\n"
@@ -48,8 +54,20 @@ static const char RUN_HELP[] =
     "  --device SEL      OpenCL device: index, part of its name, or gpu/cpu\n"
     "  -q, --quiet       no per-input lines\n"
     "\n"
-    "tap kinds: activations, filters, weights (and gradient maps: saliency, guided,\n"
-    "gradcam, ...; see configs/README.md)\n";
+    "tap kinds (YAML taps: show: KIND, or --tap LAYER:KIND):\n"
+    "  activations   a layer's output per input: one PNG per channel + a montage\n"
+    "  filters       a conv layer's weights: one tile per (filter, input channel),\n"
+    "                RGB tiles when the layer takes 3 channels\n"
+    "  weights       a linear layer's [out, in] matrix (units: N adds each unit's\n"
+    "                weights as [C, H, W] when fed by a flatten)\n"
+    "normalize (value range -> 0..255): per-channel (activations' default),\n"
+    "  per-layer (filters' and weights' default), global (one range over all\n"
+    "  inputs of the run), fixed (with range: [lo, hi]); clip: [0.5, 99.5] uses\n"
+    "  percentiles instead of min/max; signed: true centres the range on 0.\n"
+    "colormaps: gray (activations' default), viridis, magma, inferno, turbo, jet,\n"
+    "  rdbu (diverging, filters' and weights' default).\n"
+    "With no taps: key in CONFIG the run shows the first conv layer's filters and\n"
+    "the activations of the conv and pool layers (a subset for large networks).\n";
 
 static const char INFO_HELP[] =
     "usage: cnnviz-cl info CONFIG [--weights FILE] [--batch N]\n"
@@ -64,8 +82,8 @@ typedef struct run_opts {
     int n_inputs;
     const char **taps;
     int n_taps;
-    bool npy, no_taps, profile, quiet;
-    int top, batch, repeat;
+    bool npy, no_taps, no_report, profile, quiet;
+    int top, batch, repeat, png_level;
 } run_opts;
 
 static int parse_int(const char *flag, const char *v, int lo, int hi, int *out)
@@ -82,6 +100,7 @@ static int parse_args(int argc, char **argv, run_opts *o, bool info)
 {
     memset(o, 0, sizeof *o);
     o->batch = 1;
+    o->png_level = -1;
     o->inputs = calloc((size_t)argc, sizeof *o->inputs);
     o->taps = calloc((size_t)argc, sizeof *o->taps);
     if (!o->inputs || !o->taps) return cnn_error_set(CNN_ERR_NOMEM, "out of host memory");
@@ -132,6 +151,11 @@ static int parse_args(int argc, char **argv, run_opts *o, bool info)
             o->npy = true;
         } else if (!strcmp(a, "--no-taps")) {
             o->no_taps = true;
+        } else if (!strcmp(a, "--no-report")) {
+            o->no_report = true;
+        } else if (!strcmp(a, "--png-level")) {
+            NEED_VALUE();
+            if (parse_int(a, v, 0, 9, &o->png_level) < 0) return CNN_ERR_USAGE;
         } else if (!strcmp(a, "--profile")) {
             o->profile = true;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
@@ -289,13 +313,6 @@ out:
     return status > 0 ? CNN_OK : status;
 }
 
-/* One requested tensor tap (this issue: activations as .npy). */
-typedef struct tap {
-    int layer;
-    const char *kind;
-    char dir[128];  /* output sub-folder: the sanitised layer name, made unique */
-} tap;
-
 typedef struct run_state {
     run_opts o;
     loaded l;
@@ -304,7 +321,7 @@ typedef struct run_state {
     cnn_net net;
     bool net_ready;
     char *out_dir;
-    tap *taps;
+    cnn_vtap *taps;
     int n_taps;
     bool *keep;
     cnn_manifest manifest;
@@ -316,25 +333,40 @@ typedef struct run_state {
     float *logits;
     float *host_tmp;
     int failed_inputs;
+    cnn_png_pool *pool;
+    cnn_vctx viz;
+    bool viz_ready;
+    bool images;          /* write PNGs (taps or the report) */
+    cnn_report_input *rin; /* [inputs.n] predictions for the report */
+    cnn_report_pred *rpred; /* [inputs.n * top] */
+    int n_rin;
 } run_state;
 
-static int add_tap(run_state *s, const char *layer, const char *kind, cnn_pos pos)
+static int add_tap(run_state *s, const char *layer, const char *kind, const cnn_tap_spec *spec, const char *flag)
 {
-    int li = cnn_pipeline_find(&s->l.pipe, layer);
+    const cnn_pipeline *p = &s->l.pipe;
+    char where[300];
+    if (spec) snprintf(where, sizeof where, "%s:%d:%d", p->path, spec->pos.line, spec->pos.col);
+    else snprintf(where, sizeof where, "--tap %s", flag);
+    int li = cnn_pipeline_find(p, layer);
     if (li < 0) {
-        if (pos.line) return cnn_pipeline_error_at(&s->l.pipe, pos, "tap on unknown layer '%s'", layer);
-        return cnn_error_set(CNN_ERR_USAGE, "--tap %s: no layer '%s' in %s (see 'cnnviz-cl info %s')", layer, layer,
+        if (spec) return cnn_error_set(CNN_ERR_INPUT, "%s: tap on unknown layer '%s'", where, layer);
+        return cnn_error_set(CNN_ERR_USAGE, "%s: no layer '%s' in %s (see 'cnnviz-cl info %s')", where, layer,
                              s->o.config, s->o.config);
     }
     for (int t = 0; t < s->n_taps; t++)
-        if (s->taps[t].layer == li && !strcmp(s->taps[t].kind, kind)) return CNN_OK; /* asked twice */
-    tap *t = &s->taps[s->n_taps];
-    t->layer = li;
-    t->kind = kind;
+        if (s->taps[t].layer == li && !strcmp(s->taps[t].kind == CNN_TAP_ACTIVATIONS ? "activations"
+                                              : s->taps[t].kind == CNN_TAP_FILTERS  ? "filters"
+                                                                                    : "weights",
+                                              kind))
+            return CNN_OK; /* asked twice */
+    cnn_vtap *t = &s->taps[s->n_taps];
+    int status = cnn_vtap_configure(t, &s->l.graph, li, kind, spec, where);
+    if (status < 0) return status;
     /* Different names can sanitise alike ("a/b", "a_b"); a layer keeps the
      * folder an earlier tap of it got, and a new layer gets a free one. */
     char base[101];
-    cnn_sanitize_name(s->l.pipe.layers[li].name, base, sizeof base);
+    cnn_sanitize_name(p->layers[li].name, base, sizeof base);
     snprintf(t->dir, sizeof t->dir, "%s", base);
     for (int k = 2;; k++) {
         int clash = -1;
@@ -344,23 +376,58 @@ static int add_tap(run_state *s, const char *layer, const char *kind, cnn_pos po
         snprintf(t->dir, sizeof t->dir, "%s_%d", base, k);
     }
     s->n_taps++;
-    if (!strcmp(kind, "activations")) s->keep[li] = true;
+    if (t->kind == CNN_TAP_ACTIVATIONS) s->keep[li] = true;
     return CNN_OK;
+}
+
+/* A pipeline without `taps:` shows the first conv layer's filters and the
+ * activations of every conv and pool layer; a large network (more than 16
+ * of them) shows its pooling layers and the last conv layer instead, which
+ * sample every stage without writing thousands of files per image. */
+static int default_taps(run_state *s)
+{
+    const cnn_graph *g = &s->l.graph;
+    int n_cp = 0, first_conv = -1, last_conv = -1;
+    for (int i = 0; i < g->n; i++) {
+        cnn_op op = g->layers[i].spec->op;
+        bool spatial = !g->layers[i].flat && g->layers[i].h * g->layers[i].w > 1;
+        if (op == CNN_OP_CONV2D) {
+            if (first_conv < 0) first_conv = i;
+            last_conv = i;
+        }
+        if ((op == CNN_OP_CONV2D || op == CNN_OP_MAXPOOL || op == CNN_OP_AVGPOOL) && spatial) n_cp++;
+    }
+    int status = CNN_OK;
+    if (first_conv >= 0 && g->layers[first_conv].weight)
+        status = add_tap(s, g->layers[first_conv].spec->name, "filters", NULL, "(default)");
+    for (int i = 0; i < g->n && status == CNN_OK; i++) {
+        cnn_op op = g->layers[i].spec->op;
+        bool spatial = !g->layers[i].flat && g->layers[i].h * g->layers[i].w > 1;
+        bool pool = op == CNN_OP_MAXPOOL || op == CNN_OP_AVGPOOL;
+        bool show = spatial && (n_cp <= 16 ? (pool || op == CNN_OP_CONV2D) : (pool || i == last_conv));
+        if (show) status = add_tap(s, g->layers[i].spec->name, "activations", NULL, "(default)");
+    }
+    if (status == CNN_OK && !s->o.quiet && s->n_taps)
+        fprintf(stderr, "cnnviz-cl: no taps in %s: showing %d default taps (first-layer filters, %s)\n", s->o.config,
+                s->n_taps, n_cp <= 16 ? "conv and pool activations" : "pool and last conv activations");
+    return status;
 }
 
 static int collect_taps(run_state *s)
 {
     const cnn_pipeline *p = &s->l.pipe;
-    int cap = s->o.n_taps + 1;
+    int cap = s->o.n_taps + 1 + s->l.graph.n;
     for (int i = 0; i < p->n_taps; i++) cap += p->taps[i].n_layers;
     s->taps = cnn_calloc((size_t)cap, sizeof *s->taps);
     s->keep = cnn_calloc((size_t)p->n_layers, sizeof *s->keep);
     if (!s->taps || !s->keep) return CNN_ERR_NOMEM;
     int status = CNN_OK;
-    if (!s->o.no_taps)
+    if (!s->o.no_taps) {
         for (int i = 0; i < p->n_taps && status == CNN_OK; i++)
             for (int k = 0; k < p->taps[i].n_layers && status == CNN_OK; k++)
-                status = add_tap(s, p->taps[i].layers[k], p->taps[i].show, p->taps[i].pos);
+                status = add_tap(s, p->taps[i].layers[k], p->taps[i].show, &p->taps[i], NULL);
+        if (status == CNN_OK && !p->taps_given && s->o.n_taps == 0) status = default_taps(s);
+    }
     for (int i = 0; i < s->o.n_taps && status == CNN_OK; i++) {
         char layer[256];
         snprintf(layer, sizeof layer, "%s", s->o.taps[i]);
@@ -374,7 +441,8 @@ static int collect_taps(run_state *s)
             if (!kind) return cnn_error_set(CNN_ERR_USAGE, "--tap %s: unknown kind '%s' (see 'cnnviz-cl run --help')",
                                             s->o.taps[i], colon + 1);
         }
-        status = add_tap(s, layer, kind, (cnn_pos){0, 0});
+        status = add_tap(s, layer, kind, NULL, s->o.taps[i]);
+        if (status == CNN_ERR_INPUT && !colon) status = CNN_ERR_USAGE;
     }
     return status;
 }
@@ -393,7 +461,11 @@ static int make_stems(run_state *s)
         char cand[160];
         snprintf(cand, sizeof cand, "%s", base);
         for (int k = 2;; k++) {
-            bool used = !strcmp(cand, "manifest.json") || !strcmp(cand, "predictions.json");
+            /* Names the run writes at the top level are not free. */
+            static const char *const reserved[] = {"manifest.json", "predictions.json", "predictions.csv",
+                                                   "index.html", "trace.json", "model", NULL};
+            bool used = false;
+            for (int r = 0; reserved[r]; r++) used |= !strcmp(cand, reserved[r]);
             for (int j = 0; j < i && !used; j++) used = !strcmp(s->stems[j], cand);
             if (!used) break;
             snprintf(cand, sizeof cand, "%s_%d", base, k);
@@ -465,7 +537,7 @@ done:
 }
 
 static int write_npy(run_state *s, const char *rel, const float *data, const int64_t *shape, int ndim,
-                     const char *kind, const char *layer, const char *input)
+                     const char *kind, const char *role, const char *layer, const char *input)
 {
     char *path = cnn_path_join(s->out_dir, rel);
     if (!path) return CNN_ERR_NOMEM;
@@ -475,7 +547,7 @@ static int write_npy(run_state *s, const char *rel, const float *data, const int
     free(dir);
     free(path);
     if (status < 0) return status;
-    cnn_manifest_entry e = {.path = (char *)rel, .kind = (char *)kind, .layer = (char *)layer,
+    cnn_manifest_entry e = {.path = (char *)rel, .kind = (char *)kind, .role = (char *)role, .layer = (char *)layer,
                             .input = (char *)input, .channel = -1, .format = "npy", .ndim = ndim};
     for (int i = 0; i < ndim; i++) e.shape[i] = shape[i];
     return cnn_manifest_add(&s->manifest, &e);
@@ -559,6 +631,7 @@ static int finish_input(run_state *s, int k, int b)
         double prob = exp((double)logits[c] - mx) / sum;
         const char *label = c < s->l.n_labels ? s->l.labels[c] : "";
         if (!s->o.quiet) printf("  %2d. %5d  %-32s %.4f\n", t + 1, c, label, prob);
+        if (s->rpred) s->rpred[(size_t)s->n_rin * top + t] = (cnn_report_pred){c, label, prob};
         cnn_json_object_begin(&s->preds);
         cnn_json_key(&s->preds, "index");
         cnn_json_int(&s->preds, c);
@@ -572,18 +645,35 @@ static int finish_input(run_state *s, int k, int b)
     cnn_json_object_end(&s->preds);
     int best = idx[0];
     free(idx);
+    if (s->rin) {
+        s->rin[s->n_rin] = (cnn_report_input){path, s->rpred + (size_t)s->n_rin * top, top};
+        s->n_rin++;
+    }
     status = csv_append(s, path, best, best < s->l.n_labels ? s->l.labels[best] : "",
                         exp((double)logits[best] - mx) / sum);
     if (status < 0) return status;
 
     snprintf(rel, sizeof rel, "%s/output.npy", stem);
     shape[0] = (int64_t)nout;
-    status = write_npy(s, rel, logits, shape, 1, "output", out->spec->name, path);
+    status = write_npy(s, rel, logits, shape, 1, "output", NULL, out->spec->name, path);
     if (status < 0) return status;
+
+    if (s->images) {
+        const cnn_input_spec *in = &s->l.pipe.input;
+        status = cnn_vctx_input_image(&s->viz, in, s->net.input, (size_t)b * in->c * in->h * in->w, path, stem);
+        if (status < 0) return status;
+    }
+    for (int t = 0; t < s->n_taps; t++) {
+        if (s->taps[t].kind != CNN_TAP_ACTIVATIONS) continue;
+        const cnn_layer *ly = &g->layers[s->taps[t].layer];
+        status = cnn_vtap_activations(&s->viz, &s->taps[t], cnn_net_buffer(&s->net, s->taps[t].layer),
+                                      (size_t)b * cnn_layer_numel(ly), path, stem);
+        if (status < 0) return status;
+    }
 
     if (!s->o.npy) return CNN_OK;
     for (int t = 0; t < s->n_taps; t++) {
-        if (strcmp(s->taps[t].kind, "activations") != 0) continue;
+        if (s->taps[t].kind != CNN_TAP_ACTIVATIONS) continue;
         const cnn_layer *ly = &g->layers[s->taps[t].layer];
         size_t n = cnn_layer_numel(ly);
         /* Read image b's slice of the tapped tensor. */
@@ -595,7 +685,7 @@ static int finish_input(run_state *s, int k, int b)
         shape[0] = ly->c;
         shape[1] = ly->h;
         shape[2] = ly->w;
-        status = write_npy(s, rel, s->host_tmp, shape, ndim, "activations", ly->spec->name, path);
+        status = write_npy(s, rel, s->host_tmp, shape, ndim, "activations", "tensor", ly->spec->name, path);
         if (status < 0) return status;
     }
     return CNN_OK;
@@ -723,6 +813,9 @@ static int write_trace(run_state *s)
 
 static void run_state_free(run_state *s)
 {
+    cnn_png_pool_free(s->pool); /* waits for files still being encoded */
+    for (int t = 0; t < s->n_taps; t++) cnn_vtap_release(&s->taps[t]);
+    if (s->viz_ready) cnn_vctx_free(&s->viz);
     if (s->net_ready) cnn_net_free(&s->net);
     if (s->cl_ready) cnn_cl_free(&s->cl);
     loaded_free(&s->l);
@@ -738,8 +831,128 @@ static void run_state_free(run_state *s)
     cnn_inputs_free(&s->inputs);
     free(s->logits);
     free(s->host_tmp);
+    free(s->rin);
+    free(s->rpred);
     free(s->o.inputs);
     free(s->o.taps);
+}
+
+/* Loads up to `batch` readable inputs from *k on into the network input;
+ * slot_of[j] is the input in slot j; returns the count in *n.  Unreadable
+ * inputs are skipped (and counted when `report`). */
+static int load_batch(run_state *s, int batch, int *k, int *slot_of, int *n, bool report)
+{
+    int b = 0;
+    while (b < batch && *k < s->inputs.n) {
+        int st = load_input(s, *k, b);
+        if (st == CNN_ERR_INPUT) {
+            if (report) {
+                fprintf(stderr, "cnnviz-cl: skipped: %s\n", cnn_error_message());
+                s->failed_inputs++;
+            }
+            (*k)++;
+            continue;
+        }
+        if (st < 0) return st;
+        slot_of[b++] = (*k)++;
+    }
+    *n = b;
+    return CNN_OK;
+}
+
+/* Taps with the `global` scope need one range over every input: one pass
+ * gathers min/max, a second the histogram when clipping, before any image
+ * is drawn. */
+static int global_passes(run_state *s, int batch, int *slot_of)
+{
+    bool any = false, hist = false;
+    for (int t = 0; t < s->n_taps; t++) {
+        any |= s->taps[t].kind == CNN_TAP_ACTIVATIONS && s->taps[t].scope == CNN_SCOPE_GLOBAL;
+        hist |= s->taps[t].kind == CNN_TAP_ACTIVATIONS && cnn_vtap_needs_hist(&s->taps[t]);
+    }
+    if (!any) return CNN_OK;
+    const cnn_graph *g = &s->l.graph;
+    for (int pass = 0; pass < (hist ? 2 : 1); pass++) {
+        if (!s->o.quiet)
+            fprintf(stderr, "cnnviz-cl: global range: pass %d of %d over %d inputs\n", pass + 1, hist ? 3 : 2,
+                    s->inputs.n);
+        bool first = true;
+        for (int k = 0; k < s->inputs.n;) {
+            int n = 0;
+            int status = load_batch(s, batch, &k, slot_of, &n, false);
+            if (status == CNN_OK && n) status = cnn_net_forward(&s->net, n);
+            for (int j = 0; j < n && status == CNN_OK; j++) {
+                for (int t = 0; t < s->n_taps && status == CNN_OK; t++) {
+                    cnn_vtap *vt = &s->taps[t];
+                    if (vt->kind != CNN_TAP_ACTIVATIONS || vt->scope != CNN_SCOPE_GLOBAL) continue;
+                    size_t off = (size_t)j * cnn_layer_numel(&g->layers[vt->layer]);
+                    cl_mem src = cnn_net_buffer(&s->net, vt->layer);
+                    if (pass == 0) status = cnn_vtap_global_minmax(&s->viz, vt, src, off);
+                    else if (cnn_vtap_needs_hist(vt)) status = cnn_vtap_global_hist(&s->viz, vt, src, off, first);
+                }
+                first = false;
+            }
+            if (status < 0) return status;
+        }
+    }
+    for (int t = 0; t < s->n_taps; t++) {
+        cnn_vtap *vt = &s->taps[t];
+        if (vt->kind != CNN_TAP_ACTIVATIONS || vt->scope != CNN_SCOPE_GLOBAL) continue;
+        int status = cnn_vtap_global_finish(&s->viz, vt);
+        if (status < 0) return status;
+    }
+    return CNN_OK;
+}
+
+/* PNG pool and the input-independent taps (filters, weights), drawn from
+ * the host parameters before the network takes them over. */
+static int setup_viz(run_state *s)
+{
+    int level = s->o.png_level >= 0 ? s->o.png_level : s->l.pipe.png_level;
+    CNN_TRY_RET(cnn_png_pool_create(0, level, 0, &s->pool));
+    CNN_TRY_RET(cnn_vctx_init(&s->viz, &s->cl, &s->l.graph, s->pool, &s->manifest, s->out_dir, s->o.quiet));
+    s->viz_ready = true;
+    for (int t = 0; t < s->n_taps; t++) {
+        cnn_vtap *vt = &s->taps[t];
+        if (vt->kind == CNN_TAP_FILTERS) CNN_TRY_RET(cnn_vtap_filters(&s->viz, vt));
+        else if (vt->kind == CNN_TAP_WEIGHTS) CNN_TRY_RET(cnn_vtap_weights(&s->viz, vt));
+    }
+    return CNN_OK;
+}
+
+/* Device buffers of the activations taps. */
+static int prepare_taps(run_state *s)
+{
+    for (int t = 0; t < s->n_taps; t++)
+        if (s->taps[t].kind == CNN_TAP_ACTIVATIONS) CNN_TRY_RET(cnn_vtap_prepare(&s->viz, &s->taps[t]));
+    return CNN_OK;
+}
+
+static int write_report(run_state *s)
+{
+    const cnn_graph *g = &s->l.graph;
+    cnn_report_layer *layers = cnn_calloc((size_t)g->n, sizeof *layers);
+    if (!layers) return CNN_ERR_NOMEM;
+    for (int i = 0; i < g->n; i++) {
+        const cnn_layer *ly = &g->layers[i];
+        layers[i] = (cnn_report_layer){ly->spec->name, cnn_op_name(ly->spec->op), ly->c, ly->h, ly->w, ly->flat,
+                                       (long long)ly->params, (long long)ly->macs,
+                                       s->o.profile && s->net.layer_ms ? s->net.layer_ms[i] : -1.0,
+                                       !s->net.plan.computes[i]};
+    }
+    char device[600];
+    snprintf(device, sizeof device, "%s (%s)", s->cl.device_name, s->cl.platform_name);
+    cnn_report r = {.title = s->l.pipe.model_name ? s->l.pipe.model_name : "model", .config = s->o.config,
+                    .device = device, .files = &s->manifest, .inputs = s->rin, .n_inputs = s->n_rin,
+                    .layers = layers, .n_layers = g->n, .notes = (const char *const *)s->viz.notes,
+                    .n_notes = s->viz.n_notes};
+    char *p = cnn_path_join(s->out_dir, "index.html");
+    int status = p ? cnn_report_write(p, &r) : CNN_ERR_NOMEM;
+    free(p);
+    free(layers);
+    if (status < 0) return status;
+    cnn_manifest_entry e = {.path = "index.html", .kind = "report", .channel = -1, .format = "html"};
+    return cnn_manifest_add(&s->manifest, &e);
 }
 
 int cnn_cmd_run(int argc, char **argv)
@@ -776,6 +989,8 @@ int cnn_cmd_run(int argc, char **argv)
     }
     if (s.o.npy) s.l.pipe.npy = true;
     s.o.npy = s.l.pipe.npy;
+    bool report = s.l.pipe.report && !s.o.no_report && s.inputs.n > 0;
+    s.images = report || s.n_taps > 0;
 
     status = cnn_cl_init(&s.cl, s.o.platform, s.o.device, s.o.profile);
     if (status == CNN_ERR_USAGE) {
@@ -790,8 +1005,14 @@ int cnn_cmd_run(int argc, char **argv)
     cnn_blas_apply_defaults(&s.cl);
     int batch = s.o.batch;
     if (s.inputs.n && batch > s.inputs.n) batch = s.inputs.n;
-    CNN_TRY(cnn_net_create(&s.net, &s.cl, &s.l.graph, s.keep, batch), done);
+    CNN_TRY(cnn_mkdirs(s.out_dir, 0755), done);
+    if (s.images) CNN_TRY(setup_viz(&s), done);
+    /* Nothing reads the host parameters after this: the network frees each
+     * layer's once it is on the device, and the file is unmapped. */
+    cnn_weights_close(&s.l.weights);
+    CNN_TRY(cnn_net_create_consuming(&s.net, &s.cl, &s.l.graph, s.keep, batch), done);
     s.net_ready = true;
+    if (s.images) CNN_TRY(prepare_taps(&s), done);
     if (!s.o.quiet)
         fprintf(stderr, "cnnviz-cl: %s on %s (%s), plan %.1f MiB\n", s.l.pipe.model_name ? s.l.pipe.model_name : "model",
                 s.cl.device_name, s.cl.platform_name, (double)s.net.plan.peak_bytes / 1048576.0);
@@ -801,39 +1022,31 @@ int cnn_cmd_run(int argc, char **argv)
     size_t maxn = nout;
     for (int i = 0; i < g->n; i++)
         if (cnn_layer_numel(&g->layers[i]) > maxn) maxn = cnn_layer_numel(&g->layers[i]);
+    int top = s.o.top ? s.o.top : s.l.pipe.top;
+    if ((size_t)top > nout) top = (int)nout;
     s.logits = cnn_malloc((size_t)batch * nout * sizeof(float));
     s.host_tmp = cnn_malloc(maxn * sizeof(float));
-    if (!s.logits || !s.host_tmp) {
+    if (report) {
+        s.rin = cnn_calloc((size_t)s.inputs.n + 1, sizeof *s.rin);
+        s.rpred = cnn_calloc(((size_t)s.inputs.n + 1) * (size_t)top, sizeof *s.rpred);
+    }
+    if (!s.logits || !s.host_tmp || (report && (!s.rin || !s.rpred))) {
         status = CNN_ERR_NOMEM;
         goto done;
     }
-    CNN_TRY(cnn_mkdirs(s.out_dir, 0755), done);
-
     cnn_json_array_begin(&s.preds);
     int *slot_of = cnn_calloc((size_t)batch, sizeof *slot_of);
     if (!slot_of) {
         status = CNN_ERR_NOMEM;
         goto done;
     }
+    if (s.images) CNN_TRY(global_passes(&s, batch, slot_of), loop_done);
     double t_first = 0, t_loop = cnn_now_ms();
     int done_inputs = 0;
     for (int k = 0; k < s.inputs.n && status == CNN_OK;) {
         int b = 0;
-        while (b < batch && k < s.inputs.n) {
-            int st = load_input(&s, k, b);
-            if (st == CNN_ERR_INPUT) {
-                fprintf(stderr, "cnnviz-cl: skipped: %s\n", cnn_error_message());
-                s.failed_inputs++;
-                k++;
-                continue;
-            }
-            if (st < 0) {
-                status = st;
-                break;
-            }
-            slot_of[b++] = k++;
-        }
-        if (status < 0 || b == 0) break;
+        CNN_TRY(load_batch(&s, batch, &k, slot_of, &b, true), loop_done);
+        if (b == 0) break;
         CNN_TRY(cnn_net_forward(&s.net, b), loop_done);
         CNN_TRY(cnn_net_read(&s.net, g->n - 1, b, s.logits), loop_done);
         for (int j = 0; j < b && status == CNN_OK; j++) status = finish_input(&s, slot_of[j], j);
@@ -844,6 +1057,7 @@ int cnn_cmd_run(int argc, char **argv)
 loop_done:
     free(slot_of);
     if (status < 0) goto done;
+    if (s.pool) CNN_TRY(cnn_png_pool_wait(s.pool), done);
     double loop_ms = cnn_now_ms() - t_loop;
     if (s.o.profile && done_inputs) {
         print_profile(&s);
@@ -874,14 +1088,17 @@ loop_done:
         e.path = "predictions.csv";
         e.format = "csv";
         CNN_TRY(cnn_manifest_add(&s.manifest, &e), done);
+        if (report && done_inputs) CNN_TRY(write_report(&s), done);
         p = cnn_path_join(s.out_dir, "manifest.json");
         status = p ? cnn_manifest_write(&s.manifest, p) : CNN_ERR_NOMEM;
         free(p);
         if (status < 0) goto done;
     }
     if (!s.o.quiet && done_inputs) {
-        fprintf(stderr, "cnnviz-cl: %d input%s in %.2f s (%.1f images/s), first output after %.0f ms\n", done_inputs,
-                done_inputs == 1 ? "" : "s", loop_ms / 1000.0, done_inputs / (loop_ms / 1000.0), t_first);
+        fprintf(stderr, "cnnviz-cl: %d input%s in %.2f s (%.1f images/s), first output after %.0f ms; %ld PNG files\n",
+                done_inputs, done_inputs == 1 ? "" : "s", loop_ms / 1000.0, done_inputs / (loop_ms / 1000.0), t_first,
+                s.pool ? cnn_png_pool_written(s.pool) : 0L);
+        if (report) fprintf(stderr, "cnnviz-cl: wrote %s/index.html\n", s.out_dir);
         fprintf(stderr, "cnnviz-cl: wrote %s/manifest.json\n", s.out_dir);
     }
     if (s.failed_inputs)

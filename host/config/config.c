@@ -1039,7 +1039,7 @@ static int parse_model(cnn_pipeline *p, const node *v)
 
 static const char *const g_tap_keys[] = {
     "layer", "show", "normalize", "range", "clip", "colormap", "columns", "max_channels",
-    "class", "score", "alpha", "samples", "sigma", "baseline", "window", "step", NULL};
+    "signed", "units", "class", "score", "alpha", "samples", "sigma", "baseline", "window", "step", NULL};
 
 static int parse_tap_layers(ctx *c, cnn_tap_spec *t, const node *v)
 {
@@ -1112,6 +1112,11 @@ static int parse_tap(ctx *c, size_t idx, const node *m)
             status = get_int(p, v, key, "an integer", 1, &t->columns);
         } else if (is_key(k, "max_channels")) {
             status = get_int(p, v, key, "an integer", 1, &t->max_channels);
+        } else if (is_key(k, "signed")) {
+            status = get_bool(p, v, key, &t->is_signed);
+            t->has_signed = true;
+        } else if (is_key(k, "units")) {
+            status = get_int(p, v, key, "an integer", 0, &t->units);
         } else if (is_key(k, "samples")) {
             status = get_int(p, v, key, "an integer", 1, &t->samples);
         } else if (is_key(k, "window")) {
@@ -1182,7 +1187,7 @@ static int parse_taps(ctx *c, const node *v)
 
 static int parse_output(cnn_pipeline *p, const node *v)
 {
-    static const char *const keys[] = {"dir", "npy", "report", "top", NULL};
+    static const char *const keys[] = {"dir", "npy", "report", "top", "png_level", NULL};
     int status;
     if ((status = want_map(p, v, "'output'")) < 0) return status;
     if ((status = check_keys(p, v, keys, "'output'")) < 0) return status;
@@ -1194,6 +1199,12 @@ static int parse_output(cnn_pipeline *p, const node *v)
             status = get_bool(p, x, "npy", &p->npy);
         else if (is_key(k, "report"))
             status = get_bool(p, x, "report", &p->report);
+        else if (is_key(k, "png_level")) {
+            status = get_int(p, x, "png_level", "an integer", 0, &p->png_level);
+            if (status == CNN_OK && p->png_level > 9)
+                status = cnn_pipeline_error_at(p, x->pos, "'png_level' must be a zlib level 0..9 (got %d)",
+                                               p->png_level);
+        }
         else if ((status = get_int(p, x, "top", "an integer", 1, &p->top)) == CNN_OK &&
                  p->top > MAX_TOP)
             status = cnn_pipeline_error_at(p, x->pos, "'top' must be <= %d (got %d)", MAX_TOP,
@@ -1216,6 +1227,7 @@ static int parse_root(ctx *c, const node *root)
     if ((status = check_keys(p, root, keys, "the pipeline file")) < 0) return status;
     p->report = true;
     p->top = 5;
+    p->png_level = 1;
 
     const node *version = map_get(root, "version");
     if (!version)

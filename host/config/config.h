@@ -100,6 +100,9 @@ typedef struct cnn_tap_spec {
     char *colormap;     /* NULL: kind's default */
     int columns;        /* montage columns, 0 = ceil(sqrt(n)) */
     int max_channels;   /* cap on tiles, 0 = default */
+    bool is_signed;     /* `signed:` symmetric range around 0 (default: true for filters/weights) */
+    bool has_signed;
+    int units;          /* weights: per-unit montages of the first N units (0 = none) */
     char *cls;          /* class: "top1", "top3", an index or a label (gradient taps) */
     char *score;        /* "logit" (default) or "prob" */
     float alpha;        /* overlay alpha, default 0.5 */
@@ -133,6 +136,7 @@ typedef struct cnn_pipeline {
     bool npy;
     bool report;            /* default true */
     int top;                /* top-k printed, default 5 */
+    int png_level;          /* zlib level 0..9, default 1 */
 } cnn_pipeline;
 
 /* Parses and checks `path`.  On error returns CNN_ERR_INPUT with a message

@@ -82,6 +82,13 @@ const char *cnn_clblast_error_name(int code);
         if (status < 0) goto label;                                            \
     } while (0)
 
+/* Return early on failure, when there is nothing to clean up. */
+#define CNN_TRY_RET(expr)                                                      \
+    do {                                                                       \
+        int cnn__s = (expr);                                                   \
+        if (cnn__s < 0) return cnn__s;                                         \
+    } while (0)
+
 /* Broken invariant (a programmer error, never a user error): abort with
  * file:line. */
 #define CNN_ASSERT(cond)                                                       \

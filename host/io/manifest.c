@@ -33,6 +33,8 @@ int cnn_manifest_add(cnn_manifest *m, const cnn_manifest_entry *e)
     d->format = dup_or_null(e->format, &fail);
     d->normalize = dup_or_null(e->normalize, &fail);
     d->colormap = dup_or_null(e->colormap, &fail);
+    d->role = dup_or_null(e->role, &fail);
+    d->note = dup_or_null(e->note, &fail);
     m->n++;
     return fail ? CNN_ERR_NOMEM : CNN_OK;
 }
@@ -51,6 +53,10 @@ int cnn_manifest_write(const cnn_manifest *m, const char *path)
         cnn_json_string(&j, e->path);
         cnn_json_key(&j, "kind");
         cnn_json_string(&j, e->kind);
+        if (e->role) {
+            cnn_json_key(&j, "role");
+            cnn_json_string(&j, e->role);
+        }
         cnn_json_key(&j, "layer");
         cnn_json_string(&j, e->layer);
         cnn_json_key(&j, "input");
@@ -79,6 +85,21 @@ int cnn_manifest_write(const cnn_manifest *m, const char *path)
             cnn_json_key(&j, "colormap");
             cnn_json_string(&j, e->colormap);
         }
+        if (e->has_stats) {
+            static const char *const names[4] = {"min", "max", "mean", "std"};
+            for (int k = 0; k < 4; k++) {
+                cnn_json_key(&j, names[k]);
+                cnn_json_number(&j, e->stats[k]);
+            }
+        }
+        if (e->nonfinite) {
+            cnn_json_key(&j, "nonfinite");
+            cnn_json_int(&j, (long long)e->nonfinite);
+        }
+        if (e->note) {
+            cnn_json_key(&j, "note");
+            cnn_json_string(&j, e->note);
+        }
         cnn_json_object_end(&j);
     }
     cnn_json_array_end(&j);
@@ -99,6 +120,8 @@ void cnn_manifest_free(cnn_manifest *m)
         free(e->format);
         free(e->normalize);
         free(e->colormap);
+        free(e->role);
+        free(e->note);
     }
     free(m->e);
     memset(m, 0, sizeof *m);

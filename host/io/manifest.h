@@ -17,6 +17,17 @@ typedef struct cnn_manifest_entry {
     float range[2];
     int has_range;
     char *colormap;  /* or NULL */
+    char *role;      /* what the file is within its kind, or NULL:
+                        "montage" (all channels of a tap in one grid),
+                        "channel" (one channel, `channel` set), "filter" (one
+                        filter, `channel` = its index), "matrix" (a linear
+                        layer's weights), "unit" (one unit's weights as a
+                        montage), "input" (the image as the network sees it),
+                        "tensor" (.npy of a tapped tensor) */
+    char *note;      /* human-readable remark (e.g. "showing 64 of 512 filters") or NULL */
+    int has_stats;   /* stats below are set */
+    double stats[4]; /* min, max, mean, std of the finite values shown */
+    int64_t nonfinite; /* NaN/Inf values found (not drawn: see the report) */
 } cnn_manifest_entry;
 
 typedef struct cnn_manifest {

@@ -44,6 +44,7 @@ static int bind(const cnn_pipeline *p, const cnn_weights *wts, const cnn_layer_s
     float *buf = cnn_malloc((t->numel ? t->numel : 1) * sizeof(float));
     if (!buf) return CNN_ERR_NOMEM;
     int status = cnn_weights_to_f32(wts, t, buf);
+    cnn_weights_drop_pages(wts, t);
     if (status < 0) {
         free(buf);
         return status;
@@ -268,6 +269,16 @@ int cnn_graph_build(const cnn_pipeline *pipe, const cnn_weights *weights, cnn_gr
 fail:
     cnn_graph_free(g);
     return status;
+}
+
+void cnn_graph_release_params(cnn_graph *g, int i)
+{
+    cnn_layer *l = &g->layers[i];
+    free(l->weight);
+    free(l->bias);
+    free(l->mean);
+    free(l->var);
+    l->weight = l->bias = l->mean = l->var = NULL;
 }
 
 void cnn_graph_free(cnn_graph *g)

@@ -44,6 +44,11 @@ typedef struct cnn_graph {
 int cnn_graph_build(const cnn_pipeline *pipe, const cnn_weights *weights, cnn_graph *g);
 void cnn_graph_free(cnn_graph *g);
 
+/* Frees layer i's float parameters (weight, bias, mean, var become NULL;
+ * shapes, params and macs stay): for callers done with them, e.g. once
+ * they live on the device. */
+void cnn_graph_release_params(cnn_graph *g, int i);
+
 /* Elements of one image's output of layer i (c*h*w). */
 size_t cnn_layer_numel(const cnn_layer *l);
 

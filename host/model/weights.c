@@ -6,6 +6,7 @@
  * libyaml allocates anything.  Then libyaml's event parser feeds a schema-
  * driven reader that refuses the YAML features visible in events (anchors,
  * aliases, tags, unquoted or single-quoted strings). */
+#define _DEFAULT_SOURCE /* madvise(MADV_DONTNEED): posix_madvise ignores DONTNEED on Linux */
 #define _POSIX_C_SOURCE 200809L
 #include "model/weights.h"
 #include "core/error.h"
@@ -723,6 +724,20 @@ void cnn_weights_close(cnn_weights *w)
     if (w->map) munmap(w->map, w->map_len);
     free(w->path);
     memset(w, 0, sizeof *w);
+}
+
+void cnn_weights_drop_pages(const cnn_weights *w, const cnn_weight_tensor *t)
+{
+    if (!w->map || !t->nbytes) return;
+    /* The mapping is private and read-only: dropping clean pages loses
+     * nothing.  Whole pages only, rounded outward (a neighbour sharing an
+     * edge page reads it back if it needs it). */
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)(w->data + t->offset) & ~(page - 1);
+    uintptr_t hi = ((uintptr_t)(w->data + t->offset + t->nbytes) + page - 1) & ~(page - 1);
+    uintptr_t end = ((uintptr_t)w->map + w->map_len + page - 1) & ~(page - 1);
+    if (hi > end) hi = end;
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
 const cnn_weight_tensor *cnn_weights_find(const cnn_weights *w, const char *name)

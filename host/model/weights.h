@@ -62,4 +62,9 @@ const cnn_weight_tensor *cnn_weights_find(const cnn_weights *w, const char *name
  * CNN_ERR_INPUT naming the tensor for other dtypes. */
 int cnn_weights_to_f32(const cnn_weights *w, const cnn_weight_tensor *t, float *out);
 
+/* Drops the file pages of tensor t from memory once it has been converted
+ * (they are read again if touched), so that loading a model never holds
+ * the file and its float copy at once.  No-op for memory input. */
+void cnn_weights_drop_pages(const cnn_weights *w, const cnn_weight_tensor *t);
+
 #endif

@@ -258,7 +258,8 @@ done:
     return status;
 }
 
-int cnn_net_create(cnn_net *net, cnn_cl *cl, const cnn_graph *g, const bool *keep, int max_batch)
+static int net_create(cnn_net *net, cnn_cl *cl, const cnn_graph *g, cnn_graph *consume, const bool *keep,
+                      int max_batch)
 {
     memset(net, 0, sizeof *net);
     net->cl = cl;
@@ -278,11 +279,26 @@ int cnn_net_create(cnn_net *net, cnn_cl *cl, const cnn_graph *g, const bool *kee
     CNN_TRY(cnn_cl_buffer(cl, net->plan.scratch_bytes, &net->scratch, "convolution scratch"), fail);
     for (int s = 0; s < net->plan.n_slots; s++)
         CNN_TRY(cnn_cl_buffer(cl, net->plan.slot_bytes[s], &net->slots[s], "activation buffer"), fail);
-    for (int i = 0; i < g->n; i++) CNN_TRY(upload_layer(net, i), fail);
+    for (int i = 0; i < g->n; i++) {
+        CNN_TRY(upload_layer(net, i), fail);
+        /* A batch norm folded into an earlier conv was read by that conv's
+         * upload already; nothing later reads layer i's parameters. */
+        if (consume) cnn_graph_release_params(consume, i);
+    }
     return CNN_OK;
 fail:
     cnn_net_free(net);
     return status;
+}
+
+int cnn_net_create(cnn_net *net, cnn_cl *cl, const cnn_graph *g, const bool *keep, int max_batch)
+{
+    return net_create(net, cl, g, NULL, keep, max_batch);
+}
+
+int cnn_net_create_consuming(cnn_net *net, cnn_cl *cl, cnn_graph *g, const bool *keep, int max_batch)
+{
+    return net_create(net, cl, g, g, keep, max_batch);
 }
 
 static int run_layer(cnn_net *net, int i, int n)

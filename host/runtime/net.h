@@ -49,6 +49,12 @@ typedef struct cnn_net {
 /* Plans, allocates every buffer and uploads the weights (folded where the
  * plan fuses).  Errors name the layer and the OpenCL call. */
 int cnn_net_create(cnn_net *net, cnn_cl *cl, const cnn_graph *g, const bool *keep, int max_batch);
+
+/* Same, and frees each layer's host parameters as soon as they are on the
+ * device (cnn_graph_release_params), so the host never holds the model
+ * twice: the peak is the device copy plus one layer.  Use when nothing
+ * needs the host parameters afterwards. */
+int cnn_net_create_consuming(cnn_net *net, cnn_cl *cl, cnn_graph *g, const bool *keep, int max_batch);
 void cnn_net_free(cnn_net *net);
 
 /* Runs the forward pass on the first n images of net->input (enqueued; the

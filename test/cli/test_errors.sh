@@ -99,7 +99,7 @@ mk tapkind -e 's/show: filters}/show: frob}/'
 L=$(lineof tapkind 'show: frob')
 config_error tapkind "unknown tap kind in the config" "$TMP/tapkind\.yaml:$L:[0-9]+: .*'frob'"
 
-mk taplayer -e 's/{layer: fc1, show: weights}/{layer: fc9, show: weights}/'
+mk taplayer -e 's/{layer: fc1, show: weights/{layer: fc9, show: weights/'
 L=$(lineof taplayer 'layer: fc9')
 config_error taplayer "tap on a missing layer" "$TMP/taplayer\.yaml:$L:[0-9]+: .*'fc9'"
 

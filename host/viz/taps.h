@@ -1,0 +1,109 @@
+/* Taps turned into files: a tap's normalisation settings resolved from the
+ * pipeline (defaults per kind), and the renderers that run the device ops of
+ * viz/vizops.h on a tensor and hand the 8-bit pixels to the PNG pool:
+ *
+ *   activations  <stem>/<layer>/activations.png      montage (role "montage")
+ *                <stem>/<layer>/activations/c017.png one per channel ("channel")
+ *   filters      model/<layer>/filters.png           grid, rows = filters
+ *                model/<layer>/filters/f017.png      one per filter ("filter")
+ *   weights      model/<layer>/weights.png           [out, in] matrix ("matrix")
+ *                model/<layer>/units/u017.png        unit weights as [C,H,W] ("unit")
+ *   input        <stem>/input.png                    the image as the network sees it
+ *
+ * Input-independent files live under model/ (an input stem can never be
+ * "model": the run reserves it), so a layer and an input with the same name
+ * cannot collide. */
+#ifndef CNN_VIZ_TAPS_H
+#define CNN_VIZ_TAPS_H
+
+#include <stdbool.h>
+#include "config/config.h"
+#include "io/manifest.h"
+#include "io/pngpool.h"
+#include "model/graph.h"
+#include "viz/vizops.h"
+
+typedef enum cnn_tap_kind { CNN_TAP_ACTIVATIONS, CNN_TAP_FILTERS, CNN_TAP_WEIGHTS } cnn_tap_kind;
+typedef enum cnn_scope { CNN_SCOPE_CHANNEL, CNN_SCOPE_LAYER, CNN_SCOPE_GLOBAL, CNN_SCOPE_FIXED } cnn_scope;
+
+extern const char *const cnn_scope_names[]; /* "per-channel", ... */
+
+typedef struct cnn_vtap {
+    int layer;
+    const char *layer_name;
+    cnn_tap_kind kind;
+    char dir[128];           /* sanitised, unique output folder of the layer */
+    cnn_scope scope;
+    bool is_signed, clip;
+    float clip_lo, clip_hi;  /* percentiles */
+    float fixed[2];
+    cnn_cmap cmap;
+    int columns, max_channels, units;
+
+    /* activations: n_maps maps of h x w per input (flat layers: c maps of 1x1) */
+    int n_maps, h, w;
+    bool flat;
+    int ncomp;
+    cnn_montage mg;
+    cl_mem stats, ranges, bounds, hist, tiles, mont;
+    float *host_stats, *host_ranges;
+    /* global scope, gathered over every input before the rendering pass */
+    double gmin, gmax;
+    bool g_any;
+    float grange[2];
+    bool warned_nonfinite;
+} cnn_vtap;
+
+typedef struct cnn_vctx {
+    cnn_cl *cl;               /* borrowed */
+    const cnn_graph *g;       /* borrowed */
+    cnn_viz viz;
+    cnn_png_pool *pool;       /* borrowed */
+    cnn_manifest *manifest;   /* borrowed */
+    const char *out_dir;
+    bool quiet;
+    char *last_dir;           /* the folder the last file went to (made) */
+    char **notes;             /* run-wide remarks for the report */
+    int n_notes;
+} cnn_vctx;
+
+/* Resolves kind, scope, range, clip, colormap and caps of `spec` (NULL: the
+ * kind's defaults, for --tap) for layer `layer`; checks that the kind fits
+ * the layer (filters: conv2d; weights: linear; units: a linear layer fed by
+ * a flatten of [C, H, W]).  Errors name `where` ("file:line:col" or
+ * "--tap X") and exit 2. */
+int cnn_vtap_configure(cnn_vtap *t, const cnn_graph *g, int layer, const char *kind, const cnn_tap_spec *spec,
+                       const char *where);
+
+int cnn_vctx_init(cnn_vctx *v, cnn_cl *cl, const cnn_graph *g, cnn_png_pool *pool, cnn_manifest *m,
+                  const char *out_dir, bool quiet);
+void cnn_vctx_free(cnn_vctx *v);
+int cnn_vctx_note(cnn_vctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Device buffers of an activations tap. */
+int cnn_vtap_prepare(cnn_vctx *v, cnn_vtap *t);
+void cnn_vtap_release(cnn_vtap *t);
+
+/* Global scope, pass 1: widen [gmin, gmax] with one input's tensor at
+ * src + off (blocks to read the small stats). */
+int cnn_vtap_global_minmax(cnn_vctx *v, cnn_vtap *t, cl_mem src, size_t off);
+/* Pass 2 (clip only): add one input to the histogram over [gmin, gmax]. */
+int cnn_vtap_global_hist(cnn_vctx *v, cnn_vtap *t, cl_mem src, size_t off, bool first);
+/* Fixes grange from the passes (reads the percentile range when clipping). */
+int cnn_vtap_global_finish(cnn_vctx *v, cnn_vtap *t);
+/* True when the tap needs a second gathering pass (global + clip). */
+static inline bool cnn_vtap_needs_hist(const cnn_vtap *t) { return t->scope == CNN_SCOPE_GLOBAL && t->clip; }
+
+/* Activations of one input (tensor at src + off) to PNGs and manifest
+ * entries under <stem>/<dir>/. */
+int cnn_vtap_activations(cnn_vctx *v, cnn_vtap *t, cl_mem src, size_t off, const char *input, const char *stem);
+
+/* Filters / weights: once per run, from the layer's float weights. */
+int cnn_vtap_filters(cnn_vctx *v, cnn_vtap *t);
+int cnn_vtap_weights(cnn_vctx *v, cnn_vtap *t);
+
+/* <stem>/input.png from the network input at src + off. */
+int cnn_vctx_input_image(cnn_vctx *v, const cnn_input_spec *in, cl_mem src, size_t off, const char *input,
+                         const char *stem);
+
+#endif
