@@ -100,8 +100,15 @@ def main():
     out = "\n".join(text) + "\n"
     print(out)
     if a.write:
-        with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
-            f.write(out)
+        path = os.path.join(ROOT, "BENCHMARKS.md")
+        rest = ""
+        if os.path.exists(path):  # keep the sections other benchmarks write
+            with open(path) as f:
+                old = f.read()
+            i = old.find("\n## ")
+            rest = old[i:] if i >= 0 else ""
+        with open(path, "w") as f:
+            f.write(out + rest)
 
 
 if __name__ == "__main__":

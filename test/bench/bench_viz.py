@@ -52,6 +52,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tmp", default=os.path.join(ROOT, "build", "bench-tmp"))
     ap.add_argument("--png-level", default=None, help="passed to cnnviz-cl --png-level")
+    ap.add_argument("--write", action="store_true", help="write the section of BENCHMARKS.md")
     a = ap.parse_args()
     os.makedirs(a.tmp, exist_ok=True)
     image = os.path.join(a.tmp, "scene.png")
@@ -70,25 +71,53 @@ def main():
         ours += ["--png-level", a.png_level]
     theirs = ["/usr/bin/python3", os.path.join(HERE, "torch_viz.py"), weights, image, out_torch, str(a.threads)]
     res = {"cnnviz-cl": [], "PyTorch script": []}
+    # Every run writes into a new folder: deleting thousands of files on
+    # this ext4 volume (mounted with discard) leaves the kernel busy for
+    # seconds and slows whichever process creates files next.  The folders
+    # are deleted at the end.
+    made = []
     for rep in range(a.runs + 1):
         for name, cmd, out in [("cnnviz-cl", ours, out_ours), ("PyTorch script", theirs, out_torch)]:
+            out = "%s_%d" % (out, rep)
             shutil.rmtree(out, ignore_errors=True)
+            made.append(out)
+            cmd = [out if c in (out_ours, out_torch) else c for c in cmd]
+            os.sync()
             wall, rss = timed(cmd)
             if rep == 0:
                 print("%-15s warm-up %.2f s, %d PNG files" % (name, wall, count_png(out)), flush=True)
             else:
                 res[name].append((wall, rss))
+    for d in made:
+        shutil.rmtree(d, ignore_errors=True)
     rows = []
     for name, v in res.items():
         w = float(np.median([x[0] for x in v]))
         m = float(np.median([x[1] for x in v]))
         rows.append((name, w, m))
     t_ours, t_ref = rows[0][1], rows[1][1]
-    print("| job | wall s (median of %d) | peak RSS MiB |" % a.runs)
-    print("| --- | ---: | ---: |")
+    lines = ["## Visualization job", "",
+             "VGG16 forward + the activations of all 13 conv layers as per-channel PNGs (4224 files) + "
+             "one montage per layer, whole process, against `test/bench/torch_viz.py` (forward hooks, "
+             "per-channel min-max, PIL `save`, torchvision `make_grid`), same weights and image, "
+             "median of %d runs after one warm-up each, measured by `test/bench/bench_viz.py`." % a.runs, "",
+             "| job | wall s | peak RSS MiB |", "| --- | ---: | ---: |"]
     for name, w, m in rows:
-        print("| %s | %.2f | %.0f |" % (name, w, m))
-    print("ratio cnnviz-cl / PyTorch script: time %.2f, memory %.2f" % (t_ours / t_ref, rows[0][2] / rows[1][2]))
+        lines.append("| %s | %.2f | %.0f |" % (name, w, m))
+    lines += ["", "Ratio cnnviz-cl / PyTorch script: time %.2f×, memory %.2f×." % (t_ours / t_ref,
+                                                                                rows[0][2] / rows[1][2])]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if a.write:
+        path = os.path.join(ROOT, "BENCHMARKS.md")
+        with open(path) as f:
+            old = f.read()
+        i = old.find("\n## Visualization job")
+        if i >= 0:
+            j = old.find("\n## ", i + 1)
+            old = old[:i] + (old[j:] if j >= 0 else "\n")
+        with open(path, "w") as f:
+            f.write(old.rstrip("\n") + "\n\n" + text)
 
 
 if __name__ == "__main__":

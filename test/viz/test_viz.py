@@ -99,6 +99,19 @@ def read_safetensors(path):
     return out
 
 
+def read_lut(name):
+    """256 x 3 table of colormap `name` from host/viz/colormap_tables.c."""
+    import re
+    with open(os.path.join(SOURCE_DIR, "host", "viz", "colormap_tables.c")) as f:
+        text = f.read()
+    i = text.index("[" + name + "]")
+    body = text[text.index("{", i) + 1:]
+    body = re.sub(r"/\*.*?\*/", "", body[:body.index("}")], flags=re.S)
+    nums = [int(x) for x in re.findall(r"\d+", body)]
+    assert len(nums) == 768, "%s: %d numbers" % (name, len(nums))
+    return np.array(nums, np.int64).reshape(256, 3)
+
+
 def write_config(name, taps, layers_patch=None):
     with open(CONFIG) as f:
         text = f.read()
@@ -143,7 +156,23 @@ def test_shipped():
     check(len(by.get(("weights", "matrix"), [])) == 1, "one weights matrix")
     check(len(by.get(("weights", "unit"), [])) == 8, "8 unit montages")
     check(len(by.get(("report", None), [])) == 1, "index.html listed")
+    # The weights matrix through the rdbu table, pixel for pixel: the table
+    # is read from the generated C source (tools/gen_colormaps.py).
+    lut = read_lut("CNN_CMAP_RDBU")
+    w1 = read_safetensors(WEIGHTS)["classifier.1.weight"]  # [128, 3136]
     mat = by[("weights", "matrix")][0]
+    a1 = float(np.abs(w1).max())
+    img = np.asarray(Image.open(os.path.join(out, mat["path"]))).astype(np.int64)
+    check(img.shape == (128 * 2, 3136 * 2, 3) or img.shape == (128, 3136, 3) or img.shape[2] == 3,
+          "matrix shape %s" % (img.shape,))
+    s = img.shape[0] // 128
+    want = lut[levels(w1, -a1, a1)]
+    got = img[::s, ::s]
+    diff = np.abs(got - want).max(axis=2)
+    # a +-1 level step moves a table colour by a few units at most
+    check(got.shape == want.shape and np.count_nonzero(diff > 8) == 0 and np.count_nonzero(diff) <= w1.size // 1000,
+          "weights through rdbu: %d pixels differ" % np.count_nonzero(diff))
+
     check(mat["shape"][2] == 3 and mat["colormap"] == "rdbu" and mat["normalize"] == "per-layer",
           "weights default: rdbu, per-layer, RGB: %s" % mat)
     r = mat["range"]
