@@ -15,7 +15,9 @@
 #include "model/weights.h"
 #include "ops/blas.h"
 #include "runtime/clrt.h"
+#include "runtime/backward.h"
 #include "runtime/net.h"
+#include "viz/gradmap.h"
 #include "io/pngpool.h"
 #include "viz/colormap.h"
 #include "viz/report.h"
@@ -60,6 +62,13 @@ static const char RUN_HELP[] =
     "                RGB tiles when the layer takes 3 channels\n"
     "  weights       a linear layer's [out, in] matrix (units: N adds each unit's\n"
     "                weights as [C, H, W] when fed by a flatten)\n"
+    "gradient maps (why this class?), as PNG + overlay on the input (+ .npy):\n"
+    "  input:saliency, input:guided, input:deconvnet, input:gradxinput,\n"
+    "  input:smoothgrad (25 noisy copies), input:integrated (50 steps, black\n"
+    "  baseline), LAYER:gradcam, LAYER:gradcampp, LAYER:layercam,\n"
+    "  LAYER:guided-gradcam (LAYER: a conv or pool layer, e.g. the last conv)\n"
+    "  --class top1|topK|INDEX|LABEL  which class to explain (default top1)\n"
+    "  --score logit|prob             explain the logit (default) or probability\n"
     "normalize (value range -> 0..255): per-channel (activations' default),\n"
     "  per-layer (filters' and weights' default), global (one range over all\n"
     "  inputs of the run), fixed (with range: [lo, hi]); clip: [0.5, 99.5] uses\n"
@@ -82,6 +91,7 @@ typedef struct run_opts {
     int n_inputs;
     const char **taps;
     int n_taps;
+    const char *cls, *score;
     bool npy, no_taps, no_report, profile, quiet;
     int top, batch, repeat, png_level;
 } run_opts;
@@ -151,6 +161,14 @@ static int parse_args(int argc, char **argv, run_opts *o, bool info)
             o->npy = true;
         } else if (!strcmp(a, "--no-taps")) {
             o->no_taps = true;
+        } else if (!strcmp(a, "--class")) {
+            NEED_VALUE();
+            o->cls = v;
+        } else if (!strcmp(a, "--score")) {
+            NEED_VALUE();
+            if (strcmp(v, "logit") != 0 && strcmp(v, "prob") != 0)
+                return cnn_error_set(CNN_ERR_USAGE, "--score '%s': expected logit or prob", v);
+            o->score = v;
         } else if (!strcmp(a, "--no-report")) {
             o->no_report = true;
         } else if (!strcmp(a, "--png-level")) {
@@ -336,6 +354,14 @@ typedef struct run_state {
     cnn_png_pool *pool;
     cnn_vctx viz;
     bool viz_ready;
+    bool gradients;       /* gradient taps: the network keeps every tensor */
+    cnn_backward bw;
+    bool bw_ready;
+    cl_mem *img8;         /* [batch] the inputs as 8-bit images (overlays) */
+    cl_mem maps, cams, camw, xsave, acc, gsum, base; /* gradient-map scratch */
+    int chunk;            /* copies per pass for smoothgrad / integrated */
+    int n_img8;
+    int *rank;            /* [batch * 10] each image's classes by score */
     bool images;          /* write PNGs (taps or the report) */
     cnn_report_input *rin; /* [inputs.n] predictions for the report */
     cnn_report_pred *rpred; /* [inputs.n * top] */
@@ -349,24 +375,30 @@ static int add_tap(run_state *s, const char *layer, const char *kind, const cnn_
     if (spec) snprintf(where, sizeof where, "%s:%d:%d", p->path, spec->pos.line, spec->pos.col);
     else snprintf(where, sizeof where, "--tap %s", flag);
     int li = cnn_pipeline_find(p, layer);
-    if (li < 0) {
+    if (li < 0 && strcmp(layer, "input") != 0) {
         if (spec) return cnn_error_set(CNN_ERR_INPUT, "%s: tap on unknown layer '%s'", where, layer);
         return cnn_error_set(CNN_ERR_USAGE, "%s: no layer '%s' in %s (see 'cnnviz-cl info %s')", where, layer,
                              s->o.config, s->o.config);
     }
     for (int t = 0; t < s->n_taps; t++)
-        if (s->taps[t].layer == li && !strcmp(s->taps[t].kind == CNN_TAP_ACTIVATIONS ? "activations"
-                                              : s->taps[t].kind == CNN_TAP_FILTERS  ? "filters"
-                                                                                    : "weights",
-                                              kind))
-            return CNN_OK; /* asked twice */
+        if (s->taps[t].layer == li && !strcmp(s->taps[t].kind_name, kind)) return CNN_OK; /* asked twice */
     cnn_vtap *t = &s->taps[s->n_taps];
-    int status = cnn_vtap_configure(t, &s->l.graph, li, kind, spec, where);
+    int status = cnn_vtap_configure(t, &s->l.graph, li, kind, spec, where, s->l.labels, s->l.n_labels);
     if (status < 0) return status;
+    t->kind_name = kind;
+    if (t->kind == CNN_TAP_GRADIENT && (s->o.cls || s->o.score)) {
+        /* --class / --score override the pipeline's for every gradient tap. */
+        cnn_tap_spec over = spec ? *spec : (cnn_tap_spec){.alpha = 0.5f};
+        if (s->o.cls) over.cls = (char *)s->o.cls;
+        if (s->o.score) over.score = (char *)s->o.score;
+        status = cnn_vtap_configure(t, &s->l.graph, li, kind, &over, where, s->l.labels, s->l.n_labels);
+        if (status < 0) return status;
+        t->kind_name = kind;
+    }
     /* Different names can sanitise alike ("a/b", "a_b"); a layer keeps the
      * folder an earlier tap of it got, and a new layer gets a free one. */
     char base[101];
-    cnn_sanitize_name(p->layers[li].name, base, sizeof base);
+    cnn_sanitize_name(li < 0 ? "input" : p->layers[li].name, base, sizeof base);
     snprintf(t->dir, sizeof t->dir, "%s", base);
     for (int k = 2;; k++) {
         int clash = -1;
@@ -377,6 +409,7 @@ static int add_tap(run_state *s, const char *layer, const char *kind, const cnn_
     }
     s->n_taps++;
     if (t->kind == CNN_TAP_ACTIVATIONS) s->keep[li] = true;
+    if (t->kind == CNN_TAP_GRADIENT) s->gradients = true;
     return CNN_OK;
 }
 
@@ -811,9 +844,326 @@ static int write_trace(run_state *s)
     return status;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Gradient maps                                                          */
+
+static int n_in_px(const run_state *s) { return s->l.graph.in_h * s->l.graph.in_w; }
+
+/* Buffers of the gradient taps: the backward pass, the 8-bit inputs for
+ * overlays, map scratch.  SmoothGrad and Integrated Gradients run their
+ * copies in chunks of up to `chunk` images through the same network. */
+static int setup_gradients(run_state *s, int batch)
+{
+    const cnn_graph *g = &s->l.graph;
+    cnn_cl *cl = &s->cl;
+    CNN_TRY_RET(cnn_backward_create(&s->bw, &s->net));
+    s->bw_ready = true;
+    size_t px = (size_t)n_in_px(s), len = (size_t)g->in_c * px;
+    int nb = s->net.plan.max_batch;
+    size_t maxplane = 1, maxc = 1;
+    for (int t = 0; t < s->n_taps; t++)
+        if (s->taps[t].kind == CNN_TAP_GRADIENT && s->taps[t].layer >= 0) {
+            const cnn_layer *ly = &g->layers[s->taps[t].layer];
+            if ((size_t)ly->h * ly->w > maxplane) maxplane = (size_t)ly->h * ly->w;
+            if ((size_t)ly->c > maxc) maxc = (size_t)ly->c;
+        }
+    s->img8 = cnn_calloc((size_t)batch, sizeof *s->img8);
+    s->n_img8 = batch;
+    s->rank = cnn_calloc((size_t)nb * 10, sizeof *s->rank);
+    if (!s->img8 || !s->rank) return CNN_ERR_NOMEM;
+    for (int b = 0; b < batch; b++) CNN_TRY_RET(cnn_cl_buffer(cl, len, &s->img8[b], "input image"));
+    CNN_TRY_RET(cnn_cl_buffer(cl, (size_t)nb * px * sizeof(float), &s->maps, "gradient maps"));
+    CNN_TRY_RET(cnn_cl_buffer(cl, (size_t)nb * maxplane * sizeof(float), &s->cams, "class activation maps"));
+    size_t nw = (size_t)nb * maxc < CNN_STATS_STRIDE ? CNN_STATS_STRIDE : (size_t)nb * maxc; /* also stats */
+    CNN_TRY_RET(cnn_cl_buffer(cl, nw * sizeof(float), &s->camw, "class activation weights"));
+    CNN_TRY_RET(cnn_cl_buffer(cl, (size_t)nb * len * sizeof(float), &s->xsave, "saved inputs"));
+    CNN_TRY_RET(cnn_cl_buffer(cl, len * sizeof(float), &s->acc, "map sums"));
+    CNN_TRY_RET(cnn_cl_buffer(cl, len * sizeof(float), &s->gsum, "gradient sums"));
+    CNN_TRY_RET(cnn_cl_buffer(cl, len * sizeof(float), &s->base, "baseline"));
+    for (int t = 0; t < s->n_taps; t++)
+        if (s->taps[t].kind == CNN_TAP_GRADIENT && s->taps[t].method == CNN_GM_GUIDED_GRADCAM)
+            CNN_TRY_RET(cnn_cl_buffer(cl, (size_t)nb * px * sizeof(float), &s->taps[t].cam, "guided Grad-CAM"));
+    s->chunk = nb;
+    return CNN_OK;
+}
+
+static void free_gradients(run_state *s)
+{
+    if (s->bw_ready) cnn_backward_free(&s->bw);
+    if (s->img8)
+        for (int b = 0; b < s->n_img8; b++)
+            if (s->img8[b]) clReleaseMemObject(s->img8[b]);
+    free(s->img8);
+    cl_mem *all[] = {&s->maps, &s->cams, &s->camw, &s->xsave, &s->acc, &s->gsum, &s->base};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        if (*all[i]) clReleaseMemObject(*all[i]);
+    for (int t = 0; t < s->n_taps; t++)
+        if (s->taps[t].cam) clReleaseMemObject(s->taps[t].cam);
+    free(s->rank);
+}
+
+static cnn_grad_mode mode_of(cnn_gmethod m)
+{
+    return m == CNN_GM_GUIDED ? CNN_GRAD_GUIDED : m == CNN_GM_DECONVNET ? CNN_GRAD_DECONV : CNN_GRAD_PLAIN;
+}
+
+static bool is_sampling(cnn_gmethod m) { return m == CNN_GM_SMOOTHGRAD || m == CNN_GM_INTEGRATED; }
+
+/* Target of tap t for image b at rank r (r < topk), or -1 past the output. */
+static int target(const run_state *s, const cnn_vtap *t, int b, int r)
+{
+    return t->cls_fixed >= 0 ? t->cls_fixed : s->rank[b * 10 + r];
+}
+
+/* Maps of one tap from the gradients of the last backward pass. */
+static int tap_maps(run_state *s, cnn_vtap *t, int nb, const int *cls, const int *slot_of, cnn_grad_mode mode)
+{
+    const cnn_graph *g = &s->l.graph;
+    cnn_cl *cl = &s->cl;
+    int px = n_in_px(s), C = g->in_c;
+    char what[256];
+    snprintf(what, sizeof what, "%s %s", t->layer_name, cnn_gmethod_names[t->method]);
+    cl_mem din = cnn_backward_grad(&s->bw, CNN_GRAPH_INPUT);
+    int raw_h = g->in_h, raw_w = g->in_w;
+    cl_mem raw = s->maps;
+    int plane = 0;
+    switch (t->method) {
+    case CNN_GM_SALIENCY:
+    case CNN_GM_GUIDED:
+    case CNN_GM_DECONVNET:
+        CNN_TRY_RET(cnn_gm_chan_maxabs(cl, din, 0, nb, C, px, s->maps, 0, what));
+        break;
+    case CNN_GM_GRADXINPUT:
+        CNN_TRY_RET(cnn_gm_chan_dot(cl, din, 0, s->net.input, 0, nb, C, px, s->maps, 0, what));
+        break;
+    case CNN_GM_GUIDED_GRADCAM:
+        if (mode == CNN_GRAD_GUIDED) {
+            CNN_TRY_RET(cnn_gm_chan_maxabs(cl, din, 0, nb, C, px, s->maps, 0, what));
+            CNN_TRY_RET(cnn_gm_mul(cl, s->maps, 0, t->cam, 0, s->maps, 0, (size_t)nb * px, what));
+            break;
+        }
+        /* the plain pass computes the cam */
+        __attribute__((fallthrough));
+    case CNN_GM_GRADCAM:
+    case CNN_GM_GRADCAMPP:
+    case CNN_GM_LAYERCAM: {
+        const cnn_layer *ly = &g->layers[t->layer];
+        plane = ly->h * ly->w;
+        cnn_cam_kind kind = t->method == CNN_GM_GRADCAMPP ? CNN_CAM_GRADCAMPP
+                            : t->method == CNN_GM_LAYERCAM ? CNN_CAM_LAYERCAM
+                                                           : CNN_CAM_GRADCAM;
+        CNN_TRY_RET(cnn_gm_cam(cl, kind, cnn_net_buffer(&s->net, t->layer), 0, cnn_backward_grad(&s->bw, t->layer),
+                               0, nb, ly->c, plane, s->camw, s->cams, 0, what));
+        cl_mem dst = t->method == CNN_GM_GUIDED_GRADCAM ? t->cam : s->maps;
+        CNN_TRY_RET(cnn_gm_resize(cl, s->cams, 0, nb, ly->h, ly->w, dst, 0, g->in_h, g->in_w, what));
+        if (t->method == CNN_GM_GUIDED_GRADCAM) return CNN_OK; /* drawn in the guided pass */
+        raw = s->cams;
+        raw_h = ly->h;
+        raw_w = ly->w;
+        break;
+    }
+    default:
+        CNN_ASSERT(!"sampling methods have their own loop");
+    }
+    for (int b = 0; b < nb; b++) {
+        int k = slot_of[b];
+        size_t raw_off = raw == s->cams ? (size_t)b * plane : (size_t)b * px;
+        CNN_TRY_RET(cnn_vtap_map(&s->viz, t, s->maps, (size_t)b * px, g->in_h, g->in_w, s->img8[b], C, cls[b],
+                                 s->inputs.paths[k], s->stems[k], s->o.npy, raw, raw_off, raw_h, raw_w, NULL));
+    }
+    return CNN_OK;
+}
+
+/* Ranks of each image's classes by its output (top 10). */
+static void rank_classes(run_state *s, int nb)
+{
+    const cnn_graph *g = &s->l.graph;
+    size_t nout = cnn_layer_numel(&g->layers[g->n - 1]);
+    int *idx = cnn_malloc(nout * sizeof *idx);
+    CNN_ASSERT(idx);
+    for (int b = 0; b < nb; b++) {
+        for (size_t i = 0; i < nout; i++) idx[i] = (int)i;
+        g_sort_values = s->logits + (size_t)b * nout;
+        qsort(idx, nout, sizeof *idx, cmp_idx);
+        for (int r = 0; r < 10; r++) s->rank[b * 10 + r] = idx[(size_t)r < nout ? r : 0];
+    }
+    free(idx);
+}
+
+/* All single-pass gradient maps of a batch: one backward per (ReLU rule,
+ * score, target rank or fixed class) that some tap asks for. */
+static int gradient_maps(run_state *s, int nb, const int *slot_of)
+{
+    const cnn_input_spec *in = &s->l.pipe.input;
+    size_t len = (size_t)in->c * in->h * in->w;
+    for (int b = 0; b < nb; b++)
+        CNN_TRY_RET(cnn_vctx_input_u8(&s->viz, in, s->net.input, (size_t)b * len, s->img8[b], "input image"));
+    rank_classes(s, nb);
+    int cls[4096];
+    static const cnn_grad_mode modes[] = {CNN_GRAD_PLAIN, CNN_GRAD_GUIDED, CNN_GRAD_DECONV};
+    for (int mi = 0; mi < 3; mi++) {
+        for (int prob = 0; prob < 2; prob++) {
+            /* keys: rank r >= 0, or fixed class f as -1 - f */
+            for (int key = -(int)cnn_layer_numel(&s->l.graph.layers[s->l.graph.n - 1]); key < 10; key++) {
+                bool any = false;
+                for (int t = 0; t < s->n_taps && !any; t++) {
+                    cnn_vtap *vt = &s->taps[t];
+                    if (vt->kind != CNN_TAP_GRADIENT || is_sampling(vt->method) || vt->prob != (prob == 1)) continue;
+                    bool in_mode = mode_of(vt->method) == modes[mi] ||
+                                   (vt->method == CNN_GM_GUIDED_GRADCAM && modes[mi] == CNN_GRAD_GUIDED);
+                    bool key_ok = vt->cls_fixed >= 0 ? key == -1 - vt->cls_fixed : key >= 0 && key < vt->topk;
+                    any = in_mode && key_ok;
+                }
+                if (!any) continue;
+                for (int b = 0; b < nb; b++) cls[b] = key >= 0 ? s->rank[b * 10 + key] : -1 - key;
+                CNN_TRY_RET(cnn_backward_run(&s->bw, nb, cls, prob == 1, s->logits, modes[mi]));
+                for (int t = 0; t < s->n_taps; t++) {
+                    cnn_vtap *vt = &s->taps[t];
+                    if (vt->kind != CNN_TAP_GRADIENT || is_sampling(vt->method) || vt->prob != (prob == 1)) continue;
+                    bool in_mode = mode_of(vt->method) == modes[mi] ||
+                                   (vt->method == CNN_GM_GUIDED_GRADCAM && modes[mi] == CNN_GRAD_GUIDED);
+                    bool key_ok = vt->cls_fixed >= 0 ? key == -1 - vt->cls_fixed : key >= 0 && key < vt->topk;
+                    if (in_mode && key_ok) CNN_TRY_RET(tap_maps(s, vt, nb, cls, slot_of, modes[mi]));
+                }
+            }
+        }
+    }
+    return CNN_OK;
+}
+
+/* The score of class c for image b of the last forward (logit or prob). */
+static double score_of(const float *logits, size_t nout, int c, bool prob)
+{
+    if (!prob) return logits[c];
+    double mx = -INFINITY, sum = 0;
+    for (size_t k = 0; k < nout; k++) mx = fmax(mx, logits[k]);
+    for (size_t k = 0; k < nout; k++) sum += exp((double)logits[k] - mx);
+    return exp((double)logits[c] - mx) / sum;
+}
+
+/* SmoothGrad and Integrated Gradients of image b (its input saved at
+ * xsave + b * len): the copies run through the network in chunks; this
+ * overwrites the network's tensors, so it comes after everything else of
+ * the batch. */
+static int sampling_maps(run_state *s, cnn_vtap *t, int b, int k, const float *logits0)
+{
+    const cnn_graph *g = &s->l.graph;
+    const cnn_input_spec *in = &s->l.pipe.input;
+    cnn_cl *cl = &s->cl;
+    size_t px = (size_t)n_in_px(s), len = (size_t)g->in_c * px;
+    size_t nout = cnn_layer_numel(&g->layers[g->n - 1]);
+    char what[256];
+    snprintf(what, sizeof what, "input %s", cnn_gmethod_names[t->method]);
+    size_t x_off = (size_t)b * len;
+    float sigma = 0;
+    if (t->method == CNN_GM_SMOOTHGRAD) {
+        /* sigma is a fraction of the input's value range */
+        float st[CNN_STATS_STRIDE];
+        CNN_TRY_RET(cnn_viz_stats(&s->viz.viz, s->xsave, x_off, len, len, 1, s->camw, what));
+        CNN_TRY_RET(cnn_cl_read(cl, s->camw, 0, sizeof st, st, what));
+        sigma = t->sigma * (st[CNN_ST_MAX] - st[CNN_ST_MIN]);
+    } else {
+        /* the baseline: a constant pixel value through the input's
+         * normalisation (black = 0), or 0 in network units */
+        float *base = cnn_malloc(len * sizeof *base);
+        if (!base) return CNN_ERR_NOMEM;
+        for (int c = 0; c < g->in_c; c++)
+            for (size_t p = 0; p < px; p++)
+                base[c * px + p] = t->base_zero ? 0.0f : (t->base_pixel * in->scale - in->mean[c]) / in->std[c];
+        int status = cnn_cl_write(cl, s->base, 0, len * sizeof(float), base, what);
+        free(base);
+        if (status < 0) return status;
+    }
+    float *lg = cnn_malloc((size_t)s->chunk * nout * sizeof *lg);
+    int *cls = cnn_malloc((size_t)s->chunk * sizeof *cls);
+    int status = lg && cls ? CNN_OK : CNN_ERR_NOMEM;
+    for (int r = 0; r < (t->cls_fixed >= 0 ? 1 : t->topk) && status == CNN_OK; r++) {
+        int c = target(s, t, b, r);
+        for (int k0 = 0; k0 < t->samples && status == CNN_OK; k0 += s->chunk) {
+            int m = t->samples - k0 < s->chunk ? t->samples - k0 : s->chunk;
+            if (t->method == CNN_GM_SMOOTHGRAD)
+                status = cnn_gm_noise(cl, s->xsave, x_off, len, m, k0, sigma, 0x5eedu + (uint32_t)k, s->net.input, 0,
+                                      what);
+            else
+                status = cnn_gm_path(cl, s->xsave, x_off, s->base, 0, len, m, k0, t->samples, s->net.input, 0, what);
+            if (status == CNN_OK) status = cnn_net_forward(&s->net, m);
+            if (status == CNN_OK && t->prob) status = cnn_net_read(&s->net, g->n - 1, m, lg);
+            for (int j = 0; j < m; j++) cls[j] = c;
+            if (status == CNN_OK) status = cnn_backward_run(&s->bw, m, cls, t->prob, lg, CNN_GRAD_PLAIN);
+            cl_mem din = cnn_backward_grad(&s->bw, CNN_GRAPH_INPUT);
+            if (status == CNN_OK && t->method == CNN_GM_SMOOTHGRAD) {
+                status = cnn_gm_chan_maxabs(cl, din, 0, m, g->in_c, (int)px, s->maps, 0, what);
+                if (status == CNN_OK)
+                    status = cnn_gm_sum_blocks(cl, s->maps, 0, m, px, 1.0f / (float)t->samples, s->acc, 0, k0 > 0,
+                                               what);
+            } else if (status == CNN_OK) {
+                status = cnn_gm_sum_blocks(cl, din, 0, m, len, 1.0f / (float)t->samples, s->gsum, 0, k0 > 0, what);
+            }
+        }
+        char note[256] = "";
+        if (status == CNN_OK && t->method == CNN_GM_INTEGRATED) {
+            /* attribution = (x - x') * mean gradient, summed over channels;
+             * completeness: its sum against score(x) - score(x') */
+            CNN_CL_TRY(clEnqueueCopyBuffer(cl->queue, s->xsave, s->acc, x_off * sizeof(float), 0, len * sizeof(float),
+                                           0, NULL, NULL),
+                       what, done);
+            status = cnn_gm_axpby(cl, s->base, 0, -1.0f, s->acc, 0, 1.0f, len, what);
+            if (status == CNN_OK)
+                status = cnn_gm_chan_dot(cl, s->gsum, 0, s->acc, 0, 1, g->in_c, (int)px, s->maps, 0, what);
+            /* the baseline's score */
+            if (status == CNN_OK)
+                CNN_CL_TRY(clEnqueueCopyBuffer(cl->queue, s->base, s->net.input, 0, 0, len * sizeof(float), 0, NULL,
+                                               NULL),
+                           what, done);
+            if (status == CNN_OK) status = cnn_net_forward(&s->net, 1);
+            if (status == CNN_OK) status = cnn_net_read(&s->net, g->n - 1, 1, lg);
+            float st[CNN_STATS_STRIDE];
+            if (status == CNN_OK) status = cnn_viz_stats(&s->viz.viz, s->maps, 0, px, px, 1, s->camw, what);
+            if (status == CNN_OK) status = cnn_cl_read(cl, s->camw, 0, sizeof st, st, what);
+            if (status == CNN_OK) {
+                double sum = (double)st[CNN_ST_MEAN] * st[CNN_ST_FINITE];
+                double diff = score_of(logits0, nout, c, t->prob) - score_of(lg, nout, c, t->prob);
+                snprintf(note, sizeof note, "completeness: attributions sum to %.6g, score difference %.6g (%.2f%%)",
+                         sum, diff, fabs(diff) > 0 ? 100.0 * fabs(sum - diff) / fabs(diff) : 0.0);
+            }
+        } else if (status == CNN_OK) {
+            CNN_CL_TRY(clEnqueueCopyBuffer(cl->queue, s->acc, s->maps, 0, 0, px * sizeof(float), 0, NULL, NULL), what,
+                       done);
+        }
+        if (status == CNN_OK)
+            status = cnn_vtap_map(&s->viz, t, s->maps, 0, g->in_h, g->in_w, s->img8[b], g->in_c, c,
+                                  s->inputs.paths[k], s->stems[k], s->o.npy, s->maps, 0, g->in_h, g->in_w,
+                                  note[0] ? note : NULL);
+    }
+done:
+    free(lg);
+    free(cls);
+    return status;
+}
+
+static int sampling_batch(run_state *s, int nb, const int *slot_of)
+{
+    bool any = false;
+    for (int t = 0; t < s->n_taps; t++) any |= s->taps[t].kind == CNN_TAP_GRADIENT && is_sampling(s->taps[t].method);
+    if (!any) return CNN_OK;
+    const cnn_graph *g = &s->l.graph;
+    size_t len = (size_t)g->in_c * n_in_px(s), nout = cnn_layer_numel(&g->layers[g->n - 1]);
+    int status = CNN_OK;
+    CNN_CL_TRY(clEnqueueCopyBuffer(s->cl.queue, s->net.input, s->xsave, 0, 0, (size_t)nb * len * sizeof(float), 0,
+                                   NULL, NULL),
+               "saved inputs", done);
+    for (int b = 0; b < nb && status == CNN_OK; b++)
+        for (int t = 0; t < s->n_taps && status == CNN_OK; t++)
+            if (s->taps[t].kind == CNN_TAP_GRADIENT && is_sampling(s->taps[t].method))
+                status = sampling_maps(s, &s->taps[t], b, slot_of[b], s->logits + (size_t)b * nout);
+done:
+    return status;
+}
+
 static void run_state_free(run_state *s)
 {
     cnn_png_pool_free(s->pool); /* waits for files still being encoded */
+    free_gradients(s);
     for (int t = 0; t < s->n_taps; t++) cnn_vtap_release(&s->taps[t]);
     if (s->viz_ready) cnn_vctx_free(&s->viz);
     if (s->net_ready) cnn_net_free(&s->net);
@@ -1010,9 +1360,27 @@ int cnn_cmd_run(int argc, char **argv)
     /* Nothing reads the host parameters after this: the network frees each
      * layer's once it is on the device, and the file is unmapped. */
     cnn_weights_close(&s.l.weights);
-    CNN_TRY(cnn_net_create_consuming(&s.net, &s.cl, &s.l.graph, s.keep, batch), done);
+    int net_batch = batch;
+    if (s.gradients) {
+        /* Gradient mode: every tensor is kept for the backward pass.
+         * SmoothGrad / Integrated Gradients copies run in chunks that fit
+         * in ~512 MiB of activations and gradients. */
+        size_t per = 0;
+        int samples = 0;
+        for (int i = 0; i < s.l.graph.n; i++) {
+            s.keep[i] = true;
+            per += 8 * cnn_layer_numel(&s.l.graph.layers[i]);
+        }
+        for (int t = 0; t < s.n_taps; t++)
+            if (s.taps[t].kind == CNN_TAP_GRADIENT && is_sampling(s.taps[t].method) && s.taps[t].samples > samples)
+                samples = s.taps[t].samples;
+        int fit = (int)((512u << 20) / (per ? per : 1));
+        if (samples > net_batch) net_batch = samples < fit ? samples : (fit > net_batch ? fit : net_batch);
+    }
+    CNN_TRY(cnn_net_create_consuming(&s.net, &s.cl, &s.l.graph, s.keep, net_batch), done);
     s.net_ready = true;
     if (s.images) CNN_TRY(prepare_taps(&s), done);
+    if (s.gradients) CNN_TRY(setup_gradients(&s, batch), done);
     if (!s.o.quiet)
         fprintf(stderr, "cnnviz-cl: %s on %s (%s), plan %.1f MiB\n", s.l.pipe.model_name ? s.l.pipe.model_name : "model",
                 s.cl.device_name, s.cl.platform_name, (double)s.net.plan.peak_bytes / 1048576.0);
@@ -1049,7 +1417,9 @@ int cnn_cmd_run(int argc, char **argv)
         if (b == 0) break;
         CNN_TRY(cnn_net_forward(&s.net, b), loop_done);
         CNN_TRY(cnn_net_read(&s.net, g->n - 1, b, s.logits), loop_done);
+        if (s.gradients) CNN_TRY(gradient_maps(&s, b, slot_of), loop_done);
         for (int j = 0; j < b && status == CNN_OK; j++) status = finish_input(&s, slot_of[j], j);
+        if (status == CNN_OK && s.gradients) status = sampling_batch(&s, b, slot_of);
         done_inputs += b;
         if (!t_first) t_first = cnn_now_ms() - t_start;
         progress(&s, k, s.inputs.n, t_loop, k == s.inputs.n);

@@ -92,6 +92,10 @@ int cnn_manifest_write(const cnn_manifest *m, const char *path)
                 cnn_json_number(&j, e->stats[k]);
             }
         }
+        if (e->has_cls) {
+            cnn_json_key(&j, "class");
+            cnn_json_int(&j, e->cls);
+        }
         if (e->nonfinite) {
             cnn_json_key(&j, "nonfinite");
             cnn_json_int(&j, (long long)e->nonfinite);

@@ -28,6 +28,8 @@ typedef struct cnn_manifest_entry {
     int has_stats;   /* stats below are set */
     double stats[4]; /* min, max, mean, std of the finite values shown */
     int64_t nonfinite; /* NaN/Inf values found (not drawn: see the report) */
+    int has_cls;     /* gradient maps: cls is the target class */
+    int cls;
 } cnn_manifest_entry;
 
 typedef struct cnn_manifest {

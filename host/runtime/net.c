@@ -7,13 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool is_act(cnn_op op)
-{
-    return op == CNN_OP_RELU || op == CNN_OP_RELU6 || op == CNN_OP_LEAKY_RELU || op == CNN_OP_SIGMOID ||
-           op == CNN_OP_TANH || op == CNN_OP_HARDSWISH;
-}
+static bool is_act(cnn_op op) { return cnn_act_of_op(op) != CNN_ACT_NONE; }
 
-static cnn_act act_of(cnn_op op)
+cnn_act cnn_act_of_op(cnn_op op)
 {
     switch (op) {
     case CNN_OP_RELU: return CNN_ACT_RELU;
@@ -95,7 +91,7 @@ int cnn_plan_build(const cnn_graph *g, const bool *keep_in, int max_batch, cnn_p
         if (is_act(op) && private_src && p->act[r] == CNN_ACT_NONE && p->computes[r]) {
             cnn_op rop = g->layers[r].spec->op;
             if (rop == CNN_OP_CONV2D || rop == CNN_OP_LINEAR || rop == CNN_OP_BATCHNORM) {
-                p->act[r] = act_of(op);
+                p->act[r] = cnn_act_of_op(op);
                 p->slope[r] = l->spec->slope;
                 p->root[i] = r;
                 p->computes[i] = false;
@@ -103,7 +99,7 @@ int cnn_plan_build(const cnn_graph *g, const bool *keep_in, int max_batch, cnn_p
             }
         }
         if (is_act(op)) {
-            p->act[i] = act_of(op);
+            p->act[i] = cnn_act_of_op(op);
             p->slope[i] = l->spec->slope;
         }
     }

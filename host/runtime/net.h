@@ -29,6 +29,9 @@ typedef struct cnn_plan {
     size_t input_bytes, scratch_bytes, weight_bytes, peak_bytes;
 } cnn_plan;
 
+/* The activation an op computes (CNN_ACT_NONE for every other op). */
+cnn_act cnn_act_of_op(cnn_op op);
+
 /* keep: [g->n] layers whose outputs must be readable after the forward pass
  * (NULL: only the last layer).  Host only: `info` uses it without a device. */
 int cnn_plan_build(const cnn_graph *g, const bool *keep, int max_batch, cnn_plan *plan);

@@ -2,7 +2,9 @@
 #include "viz/taps.h"
 #include "core/error.h"
 #include "core/util.h"
+#include "io/npy.h"
 #include "viz/colormap.h"
+#include "viz/gradmap.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -11,6 +13,8 @@
 #include <string.h>
 
 const char *const cnn_scope_names[] = {"per-channel", "per-layer", "global", "fixed", NULL};
+const char *const cnn_gmethod_names[] = {"saliency",   "guided",  "deconvnet", "smoothgrad",     "integrated",
+                                         "gradxinput", "gradcam", "gradcampp", "layercam", "guided-gradcam", NULL};
 
 /* Montage limits: tiles are enlarged until their longer side reaches
  * MIN_TILE pixels (7x7 maps become 49x49), no image side exceeds MAX_SIDE. */
@@ -45,10 +49,99 @@ static bool flatten_source(const cnn_graph *g, int layer, int *c, int *h, int *w
     return true;
 }
 
+/* Which class(es) a gradient tap explains: "top1" (default), "topK", an
+ * index or a label. */
+static int parse_class(cnn_vtap *t, const char *cls, int n_out, char *const *labels, int n_labels, const char *where)
+{
+    t->cls_fixed = -1;
+    t->topk = 1;
+    if (!cls || !strcmp(cls, "top1")) return CNN_OK;
+    char *end;
+    if (!strncmp(cls, "top", 3) && cls[3]) {
+        long k = strtol(cls + 3, &end, 10);
+        if (!*end && k >= 1 && k <= 10 && k <= n_out) {
+            t->topk = (int)k;
+            return CNN_OK;
+        }
+        return cnn_error_set(CNN_ERR_INPUT, "%s: class '%s': topK needs 1 <= K <= %d", where, cls,
+                             n_out < 10 ? n_out : 10);
+    }
+    long v = strtol(cls, &end, 10);
+    if (*cls && !*end) {
+        if (v < 0 || v >= n_out)
+            return cnn_error_set(CNN_ERR_INPUT, "%s: class %ld is out of range: the network has %d outputs", where, v,
+                                 n_out);
+        t->cls_fixed = (int)v;
+        return CNN_OK;
+    }
+    for (int i = 0; i < n_labels && i < n_out; i++)
+        if (!strcmp(labels[i], cls)) {
+            t->cls_fixed = i;
+            return CNN_OK;
+        }
+    return cnn_error_set(CNN_ERR_INPUT, "%s: class '%s' is not top1, topK, an index or a label%s", where, cls,
+                         n_labels ? "" : " (the pipeline has no model.labels)");
+}
+
+static int configure_gradient(cnn_vtap *t, const cnn_graph *g, int layer, int method, const cnn_tap_spec *spec,
+                              const char *where, char *const *labels, int n_labels)
+{
+    t->kind = CNN_TAP_GRADIENT;
+    t->method = (cnn_gmethod)method;
+    t->layer = layer;
+    bool cam = cnn_gm_is_cam(t->method);
+    if (!cam && layer >= 0)
+        return cnn_error_set(CNN_ERR_INPUT, "%s: '%s' explains the input: use layer: input (--tap input:%s)", where,
+                             cnn_gmethod_names[method], cnn_gmethod_names[method]);
+    if (cam && (layer < 0 || g->layers[layer].flat || g->layers[layer].h * g->layers[layer].w <= 1))
+        return cnn_error_set(CNN_ERR_INPUT, "%s: '%s' needs a layer with spatial maps (a conv or pool layer), not %s",
+                             where, cnn_gmethod_names[method], layer < 0 ? "the input" : g->layers[layer].spec->name);
+    t->layer_name = layer < 0 ? "input" : g->layers[layer].spec->name;
+    int n_out = (int)cnn_layer_numel(&g->layers[g->n - 1]);
+    int status = parse_class(t, spec ? spec->cls : NULL, n_out, labels, n_labels, where);
+    if (status < 0) return status;
+    t->is_signed = t->method == CNN_GM_INTEGRATED || t->method == CNN_GM_GRADXINPUT;
+    t->scope = CNN_SCOPE_LAYER;
+    t->cmap = t->is_signed ? CNN_CMAP_RDBU : CNN_CMAP_TURBO;
+    t->alpha = 0.5f;
+    t->samples = t->method == CNN_GM_SMOOTHGRAD ? 25 : 50;
+    t->sigma = 0.15f;
+    if (spec) {
+        t->prob = spec->score && !strcmp(spec->score, "prob");
+        t->alpha = spec->alpha;
+        if (spec->samples) t->samples = spec->samples;
+        if (spec->sigma > 0) t->sigma = spec->sigma;
+        if (spec->normalize) t->scope = (cnn_scope)find_name(cnn_scope_names, spec->normalize);
+        if (spec->has_fixed) {
+            t->fixed[0] = spec->fixed[0];
+            t->fixed[1] = spec->fixed[1];
+        }
+        if (spec->has_clip) {
+            t->clip = true;
+            t->clip_lo = spec->clip[0];
+            t->clip_hi = spec->clip[1];
+        }
+        if (spec->has_signed) t->is_signed = spec->is_signed;
+        if (spec->colormap) t->cmap = (cnn_cmap)cnn_colormap_find(spec->colormap);
+        if (spec->baseline) {
+            if (!strcmp(spec->baseline, "zero")) t->base_zero = true;
+            else if (!strcmp(spec->baseline, "blur"))
+                return cnn_error_set(CNN_ERR_INPUT, "%s: baseline 'blur' is not available in this version "
+                                     "(black, zero or a pixel value)", where);
+            else if (strcmp(spec->baseline, "black") != 0) t->base_pixel = strtof(spec->baseline, NULL);
+        }
+    }
+    if (t->scope == CNN_SCOPE_CHANNEL || t->scope == CNN_SCOPE_GLOBAL) t->scope = CNN_SCOPE_LAYER;
+    return CNN_OK;
+}
+
 int cnn_vtap_configure(cnn_vtap *t, const cnn_graph *g, int layer, const char *kind, const cnn_tap_spec *spec,
-                       const char *where)
+                       const char *where, char *const *labels, int n_labels)
 {
     memset(t, 0, sizeof *t);
+    int method = find_name(cnn_gmethod_names, kind);
+    if (method >= 0) return configure_gradient(t, g, layer, method, spec, where, labels, n_labels);
+    if (layer < 0) return cnn_error_set(CNN_ERR_INPUT, "%s: '%s' needs a layer, not the input", where, kind);
     const cnn_layer *ly = &g->layers[layer];
     t->layer = layer;
     t->layer_name = ly->spec->name;
@@ -56,8 +149,7 @@ int cnn_vtap_configure(cnn_vtap *t, const cnn_graph *g, int layer, const char *k
     else if (!strcmp(kind, "filters")) t->kind = CNN_TAP_FILTERS;
     else if (!strcmp(kind, "weights")) t->kind = CNN_TAP_WEIGHTS;
     else
-        return cnn_error_set(CNN_ERR_INPUT, "%s: tap kind '%s' is not available in this version "
-                             "(available: activations, filters, weights)", where, kind);
+        return cnn_error_set(CNN_ERR_INPUT, "%s: tap kind '%s' is not available in this version", where, kind);
     if (t->kind == CNN_TAP_FILTERS && ly->spec->op != CNN_OP_CONV2D)
         return cnn_error_set(CNN_ERR_INPUT, "%s: 'filters' needs a conv2d layer; '%s' is %s", where, t->layer_name,
                              cnn_op_name(ly->spec->op));
@@ -245,6 +337,14 @@ static int finish(cnn_cl *cl, const char *what)
     CNN_CL_TRY(clFinish(cl->queue), what, fail);
 fail:
     return status;
+}
+
+/* Waits for the queue even after a failed enqueue: reads already queued
+ * into host memory must land before that memory is freed. */
+static int settle(cnn_cl *cl, int status, const char *what)
+{
+    int fs = finish(cl, what);
+    return status < 0 ? status : fs;
 }
 
 /* Summary of maps [from, from + count) of a stats buffer read to the host:
@@ -456,7 +556,7 @@ int cnn_vtap_activations(cnn_vctx *v, cnn_vtap *t, cl_mem src, size_t off, const
                             what);
     if (status == CNN_OK)
         status = read_async(v->cl, t->ranges, (size_t)n_groups * 2 * sizeof(float), t->host_ranges, what);
-    if (status == CNN_OK) status = finish(v->cl, what);
+    status = settle(v->cl, status, what);
     if (status < 0) goto done;
 
     double sum[4];
@@ -554,7 +654,7 @@ static int render_host_maps(cnn_vctx *v, cnn_vtap *t, const float *data, int n_m
     if (status == CNN_OK)
         status = read_async(v->cl, b.stats, (size_t)n_maps * CNN_STATS_STRIDE * sizeof(float), st, what);
     if (status == CNN_OK) status = read_async(v->cl, b.ranges, (size_t)n_groups * 2 * sizeof(float), rg, what);
-    if (status == CNN_OK) status = finish(v->cl, what);
+    status = settle(v->cl, status, what);
     at = 0;
     for (int k = 0; k < n_mont && status == CNN_OK; k++) {
         cnn_manifest_entry *e = &ms[k].e;
@@ -705,5 +805,99 @@ int cnn_vctx_input_image(cnn_vctx *v, const cnn_input_spec *in, cl_mem src, size
         status = emit(v, rel, pb, 0, in->w, in->h, in->c, &e);
     }
     cnn_png_buf_release(pb);
+    return status;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Attribution maps                                                       */
+
+int cnn_vctx_input_u8(cnn_vctx *v, const cnn_input_spec *in, cl_mem src, size_t off, cl_mem dst, const char *input)
+{
+    float a[3], b[3];
+    for (int c = 0; c < in->c; c++) {
+        a[c] = in->std[c] / in->scale;
+        b[c] = in->mean[c] / in->scale;
+    }
+    return cnn_viz_input_image(&v->viz, src, off, in->c, in->h, in->w, a, b, dst, input);
+}
+
+int cnn_vtap_map(cnn_vctx *v, cnn_vtap *t, cl_mem src, size_t off, int h, int w, cl_mem img8, int c_img, int cls,
+                 const char *input, const char *stem, bool npy, cl_mem raw, size_t raw_off, int raw_h, int raw_w,
+                 const char *note)
+{
+    const char *method = cnn_gmethod_names[t->method];
+    char what[256], name[200];
+    snprintf(what, sizeof what, "%s %s", t->layer_name, method);
+    if (cnn_gm_is_cam(t->method))
+        snprintf(name, sizeof name, "%s_%s", method, t->dir);
+    else
+        snprintf(name, sizeof name, "%s", method);
+    norm nm = norm_of(t);
+    int ncomp = cnn_viz_ncomp(1, t->cmap);
+    size_t px = (size_t)h * w;
+    bufs b;
+    cl_mem ov = NULL;
+    cnn_png_buf *pb = NULL;
+    float st[CNN_STATS_STRIDE], rg[2];
+    float *host_raw = NULL;
+    int status = bufs_create(v->cl, &b, 1, 1, nm.clip, px * ncomp, what);
+    if (status < 0) return status;
+    bool overlay = ncomp == 3 && img8;
+    if (overlay) status = cnn_cl_buffer(v->cl, px * 3, &ov, what);
+    if (status == CNN_OK) status = normalise_render(v, &b, src, off, 1, 1, h, w, &nm, t->cmap, what);
+    if (status == CNN_OK && overlay) status = cnn_gm_overlay(v->cl, img8, c_img, b.tiles, px, t->alpha, ov, what);
+    if (status == CNN_OK && !(pb = cnn_png_buf_new(px * ncomp + (overlay ? px * 3 : 0)))) status = CNN_ERR_NOMEM;
+    if (status == CNN_OK && npy && !(host_raw = cnn_malloc((size_t)raw_h * raw_w * sizeof(float))))
+        status = CNN_ERR_NOMEM;
+    uint8_t *data = pb ? cnn_png_buf_data(pb) : NULL;
+    if (status == CNN_OK) status = read_async(v->cl, b.tiles, px * ncomp, data, what);
+    if (status == CNN_OK && overlay) status = read_async(v->cl, ov, px * 3, data + px * ncomp, what);
+    if (status == CNN_OK) status = read_async(v->cl, b.stats, sizeof st, st, what);
+    if (status == CNN_OK) status = read_async(v->cl, b.ranges, sizeof rg, rg, what);
+    if (status == CNN_OK && npy) {
+        CNN_CL_TRY(clEnqueueReadBuffer(v->cl->queue, raw, CL_FALSE, raw_off * sizeof(float),
+                                       (size_t)raw_h * raw_w * sizeof(float), host_raw, 0, NULL, NULL),
+                   what, rd_fail);
+    }
+rd_fail:
+    status = settle(v->cl, status, what);
+    char rel[512];
+    cnn_manifest_entry e = {.kind = (char *)method, .role = "map", .layer = (char *)t->layer_name,
+                            .input = (char *)input, .channel = -1, .normalize = (char *)scope_label(t),
+                            .colormap = (char *)cmap_label(t, 1), .has_stats = 1, .has_range = 1,
+                            .has_cls = 1, .cls = cls, .note = (char *)note};
+    if (status == CNN_OK) {
+        summarise(st, 0, 1, e.stats, &e.nonfinite);
+        e.range[0] = rg[0];
+        e.range[1] = rg[1];
+        status = report_nonfinite(v, t, e.nonfinite, input);
+    }
+    if (status == CNN_OK) {
+        snprintf(rel, sizeof rel, "%s/%s_c%d.png", stem, name, cls);
+        status = emit(v, rel, pb, 0, w, h, ncomp, &e);
+    }
+    if (status == CNN_OK && overlay) {
+        snprintf(rel, sizeof rel, "%s/%s_c%d_overlay.png", stem, name, cls);
+        cnn_manifest_entry o = e;
+        o.role = "overlay";
+        status = emit(v, rel, pb, px * ncomp, w, h, 3, &o);
+    }
+    if (status == CNN_OK && npy) {
+        snprintf(rel, sizeof rel, "%s/%s_c%d.npy", stem, name, cls);
+        char *p = out_path(v, rel, &status);
+        int64_t shape[2] = {raw_h, raw_w};
+        if (p) status = cnn_npy_write_f32(p, host_raw, shape, 2);
+        free(p);
+        if (status == CNN_OK) {
+            cnn_manifest_entry r = {.path = rel, .kind = (char *)method, .role = "tensor",
+                                    .layer = (char *)t->layer_name, .input = (char *)input, .channel = -1,
+                                    .format = "npy", .ndim = 2, .shape = {raw_h, raw_w}, .has_cls = 1, .cls = cls};
+            status = cnn_manifest_add(v->manifest, &r);
+        }
+    }
+    cnn_png_buf_release(pb);
+    free(host_raw);
+    bufs_release(&b);
+    if (ov) clReleaseMemObject(ov);
     return status;
 }

@@ -23,14 +23,35 @@
 #include "model/graph.h"
 #include "viz/vizops.h"
 
-typedef enum cnn_tap_kind { CNN_TAP_ACTIVATIONS, CNN_TAP_FILTERS, CNN_TAP_WEIGHTS } cnn_tap_kind;
+typedef enum cnn_tap_kind { CNN_TAP_ACTIVATIONS, CNN_TAP_FILTERS, CNN_TAP_WEIGHTS, CNN_TAP_GRADIENT } cnn_tap_kind;
+
+/* Gradient methods (tap kinds of the same names). */
+typedef enum cnn_gmethod {
+    CNN_GM_SALIENCY,       /* max_c |d score / d input| */
+    CNN_GM_GUIDED,         /* same through guided backprop */
+    CNN_GM_DECONVNET,      /* same through the deconvnet rule */
+    CNN_GM_SMOOTHGRAD,     /* mean saliency of `samples` noisy copies */
+    CNN_GM_INTEGRATED,     /* sum_c (x - x') * mean gradient on the path */
+    CNN_GM_GRADXINPUT,     /* sum_c x * d score / d x */
+    CNN_GM_GRADCAM,
+    CNN_GM_GRADCAMPP,
+    CNN_GM_LAYERCAM,
+    CNN_GM_GUIDED_GRADCAM, /* guided saliency * upsampled Grad-CAM */
+    CNN_GM_COUNT
+} cnn_gmethod;
+extern const char *const cnn_gmethod_names[]; /* "saliency", ... */
+static inline bool cnn_gm_is_cam(cnn_gmethod m)
+{
+    return m == CNN_GM_GRADCAM || m == CNN_GM_GRADCAMPP || m == CNN_GM_LAYERCAM || m == CNN_GM_GUIDED_GRADCAM;
+}
 typedef enum cnn_scope { CNN_SCOPE_CHANNEL, CNN_SCOPE_LAYER, CNN_SCOPE_GLOBAL, CNN_SCOPE_FIXED } cnn_scope;
 
 extern const char *const cnn_scope_names[]; /* "per-channel", ... */
 
 typedef struct cnn_vtap {
-    int layer;
+    int layer;               /* CNN_GRAPH_INPUT for input-gradient methods */
     const char *layer_name;
+    const char *kind_name;   /* as asked: "activations", "gradcam", ... */
     cnn_tap_kind kind;
     char dir[128];           /* sanitised, unique output folder of the layer */
     cnn_scope scope;
@@ -39,6 +60,18 @@ typedef struct cnn_vtap {
     float fixed[2];
     cnn_cmap cmap;
     int columns, max_channels, units;
+
+    /* gradient maps */
+    cnn_gmethod method;
+    int cls_fixed;           /* >= 0: this class for every input */
+    int topk;                /* else: the input's top-k classes, one map each */
+    bool prob;               /* score = softmax probability (else the logit) */
+    float alpha;             /* overlay */
+    int samples;             /* smoothgrad copies / integrated steps */
+    float sigma;             /* smoothgrad noise, fraction of (max - min) of the input */
+    bool base_zero;          /* integrated baseline: 0 (else a pixel value) */
+    float base_pixel;        /* baseline pixel value (0: black) */
+    cl_mem cam;              /* guided-gradcam: the upsampled cams of the batch */
 
     /* activations: n_maps maps of h x w per input (flat layers: c maps of 1x1) */
     int n_maps, h, w;
@@ -73,7 +106,7 @@ typedef struct cnn_vctx {
  * a flatten of [C, H, W]).  Errors name `where` ("file:line:col" or
  * "--tap X") and exit 2. */
 int cnn_vtap_configure(cnn_vtap *t, const cnn_graph *g, int layer, const char *kind, const cnn_tap_spec *spec,
-                       const char *where);
+                       const char *where, char *const *labels, int n_labels);
 
 int cnn_vctx_init(cnn_vctx *v, cnn_cl *cl, const cnn_graph *g, cnn_png_pool *pool, cnn_manifest *m,
                   const char *out_dir, bool quiet);
@@ -101,6 +134,18 @@ int cnn_vtap_activations(cnn_vctx *v, cnn_vtap *t, cl_mem src, size_t off, const
 /* Filters / weights: once per run, from the layer's float weights. */
 int cnn_vtap_filters(cnn_vctx *v, cnn_vtap *t);
 int cnn_vtap_weights(cnn_vctx *v, cnn_vtap *t);
+
+/* One attribution map of h x w floats at src + off (device): written as
+ * <stem>/<name>_c<cls>.png through the tap's colormap and range rules, as
+ * <name>_c<cls>_overlay.png blended on the input image img8 (h x w x c_img
+ * bytes on the device), and as .npy when `npy` (raw: raw_h x raw_w floats at
+ * raw + raw_off; the map before upsampling for CAMs). */
+int cnn_vtap_map(cnn_vctx *v, cnn_vtap *t, cl_mem src, size_t off, int h, int w, cl_mem img8, int c_img, int cls,
+                 const char *input, const char *stem, bool npy, cl_mem raw, size_t raw_off, int raw_h, int raw_w,
+                 const char *note);
+
+/* The input image as 8 bits on the device (for overlays). */
+int cnn_vctx_input_u8(cnn_vctx *v, const cnn_input_spec *in, cl_mem src, size_t off, cl_mem dst, const char *input);
 
 /* <stem>/input.png from the network input at src + off. */
 int cnn_vctx_input_image(cnn_vctx *v, const cnn_input_spec *in, cl_mem src, size_t off, const char *input,

@@ -283,12 +283,14 @@ class ConfigError(Exception):
     pass
 
 
-@torch.no_grad()
-def run_config(layers, state_dict, x, eps_default=1e-5):
+def run_config(layers, state_dict, x, eps_default=1e-5, relu=None, outs_out=None):
     """Runs the `layers:` list of a pipeline file on x [1, C, H, W] (any float
     dtype; weights are cast to it).  Checks the bound tensors' shapes against
     the layer keys (out, kernel, groups, bias) and that every state_dict
     tensor except num_batches_tracked is bound by some layer.
+    Autograd records the graph when x requires grad (gradient tests);
+    relu: optional function replacing F.relu (e.g. a guided-backprop ReLU);
+    outs_out: optional dict that receives every layer's output tensor.
     Returns (output tensor, {layer name: output shape without batch})."""
     dt = x.dtype
     used = set()
@@ -336,7 +338,7 @@ def run_config(layers, state_dict, x, eps_default=1e-5):
                              param(p, "weight"), param(p, "bias"), False, 0.0,
                              float(d.get("eps", eps_default)))
         elif op == "relu":
-            y = F.relu(a)
+            y = relu(a) if relu else F.relu(a)
         elif op == "relu6":
             y = F.hardtanh(a, 0.0, 6.0)
         elif op == "leaky_relu":
@@ -394,6 +396,8 @@ def run_config(layers, state_dict, x, eps_default=1e-5):
         outs[name] = y
         shapes[name] = list(y.shape[1:])
         prev = y
+    if outs_out is not None:
+        outs_out.update(outs)
     unused = [k for k in state_dict if k not in used and not k.endswith("num_batches_tracked")]
     if unused:
         raise ConfigError("tensors not bound by any layer: %s%s" %

@@ -1,0 +1,402 @@
+/* Backward ops for the gradient maps (host/ops/grad.c).  Every kernel is in
+ * the "gather" form: one work-item per element of dx (or per block of dx)
+ * sums, in a fixed order, everything that reaches it and ADDS the sum to dx.
+ * No atomics, so results are deterministic.  Every kernel returns early past
+ * its item count because the host rounds the global size up. */
+
+/* dx[i] += dy[i] */
+__kernel void kernel_grad_accum_f32(__global const float *dy, __global float *dx, const uint n)
+{
+    uint i = get_global_id(0);
+    if (i >= n) return;
+    dx[i] += dy[i];
+}
+
+/* Activation backward; act (cnn_act) and mode (cnn_grad_mode) are run-time
+ * arguments: the branch is uniform over the launch and the op is bound by
+ * memory, so one program serves every variant.  Selects rather than
+ * products by 0/1, like PyTorch's threshold_backward, so an infinite dy
+ * blocked by the derivative gives 0, not NaN. */
+__kernel void kernel_grad_act_f32(__global const float *x, __global const float *y,
+                                  __global const float *dy, __global float *dx, const uint n,
+                                  const uint act, const uint mode, const float slope)
+{
+    uint i = get_global_id(0);
+    if (i >= n) return;
+    float g = dy[i];
+    float d;
+    if (act >= 1 && act <= 3) {
+        /* relu family: 1 relu, 2 relu6, 3 leaky_relu */
+        if (mode == 2) {
+            d = g > 0.0f ? g : 0.0f;
+        } else {
+            float v = x[i];
+            if (act == 1)
+                d = v > 0.0f ? g : 0.0f;
+            else if (act == 2)
+                d = (v > 0.0f && v < 6.0f) ? g : 0.0f;
+            else
+                d = v > 0.0f ? g : g * slope;
+            if (mode == 1 && !(g > 0.0f)) d = 0.0f;
+        }
+    } else if (act == 4) {
+        float v = y[i];
+        d = g * (1.0f - v) * v; /* PyTorch's sigmoid_backward order */
+    } else if (act == 5) {
+        float v = y[i];
+        d = g * (1.0f - v * v);
+    } else if (act == 6) {
+        float v = x[i];
+        d = v < -3.0f ? 0.0f : v <= 3.0f ? g * (v / 3.0f + 0.5f) : g;
+    } else {
+        d = g;
+    }
+    dx[i] += d;
+}
+
+/* dx[i] += dy[i] * scale[(i / plane) % channels] */
+__kernel void kernel_grad_scale_f32(__global const float *dy, __global const float *scale,
+                                    __global float *dx, const uint n, const uint plane,
+                                    const uint channels)
+{
+    uint i = get_global_id(0);
+    if (i >= n) return;
+    dx[i] += dy[i] * scale[(i / plane) % channels];
+}
+
+/* ---- convolution backward-data ---- */
+
+/* col2im in gather form, ADDING into dx: col is the [c*kh*kw, ho*wo] matrix
+ * W_g^T dY_g of one image and group, dx + dx_off its c input channels.
+ * Input pixel (y, x) gets col[(ch*kh + i)*kw + j, oy*wo + ox] for every tap
+ * (i, j) with oy*sh - pt + i*dh == y and ox*sw - pl + j*dw == x inside the
+ * output; taps in increasing (i, j) order. */
+__kernel void kernel_col2im_add_f32(__global const float *col, __global float *dx,
+                                    const uint dx_off, const uint c, const uint hi, const uint wi,
+                                    const uint ho, const uint wo, const uint kh, const uint kw,
+                                    const uint sh, const uint sw, const uint dh, const uint dw,
+                                    const uint pt, const uint pl)
+{
+    uint idx = get_global_id(0);
+    uint plane = hi * wi;
+    if (idx >= c * plane) return;
+    uint xx = idx % wi;
+    uint yy = (idx / wi) % hi;
+    uint ch = idx / plane;
+    uint p = ho * wo;
+    __global const float *cc = col + (size_t)ch * kh * kw * p;
+    float acc = 0.0f;
+    for (uint i = 0; i < kh; i++) {
+        int ty = (int)(yy + pt) - (int)(i * dh);
+        if (ty < 0) break; /* decreases with i */
+        uint oy = (uint)ty;
+        if (sh != 1) { /* no integer division at stride 1 */
+            if (oy % sh) continue;
+            oy /= sh;
+        }
+        if (oy >= ho) continue;
+        for (uint j = 0; j < kw; j++) {
+            int tx = (int)(xx + pl) - (int)(j * dw);
+            if (tx < 0) break;
+            uint ox = (uint)tx;
+            if (sw != 1) {
+                if (ox % sw) continue;
+                ox /= sw;
+            }
+            if (ox >= wo) continue;
+            acc += cc[(i * kw + j) * p + oy * wo + ox];
+        }
+    }
+    dx[dx_off + idx] += acc;
+}
+
+/* Direct backward-data for depthwise and other thin groups (the shapes the
+ * forward runs with kernel_conv_direct_f32), one work-item per dx element
+ * of the whole batch: dx[b, c, y, x] += sum over the outputs o of c's group
+ * and the taps (i, j) reaching (y, x) of w[o, c % cig, i, j] * dy[b, o, oy, ox]. */
+__kernel void kernel_conv_bwd_direct_f32(__global const float *dy, __global const float *w,
+                                         __global float *dx, const uint n, const uint ci,
+                                         const uint hi, const uint wi, const uint co,
+                                         const uint ho, const uint wo, const uint kh,
+                                         const uint kw, const uint sh, const uint sw,
+                                         const uint dh, const uint dw, const uint pt,
+                                         const uint pl, const uint groups)
+{
+    uint idx = get_global_id(0);
+    uint total = n * ci * hi * wi;
+    if (idx >= total) return;
+    uint xx = idx % wi;
+    uint yy = (idx / wi) % hi;
+    uint c = (idx / (wi * hi)) % ci;
+    uint b = idx / (wi * hi * ci);
+    uint cig = ci / groups;
+    uint cog = co / groups;
+    uint g = c / cig;
+    uint cl = c % cig;
+    float acc = 0.0f;
+    for (uint i = 0; i < kh; i++) {
+        int ty = (int)(yy + pt) - (int)(i * dh);
+        if (ty < 0) break;
+        uint oy = (uint)ty;
+        if (sh != 1) { /* no integer division at stride 1 */
+            if (oy % sh) continue;
+            oy /= sh;
+        }
+        if (oy >= ho) continue;
+        for (uint j = 0; j < kw; j++) {
+            int tx = (int)(xx + pl) - (int)(j * dw);
+            if (tx < 0) break;
+            uint ox = (uint)tx;
+            if (sw != 1) {
+                if (ox % sw) continue;
+                ox /= sw;
+            }
+            if (ox >= wo) continue;
+            __global const float *dyp = dy + ((size_t)b * co + g * cog) * ho * wo + oy * wo + ox;
+            __global const float *wp = w + ((size_t)(g * cog) * cig + cl) * kh * kw + i * kw + j;
+            for (uint o = 0; o < cog; o++)
+                acc += wp[(size_t)o * cig * kh * kw] * dyp[(size_t)o * ho * wo];
+        }
+    }
+    dx[idx] += acc;
+}
+
+/* ---- linear backward at small batch ---- */
+
+/* dx[b, :] += dy[b, :] W for W [out, in], bound by reading W once.  A
+ * work-group of LIN_WG items covers LIN_CB * 16 columns: item (r, cb) sums
+ * the rows r, r + LIN_RL, ... of its 16 columns with a float16 (one cache
+ * line per row on a CPU), then the LIN_RL partial sums of each column are
+ * added in order of r.  Batch index = group id 1. */
+#define LIN_WG 64
+#define LIN_CB 4
+#define LIN_RL (LIN_WG / LIN_CB)
+
+__kernel __attribute__((reqd_work_group_size(LIN_WG, 1, 1)))
+void kernel_linear_bwd_f32(__global const float *dy, __global const float *w,
+                           __global float *dx, const uint in, const uint out)
+{
+    __local float16 part[LIN_WG];
+    uint lid = get_local_id(0);
+    uint cb = lid % LIN_CB, r = lid / LIN_CB;
+    uint b = get_group_id(1);
+    uint c0 = (get_group_id(0) * LIN_CB + cb) * 16;
+    __global const float *dyb = dy + (size_t)b * out;
+    float16 acc = (float16)(0.0f);
+    if (c0 + 16 <= in) {
+        for (uint o = r; o < out; o += LIN_RL)
+            acc += dyb[o] * vload16(0, w + (size_t)o * in + c0);
+    } else if (c0 < in) {
+        float t[16];
+        for (uint j = 0; j < 16; j++) t[j] = 0.0f;
+        for (uint o = r; o < out; o += LIN_RL) {
+            float d = dyb[o];
+            __global const float *wr = w + (size_t)o * in;
+            for (uint j = 0; c0 + j < in; j++) t[j] += d * wr[c0 + j];
+        }
+        acc = vload16(0, t);
+    }
+    part[lid] = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (r == 0 && c0 < in) {
+        float16 s = part[cb];
+        for (uint k = 1; k < LIN_RL; k++) s += part[k * LIN_CB + cb];
+        __global float *dxb = dx + (size_t)b * in;
+        if (c0 + 16 <= in) {
+            vstore16(vload16(0, dxb + c0) + s, 0, dxb + c0);
+        } else {
+            float t[16];
+            vstore16(s, 0, t);
+            for (uint j = 0; c0 + j < in; j++) dxb[c0 + j] += t[j];
+        }
+    }
+}
+
+/* ---- pooling ---- */
+
+/* The window geometry of pool.cl's POOL_GEOM_ARGS, over the input elements
+ * (total = n * c * hi * wi). */
+#define GRAD_POOL_ARGS                                                                       \
+    const uint total, const uint hi, const uint wi, const uint ho, const uint wo,            \
+        const uint kh, const uint kw, const uint sh, const uint sw, const uint dh,           \
+        const uint dw, const uint pt, const uint pl
+
+/* Max pool backward.  Input (yy, xx) is tap (i, j) of output (oy, ox) when
+ * oy*sh - pt + i*dh == yy (and the same for x).  It receives dy[o] when it
+ * is the position the forward's scan (`v > m || isnan(v)`, row-major) ends
+ * on: the first tap equal to y[o], or for a NaN maximum the last NaN tap,
+ * as PyTorch's CPU kernel picks its index.  A window of -inf only (all taps
+ * equal y) gives its first tap, also as PyTorch does. */
+__kernel void kernel_maxpool_bwd_f32(__global const float *x, __global const float *y,
+                                     __global const float *dy, __global float *dx,
+                                     GRAD_POOL_ARGS)
+{
+    uint idx = get_global_id(0);
+    if (idx >= total) return;
+    uint xx = idx % wi;
+    uint yy = (idx / wi) % hi;
+    uint nc = idx / (wi * hi);
+    __global const float *xp = x + (size_t)nc * hi * wi;
+    __global const float *yp = y + (size_t)nc * ho * wo;
+    __global const float *dyp = dy + (size_t)nc * ho * wo;
+    float v = x[idx];
+    bool vnan = isnan(v);
+    float acc = 0.0f;
+    for (uint i = 0; i < kh; i++) {
+        int ty = (int)(yy + pt) - (int)(i * dh);
+        if (ty < 0) break;
+        uint oy = (uint)ty;
+        if (sh != 1) { /* no integer division at stride 1 */
+            if (oy % sh) continue;
+            oy /= sh;
+        }
+        if (oy >= ho) continue;
+        for (uint j = 0; j < kw; j++) {
+            int tx = (int)(xx + pl) - (int)(j * dw);
+            if (tx < 0) break;
+            uint ox = (uint)tx;
+            if (sw != 1) {
+                if (ox % sw) continue;
+                ox /= sw;
+            }
+            if (ox >= wo) continue;
+            uint o = oy * wo + ox;
+            float m = yp[o];
+            bool mnan = isnan(m);
+            if (!(v == m) && !(vnan && mnan)) continue;
+            int y0 = (int)(oy * sh) - (int)pt;
+            int x0 = (int)(ox * sw) - (int)pl;
+            uint me = i * kw + j;
+            bool mine = true;
+            /* equal maximum: no earlier tap equal; NaN: no later NaN tap */
+            for (uint a = 0; a < kh && mine; a++) {
+                int ry = y0 + (int)(a * dh);
+                if (ry < 0 || ry >= (int)hi) continue;
+                for (uint e = 0; e < kw; e++) {
+                    uint t = a * kw + e;
+                    if (mnan ? t <= me : t >= me) continue;
+                    int rx = x0 + (int)(e * dw);
+                    if (rx < 0 || rx >= (int)wi) continue;
+                    float u = xp[ry * (int)wi + rx];
+                    if (mnan ? isnan(u) : u == m) {
+                        mine = false;
+                        break;
+                    }
+                }
+            }
+            if (mine) acc += dyp[o];
+        }
+    }
+    dx[idx] += acc;
+}
+
+/* Taps of a (dilated) window along one axis that fall inside [lo, hi). */
+inline int grad_taps_inside(int start, int k, int d, int lo, int hi)
+{
+    int n = 0;
+    for (int i = 0; i < k; i++) {
+        int p = start + i * d;
+        n += (p >= lo && p < hi);
+    }
+    return n;
+}
+
+/* Avg pool backward: each window holding the input position passes
+ * dy[o] / divisor, the divisor computed exactly as kernel_avgpool_f32 does. */
+__kernel void kernel_avgpool_bwd_f32(__global const float *dy, __global float *dx,
+                                     GRAD_POOL_ARGS, const uint pb, const uint pr,
+                                     const uint count_include_pad)
+{
+    uint idx = get_global_id(0);
+    if (idx >= total) return;
+    uint xx = idx % wi;
+    uint yy = (idx / wi) % hi;
+    uint nc = idx / (wi * hi);
+    __global const float *dyp = dy + (size_t)nc * ho * wo;
+    float acc = 0.0f;
+    for (uint i = 0; i < kh; i++) {
+        int ty = (int)(yy + pt) - (int)(i * dh);
+        if (ty < 0) break;
+        uint oy = (uint)ty;
+        if (sh != 1) { /* no integer division at stride 1 */
+            if (oy % sh) continue;
+            oy /= sh;
+        }
+        if (oy >= ho) continue;
+        int y0 = (int)(oy * sh) - (int)pt;
+        int ny = count_include_pad
+                     ? grad_taps_inside(y0, (int)kh, (int)dh, -(int)pt, (int)(hi + pb))
+                     : grad_taps_inside(y0, (int)kh, (int)dh, 0, (int)hi);
+        for (uint j = 0; j < kw; j++) {
+            int tx = (int)(xx + pl) - (int)(j * dw);
+            if (tx < 0) break;
+            uint ox = (uint)tx;
+            if (sw != 1) {
+                if (ox % sw) continue;
+                ox /= sw;
+            }
+            if (ox >= wo) continue;
+            int x0 = (int)(ox * sw) - (int)pl;
+            int nx = count_include_pad
+                         ? grad_taps_inside(x0, (int)kw, (int)dw, -(int)pl, (int)(wi + pr))
+                         : grad_taps_inside(x0, (int)kw, (int)dw, 0, (int)wi);
+            acc += dyp[oy * wo + ox] / (float)(ny * nx);
+        }
+    }
+    dx[idx] += acc;
+}
+
+/* Adaptive avg pool backward: output row oy covers input rows
+ * [floor(oy*hi/ho), ceil((oy+1)*hi/ho)); the rows holding yy are
+ * oy in [floor(yy*ho/hi), ceil((yy+1)*ho/hi)), checked again exactly. */
+__kernel void kernel_adaptive_avgpool_bwd_f32(__global const float *dy, __global float *dx,
+                                              const uint total, const uint hi, const uint wi,
+                                              const uint ho, const uint wo)
+{
+    uint idx = get_global_id(0);
+    if (idx >= total) return;
+    uint xx = idx % wi;
+    uint yy = (idx / wi) % hi;
+    uint nc = idx / (wi * hi);
+    __global const float *dyp = dy + (size_t)nc * ho * wo;
+    uint oy0 = yy * ho / hi, oy1 = min(((yy + 1) * ho + hi - 1) / hi, ho);
+    uint ox0 = xx * wo / wi, ox1 = min(((xx + 1) * wo + wi - 1) / wi, wo);
+    float acc = 0.0f;
+    for (uint oy = oy0; oy < oy1; oy++) {
+        uint ys = oy * hi / ho, ye = ((oy + 1) * hi + ho - 1) / ho;
+        if (yy < ys || yy >= ye) continue;
+        for (uint ox = ox0; ox < ox1; ox++) {
+            uint xs = ox * wi / wo, xe = ((ox + 1) * wi + wo - 1) / wo;
+            if (xx < xs || xx >= xe) continue;
+            acc += dyp[oy * wo + ox] / (float)((ye - ys) * (xe - xs));
+        }
+    }
+    dx[idx] += acc;
+}
+
+/* Softmax over channels backward, one work-item per (n, position):
+ * dx_c += y_c * (dy_c - sum_k y_k dy_k). */
+__kernel void kernel_softmax_bwd_f32(__global const float *y, __global const float *dy,
+                                     __global float *dx, const uint total, const uint c,
+                                     const uint plane)
+{
+    uint idx = get_global_id(0);
+    if (idx >= total) return;
+    size_t base = (size_t)(idx / plane) * c * plane + idx % plane;
+    float s = 0.0f;
+    for (uint i = 0; i < c; i++) s += y[base + (size_t)i * plane] * dy[base + (size_t)i * plane];
+    for (uint i = 0; i < c; i++) {
+        size_t k = base + (size_t)i * plane;
+        dx[k] += y[k] * (dy[k] - s);
+    }
+}
+
+/* Concat backward for one input: dx[idx] += dy[b, c0 + ch, p] where
+ * block = cx * plane is one image of dx. */
+__kernel void kernel_concat_bwd_f32(__global const float *dy, __global float *dx, const uint total,
+                                    const uint block, const uint ystride, const uint yoffset)
+{
+    uint idx = get_global_id(0);
+    if (idx >= total) return;
+    dx[idx] += dy[(idx / block) * ystride + yoffset + idx % block];
+}

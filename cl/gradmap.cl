@@ -1,0 +1,345 @@
+/* Attribution-map kernels (host/viz/gradmap.c, contract in
+ * host/viz/gradmap.h): saliency and gradient x input over channels, class
+ * activation maps (Grad-CAM, Grad-CAM++, LayerCAM), bilinear resize,
+ * SmoothGrad noise, integrated-gradients path points, 8-bit overlays and
+ * block sums.
+ *
+ * Every float expression is evaluated as written, one IEEE operation at a
+ * time (no contraction into fma: the pragma below); the host builds this file
+ * with -cl-fp32-correctly-rounded-divide-sqrt where the device offers it.
+ * Sums run in a fixed order, so a result depends only on the inputs and the
+ * work-group size the host picks (a function of the device and the sizes).
+ *
+ * 1-D kernels return early past their item count (the host rounds the global
+ * size up to the work-group).  Offsets are in floats (bytes for uchar
+ * buffers); flat indexes are ulong. */
+#pragma OPENCL FP_CONTRACT OFF
+
+/* Largest work-group of the reducing kernel (its local array); the host uses
+ * a power of two <= this. */
+#define GM_WG 256
+/* Grad-CAM++ eps, pytorch-grad-cam's (grad_cam_plusplus.py: eps = 0.000001). */
+#define GM_CAMPP_EPS 1e-6f
+
+/* Kinds (cnn_cam_kind in gradmap.h). */
+#define GM_GRADCAM 0
+#define GM_GRADCAMPP 1
+#define GM_LAYERCAM 2
+
+/* max(x, 0) that keeps NaN (numpy's np.maximum(x, 0)); -0 -> +0. */
+inline float gm_relu(float x) { return (x > 0.0f || isnan(x)) ? x : 0.0f; }
+
+/* out[b, p] = max_c |g[b, c, p]|; a NaN among the |g| gives NaN. */
+__kernel void kernel_gm_chan_maxabs(__global const float *g, const ulong g_off, const uint c,
+                                    const uint plane, const ulong n_px, __global float *out,
+                                    const ulong out_off)
+{
+    const ulong t = get_global_id(0);
+    if (t >= n_px) return;
+    const ulong b = t / plane, p = t - b * plane;
+    __global const float *x = g + g_off + b * c * plane + p;
+    float m = fabs(x[0]);
+    for (uint k = 1; k < c; k++) {
+        float v = fabs(x[(ulong)k * plane]);
+        m = (v > m || isnan(v)) ? v : m; /* once NaN, stays NaN */
+    }
+    out[out_off + t] = m;
+}
+
+/* out[b, p] = sum_c g[b, c, p] * x[b, c, p], c in order. */
+__kernel void kernel_gm_chan_dot(__global const float *g, const ulong g_off,
+                                 __global const float *x, const ulong x_off, const uint c,
+                                 const uint plane, const ulong n_px, __global float *out,
+                                 const ulong out_off)
+{
+    const ulong t = get_global_id(0);
+    if (t >= n_px) return;
+    const ulong b = t / plane, p = t - b * plane;
+    const ulong base = b * c * plane + p;
+    __global const float *gg = g + g_off + base;
+    __global const float *xx = x + x_off + base;
+    float s = 0.0f;
+    for (uint k = 0; k < c; k++) {
+        ulong i = (ulong)k * plane;
+        float prod = gg[i] * xx[i];
+        s = s + prod;
+    }
+    out[out_off + t] = s;
+}
+
+/* Sum of v over the work-group: a tree in local memory (get_local_size(0) a
+ * power of two <= GM_WG).  Every work-item gets the sum; `l` may be reused
+ * right after the call. */
+inline float gm_group_sum(__local float *l, float v, uint lid, uint wg)
+{
+    l[lid] = v;
+    for (uint s = wg / 2; s > 0; s >>= 1) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (lid < s) l[lid] = l[lid] + l[lid + s];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float r = l[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return r;
+}
+
+/* One work-group per map m = map0 + group id (map m is channel m % c of
+ * image m / c): plane floats at a[a_off + m * plane] and g[g_off + m *
+ * plane].  Work-item lid sums values lid, lid + wg, ... in order, then the
+ * tree.  Writes weights[m]:
+ *   GM_GRADCAM:   (sum_p g) / plane
+ *   GM_GRADCAMPP: S = sum_p a; sum over p with g > 0 (or NaN) of
+ *                 g * (g^2 / (2 g^2 + S g^3 + eps)), a zero denominator
+ *                 contributing 0 (relu(g) is 0 elsewhere, so alpha is not
+ *                 needed there; this is also alpha = 0 where g == 0). */
+__kernel void kernel_gm_cam_weights(__global const float *a, const ulong a_off,
+                                    __global const float *g, const ulong g_off, const uint plane,
+                                    const uint kind, const uint map0, __global float *weights)
+{
+    __local float l_s[GM_WG];
+    const uint lid = get_local_id(0), wg = get_local_size(0);
+    const uint m = map0 + get_group_id(0);
+    __global const float *gm = g + g_off + (ulong)m * plane;
+    float w;
+    if (kind == GM_GRADCAM) {
+        float s = 0.0f;
+        for (uint i = lid; i < plane; i += wg) s = s + gm[i];
+        s = gm_group_sum(l_s, s, lid, wg);
+        w = s / (float)plane;
+    } else {
+        __global const float *am = a + a_off + (ulong)m * plane;
+        float s = 0.0f;
+        for (uint i = lid; i < plane; i += wg) s = s + am[i];
+        const float S = gm_group_sum(l_s, s, lid, wg);
+        float t = 0.0f;
+        for (uint i = lid; i < plane; i += wg) {
+            float gv = gm[i];
+            if (!(gv <= 0.0f)) {
+                float g2 = gv * gv;
+                float g3 = g2 * gv;
+                float den = 2.0f * g2;
+                float sg3 = S * g3;
+                den = den + sg3;
+                den = den + GM_CAMPP_EPS;
+                if (den != 0.0f) {
+                    float alpha = g2 / den;
+                    float term = gv * alpha;
+                    t = t + term;
+                }
+            }
+        }
+        w = gm_group_sum(l_s, t, lid, wg);
+    }
+    if (lid == 0) weights[m] = w;
+}
+
+/* One work-item per (b, p) of n_px = n * plane: out[b, p] = relu(sum_k
+ * coef_k * a[b, k, p]), k in order; coef_k = weights[b * c + k], or
+ * relu(g[b, k, p]) for GM_LAYERCAM (weights not read). */
+__kernel void kernel_gm_cam_combine(__global const float *a, const ulong a_off,
+                                    __global const float *g, const ulong g_off,
+                                    __global const float *weights, const uint c,
+                                    const uint plane, const ulong n_px, const uint kind,
+                                    __global float *out, const ulong out_off)
+{
+    const ulong t = get_global_id(0);
+    if (t >= n_px) return;
+    const ulong b = t / plane, p = t - b * plane;
+    const ulong base = b * c * plane + p;
+    __global const float *aa = a + a_off + base;
+    float s = 0.0f;
+    if (kind == GM_LAYERCAM) {
+        __global const float *gg = g + g_off + base;
+        for (uint k = 0; k < c; k++) {
+            ulong i = (ulong)k * plane;
+            float prod = gm_relu(gg[i]) * aa[i];
+            s = s + prod;
+        }
+    } else {
+        __global const float *w = weights + b * c;
+        for (uint k = 0; k < c; k++) {
+            float prod = w[k] * aa[(ulong)k * plane];
+            s = s + prod;
+        }
+    }
+    out[out_off + t] = gm_relu(s);
+}
+
+/* Source index and weight along one axis, PyTorch's upsample_bilinear2d
+ * (align_corners=False): src = scale * (dst + 0.5) - 0.5 with scale = in /
+ * out (a float from the host), clamped below at 0; i0 = floor(src) (at most
+ * in - 1), i1 = min(i0 + 1, in - 1), lambda = src - i0 clamped to [0, 1]. */
+inline void gm_axis(uint dst, uint in, float scale, uint *i0, uint *i1, float *lambda)
+{
+    float src = (float)dst + 0.5f;
+    src = scale * src;
+    src = src - 0.5f;
+    if (src < 0.0f) src = 0.0f;
+    uint i = (uint)src; /* src >= 0: truncation is floor */
+    if (i > in - 1) i = in - 1;
+    float l = src - (float)i;
+    *lambda = fmin(fmax(l, 0.0f), 1.0f);
+    *i0 = i;
+    *i1 = i < in - 1 ? i + 1 : i;
+}
+
+/* One work-item per output pixel t of n_px = n * H * W: map b = t / (H W).
+ * out = (1 - ly) * ((1 - lx) * x00 + lx * x01) + ly * ((1 - lx) * x10 +
+ * lx * x11), PyTorch's order (height outer). */
+__kernel void kernel_gm_resize(__global const float *in, const ulong in_off, const uint h,
+                               const uint w, const float sy, const float sx,
+                               __global float *out, const ulong out_off, const uint H,
+                               const uint W, const ulong n_px)
+{
+    const ulong t = get_global_id(0);
+    if (t >= n_px) return;
+    const ulong HW = (ulong)H * W;
+    const ulong b = t / HW, r = t - b * HW;
+    const uint y = (uint)(r / W), x = (uint)(r - (ulong)y * W);
+    uint y0, y1, x0, x1;
+    float ly, lx;
+    gm_axis(y, h, sy, &y0, &y1, &ly);
+    gm_axis(x, w, sx, &x0, &x1, &lx);
+    const float hy0 = 1.0f - ly, wx0 = 1.0f - lx;
+    __global const float *m = in + in_off + b * h * w;
+    __global const float *r0 = m + (ulong)y0 * w, *r1 = m + (ulong)y1 * w;
+    float t0 = wx0 * r0[x0];
+    float t0b = lx * r0[x1];
+    t0 = t0 + t0b;
+    float t1 = wx0 * r1[x0];
+    float t1b = lx * r1[x1];
+    t1 = t1 + t1b;
+    float o = hy0 * t0;
+    float ob = ly * t1;
+    out[out_off + t] = o + ob;
+}
+
+/* out[i] = a[i] * b[i] */
+__kernel void kernel_gm_mul(__global const float *a, const ulong a_off, __global const float *b,
+                            const ulong b_off, __global float *out, const ulong out_off,
+                            const ulong n)
+{
+    const ulong i = get_global_id(0);
+    if (i >= n) return;
+    out[out_off + i] = a[a_off + i] * b[b_off + i];
+}
+
+/* dst[i] = dst[i] * keep + src[i] * scale; keep == 0 does not read dst (so a
+ * NaN left there does not survive), as BLAS does for beta == 0. */
+__kernel void kernel_gm_axpby(__global const float *src, const ulong src_off, const float scale,
+                              __global float *dst, const ulong dst_off, const float keep,
+                              const ulong n)
+{
+    const ulong i = get_global_id(0);
+    if (i >= n) return;
+    float v = src[src_off + i] * scale;
+    if (keep != 0.0f) {
+        float d = dst[dst_off + i] * keep;
+        v = d + v;
+    }
+    dst[dst_off + i] = v;
+}
+
+/* Philox2x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2,
+ * 3", SC 2011): counter (c0, c1), key k. */
+inline uint2 gm_philox2x32_10(uint c0, uint c1, uint k)
+{
+    for (int r = 0; r < 10; r++) {
+        uint hi = mul_hi(0xD256D193u, c0);
+        uint lo = 0xD256D193u * c0;
+        c0 = hi ^ k ^ c1;
+        c1 = lo;
+        k += 0x9E3779B9u;
+    }
+    return (uint2)(c0, c1);
+}
+
+/* Standard normal deviate number `i` of copy `k` under `seed`: Philox of
+ * counter (i, k) and key seed gives two words; u = ((word >> 8) + 1) / 2^24
+ * (in (0, 1], exact in float); z = sqrt(-2 log u1) * cospi(2 u2). */
+inline float gm_normal(uint seed, uint k, uint i)
+{
+    uint2 r = gm_philox2x32_10(i, k, seed);
+    float u1 = (float)((r.x >> 8) + 1u) * 0x1.0p-24f;
+    float u2 = (float)((r.y >> 8) + 1u) * 0x1.0p-24f;
+    float rad = -2.0f * log(u1);
+    rad = sqrt(rad);
+    float ang = cospi(2.0f * u2);
+    return rad * ang;
+}
+
+/* One work-item per element t of copies * len: copy k = t / len, element
+ * i = t % len: out[out_off + t] = x[x_off + i] + sigma * normal(seed, k0 + k, i). */
+__kernel void kernel_gm_noise(__global const float *x, const ulong x_off, const ulong len,
+                              const uint k0, const float sigma, const uint seed,
+                              __global float *out, const ulong out_off, const ulong n)
+{
+    const ulong t = get_global_id(0);
+    if (t >= n) return;
+    const ulong k = t / len, i = t - k * len;
+    float z = gm_normal(seed, k0 + (uint)k, (uint)i);
+    float d = sigma * z;
+    out[out_off + t] = x[x_off + i] + d;
+}
+
+/* One work-item per element t of copies * len: alpha = ((float)(k0 + k) +
+ * 0.5) / steps; out = base + alpha * (x - base). */
+__kernel void kernel_gm_path(__global const float *x, const ulong x_off,
+                             __global const float *base, const ulong base_off, const ulong len,
+                             const uint k0, const uint steps, __global float *out,
+                             const ulong out_off, const ulong n)
+{
+    const ulong t = get_global_id(0);
+    if (t >= n) return;
+    const ulong k = t / len, i = t - k * len;
+    float alpha = (float)(k0 + (uint)k) + 0.5f;
+    alpha = alpha / (float)steps;
+    float b = base[base_off + i];
+    float d = x[x_off + i] - b;
+    d = alpha * d;
+    out[out_off + t] = b + d;
+}
+
+/* One work-item per pixel: for each of the 3 components, v = (1 - alpha) *
+ * img + alpha * heat in float (img's one component for every channel when
+ * c_img == 1), out = (uchar)clamp(floor(v + 0.5), 0, 255).  All inputs are
+ * read before the pixel is written (out may be img or heat). */
+__kernel void kernel_gm_overlay(__global const uchar *img, const uint c_img,
+                                __global const uchar *heat, const ulong n_px, const float alpha,
+                                __global uchar *out)
+{
+    const ulong p = get_global_id(0);
+    if (p >= n_px) return;
+    const float keep = 1.0f - alpha;
+    float iv[3], hv[3];
+    for (uint ch = 0; ch < 3; ch++) {
+        iv[ch] = (float)img[c_img == 3 ? p * 3 + ch : p];
+        hv[ch] = (float)heat[p * 3 + ch];
+    }
+    for (uint ch = 0; ch < 3; ch++) {
+        float v = keep * iv[ch];
+        float h = alpha * hv[ch];
+        v = v + h;
+        v = floor(v + 0.5f);
+        v = fmin(fmax(v, 0.0f), 255.0f);
+        out[p * 3 + ch] = (uchar)v;
+    }
+}
+
+/* One work-item per i < len: s = sum_k src[src_off + k * len + i], k in
+ * order; out[out_off + i] = s * scale (+ the old out, added after, when
+ * accumulate). */
+__kernel void kernel_gm_sum_blocks(__global const float *src, const ulong src_off,
+                                   const uint n_sum, const ulong len, const float scale,
+                                   const uint accumulate, __global float *out,
+                                   const ulong out_off)
+{
+    const ulong i = get_global_id(0);
+    if (i >= len) return;
+    __global const float *s0 = src + src_off + i;
+    float s = s0[0];
+    for (uint k = 1; k < n_sum; k++) s = s + s0[(ulong)k * len];
+    s = s * scale;
+    if (accumulate) s = out[out_off + i] + s;
+    out[out_off + i] = s;
+}

@@ -1,0 +1,163 @@
+#include "runtime/backward.h"
+#include "core/error.h"
+#include "core/util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static size_t grad_scratch(const cnn_graph *g)
+{
+    size_t m = 1;
+    for (int i = 0; i < g->n; i++)
+        if (g->layers[i].spec->op == CNN_OP_CONV2D) {
+            size_t s = cnn_grad_conv2d_scratch(&g->layers[i].conv);
+            if (s > m) m = s;
+        }
+    return m;
+}
+
+int cnn_backward_create(cnn_backward *bw, cnn_net *net)
+{
+    memset(bw, 0, sizeof *bw);
+    bw->net = net;
+    const cnn_graph *g = net->g;
+    int nb = net->plan.max_batch;
+    bw->d = cnn_calloc((size_t)g->n, sizeof *bw->d);
+    bw->seed = cnn_malloc((size_t)nb * cnn_layer_numel(&g->layers[g->n - 1]) * sizeof(float));
+    if (!bw->d || !bw->seed) {
+        cnn_backward_free(bw);
+        return CNN_ERR_NOMEM;
+    }
+    int status = cnn_cl_buffer(net->cl, (size_t)nb * g->in_c * g->in_h * g->in_w * sizeof(float), &bw->d_input,
+                               "input gradient");
+    for (int i = 0; i < g->n && status == CNN_OK; i++) {
+        CNN_ASSERT(net->plan.root[i] == i || !net->plan.computes[i]);
+        if (!net->plan.computes[i]) continue;
+        status = cnn_cl_buffer(net->cl, (size_t)nb * cnn_layer_numel(&g->layers[i]) * sizeof(float), &bw->d[i],
+                               g->layers[i].spec->name);
+    }
+    if (status == CNN_OK)
+        status = cnn_cl_buffer(net->cl, grad_scratch(g) * sizeof(float), &bw->scratch, "backward scratch");
+    if (status < 0) cnn_backward_free(bw);
+    return status;
+}
+
+void cnn_backward_free(cnn_backward *bw)
+{
+    if (bw->d && bw->net)
+        for (int i = 0; i < bw->net->g->n; i++)
+            if (bw->d[i]) clReleaseMemObject(bw->d[i]);
+    if (bw->d_input) clReleaseMemObject(bw->d_input);
+    if (bw->scratch) clReleaseMemObject(bw->scratch);
+    free(bw->d);
+    free(bw->seed);
+    memset(bw, 0, sizeof *bw);
+}
+
+cl_mem cnn_backward_grad(const cnn_backward *bw, int layer)
+{
+    if (layer < 0) return bw->d_input;
+    int r = bw->net->plan.root[layer];
+    return r < 0 ? bw->d_input : bw->d[r];
+}
+
+/* Layer i's backward: reads d(i), adds into d(inputs). */
+static int back_layer(cnn_backward *bw, int i, int n, cnn_grad_mode mode)
+{
+    cnn_net *net = bw->net;
+    cnn_cl *cl = net->cl;
+    const cnn_graph *g = net->g;
+    const cnn_layer *l = &g->layers[i];
+    const char *name = l->spec->name;
+    cl_mem dy = bw->d[i];
+    cl_mem dx = cnn_backward_grad(bw, l->in[0]);
+    cl_mem x = cnn_net_buffer(net, l->in[0]), y = cnn_net_buffer(net, i);
+    const cnn_layer *in0 = l->in[0] >= 0 ? &g->layers[l->in[0]] : NULL;
+    int ic = in0 ? in0->c : g->in_c;
+    int ih = in0 ? in0->h : g->in_h, iw = in0 ? in0->w : g->in_w;
+    size_t count = (size_t)n * cnn_layer_numel(l);
+    cnn_op op = l->spec->op;
+    CNN_ASSERT(net->plan.act[i] == CNN_ACT_NONE || cnn_act_of_op(op) != CNN_ACT_NONE); /* gradient mode fuses nothing */
+    CNN_ASSERT(net->plan.fold_bn[i] < 0);
+    if (cnn_act_of_op(op) != CNN_ACT_NONE) return cnn_grad_act(cl, cnn_act_of_op(op), l->spec->slope, mode, x, y, dy, dx, count, name);
+    switch (op) {
+    case CNN_OP_CONV2D:
+        return cnn_grad_conv2d(cl, &l->conv, n, dy, net->w[i], dx, bw->scratch, name);
+    case CNN_OP_BATCHNORM:
+        return cnn_grad_scale(cl, dy, net->scale[i], dx, count, (size_t)l->h * l->w, l->c, name);
+    case CNN_OP_MAXPOOL:
+        return cnn_grad_maxpool(cl, &l->pool, n, x, y, dy, dx, name);
+    case CNN_OP_AVGPOOL:
+        return cnn_grad_avgpool(cl, &l->pool, n, dy, dx, name);
+    case CNN_OP_GLOBAL_AVGPOOL:
+    case CNN_OP_ADAPTIVE_AVGPOOL:
+        return cnn_grad_adaptive_avgpool(cl, n, ic, ih, iw, l->h, l->w, dy, dx, name);
+    case CNN_OP_LINEAR:
+        return cnn_grad_linear(cl, n, ic * ih * iw, l->c, dy, net->w[i], dx, name);
+    case CNN_OP_ADD: {
+        int status = CNN_OK;
+        for (int k = 0; k < l->n_in && status == CNN_OK; k++)
+            status = cnn_grad_accum(cl, dy, cnn_backward_grad(bw, l->in[k]), count, name);
+        return status;
+    }
+    case CNN_OP_CONCAT: {
+        int c0 = 0, status = CNN_OK;
+        for (int k = 0; k < l->n_in && status == CNN_OK; k++) {
+            const cnn_layer *src = l->in[k] >= 0 ? &g->layers[l->in[k]] : NULL;
+            int cx = src ? src->c : g->in_c;
+            status = cnn_grad_concat_part(cl, n, cx, l->c, c0, l->h * l->w, dy, cnn_backward_grad(bw, l->in[k]),
+                                          name);
+            c0 += cx;
+        }
+        return status;
+    }
+    case CNN_OP_SOFTMAX:
+        return cnn_grad_softmax(cl, n, l->c, l->h * l->w, y, dy, dx, name);
+    case CNN_OP_LRN:
+        return cnn_error_set(CNN_ERR_INPUT, "layer '%s': gradients through lrn are not supported", name);
+    default:
+        CNN_ASSERT(!"layer op does not compute");
+    }
+    return CNN_OK;
+}
+
+int cnn_backward_run(cnn_backward *bw, int n, const int *cls, bool prob, const float *logits,
+                     cnn_grad_mode mode)
+{
+    cnn_net *net = bw->net;
+    const cnn_graph *g = net->g;
+    CNN_ASSERT(n >= 1 && n <= net->plan.max_batch);
+    int last = g->n - 1;
+    size_t nout = cnn_layer_numel(&g->layers[last]);
+    /* The seed: d score / d output.  Logit: one-hot.  Probability p_c of a
+     * softmax over the output: d p_c / d z_k = p_c (delta_ck - p_k). */
+    for (int b = 0; b < n; b++) {
+        float *s = bw->seed + (size_t)b * nout;
+        memset(s, 0, nout * sizeof *s);
+        CNN_ASSERT(cls[b] >= 0 && (size_t)cls[b] < nout);
+        if (!prob) {
+            s[cls[b]] = 1.0f;
+            continue;
+        }
+        const float *z = logits + (size_t)b * nout;
+        double mx = -INFINITY, sum = 0;
+        for (size_t k = 0; k < nout; k++) mx = fmax(mx, z[k]);
+        for (size_t k = 0; k < nout; k++) sum += exp((double)z[k] - mx);
+        double pc = exp((double)z[cls[b]] - mx) / sum;
+        for (size_t k = 0; k < nout; k++) {
+            double pk = exp((double)z[k] - mx) / sum;
+            s[k] = (float)(pc * (((size_t)cls[b] == k) - pk));
+        }
+    }
+    int status = cnn_grad_zero(net->cl, bw->d_input, 0, (size_t)n * g->in_c * g->in_h * g->in_w, "input gradient");
+    for (int i = 0; i < g->n && status == CNN_OK; i++)
+        if (bw->d[i]) status = cnn_grad_zero(net->cl, bw->d[i], 0, (size_t)n * cnn_layer_numel(&g->layers[i]),
+                                             g->layers[i].spec->name);
+    if (status == CNN_OK)
+        status = cnn_cl_write(net->cl, cnn_backward_grad(bw, last), 0, (size_t)n * nout * sizeof(float), bw->seed,
+                              "gradient seed");
+    for (int i = last; i >= 0 && status == CNN_OK; i--)
+        if (net->plan.computes[i]) status = back_layer(bw, i, n, mode);
+    return status;
+}

@@ -1,0 +1,43 @@
+/* The backward pass of a network built in gradient mode: d score / d (every
+ * layer's output) and d score / d input, for a batch whose images each pick
+ * their own target class.
+ *
+ * Gradient mode: the network is created with every layer kept (keep[] all
+ * true), so no tensor is overwritten, no activation is fused and no batch
+ * norm is folded: each layer's backward reads the exact forward tensors it
+ * needs.  Gradient buffers mirror the forward's: one per computing layer, and
+ * views (flatten, dropout) share their source's (the identity passes the
+ * gradient unchanged, so contributions to the view and to its source land in
+ * the same sum).  Layers are visited in reverse order; each ADDS its inputs'
+ * gradients, so fan-out (residual adds, concat, a tap and its consumer) sums
+ * correctly. */
+#ifndef CNN_RUNTIME_BACKWARD_H
+#define CNN_RUNTIME_BACKWARD_H
+
+#include "ops/grad.h"
+#include "runtime/net.h"
+
+typedef struct cnn_backward {
+    cnn_net *net;        /* borrowed; built with every layer kept */
+    cl_mem *d;           /* [n] gradient of layer i's root buffer (NULL for views) */
+    cl_mem d_input;      /* [max_batch, C, H, W] */
+    cl_mem scratch;      /* conv backward-data columns */
+    float *seed;         /* host [max_batch * n_out] */
+} cnn_backward;
+
+int cnn_backward_create(cnn_backward *bw, cnn_net *net);
+void cnn_backward_free(cnn_backward *bw);
+
+/* Backward for images [0, n) of the last forward pass: image b's score is
+ * the last layer's output for class cls[b] (prob = false: the logit), or
+ * its softmax probability (prob = true; logits: the last layer's output as
+ * read from the device, n * n_out floats).  mode: plain, guided or
+ * deconvnet ReLU rule. */
+int cnn_backward_run(cnn_backward *bw, int n, const int *cls, bool prob, const float *logits,
+                     cnn_grad_mode mode);
+
+/* Gradient of layer i's output ([N, c, h, w]); CNN_GRAPH_INPUT: of the
+ * network input. */
+cl_mem cnn_backward_grad(const cnn_backward *bw, int layer);
+
+#endif

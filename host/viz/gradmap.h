@@ -1,0 +1,94 @@
+/* Device ops that turn gradients and activations into attribution maps
+ * (cl/gradmap.cl).  Enqueue only; every OpenCL call checked; `what` names
+ * the tap in messages.  Buffers are float32; "maps" are [n, plane] with
+ * plane = h * w; tensors are [n, c, plane] (NCHW).  Element offsets (in
+ * floats) let a caller address one image of a batch.
+ * Every op checks its arguments (sizes > 0, each range within its buffer by
+ * CL_MEM_SIZE, no output range partly overlapping an input range) and
+ * returns CNN_ERR_INPUT naming `what` otherwise. */
+#ifndef CNN_VIZ_GRADMAP_H
+#define CNN_VIZ_GRADMAP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "runtime/clrt.h"
+
+/* out[b, p] = max_c |g[b, c, p]|  (saliency: one value per pixel); a NaN
+ * among the channels gives NaN. */
+int cnn_gm_chan_maxabs(cnn_cl *cl, cl_mem g, size_t g_off, int n, int c, int plane, cl_mem out, size_t out_off,
+                       const char *what);
+
+/* out[b, p] = sum_c g[b, c, p] * x[b, c, p]  (gradient x input). */
+int cnn_gm_chan_dot(cnn_cl *cl, cl_mem g, size_t g_off, cl_mem x, size_t x_off, int n, int c, int plane,
+                    cl_mem out, size_t out_off, const char *what);
+
+typedef enum cnn_cam_kind {
+    CNN_CAM_GRADCAM = 0,   /* w_k = mean_p g_k;                   cam = relu(sum_k w_k A_k) */
+    CNN_CAM_GRADCAMPP = 1, /* w_k = sum_p alpha_kp relu(g_kp),
+                              alpha = g^2 / (2 g^2 + (sum_p A_kp) g^3 + eps), 0 where g == 0
+                              (or where the denominator is 0), eps = 1e-6 as in
+                              pytorch-grad-cam's GradCAMPlusPlus;     cam = relu(sum_k w_k A_k) */
+    CNN_CAM_LAYERCAM = 2   /* cam = relu(sum_k relu(g_kp) A_kp) */
+} cnn_cam_kind;
+
+/* Class activation map of images [0, n): a, g [n, c, plane] (the layer's
+ * activations and the score's gradient with respect to them; element
+ * offsets a_off, g_off) -> out [n, plane].  weights: scratch of n * c
+ * floats (the w_k; left there for callers that report them).  LayerCAM has
+ * no w_k: weights is neither read nor written and may be NULL.  relu keeps
+ * NaN (np.maximum).  Sums over the plane and over k run in a fixed order. */
+int cnn_gm_cam(cnn_cl *cl, cnn_cam_kind kind, cl_mem a, size_t a_off, cl_mem g, size_t g_off, int n, int c,
+               int plane, cl_mem weights, cl_mem out, size_t out_off, const char *what);
+
+/* Bilinear resize of n maps [h, w] -> [H, W] with PyTorch's
+ * F.interpolate(mode="bilinear", align_corners=False) rule (half-pixel
+ * centres, source coordinates clamped at 0, no antialiasing). */
+int cnn_gm_resize(cnn_cl *cl, cl_mem in, size_t in_off, int n, int h, int w, cl_mem out, size_t out_off, int H,
+                  int W, const char *what);
+
+/* out[i] = a[i] * b[i] (n floats; out may be exactly a or b). */
+int cnn_gm_mul(cnn_cl *cl, cl_mem a, size_t a_off, cl_mem b, size_t b_off, cl_mem out, size_t out_off, size_t n,
+               const char *what);
+
+/* dst[i] = dst[i] * keep + src[i] * scale (n floats): running sums and means.
+ * keep == 0 does not read dst (a NaN there does not survive), as BLAS does
+ * for beta == 0; scale and keep must be finite. */
+int cnn_gm_axpby(cnn_cl *cl, cl_mem src, size_t src_off, float scale, cl_mem dst, size_t dst_off, float keep,
+                 size_t n, const char *what);
+
+/* SmoothGrad inputs: out[k] = x + sigma * N(0, 1) for copies k in [0, copies)
+ * of one image x (len floats at x_off); out [copies, len] at out_off.  The
+ * normal deviates come from a counter-based generator (a hash of seed, copy
+ * index k0 + k and element index, Box-Muller), so results do not depend on
+ * the device, the work-group size or how the copies are split into batches.
+ * Generator: Philox2x32-10 of counter (element index, k0 + k) and key seed;
+ * u = ((word >> 8) + 1) / 2^24 for each of its two words; z = sqrt(-2 ln u1)
+ * cos(2 pi u2).  sigma must be finite and >= 0; len < 2^32. */
+int cnn_gm_noise(cnn_cl *cl, cl_mem x, size_t x_off, size_t len, int copies, int k0, float sigma, uint32_t seed,
+                 cl_mem out, size_t out_off, const char *what);
+
+/* Integrated-gradients path points: out[k] = base + alpha_k * (x - base),
+ * alpha_k = (k0 + k + 0.5) / steps (midpoint Riemann sum), for k in
+ * [0, copies); x, base: len floats; out [copies, len].  Needs k0 >= 0 and
+ * k0 + copies <= steps <= 2^24. */
+int cnn_gm_path(cnn_cl *cl, cl_mem x, size_t x_off, cl_mem base, size_t base_off, size_t len, int copies, int k0,
+                int steps, cl_mem out, size_t out_off, const char *what);
+
+/* 8-bit overlay: out[p] = round((1 - alpha * m) * img[p] + alpha * m * heat[p])
+ * per component, where m = 1 (plain alpha blend); img has c_img = 1 (gray,
+ * replicated) or 3 components, heat and out are RGB; n_px pixels.  These
+ * three are uint8 buffers (no offsets); the blend is float, rounded half up
+ * (floor(v + 0.5)) and clamped to [0, 255]; alpha in [0, 1].  out may be heat,
+ * or img when c_img == 3. */
+int cnn_gm_overlay(cnn_cl *cl, cl_mem img, int c_img, cl_mem heat, size_t n_px, float alpha, cl_mem out,
+                   const char *what);
+
+/* out[i] = sum over the n_sum consecutive blocks of src (n_sum blocks of
+ * len floats at src_off) of src[k * len + i], times scale: averages the
+ * maps of a batch of copies.  The sum runs over k in order, is then scaled,
+ * and with accumulate added to the old out (out = out + scale * sum); without
+ * it out is not read.  out may be exactly block 0, no other part of src. */
+int cnn_gm_sum_blocks(cnn_cl *cl, cl_mem src, size_t src_off, int n_sum, size_t len, float scale, cl_mem out,
+                      size_t out_off, bool accumulate, const char *what);
+
+#endif
