@@ -4,17 +4,24 @@
 #include <clblast_c.h>
 #include <string.h>
 
-int cnn_blas_sgemm(cnn_cl *cl, bool ta, bool tb, size_t m, size_t n, size_t k, cl_mem a,
-                   size_t a_off, size_t lda, cl_mem b, size_t b_off, size_t ldb, cl_mem c,
-                   size_t c_off, size_t ldc, const char *layer)
+int cnn_blas_sgemm_beta(cnn_cl *cl, bool ta, bool tb, size_t m, size_t n, size_t k, cl_mem a,
+                        size_t a_off, size_t lda, cl_mem b, size_t b_off, size_t ldb, float beta,
+                        cl_mem c, size_t c_off, size_t ldc, const char *layer)
 {
     CLBlastStatusCode s = CLBlastSgemm(CLBlastLayoutRowMajor, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
                                        tb ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, 1.0f, a,
-                                       a_off, lda, b, b_off, ldb, 0.0f, c, c_off, ldc, &cl->queue, NULL);
+                                       a_off, lda, b, b_off, ldb, beta, c, c_off, ldc, &cl->queue, NULL);
     if (s != CLBlastSuccess)
         return cnn_error_set(CNN_ERR_DEVICE, "CLBlastSgemm(%zu x %zu x %zu) failed: %s (layer '%s')", m, n,
                              k, cnn_clblast_error_name(s), layer);
     return CNN_OK;
+}
+
+int cnn_blas_sgemm(cnn_cl *cl, bool ta, bool tb, size_t m, size_t n, size_t k, cl_mem a,
+                   size_t a_off, size_t lda, cl_mem b, size_t b_off, size_t ldb, cl_mem c,
+                   size_t c_off, size_t ldc, const char *layer)
+{
+    return cnn_blas_sgemm_beta(cl, ta, tb, m, n, k, a, a_off, lda, b, b_off, ldb, 0.0f, c, c_off, ldc, layer);
 }
 
 /* Tuned on a 2-core Zen4 EPYC under PoCL 3.1: 96.6 GFLOP/s at 1024^3 against

@@ -10,9 +10,9 @@
  *  - otherwise: cols = W_g^T dY_g (CLBlast, into the scratch) then a col2im
  *    kernel in gather form that adds cols into dx, per image and group. */
 #include "ops/grad.h"
+#include "ops/blas.h"
 #include "core/error.h"
 
-#include <clblast_c.h>
 #include <limits.h>
 
 /* Kernels index with uint: refuse anything that would wrap. */
@@ -41,21 +41,6 @@ static int set_args(cl_kernel k, const cl_mem *bufs, size_t nb, const cl_uint *v
         if ((status = CNN_ARG(k, (cl_uint)i, bufs[i], layer)) < 0) return status;
     for (size_t i = 0; i < nv; i++)
         if ((status = CNN_ARG(k, (cl_uint)(nb + i), v[i], layer)) < 0) return status;
-    return CNN_OK;
-}
-
-/* Row-major C = A * B + beta C through CLBlast (cnn_blas_sgemm has beta 0;
- * the backward accumulates). */
-static int sgemm_beta(cnn_cl *cl, bool ta, bool tb, size_t m, size_t n, size_t k, cl_mem a, size_t a_off,
-                      size_t lda, cl_mem b, size_t b_off, size_t ldb, float beta, cl_mem c, size_t c_off,
-                      size_t ldc, const char *layer)
-{
-    CLBlastStatusCode s = CLBlastSgemm(CLBlastLayoutRowMajor, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
-                                       tb ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, 1.0f, a,
-                                       a_off, lda, b, b_off, ldb, beta, c, c_off, ldc, &cl->queue, NULL);
-    if (s != CLBlastSuccess)
-        return cnn_error_set(CNN_ERR_DEVICE, "CLBlastSgemm(%zu x %zu x %zu) failed: %s (layer '%s')", m, n,
-                             k, cnn_clblast_error_name(s), layer);
     return CNN_OK;
 }
 
@@ -190,12 +175,12 @@ int cnn_grad_conv2d(cnn_cl *cl, const cnn_conv_geom *g, int n, cl_mem dy, cl_mem
             size_t w_off = gi * cog * kdim;
             if (pointwise) {
                 /* dx_g [cig, P] += W_g^T [cig, cog] * dY_g [cog, P] */
-                status = sgemm_beta(cl, true, false, cig, plane_out, cog, w, w_off, kdim, dy, dy_off, plane_out,
-                                    1.0f, dx, dx_off, plane_in, layer);
+                status = cnn_blas_sgemm_beta(cl, true, false, cig, plane_out, cog, w, w_off, kdim, dy, dy_off,
+                                             plane_out, 1.0f, dx, dx_off, plane_in, layer);
             } else {
                 /* cols [kdim, P] = W_g^T [kdim, cog] * dY_g [cog, P] */
-                status = sgemm_beta(cl, true, false, kdim, plane_out, cog, w, w_off, kdim, dy, dy_off, plane_out,
-                                    0.0f, scratch, 0, plane_out, layer);
+                status = cnn_blas_sgemm(cl, true, false, kdim, plane_out, cog, w, w_off, kdim, dy, dy_off,
+                                        plane_out, scratch, 0, plane_out, layer);
                 if (status == CNN_OK) status = col2im_add(cl, g, scratch, dx, dx_off, layer);
             }
             if (status < 0) return status;
@@ -218,8 +203,8 @@ int cnn_grad_linear(cnn_cl *cl, int n, int in, int out, cl_mem dy, cl_mem w, cl_
     if (status < 0) return status;
     if (n > LIN_MAX_BATCH)
         /* dx [n, in] += dy [n, out] * W [out, in] */
-        return sgemm_beta(cl, false, false, (size_t)n, (size_t)in, (size_t)out, dy, 0, (size_t)out, w, 0,
-                          (size_t)in, 1.0f, dx, 0, (size_t)in, layer);
+        return cnn_blas_sgemm_beta(cl, false, false, (size_t)n, (size_t)in, (size_t)out, dy, 0, (size_t)out, w,
+                                   0, (size_t)in, 1.0f, dx, 0, (size_t)in, layer);
     /* Small batches are bound by reading W: a kernel that reads it once per
      * image in cache-line rows. */
     cl_kernel k;

@@ -53,6 +53,18 @@ static inline void rng_fill(float *x, size_t n, float lo, float hi)
     for (size_t i = 0; i < n; i++) x[i] = rng_uniform(lo, hi);
 }
 
+/* Uniform in [lo, hi) but never within 1e-3 of zero, so a missed term,
+ * tap or element shows in the result. */
+static inline void fill_nonzero(float *x, size_t n, float lo, float hi)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v;
+        do v = rng_uniform(lo, hi);
+        while (fabsf(v) < 1e-3f);
+        x[i] = v;
+    }
+}
+
 /* |a - b| <= atol + rtol * |ref| element-wise; reports the worst element. */
 static inline int close_enough(const float *got, const double *ref, size_t n, double atol,
                                double rtol, const char *what)

@@ -52,16 +52,6 @@ static void *xmalloc(size_t bytes)
     return p;
 }
 
-/* Uniform in [lo, hi) but never (nearly) zero, so a missed term shows. */
-static void fill_nonzero(float *x, size_t n, float lo, float hi)
-{
-    for (size_t i = 0; i < n; i++) {
-        float v;
-        do v = rng_uniform(lo, hi);
-        while (fabsf(v) < 1e-3f);
-        x[i] = v;
-    }
-}
 
 static float *rand_buf(size_t n, float lo, float hi)
 {

@@ -50,8 +50,9 @@ static cnn_cl g_cl;
 
 /* ---- helpers ---- */
 
-/* Uniform in [lo, hi) but never (nearly) zero. */
-static void fill_nonzero(float *x, size_t n, float lo, float hi)
+/* Uniform in [lo, hi) but never within 1e-3 * max(|lo|, |hi|) of zero (a
+ * bound relative to the range, unlike check.h's fill_nonzero). */
+static void fill_nonzero_rel(float *x, size_t n, float lo, float hi)
 {
     for (size_t i = 0; i < n; i++) {
         float v;
@@ -153,8 +154,8 @@ static void test_chan_case(int n, int c, int plane, size_t g_off, size_t x_off, 
 {
     size_t n_in = (size_t)n * c * plane, n_px = (size_t)n * plane;
     float *g = malloc(n_in * sizeof *g), *x = malloc(n_in * sizeof *x);
-    fill_nonzero(g, n_in, -2.0f, 2.0f);
-    fill_nonzero(x, n_in, -1.5f, 3.0f);
+    fill_nonzero_rel(g, n_in, -2.0f, 2.0f);
+    fill_nonzero_rel(x, n_in, -1.5f, 3.0f);
     cl_mem bg = upload_guarded(g, g_off, n_in, 3), bx = upload_guarded(x, x_off, n_in, 3);
     cl_mem bm = upload_guarded(NULL, out_off, n_px, 5), bd = upload_guarded(NULL, out_off, n_px, 5);
     char what[96];
@@ -288,15 +289,15 @@ static void test_cam_case(cnn_cam_kind kind, int n, int c, int plane, size_t a_o
     size_t n_in = (size_t)n * c * plane, n_px = (size_t)n * plane, n_w = (size_t)n * c;
     float *a = malloc(n_in * sizeof *a), *g = malloc(n_in * sizeof *g);
     if (mode == CAM_NEGATIVE) {
-        fill_nonzero(a, n_in, 0.01f, 1.0f);
-        fill_nonzero(g, n_in, -1.0f, -0.01f);
+        fill_nonzero_rel(a, n_in, 0.01f, 1.0f);
+        fill_nonzero_rel(g, n_in, -1.0f, -0.01f);
     } else {
-        fill_nonzero(a, n_in, -0.2f, 1.0f);
+        fill_nonzero_rel(a, n_in, -0.2f, 1.0f);
         /* Gradients of several magnitudes per channel (1 .. 1e-4): with
          * g ~ 1e-4 Grad-CAM++'s eps dominates its denominator. */
         for (size_t m = 0; m < n_w; m++) {
             float sc = powf(10.0f, -(float)(m % 5));
-            fill_nonzero(g + m * plane, (size_t)plane, -sc, sc);
+            fill_nonzero_rel(g + m * plane, (size_t)plane, -sc, sc);
         }
         if (mode == CAM_ZEROS) {
             for (size_t i = 0; i < n_in; i++)
@@ -401,7 +402,7 @@ static void test_resize_case(int n, int h, int w, int H, int W, size_t in_off, s
 {
     size_t n_in = (size_t)n * h * w, n_out = (size_t)n * H * W;
     float *x = malloc(n_in * sizeof *x);
-    fill_nonzero(x, n_in, -3.0f, 5.0f);
+    fill_nonzero_rel(x, n_in, -3.0f, 5.0f);
     cl_mem bi = upload_guarded(x, in_off, n_in, 2), bo = upload_guarded(NULL, out_off, n_out, 3);
     char what[96];
     snprintf(what, sizeof what, "resize n %d %dx%d -> %dx%d", n, h, w, H, W);
@@ -455,9 +456,9 @@ static void test_elementwise(void)
 {
     const size_t n = 4099, ao = 3, bo = 17, oo = 5;
     float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b), *d = malloc(n * sizeof *d);
-    fill_nonzero(a, n, -3, 3);
-    fill_nonzero(b, n, -2, 5);
-    fill_nonzero(d, n, -1, 1);
+    fill_nonzero_rel(a, n, -3, 3);
+    fill_nonzero_rel(b, n, -2, 5);
+    fill_nonzero_rel(d, n, -1, 1);
     cl_mem ba = upload_guarded(a, ao, n, 2), bb = upload_guarded(b, bo, n, 2), bout = upload_guarded(NULL, oo, n, 2);
     CHECK_OK(cnn_gm_mul(&g_cl, ba, ao, bb, bo, bout, oo, n, "mul"));
     float *o = download_guarded(bout, oo, n, 2, "mul");
@@ -598,7 +599,7 @@ static void test_noise(void)
     /* Split, determinism and another seed on x != 0, sigma 0.3, offsets. */
     const size_t l2 = 1031, xo = 11, oo = 7;
     float *x = malloc(l2 * sizeof *x);
-    fill_nonzero(x, l2, -2, 2);
+    fill_nonzero_rel(x, l2, -2, 2);
     cl_mem bx = upload_guarded(x, xo, l2, 2);
     cl_mem b8 = upload_guarded(NULL, oo, 8 * l2, 2), b8b = upload_guarded(NULL, oo, 8 * l2, 2);
     cl_mem bsplit = upload_guarded(NULL, oo, 8 * l2, 2), bseed = upload_guarded(NULL, oo, 8 * l2, 2);
@@ -646,8 +647,8 @@ static void test_noise(void)
 static void test_path_case(size_t len, int copies, int k0, int steps, size_t xo, size_t bo, size_t oo)
 {
     float *x = malloc(len * sizeof *x), *base = malloc(len * sizeof *base);
-    fill_nonzero(x, len, -2, 3);
-    fill_nonzero(base, len, -0.5f, 0.5f);
+    fill_nonzero_rel(x, len, -2, 3);
+    fill_nonzero_rel(base, len, -0.5f, 0.5f);
     size_t total = len * (size_t)copies;
     cl_mem bx = upload_guarded(x, xo, len, 1), bb = upload_guarded(base, bo, len, 1);
     cl_mem bout = upload_guarded(NULL, oo, total, 4);
@@ -750,8 +751,8 @@ static void test_sum_blocks_case(int n_sum, size_t len, size_t so, size_t oo, fl
 {
     size_t total = (size_t)n_sum * len;
     float *s1 = malloc(total * sizeof *s1), *s2 = malloc(total * sizeof *s2);
-    fill_nonzero(s1, total, -4, 4);
-    fill_nonzero(s2, total, -1, 2);
+    fill_nonzero_rel(s1, total, -4, 4);
+    fill_nonzero_rel(s2, total, -1, 2);
     cl_mem b1 = upload_guarded(s1, so, total, 2), b2 = upload_guarded(s2, so, total, 2);
     cl_mem bo = upload_guarded(NULL, oo, len, 3);
     char what[96];

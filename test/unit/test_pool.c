@@ -22,16 +22,6 @@
 
 static cnn_cl g_cl;
 
-/* Uniform in [lo, hi) but never (nearly) zero, so a missed tap shows. */
-static void fill_nonzero(float *x, size_t n, float lo, float hi)
-{
-    for (size_t i = 0; i < n; i++) {
-        float v;
-        do v = rng_uniform(lo, hi);
-        while (fabsf(v) < 1e-3f);
-        x[i] = v;
-    }
-}
 
 static cl_mem upload(const float *h, size_t n)
 {

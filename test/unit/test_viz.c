@@ -30,16 +30,6 @@ static cnn_viz g_viz;
 
 /* ---- helpers ---- */
 
-/* Uniform in [lo, hi) but never (nearly) zero. */
-static void fill_nonzero(float *x, size_t n, float lo, float hi)
-{
-    for (size_t i = 0; i < n; i++) {
-        float v;
-        do v = rng_uniform(lo, hi);
-        while (fabsf(v) < 1e-3f);
-        x[i] = v;
-    }
-}
 
 static size_t rng_index(size_t n) { return (size_t)rng_uniform(0.0f, (float)n) % n; }
 
