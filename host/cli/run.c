@@ -975,12 +975,12 @@ static int tap_maps(run_state *s, cnn_vtap *t, int nb, const int *cls, const int
 }
 
 /* Ranks of each image's classes by its output (top 10). */
-static void rank_classes(run_state *s, int nb)
+static int rank_classes(run_state *s, int nb)
 {
     const cnn_graph *g = &s->l.graph;
     size_t nout = cnn_layer_numel(&g->layers[g->n - 1]);
     int *idx = cnn_malloc(nout * sizeof *idx);
-    CNN_ASSERT(idx);
+    if (!idx) return CNN_ERR_NOMEM;
     for (int b = 0; b < nb; b++) {
         for (size_t i = 0; i < nout; i++) idx[i] = (int)i;
         g_sort_values = s->logits + (size_t)b * nout;
@@ -988,6 +988,17 @@ static void rank_classes(run_state *s, int nb)
         for (int r = 0; r < 10; r++) s->rank[b * 10 + r] = idx[(size_t)r < nout ? r : 0];
     }
     free(idx);
+    return CNN_OK;
+}
+
+/* Whether tap vt's maps come from the backward pass with ReLU rule `mode`,
+ * score prob and target key (rank r >= 0, or fixed class f as -1 - f). */
+static bool in_pass(const cnn_vtap *vt, cnn_grad_mode mode, bool prob, int key)
+{
+    if (vt->kind != CNN_TAP_GRADIENT || is_sampling(vt->method) || vt->prob != prob) return false;
+    bool in_mode = mode_of(vt->method) == mode || (vt->method == CNN_GM_GUIDED_GRADCAM && mode == CNN_GRAD_GUIDED);
+    bool key_ok = vt->cls_fixed >= 0 ? key == -1 - vt->cls_fixed : key >= 0 && key < vt->topk;
+    return in_mode && key_ok;
 }
 
 /* All single-pass gradient maps of a batch: one backward per (ReLU rule,
@@ -998,7 +1009,7 @@ static int gradient_maps(run_state *s, int nb, const int *slot_of)
     size_t len = (size_t)in->c * in->h * in->w;
     for (int b = 0; b < nb; b++)
         CNN_TRY_RET(cnn_vctx_input_u8(&s->viz, in, s->net.input, (size_t)b * len, s->img8[b], "input image"));
-    rank_classes(s, nb);
+    CNN_TRY_RET(rank_classes(s, nb));
     int cls[4096];
     static const cnn_grad_mode modes[] = {CNN_GRAD_PLAIN, CNN_GRAD_GUIDED, CNN_GRAD_DECONV};
     for (int mi = 0; mi < 3; mi++) {
@@ -1006,25 +1017,13 @@ static int gradient_maps(run_state *s, int nb, const int *slot_of)
             /* keys: rank r >= 0, or fixed class f as -1 - f */
             for (int key = -(int)cnn_layer_numel(&s->l.graph.layers[s->l.graph.n - 1]); key < 10; key++) {
                 bool any = false;
-                for (int t = 0; t < s->n_taps && !any; t++) {
-                    cnn_vtap *vt = &s->taps[t];
-                    if (vt->kind != CNN_TAP_GRADIENT || is_sampling(vt->method) || vt->prob != (prob == 1)) continue;
-                    bool in_mode = mode_of(vt->method) == modes[mi] ||
-                                   (vt->method == CNN_GM_GUIDED_GRADCAM && modes[mi] == CNN_GRAD_GUIDED);
-                    bool key_ok = vt->cls_fixed >= 0 ? key == -1 - vt->cls_fixed : key >= 0 && key < vt->topk;
-                    any = in_mode && key_ok;
-                }
+                for (int t = 0; t < s->n_taps && !any; t++) any = in_pass(&s->taps[t], modes[mi], prob == 1, key);
                 if (!any) continue;
                 for (int b = 0; b < nb; b++) cls[b] = key >= 0 ? s->rank[b * 10 + key] : -1 - key;
                 CNN_TRY_RET(cnn_backward_run(&s->bw, nb, cls, prob == 1, s->logits, modes[mi]));
-                for (int t = 0; t < s->n_taps; t++) {
-                    cnn_vtap *vt = &s->taps[t];
-                    if (vt->kind != CNN_TAP_GRADIENT || is_sampling(vt->method) || vt->prob != (prob == 1)) continue;
-                    bool in_mode = mode_of(vt->method) == modes[mi] ||
-                                   (vt->method == CNN_GM_GUIDED_GRADCAM && modes[mi] == CNN_GRAD_GUIDED);
-                    bool key_ok = vt->cls_fixed >= 0 ? key == -1 - vt->cls_fixed : key >= 0 && key < vt->topk;
-                    if (in_mode && key_ok) CNN_TRY_RET(tap_maps(s, vt, nb, cls, slot_of, modes[mi]));
-                }
+                for (int t = 0; t < s->n_taps; t++)
+                    if (in_pass(&s->taps[t], modes[mi], prob == 1, key))
+                        CNN_TRY_RET(tap_maps(s, &s->taps[t], nb, cls, slot_of, modes[mi]));
             }
         }
     }

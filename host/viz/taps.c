@@ -563,7 +563,6 @@ int cnn_vtap_activations(cnn_vctx *v, cnn_vtap *t, cl_mem src, size_t off, const
     int64_t bad;
     summarise(t->host_stats, 0, t->n_maps, sum, &bad);
     CNN_TRY(report_nonfinite(v, t, bad, input), done);
-    const cnn_layer *ly = &v->g->layers[t->layer];
     char rel[512];
     snprintf(rel, sizeof rel, "%s/%s/activations.png", stem, t->dir);
     cnn_manifest_entry e = {.kind = "activations", .role = "montage", .layer = (char *)t->layer_name,
@@ -581,7 +580,6 @@ int cnn_vtap_activations(cnn_vctx *v, cnn_vtap *t, cl_mem src, size_t off, const
         e.note = note;
     }
     CNN_TRY(emit(v, rel, pb, 0, t->mg.width, t->mg.height, t->ncomp, &e), done);
-    (void)ly;
     if (channels) {
         size_t per = (size_t)t->h * t->w * t->ncomp;
         for (int m = 0; m < t->n_maps; m++) {
@@ -835,15 +833,25 @@ int cnn_vtap_map(cnn_vctx *v, cnn_vtap *t, cl_mem src, size_t off, int h, int w,
     norm nm = norm_of(t);
     int ncomp = cnn_viz_ncomp(1, t->cmap);
     size_t px = (size_t)h * w;
-    bufs b;
-    cl_mem ov = NULL;
     cnn_png_buf *pb = NULL;
     float st[CNN_STATS_STRIDE], rg[2];
     float *host_raw = NULL;
-    int status = bufs_create(v->cl, &b, 1, 1, nm.clip, px * ncomp, what);
-    if (status < 0) return status;
     bool overlay = ncomp == 3 && img8;
-    if (overlay) status = cnn_cl_buffer(v->cl, px * 3, &ov, what);
+    int status = CNN_OK;
+    /* Every map of a tap has the input's size: its buffers are made once
+     * and kept in the tap (released by cnn_vtap_release). */
+    if (!t->stats) {
+        bufs nb;
+        CNN_TRY_RET(bufs_create(v->cl, &nb, 1, 1, nm.clip, px * ncomp, what));
+        t->stats = nb.stats;
+        t->ranges = nb.ranges;
+        t->bounds = nb.bounds;
+        t->hist = nb.hist;
+        t->tiles = nb.tiles;
+        CNN_TRY_RET(cnn_cl_buffer(v->cl, px * 3, &t->mont, what));
+    }
+    bufs b = {t->stats, t->ranges, t->bounds, t->hist, t->tiles};
+    cl_mem ov = t->mont;
     if (status == CNN_OK) status = normalise_render(v, &b, src, off, 1, 1, h, w, &nm, t->cmap, what);
     if (status == CNN_OK && overlay) status = cnn_gm_overlay(v->cl, img8, c_img, b.tiles, px, t->alpha, ov, what);
     if (status == CNN_OK && !(pb = cnn_png_buf_new(px * ncomp + (overlay ? px * 3 : 0)))) status = CNN_ERR_NOMEM;
@@ -897,7 +905,5 @@ rd_fail:
     }
     cnn_png_buf_release(pb);
     free(host_raw);
-    bufs_release(&b);
-    if (ov) clReleaseMemObject(ov);
     return status;
 }

@@ -78,7 +78,7 @@ typedef struct cnn_vtap {
     bool flat;
     int ncomp;
     cnn_montage mg;
-    cl_mem stats, ranges, bounds, hist, tiles, mont;
+    cl_mem stats, ranges, bounds, hist, tiles, mont; /* gradient taps: one map's, mont = overlay */
     float *host_stats, *host_ranges;
     /* global scope, gathered over every input before the rendering pass */
     double gmin, gmax;

@@ -25,6 +25,7 @@ from PIL import Image
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "samples", "fashion_mnist"))
+import benchmd  # noqa: E402
 from model import FashionCNN, load_safetensors, normalize_u8, read_idx  # noqa: E402
 
 DATASET = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
@@ -91,16 +92,7 @@ def main():
         "Ratio cnnviz-cl / PyTorch throughput: %.2f× (higher is better)." % (o / t)]) + "\n"
     print(text)
     if a.write:
-        path = os.path.join(ROOT, "BENCHMARKS.md")
-        with open(path) as f:
-            old = f.read()
-        i = old.find("\n## Batch classification")
-        if i >= 0:
-            j = old.find("\n## ", i + 1)
-            old = old[:i] + (old[j:] if j >= 0 else "\n")
-        with open(path, "w") as f:
-            f.write(old.rstrip("\n") + "\n\n" + text)
-
+        benchmd.write_section("Batch classification", text)
 
 if __name__ == "__main__":
     main()

@@ -22,6 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "test", "net"))
 import netref  # noqa: E402
+import benchmd  # noqa: E402
 
 CONVS = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv4_1", "conv4_2",
          "conv4_3", "conv5_1", "conv5_2", "conv5_3"]
@@ -109,16 +110,7 @@ def main():
     text = "\n".join(lines) + "\n"
     print(text)
     if a.write:
-        path = os.path.join(ROOT, "BENCHMARKS.md")
-        with open(path) as f:
-            old = f.read()
-        i = old.find("\n## Visualization job")
-        if i >= 0:
-            j = old.find("\n## ", i + 1)
-            old = old[:i] + (old[j:] if j >= 0 else "\n")
-        with open(path, "w") as f:
-            f.write(old.rstrip("\n") + "\n\n" + text)
-
+        benchmd.write_section("Visualization job", text)
 
 if __name__ == "__main__":
     main()
