@@ -343,3 +343,89 @@ __kernel void kernel_gm_sum_blocks(__global const float *src, const ulong src_of
     if (accumulate) s = out[out_off + i] + s;
     out[out_off + i] = s;
 }
+
+/* Occlusion: one work-item per element t of copies * c * h * w.  Copy k
+ * covers window wi = w0 + k (row-major over ny x nx positions; position i
+ * on an axis starts at min(i * stride, side - window)) with base. */
+__kernel void kernel_gm_occlude(__global const float *x, const ulong x_off,
+                                __global const float *base, const ulong base_off, const uint h,
+                                const uint w, const ulong len, const uint window, const uint stride,
+                                const uint nx, const uint w0, __global float *out, const ulong out_off,
+                                const ulong n)
+{
+    const ulong t = get_global_id(0);
+    if (t >= n) return;
+    const ulong k = t / len, i = t - k * len;
+    const uint p = (uint)(i % ((ulong)h * w));
+    const uint y = p / w, xx = p - y * w;
+    const uint wi = w0 + (uint)k, iy = wi / nx, ix = wi - iy * nx;
+    const uint y0 = min(iy * stride, h - window), x0 = min(ix * stride, w - window);
+    const bool covered = y >= y0 && y < y0 + window && xx >= x0 && xx < x0 + window;
+    out[out_off + t] = covered ? base[base_off + i] : x[x_off + i];
+}
+
+/* One work-item per pixel: the mean of d over the windows that cover it,
+ * summed in window order. */
+__kernel void kernel_gm_occlusion_map(__global const float *d, const ulong d_off, const uint h,
+                                      const uint w, const uint window, const uint stride,
+                                      const uint ny, const uint nx, __global float *out,
+                                      const ulong out_off)
+{
+    const uint p = get_global_id(0);
+    if (p >= h * w) return;
+    const uint y = p / w, x = p - y * w;
+    float sum = 0.0f;
+    uint cnt = 0;
+    for (uint iy = 0; iy < ny; iy++) {
+        const uint y0 = min(iy * stride, h - window);
+        if (y < y0 || y >= y0 + window) continue;
+        for (uint ix = 0; ix < nx; ix++) {
+            const uint x0 = min(ix * stride, w - window);
+            if (x < x0 || x >= x0 + window) continue;
+            sum += d[d_off + (ulong)iy * nx + ix];
+            cnt++;
+        }
+    }
+    out[out_off + p] = cnt ? sum / (float)cnt : 0.0f;
+}
+
+/* Separable Gaussian blur, one direction per launch (dir 0: along rows, 1:
+ * along columns); one work-item per element of c planes [h, w]; taps
+ * exp(-j^2 / (2 sigma^2)) for |j| <= radius, normalised to sum 1, edge
+ * pixels repeated; summed from j = -radius up. */
+__kernel void kernel_gm_blur(__global const float *in, const ulong in_off, const uint h, const uint w,
+                             const ulong n, const float sigma, const int radius, const uint dir,
+                             __global float *out, const ulong out_off)
+{
+    const ulong t = get_global_id(0);
+    if (t >= n) return;
+    const ulong plane = (ulong)h * w, c = t / plane;
+    const uint p = (uint)(t - c * plane), y = p / w, x = p - y * w;
+    const ulong base = in_off + c * plane;
+    float norm = 0.0f, sum = 0.0f;
+    for (int j = -radius; j <= radius; j++) {
+        const float wt = exp(-(float)(j * j) / (2.0f * sigma * sigma));
+        int yy = (int)y, xx = (int)x;
+        if (dir) yy = clamp(yy + j, 0, (int)h - 1);
+        else xx = clamp(xx + j, 0, (int)w - 1);
+        sum += wt * in[base + (ulong)yy * w + (ulong)xx];
+        norm += wt;
+    }
+    out[out_off + t] = sum / norm;
+}
+
+/* Deletion / insertion inputs: one work-item per element t of copies * c *
+ * plane; copy k is step s = s0 + k of `steps`: the first
+ * floor(s * plane / steps) pixels by rank take a, the others b. */
+__kernel void kernel_gm_curve(__global const float *a, const ulong a_off, __global const float *b,
+                              const ulong b_off, __global const uint *rank, const uint plane,
+                              const ulong len, const uint s0, const uint steps, __global float *out,
+                              const ulong out_off, const ulong n)
+{
+    const ulong t = get_global_id(0);
+    if (t >= n) return;
+    const ulong k = t / len, i = t - k * len;
+    const ulong count = (ulong)(s0 + (uint)k) * plane / steps;
+    const uint p = (uint)(i % plane);
+    out[out_off + t] = rank[p] < count ? a[a_off + i] : b[b_off + i];
+}

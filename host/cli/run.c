@@ -66,9 +66,14 @@ static const char RUN_HELP[] =
     "  input:saliency, input:guided, input:deconvnet, input:gradxinput,\n"
     "  input:smoothgrad (25 noisy copies), input:integrated (50 steps, black\n"
     "  baseline), LAYER:gradcam, LAYER:gradcampp, LAYER:layercam,\n"
-    "  LAYER:guided-gradcam (LAYER: a conv or pool layer, e.g. the last conv)\n"
+    "  LAYER:guided-gradcam (LAYER: a conv or pool layer, e.g. the last conv),\n"
+    "  input:occlusion (score drop when a window is covered; forward passes only)\n"
     "  --class top1|topK|INDEX|LABEL  which class to explain (default top1)\n"
     "  --score logit|prob             explain the logit (default) or probability\n"
+    "  --curves N        deletion/insertion curves of every map, N steps: the\n"
+    "                    class probability as the most important pixels are\n"
+    "                    removed (to 0) / inserted (into a blurred copy); areas\n"
+    "                    under them in manifest.json and the report\n"
     "normalize (value range -> 0..255): per-channel (activations' default),\n"
     "  per-layer (filters' and weights' default), global (one range over all\n"
     "  inputs of the run), fixed (with range: [lo, hi]); clip: [0.5, 99.5] uses\n"
@@ -94,6 +99,7 @@ typedef struct run_opts {
     const char *cls, *score;
     bool npy, no_taps, no_report, profile, quiet;
     int top, batch, repeat, png_level;
+    int curves; /* --curves N; -1: the pipeline's */
 } run_opts;
 
 static int parse_int(const char *flag, const char *v, int lo, int hi, int *out)
@@ -111,6 +117,7 @@ static int parse_args(int argc, char **argv, run_opts *o, bool info)
     memset(o, 0, sizeof *o);
     o->batch = 1;
     o->png_level = -1;
+    o->curves = -1;
     o->inputs = calloc((size_t)argc, sizeof *o->inputs);
     o->taps = calloc((size_t)argc, sizeof *o->taps);
     if (!o->inputs || !o->taps) return cnn_error_set(CNN_ERR_NOMEM, "out of host memory");
@@ -169,6 +176,9 @@ static int parse_args(int argc, char **argv, run_opts *o, bool info)
             if (strcmp(v, "logit") != 0 && strcmp(v, "prob") != 0)
                 return cnn_error_set(CNN_ERR_USAGE, "--score '%s': expected logit or prob", v);
             o->score = v;
+        } else if (!strcmp(a, "--curves")) {
+            NEED_VALUE();
+            if (parse_int(a, v, 0, 1000, &o->curves) < 0) return CNN_ERR_USAGE;
         } else if (!strcmp(a, "--no-report")) {
             o->no_report = true;
         } else if (!strcmp(a, "--png-level")) {
@@ -331,6 +341,14 @@ out:
     return status > 0 ? CNN_OK : status;
 }
 
+/* A map waiting for its deletion / insertion curves (they run their own
+ * forward passes, so after everything else of the batch). */
+typedef struct pending {
+    cnn_vtap *t;
+    int b, cls, entry;
+    uint32_t *rank; /* [px] each pixel's place by importance */
+} pending;
+
 typedef struct run_state {
     run_opts o;
     loaded l;
@@ -354,12 +372,17 @@ typedef struct run_state {
     cnn_png_pool *pool;
     cnn_vctx viz;
     bool viz_ready;
-    bool gradients;       /* gradient taps: the network keeps every tensor */
+    bool attrib;          /* attribution taps (gradient maps, occlusion) */
+    bool gradients;       /* ... some need the backward: the network keeps every tensor */
+    bool timing;          /* --repeat of attribution maps: compute, draw nothing */
     cnn_backward bw;
     bool bw_ready;
     cl_mem *img8;         /* [batch] the inputs as 8-bit images (overlays) */
     cl_mem maps, cams, camw, xsave, acc, gsum, base; /* gradient-map scratch */
-    int chunk;            /* copies per pass for smoothgrad / integrated */
+    cl_mem tmp, zero, occ, rankbuf; /* blur scratch, zeros, window scores, pixel ranks */
+    int chunk;            /* copies per pass for smoothgrad / integrated / occlusion / curves */
+    pending *pend;        /* maps waiting for their deletion / insertion curves */
+    int n_pend, cap_pend;
     int n_img8;
     int *rank;            /* [batch * 10] each image's classes by score */
     bool images;          /* write PNGs (taps or the report) */
@@ -386,11 +409,13 @@ static int add_tap(run_state *s, const char *layer, const char *kind, const cnn_
     int status = cnn_vtap_configure(t, &s->l.graph, li, kind, spec, where, s->l.labels, s->l.n_labels);
     if (status < 0) return status;
     t->kind_name = kind;
-    if (t->kind == CNN_TAP_GRADIENT && (s->o.cls || s->o.score)) {
-        /* --class / --score override the pipeline's for every gradient tap. */
+    if (t->kind == CNN_TAP_GRADIENT && (s->o.cls || s->o.score || s->o.curves >= 0)) {
+        /* --class / --score / --curves override the pipeline's for every
+         * gradient tap. */
         cnn_tap_spec over = spec ? *spec : (cnn_tap_spec){.alpha = 0.5f};
         if (s->o.cls) over.cls = (char *)s->o.cls;
         if (s->o.score) over.score = (char *)s->o.score;
+        if (s->o.curves >= 0) over.curves = s->o.curves;
         status = cnn_vtap_configure(t, &s->l.graph, li, kind, &over, where, s->l.labels, s->l.n_labels);
         if (status < 0) return status;
         t->kind_name = kind;
@@ -409,7 +434,8 @@ static int add_tap(run_state *s, const char *layer, const char *kind, const cnn_
     }
     s->n_taps++;
     if (t->kind == CNN_TAP_ACTIVATIONS) s->keep[li] = true;
-    if (t->kind == CNN_TAP_GRADIENT) s->gradients = true;
+    if (t->kind == CNN_TAP_GRADIENT) s->attrib = true;
+    if (t->kind == CNN_TAP_GRADIENT && t->method != CNN_GM_OCCLUSION) s->gradients = true;
     return CNN_OK;
 }
 
@@ -856,9 +882,24 @@ static int setup_gradients(run_state *s, int batch)
 {
     const cnn_graph *g = &s->l.graph;
     cnn_cl *cl = &s->cl;
-    CNN_TRY_RET(cnn_backward_create(&s->bw, &s->net));
-    s->bw_ready = true;
+    if (s->gradients) {
+        CNN_TRY_RET(cnn_backward_create(&s->bw, &s->net));
+        s->bw_ready = true;
+    }
     size_t px = (size_t)n_in_px(s), len = (size_t)g->in_c * px;
+    size_t n_win = 1;
+    for (int t = 0; t < s->n_taps; t++)
+        if (s->taps[t].kind == CNN_TAP_GRADIENT && s->taps[t].method == CNN_GM_OCCLUSION) {
+            const cnn_vtap *v = &s->taps[t];
+            size_t nw = (size_t)cnn_gm_positions(g->in_h, v->window, v->stride) *
+                        (size_t)cnn_gm_positions(g->in_w, v->window, v->stride);
+            if (nw > n_win) n_win = nw;
+        }
+    CNN_TRY_RET(cnn_cl_buffer(cl, len * sizeof(float), &s->tmp, "blur scratch"));
+    CNN_TRY_RET(cnn_cl_buffer(cl, len * sizeof(float), &s->zero, "zero baseline"));
+    CNN_TRY_RET(cnn_grad_zero(cl, s->zero, 0, len, "zero baseline"));
+    CNN_TRY_RET(cnn_cl_buffer(cl, n_win * sizeof(float), &s->occ, "occlusion scores"));
+    CNN_TRY_RET(cnn_cl_buffer(cl, px * sizeof(cl_uint), &s->rankbuf, "pixel ranks"));
     int nb = s->net.plan.max_batch;
     size_t maxplane = 1, maxc = 1;
     for (int t = 0; t < s->n_taps; t++)
@@ -894,12 +935,15 @@ static void free_gradients(run_state *s)
         for (int b = 0; b < s->n_img8; b++)
             if (s->img8[b]) clReleaseMemObject(s->img8[b]);
     free(s->img8);
-    cl_mem *all[] = {&s->maps, &s->cams, &s->camw, &s->xsave, &s->acc, &s->gsum, &s->base};
+    cl_mem *all[] = {&s->maps, &s->cams, &s->camw, &s->xsave, &s->acc, &s->gsum, &s->base,
+                     &s->tmp,  &s->zero, &s->occ,  &s->rankbuf};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         if (*all[i]) clReleaseMemObject(*all[i]);
     for (int t = 0; t < s->n_taps; t++)
         if (s->taps[t].cam) clReleaseMemObject(s->taps[t].cam);
     free(s->rank);
+    for (int i = 0; i < s->n_pend; i++) free(s->pend[i].rank);
+    free(s->pend);
 }
 
 static cnn_grad_mode mode_of(cnn_gmethod m)
@@ -908,6 +952,59 @@ static cnn_grad_mode mode_of(cnn_gmethod m)
 }
 
 static bool is_sampling(cnn_gmethod m) { return m == CNN_GM_SMOOTHGRAD || m == CNN_GM_INTEGRATED; }
+
+/* Methods that run their own forward passes after the batch's other maps
+ * (they overwrite the network's tensors). */
+static bool is_late(cnn_gmethod m) { return is_sampling(m) || m == CNN_GM_OCCLUSION; }
+
+typedef struct ranked {
+    float v;
+    uint32_t i;
+} ranked;
+
+static int cmp_ranked(const void *pa, const void *pb)
+{
+    const ranked *a = pa, *b = pb;
+    bool na = isnan(a->v), nb = isnan(b->v); /* NaN last */
+    if (na != nb) return na ? 1 : -1;
+    if (!na && a->v != b->v) return a->v > b->v ? -1 : 1;
+    return (a->i > b->i) - (a->i < b->i);
+}
+
+/* Queues curves for the map just drawn by tap t for image b (h x w floats
+ * at map + off on the device): its pixels ranked by value, largest first,
+ * ties by position. */
+static int queue_curves(run_state *s, cnn_vtap *t, int b, int cls, cl_mem map, size_t off)
+{
+    if (!t->curves || s->timing || t->entry < 0) return CNN_OK;
+    size_t px = (size_t)n_in_px(s);
+    float *v = cnn_malloc(px * sizeof *v);
+    ranked *r = cnn_malloc(px * sizeof *r);
+    uint32_t *rank = cnn_malloc(px * sizeof *rank);
+    int status = v && r && rank ? CNN_OK : CNN_ERR_NOMEM;
+    if (status == CNN_OK) status = cnn_cl_read(&s->cl, map, off * sizeof(float), px * sizeof(float), v, "curves");
+    if (status == CNN_OK && s->n_pend == s->cap_pend) {
+        int cap = s->cap_pend ? 2 * s->cap_pend : 16;
+        pending *p = cnn_realloc(s->pend, (size_t)cap * sizeof *p);
+        if (p) {
+            s->pend = p;
+            s->cap_pend = cap;
+        } else {
+            status = CNN_ERR_NOMEM;
+        }
+    }
+    if (status == CNN_OK) {
+        for (size_t i = 0; i < px; i++) r[i] = (ranked){v[i], (uint32_t)i};
+        qsort(r, px, sizeof *r, cmp_ranked);
+        for (size_t i = 0; i < px; i++) rank[r[i].i] = (uint32_t)i;
+        s->pend[s->n_pend++] = (pending){.t = t, .b = b, .cls = cls, .entry = t->entry, .rank = rank};
+        rank = NULL;
+    }
+    free(v);
+    free(r);
+    free(rank);
+    return status;
+}
 
 /* Target of tap t for image b at rank r (r < topk), or -1 past the output. */
 static int target(const run_state *s, const cnn_vtap *t, int b, int r)
@@ -965,11 +1062,13 @@ static int tap_maps(run_state *s, cnn_vtap *t, int nb, const int *cls, const int
     default:
         CNN_ASSERT(!"sampling methods have their own loop");
     }
+    if (!slot_of) return CNN_OK; /* timing: the map is computed, not drawn */
     for (int b = 0; b < nb; b++) {
         int k = slot_of[b];
         size_t raw_off = raw == s->cams ? (size_t)b * plane : (size_t)b * px;
         CNN_TRY_RET(cnn_vtap_map(&s->viz, t, s->maps, (size_t)b * px, g->in_h, g->in_w, s->img8[b], C, cls[b],
                                  s->inputs.paths[k], s->stems[k], s->o.npy, raw, raw_off, raw_h, raw_w, NULL));
+        CNN_TRY_RET(queue_curves(s, t, b, cls[b], s->maps, (size_t)b * px));
     }
     return CNN_OK;
 }
@@ -995,10 +1094,26 @@ static int rank_classes(run_state *s, int nb)
  * score prob and target key (rank r >= 0, or fixed class f as -1 - f). */
 static bool in_pass(const cnn_vtap *vt, cnn_grad_mode mode, bool prob, int key)
 {
-    if (vt->kind != CNN_TAP_GRADIENT || is_sampling(vt->method) || vt->prob != prob) return false;
+    if (vt->kind != CNN_TAP_GRADIENT || is_late(vt->method) || vt->prob != prob) return false;
     bool in_mode = mode_of(vt->method) == mode || (vt->method == CNN_GM_GUIDED_GRADCAM && mode == CNN_GRAD_GUIDED);
     bool key_ok = vt->cls_fixed >= 0 ? key == -1 - vt->cls_fixed : key >= 0 && key < vt->topk;
     return in_mode && key_ok;
+}
+
+/* The lowest layer whose gradient tap vt needs in a pass with ReLU rule
+ * `mode` (CNN_GRAPH_INPUT: the input's). */
+static int need_of(const cnn_vtap *vt, cnn_grad_mode mode)
+{
+    switch (vt->method) {
+    case CNN_GM_GRADCAM:
+    case CNN_GM_GRADCAMPP:
+    case CNN_GM_LAYERCAM:
+        return vt->layer;
+    case CNN_GM_GUIDED_GRADCAM:
+        return mode == CNN_GRAD_GUIDED ? CNN_GRAPH_INPUT : vt->layer;
+    default:
+        return CNN_GRAPH_INPUT;
+    }
 }
 
 /* All single-pass gradient maps of a batch: one backward per (ReLU rule,
@@ -1017,10 +1132,16 @@ static int gradient_maps(run_state *s, int nb, const int *slot_of)
             /* keys: rank r >= 0, or fixed class f as -1 - f */
             for (int key = -(int)cnn_layer_numel(&s->l.graph.layers[s->l.graph.n - 1]); key < 10; key++) {
                 bool any = false;
-                for (int t = 0; t < s->n_taps && !any; t++) any = in_pass(&s->taps[t], modes[mi], prob == 1, key);
+                int stop = s->l.graph.n - 1;
+                for (int t = 0; t < s->n_taps; t++)
+                    if (in_pass(&s->taps[t], modes[mi], prob == 1, key)) {
+                        any = true;
+                        int need = need_of(&s->taps[t], modes[mi]);
+                        if (need < stop) stop = need;
+                    }
                 if (!any) continue;
                 for (int b = 0; b < nb; b++) cls[b] = key >= 0 ? s->rank[b * 10 + key] : -1 - key;
-                CNN_TRY_RET(cnn_backward_run(&s->bw, nb, cls, prob == 1, s->logits, modes[mi]));
+                CNN_TRY_RET(cnn_backward_run(&s->bw, nb, cls, prob == 1, s->logits, modes[mi], stop));
                 for (int t = 0; t < s->n_taps; t++)
                     if (in_pass(&s->taps[t], modes[mi], prob == 1, key))
                         CNN_TRY_RET(tap_maps(s, &s->taps[t], nb, cls, slot_of, modes[mi]));
@@ -1028,6 +1149,44 @@ static int gradient_maps(run_state *s, int nb, const int *slot_of)
         }
     }
     return CNN_OK;
+}
+
+/* --repeat with gradient taps: each single-pass method timed as the user
+ * would run it (forward, backward down to what it needs, the map on the
+ * device; no file written), median of the repeats after one warm-up. */
+static int repeat_gradients(run_state *s, int nb)
+{
+    const cnn_graph *g = &s->l.graph;
+    int reps = s->o.repeat, cls[4096];
+    double *t = cnn_calloc((size_t)reps + 1, sizeof *t);
+    if (!t) return CNN_ERR_NOMEM;
+    int status = CNN_OK;
+    for (int ti = 0; ti < s->n_taps && status == CNN_OK; ti++) {
+        cnn_vtap *vt = &s->taps[ti];
+        if (vt->kind != CNN_TAP_GRADIENT || is_late(vt->method) || vt->method == CNN_GM_GUIDED_GRADCAM) continue;
+        cnn_grad_mode mode = mode_of(vt->method);
+        for (int r = 0; r <= reps && status == CNN_OK; r++) {
+            double t0 = cnn_now_ms();
+            status = cnn_net_forward(&s->net, nb);
+            if (status == CNN_OK) status = cnn_net_read(&s->net, g->n - 1, nb, s->logits);
+            if (status == CNN_OK) status = rank_classes(s, nb);
+            for (int b = 0; b < nb; b++) cls[b] = target(s, vt, b, 0);
+            if (status == CNN_OK)
+                status = cnn_backward_run(&s->bw, nb, cls, vt->prob, s->logits, mode, need_of(vt, mode));
+            if (status == CNN_OK) status = tap_maps(s, vt, nb, cls, NULL, mode);
+            cl_int err = status == CNN_OK ? clFinish(s->cl.queue) : CL_SUCCESS;
+            if (err != CL_SUCCESS)
+                status = cnn_error_set(CNN_ERR_DEVICE, "clFinish failed: %s (gradient)", cnn_cl_error_name(err));
+            t[r] = cnn_now_ms() - t0; /* t[0]: the warm-up */
+        }
+        if (status != CNN_OK) break;
+        qsort(t + 1, (size_t)reps, sizeof *t, cmp_double);
+        double med = reps % 2 ? t[1 + reps / 2] : 0.5 * (t[reps / 2] + t[1 + reps / 2]);
+        printf("gradient %s:%s: median %.2f ms over %d runs (batch %d; forward + backward + map)\n", vt->layer_name,
+               cnn_gmethod_names[vt->method], med, reps, nb);
+    }
+    free(t);
+    return status;
 }
 
 /* The score of class c for image b of the last forward (logit or prob). */
@@ -1040,6 +1199,27 @@ static double score_of(const float *logits, size_t nout, int c, bool prob)
     return exp((double)logits[c] - mx) / sum;
 }
 
+/* The baseline of tap t's method for the image at xsave + x_off into
+ * s->base: the input blurred, 0 in network units, or a constant pixel
+ * value through the input's normalisation (black = 0). */
+static int fill_baseline(run_state *s, const cnn_vtap *t, size_t x_off, const char *what)
+{
+    const cnn_graph *g = &s->l.graph;
+    const cnn_input_spec *in = &s->l.pipe.input;
+    size_t px = (size_t)n_in_px(s), len = (size_t)g->in_c * px;
+    if (t->base_blur)
+        return cnn_gm_blur(&s->cl, s->xsave, x_off, g->in_c, g->in_h, g->in_w, cnn_gm_blur_sigma(g->in_h, g->in_w),
+                           s->tmp, s->base, 0, what);
+    float *base = cnn_malloc(len * sizeof *base);
+    if (!base) return CNN_ERR_NOMEM;
+    for (int c = 0; c < g->in_c; c++)
+        for (size_t p = 0; p < px; p++)
+            base[c * px + p] = t->base_zero ? 0.0f : (t->base_pixel * in->scale - in->mean[c]) / in->std[c];
+    int status = cnn_cl_write(&s->cl, s->base, 0, len * sizeof(float), base, what);
+    free(base);
+    return status;
+}
+
 /* SmoothGrad and Integrated Gradients of image b (its input saved at
  * xsave + b * len): the copies run through the network in chunks; this
  * overwrites the network's tensors, so it comes after everything else of
@@ -1047,7 +1227,6 @@ static double score_of(const float *logits, size_t nout, int c, bool prob)
 static int sampling_maps(run_state *s, cnn_vtap *t, int b, int k, const float *logits0)
 {
     const cnn_graph *g = &s->l.graph;
-    const cnn_input_spec *in = &s->l.pipe.input;
     cnn_cl *cl = &s->cl;
     size_t px = (size_t)n_in_px(s), len = (size_t)g->in_c * px;
     size_t nout = cnn_layer_numel(&g->layers[g->n - 1]);
@@ -1062,16 +1241,7 @@ static int sampling_maps(run_state *s, cnn_vtap *t, int b, int k, const float *l
         CNN_TRY_RET(cnn_cl_read(cl, s->camw, 0, sizeof st, st, what));
         sigma = t->sigma * (st[CNN_ST_MAX] - st[CNN_ST_MIN]);
     } else {
-        /* the baseline: a constant pixel value through the input's
-         * normalisation (black = 0), or 0 in network units */
-        float *base = cnn_malloc(len * sizeof *base);
-        if (!base) return CNN_ERR_NOMEM;
-        for (int c = 0; c < g->in_c; c++)
-            for (size_t p = 0; p < px; p++)
-                base[c * px + p] = t->base_zero ? 0.0f : (t->base_pixel * in->scale - in->mean[c]) / in->std[c];
-        int status = cnn_cl_write(cl, s->base, 0, len * sizeof(float), base, what);
-        free(base);
-        if (status < 0) return status;
+        CNN_TRY_RET(fill_baseline(s, t, x_off, what));
     }
     float *lg = cnn_malloc((size_t)s->chunk * nout * sizeof *lg);
     int *cls = cnn_malloc((size_t)s->chunk * sizeof *cls);
@@ -1088,7 +1258,7 @@ static int sampling_maps(run_state *s, cnn_vtap *t, int b, int k, const float *l
             if (status == CNN_OK) status = cnn_net_forward(&s->net, m);
             if (status == CNN_OK && t->prob) status = cnn_net_read(&s->net, g->n - 1, m, lg);
             for (int j = 0; j < m; j++) cls[j] = c;
-            if (status == CNN_OK) status = cnn_backward_run(&s->bw, m, cls, t->prob, lg, CNN_GRAD_PLAIN);
+            if (status == CNN_OK) status = cnn_backward_run(&s->bw, m, cls, t->prob, lg, CNN_GRAD_PLAIN, CNN_GRAPH_INPUT);
             cl_mem din = cnn_backward_grad(&s->bw, CNN_GRAPH_INPUT);
             if (status == CNN_OK && t->method == CNN_GM_SMOOTHGRAD) {
                 status = cnn_gm_chan_maxabs(cl, din, 0, m, g->in_c, (int)px, s->maps, 0, what);
@@ -1129,10 +1299,11 @@ static int sampling_maps(run_state *s, cnn_vtap *t, int b, int k, const float *l
             CNN_CL_TRY(clEnqueueCopyBuffer(cl->queue, s->acc, s->maps, 0, 0, px * sizeof(float), 0, NULL, NULL), what,
                        done);
         }
-        if (status == CNN_OK)
+        if (status == CNN_OK && !s->timing)
             status = cnn_vtap_map(&s->viz, t, s->maps, 0, g->in_h, g->in_w, s->img8[b], g->in_c, c,
                                   s->inputs.paths[k], s->stems[k], s->o.npy, s->maps, 0, g->in_h, g->in_w,
                                   note[0] ? note : NULL);
+        if (status == CNN_OK) status = queue_curves(s, t, b, c, s->maps, 0);
     }
 done:
     free(lg);
@@ -1140,10 +1311,115 @@ done:
     return status;
 }
 
-static int sampling_batch(run_state *s, int nb, const int *slot_of)
+/* Occlusion of image b (input at xsave + b * len): every window position
+ * covered by the baseline in turn, the copies run in chunks; the map is
+ * each pixel's mean score drop over the windows that cover it, for each
+ * target class from the same passes. */
+static int occlusion_maps(run_state *s, cnn_vtap *t, int b, int k, const float *logits0)
 {
-    bool any = false;
-    for (int t = 0; t < s->n_taps; t++) any |= s->taps[t].kind == CNN_TAP_GRADIENT && is_sampling(s->taps[t].method);
+    const cnn_graph *g = &s->l.graph;
+    cnn_cl *cl = &s->cl;
+    size_t px = (size_t)n_in_px(s), len = (size_t)g->in_c * px;
+    size_t nout = cnn_layer_numel(&g->layers[g->n - 1]);
+    const char *what = "input occlusion";
+    size_t x_off = (size_t)b * len;
+    CNN_TRY_RET(fill_baseline(s, t, x_off, what));
+    int ny = cnn_gm_positions(g->in_h, t->window, t->stride), nx = cnn_gm_positions(g->in_w, t->window, t->stride);
+    int nw = ny * nx, nt = t->cls_fixed >= 0 ? 1 : t->topk;
+    float *lg = cnn_malloc((size_t)s->chunk * nout * sizeof *lg);
+    float *d = cnn_malloc((size_t)nt * nw * sizeof *d);
+    int status = lg && d ? CNN_OK : CNN_ERR_NOMEM;
+    for (int w0 = 0; w0 < nw && status == CNN_OK; w0 += s->chunk) {
+        int m = nw - w0 < s->chunk ? nw - w0 : s->chunk;
+        status = cnn_gm_occlude(cl, s->xsave, x_off, s->base, 0, g->in_c, g->in_h, g->in_w, t->window, t->stride, m,
+                                w0, s->net.input, 0, what);
+        if (status == CNN_OK) status = cnn_net_forward(&s->net, m);
+        if (status == CNN_OK) status = cnn_net_read(&s->net, g->n - 1, m, lg);
+        for (int r = 0; r < nt && status == CNN_OK; r++) {
+            int c = target(s, t, b, r);
+            double s0 = score_of(logits0, nout, c, t->prob);
+            for (int j = 0; j < m; j++)
+                d[(size_t)r * nw + w0 + j] = (float)(s0 - score_of(lg + (size_t)j * nout, nout, c, t->prob));
+        }
+    }
+    for (int r = 0; r < nt && status == CNN_OK; r++) {
+        int c = target(s, t, b, r);
+        char note[160];
+        snprintf(note, sizeof note, "occlusion: %d x %d windows of %d px, stride %d, %s baseline", ny, nx, t->window,
+                 t->stride, t->base_blur ? "blurred" : t->base_zero ? "zero" : "pixel-value");
+        status = cnn_cl_write(cl, s->occ, 0, (size_t)nw * sizeof(float), d + (size_t)r * nw, what);
+        if (status == CNN_OK)
+            status = cnn_gm_occlusion_map(cl, s->occ, 0, g->in_h, g->in_w, t->window, t->stride, s->maps, 0, what);
+        if (status == CNN_OK && !s->timing)
+            status = cnn_vtap_map(&s->viz, t, s->maps, 0, g->in_h, g->in_w, s->img8[b], g->in_c, c,
+                                  s->inputs.paths[k], s->stems[k], s->o.npy, s->maps, 0, g->in_h, g->in_w, note);
+        if (status == CNN_OK) status = queue_curves(s, t, b, c, s->maps, 0);
+    }
+    free(lg);
+    free(d);
+    return status;
+}
+
+/* Deletion and insertion curves of the queued maps (RISE, Petsiuk et al.
+ * 2018): at step i of n the first floor(i * px / n) pixels by rank are
+ * replaced by 0 in network units (deletion) or taken from the input into
+ * its blurred copy (insertion); the curve is the target's softmax
+ * probability at each of the n + 1 steps, its area the trapezoid rule on
+ * [0, 1]. */
+static int run_curves(run_state *s)
+{
+    const cnn_graph *g = &s->l.graph;
+    cnn_cl *cl = &s->cl;
+    size_t px = (size_t)n_in_px(s), len = (size_t)g->in_c * px;
+    size_t nout = cnn_layer_numel(&g->layers[g->n - 1]);
+    const char *what = "deletion/insertion curves";
+    float *lg = cnn_malloc((size_t)s->chunk * nout * sizeof *lg);
+    int status = lg ? CNN_OK : CNN_ERR_NOMEM;
+    for (int i = 0; i < s->n_pend && status == CNN_OK; i++) {
+        const pending *p = &s->pend[i];
+        int n = p->t->curves;
+        size_t x_off = (size_t)p->b * len;
+        float *curve = cnn_malloc(2 * ((size_t)n + 1) * sizeof *curve);
+        if (!curve) {
+            status = CNN_ERR_NOMEM;
+            break;
+        }
+        status = cnn_cl_write(cl, s->rankbuf, 0, px * sizeof(uint32_t), p->rank, what);
+        if (status == CNN_OK)
+            status = cnn_gm_blur(cl, s->xsave, x_off, g->in_c, g->in_h, g->in_w, cnn_gm_blur_sigma(g->in_h, g->in_w),
+                                 s->tmp, s->base, 0, what);
+        double auc[2] = {0, 0};
+        for (int ins = 0; ins < 2 && status == CNN_OK; ins++) {
+            float *cv = curve + (size_t)ins * (n + 1);
+            cl_mem a = ins ? s->xsave : s->zero, bb = ins ? s->base : s->xsave;
+            size_t a_off = ins ? x_off : 0, b_off = ins ? 0 : x_off;
+            for (int s0 = 0; s0 <= n && status == CNN_OK; s0 += s->chunk) {
+                int m = n + 1 - s0 < s->chunk ? n + 1 - s0 : s->chunk;
+                status = cnn_gm_curve(cl, a, a_off, bb, b_off, s->rankbuf, g->in_c, (int)px, m, s0, n, s->net.input, 0,
+                                      what);
+                if (status == CNN_OK) status = cnn_net_forward(&s->net, m);
+                if (status == CNN_OK) status = cnn_net_read(&s->net, g->n - 1, m, lg);
+                for (int j = 0; j < m && status == CNN_OK; j++)
+                    cv[s0 + j] = (float)score_of(lg + (size_t)j * nout, nout, p->cls, true);
+            }
+            for (int j = 0; j < n; j++) auc[ins] += 0.5 * ((double)cv[j] + cv[j + 1]) / n;
+        }
+        if (status == CNN_OK)
+            status = cnn_manifest_set_curves(&s->manifest, p->entry, curve, curve + n + 1, n + 1, auc[0], auc[1]);
+        free(curve);
+    }
+    for (int i = 0; i < s->n_pend; i++) free(s->pend[i].rank);
+    s->n_pend = 0;
+    free(lg);
+    return status;
+}
+
+/* The batch's maps that run their own forward passes (SmoothGrad,
+ * Integrated Gradients, occlusion), then the queued curves. */
+static int late_batch(run_state *s, int nb, const int *slot_of)
+{
+    bool any = s->n_pend > 0;
+    for (int t = 0; t < s->n_taps; t++) any |= s->taps[t].kind == CNN_TAP_GRADIENT && is_late(s->taps[t].method);
     if (!any) return CNN_OK;
     const cnn_graph *g = &s->l.graph;
     size_t len = (size_t)g->in_c * n_in_px(s), nout = cnn_layer_numel(&g->layers[g->n - 1]);
@@ -1152,9 +1428,55 @@ static int sampling_batch(run_state *s, int nb, const int *slot_of)
                                    NULL, NULL),
                "saved inputs", done);
     for (int b = 0; b < nb && status == CNN_OK; b++)
-        for (int t = 0; t < s->n_taps && status == CNN_OK; t++)
-            if (s->taps[t].kind == CNN_TAP_GRADIENT && is_sampling(s->taps[t].method))
-                status = sampling_maps(s, &s->taps[t], b, slot_of[b], s->logits + (size_t)b * nout);
+        for (int t = 0; t < s->n_taps && status == CNN_OK; t++) {
+            cnn_vtap *vt = &s->taps[t];
+            if (vt->kind != CNN_TAP_GRADIENT || !is_late(vt->method)) continue;
+            const float *lg0 = s->logits + (size_t)b * nout;
+            status = vt->method == CNN_GM_OCCLUSION ? occlusion_maps(s, vt, b, slot_of[b], lg0)
+                                                    : sampling_maps(s, vt, b, slot_of[b], lg0);
+        }
+    if (status == CNN_OK) status = run_curves(s);
+    /* the network input as it was (a later --repeat times it) */
+    if (status == CNN_OK)
+        CNN_CL_TRY(clEnqueueCopyBuffer(s->cl.queue, s->xsave, s->net.input, 0, 0, (size_t)nb * len * sizeof(float), 0,
+                                       NULL, NULL),
+                   "saved inputs", done);
+done:
+    return status;
+}
+
+/* --repeat, the methods with their own passes: one timed run each of
+ * image 0 (after the single-pass timings, so every kernel is built), the
+ * map computed, nothing drawn, no curves. */
+static int repeat_late(run_state *s, int nb)
+{
+    const cnn_graph *g = &s->l.graph;
+    size_t len = (size_t)g->in_c * n_in_px(s);
+    int status = CNN_OK;
+    CNN_CL_TRY(clEnqueueCopyBuffer(s->cl.queue, s->net.input, s->xsave, 0, 0, (size_t)nb * len * sizeof(float), 0,
+                                   NULL, NULL),
+               "saved inputs", done);
+    s->timing = true;
+    for (int ti = 0; ti < s->n_taps && status == CNN_OK; ti++) {
+        cnn_vtap *vt = &s->taps[ti];
+        if (vt->kind != CNN_TAP_GRADIENT || !is_late(vt->method)) continue;
+        int passes = vt->samples;
+        bool occ = vt->method == CNN_GM_OCCLUSION;
+        if (occ)
+            passes = cnn_gm_positions(g->in_h, vt->window, vt->stride) * cnn_gm_positions(g->in_w, vt->window, vt->stride);
+        double t0 = cnn_now_ms();
+        status = occ ? occlusion_maps(s, vt, 0, 0, s->logits) : sampling_maps(s, vt, 0, 0, s->logits);
+        cl_int err = status == CNN_OK ? clFinish(s->cl.queue) : CL_SUCCESS;
+        if (err != CL_SUCCESS)
+            status = cnn_error_set(CNN_ERR_DEVICE, "clFinish failed: %s (%s)", cnn_cl_error_name(err),
+                                   cnn_gmethod_names[vt->method]);
+        double ms = cnn_now_ms() - t0;
+        if (status == CNN_OK)
+            printf("gradient %s:%s: one run %.2f ms (%d %s in batches of up to %d, %.2f ms per copy)\n", vt->layer_name,
+                   cnn_gmethod_names[vt->method], ms, passes, occ ? "forward passes" : "forward+backward passes",
+                   s->chunk, ms / passes);
+    }
+    s->timing = false;
 done:
     return status;
 }
@@ -1260,6 +1582,8 @@ static int setup_viz(run_state *s)
     int level = s->o.png_level >= 0 ? s->o.png_level : s->l.pipe.png_level;
     CNN_TRY_RET(cnn_png_pool_create(0, level, 0, &s->pool));
     CNN_TRY_RET(cnn_vctx_init(&s->viz, &s->cl, &s->l.graph, s->pool, &s->manifest, s->out_dir, s->o.quiet));
+    s->viz.labels = s->l.labels;
+    s->viz.n_labels = s->l.n_labels;
     s->viz_ready = true;
     for (int t = 0; t < s->n_taps; t++) {
         cnn_vtap *vt = &s->taps[t];
@@ -1360,26 +1684,33 @@ int cnn_cmd_run(int argc, char **argv)
      * layer's once it is on the device, and the file is unmapped. */
     cnn_weights_close(&s.l.weights);
     int net_batch = batch;
-    if (s.gradients) {
+    if (s.attrib) {
         /* Gradient mode: every tensor is kept for the backward pass.
-         * SmoothGrad / Integrated Gradients copies run in chunks that fit
-         * in ~512 MiB of activations and gradients. */
+         * SmoothGrad / Integrated Gradients / occlusion / curve copies run
+         * in chunks that fit in ~512 MiB of activations and gradients. */
         size_t per = 0;
         int samples = 0;
         for (int i = 0; i < s.l.graph.n; i++) {
-            s.keep[i] = true;
-            per += 8 * cnn_layer_numel(&s.l.graph.layers[i]);
+            if (s.gradients) s.keep[i] = true;
+            per += (s.gradients ? 8 : 4) * cnn_layer_numel(&s.l.graph.layers[i]);
         }
-        for (int t = 0; t < s.n_taps; t++)
-            if (s.taps[t].kind == CNN_TAP_GRADIENT && is_sampling(s.taps[t].method) && s.taps[t].samples > samples)
-                samples = s.taps[t].samples;
+        for (int t = 0; t < s.n_taps; t++) {
+            const cnn_vtap *v = &s.taps[t];
+            if (v->kind != CNN_TAP_GRADIENT) continue;
+            int want = is_sampling(v->method) ? v->samples : 0;
+            if (v->method == CNN_GM_OCCLUSION)
+                want = cnn_gm_positions(s.l.graph.in_h, v->window, v->stride) *
+                       cnn_gm_positions(s.l.graph.in_w, v->window, v->stride);
+            if (v->curves + 1 > want && v->curves) want = v->curves + 1;
+            if (want > samples) samples = want;
+        }
         int fit = (int)((512u << 20) / (per ? per : 1));
         if (samples > net_batch) net_batch = samples < fit ? samples : (fit > net_batch ? fit : net_batch);
     }
     CNN_TRY(cnn_net_create_consuming(&s.net, &s.cl, &s.l.graph, s.keep, net_batch), done);
     s.net_ready = true;
     if (s.images) CNN_TRY(prepare_taps(&s), done);
-    if (s.gradients) CNN_TRY(setup_gradients(&s, batch), done);
+    if (s.attrib) CNN_TRY(setup_gradients(&s, batch), done);
     if (!s.o.quiet)
         fprintf(stderr, "cnnviz-cl: %s on %s (%s), plan %.1f MiB\n", s.l.pipe.model_name ? s.l.pipe.model_name : "model",
                 s.cl.device_name, s.cl.platform_name, (double)s.net.plan.peak_bytes / 1048576.0);
@@ -1416,9 +1747,9 @@ int cnn_cmd_run(int argc, char **argv)
         if (b == 0) break;
         CNN_TRY(cnn_net_forward(&s.net, b), loop_done);
         CNN_TRY(cnn_net_read(&s.net, g->n - 1, b, s.logits), loop_done);
-        if (s.gradients) CNN_TRY(gradient_maps(&s, b, slot_of), loop_done);
+        if (s.attrib) CNN_TRY(gradient_maps(&s, b, slot_of), loop_done);
         for (int j = 0; j < b && status == CNN_OK; j++) status = finish_input(&s, slot_of[j], j);
-        if (status == CNN_OK && s.gradients) status = sampling_batch(&s, b, slot_of);
+        if (status == CNN_OK && s.attrib) status = late_batch(&s, b, slot_of);
         done_inputs += b;
         if (!t_first) t_first = cnn_now_ms() - t_start;
         progress(&s, k, s.inputs.n, t_loop, k == s.inputs.n);
@@ -1433,6 +1764,8 @@ loop_done:
         CNN_TRY(write_trace(&s), done);
     }
     if (s.o.repeat) CNN_TRY(run_repeat(&s, batch), done);
+    if (s.o.repeat && s.gradients) CNN_TRY(repeat_gradients(&s, batch), done);
+    if (s.o.repeat && s.attrib) CNN_TRY(repeat_late(&s, batch), done);
     cnn_json_array_end(&s.preds);
     if (s.inputs.n) {
         char *p = cnn_path_join(s.out_dir, "predictions.json");

@@ -1039,7 +1039,7 @@ static int parse_model(cnn_pipeline *p, const node *v)
 
 static const char *const g_tap_keys[] = {
     "layer", "show", "normalize", "range", "clip", "colormap", "columns", "max_channels",
-    "signed", "units", "class", "score", "alpha", "samples", "sigma", "baseline", "window", "step", NULL};
+    "signed", "units", "class", "score", "alpha", "samples", "sigma", "baseline", "window", "step", "curves", NULL};
 
 static int parse_tap_layers(ctx *c, cnn_tap_spec *t, const node *v)
 {
@@ -1123,6 +1123,10 @@ static int parse_tap(ctx *c, size_t idx, const node *m)
             status = get_int(p, v, key, "an integer", 1, &t->window);
         } else if (is_key(k, "step")) {
             status = get_int(p, v, key, "an integer", 1, &t->step);
+        } else if (is_key(k, "curves")) {
+            status = get_int(p, v, key, "an integer", 0, &t->curves);
+            if (status == CNN_OK && t->curves > 1000)
+                status = cnn_pipeline_error_at(p, v->pos, "'curves' must be at most 1000 steps (got %d)", t->curves);
         } else if (is_key(k, "class")) {
             status = get_string(p, v, key, MAX_NAME, &t->cls);
         } else if (is_key(k, "score")) {

@@ -110,6 +110,7 @@ typedef struct cnn_tap_spec {
     float sigma;        /* smoothgrad noise level; 0 = default */
     char *baseline;     /* integrated/occlusion/deletion baseline */
     int window, step;   /* occlusion */
+    int curves;         /* deletion/insertion curve steps; 0 = none */
 } cnn_tap_spec;
 
 /* Known tap kinds and normalisation scopes and colormaps (NULL-terminated). */

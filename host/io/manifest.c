@@ -35,8 +35,44 @@ int cnn_manifest_add(cnn_manifest *m, const cnn_manifest_entry *e)
     d->colormap = dup_or_null(e->colormap, &fail);
     d->role = dup_or_null(e->role, &fail);
     d->note = dup_or_null(e->note, &fail);
+    d->label = dup_or_null(e->label, &fail);
+    d->n_curve = 0;
+    d->deletion = d->insertion = NULL;
     m->n++;
-    return fail ? CNN_ERR_NOMEM : CNN_OK;
+    if (fail) return CNN_ERR_NOMEM;
+    if (e->n_curve > 0)
+        return cnn_manifest_set_curves(m, m->n - 1, e->deletion, e->insertion, e->n_curve, e->auc[0], e->auc[1]);
+    return CNN_OK;
+}
+
+int cnn_manifest_set_curves(cnn_manifest *m, int i, const float *deletion, const float *insertion, int n,
+                            double auc_deletion, double auc_insertion)
+{
+    cnn_manifest_entry *d = &m->e[i];
+    float *a = cnn_malloc((size_t)n * sizeof *a), *b = cnn_malloc((size_t)n * sizeof *b);
+    if (!a || !b) {
+        free(a);
+        free(b);
+        return CNN_ERR_NOMEM;
+    }
+    memcpy(a, deletion, (size_t)n * sizeof *a);
+    memcpy(b, insertion, (size_t)n * sizeof *b);
+    free(d->deletion);
+    free(d->insertion);
+    d->deletion = a;
+    d->insertion = b;
+    d->n_curve = n;
+    d->auc[0] = auc_deletion;
+    d->auc[1] = auc_insertion;
+    return CNN_OK;
+}
+
+static void json_curve(cnn_json *j, const char *key, const float *v, int n)
+{
+    cnn_json_key(j, key);
+    cnn_json_array_begin(j);
+    for (int k = 0; k < n; k++) cnn_json_number(j, v[k]);
+    cnn_json_array_end(j);
 }
 
 int cnn_manifest_write(const cnn_manifest *m, const char *path)
@@ -96,6 +132,18 @@ int cnn_manifest_write(const cnn_manifest *m, const char *path)
             cnn_json_key(&j, "class");
             cnn_json_int(&j, e->cls);
         }
+        if (e->label) {
+            cnn_json_key(&j, "label");
+            cnn_json_string(&j, e->label);
+        }
+        if (e->n_curve > 0) {
+            cnn_json_key(&j, "deletion_auc");
+            cnn_json_number(&j, e->auc[0]);
+            cnn_json_key(&j, "insertion_auc");
+            cnn_json_number(&j, e->auc[1]);
+            json_curve(&j, "deletion", e->deletion, e->n_curve);
+            json_curve(&j, "insertion", e->insertion, e->n_curve);
+        }
         if (e->nonfinite) {
             cnn_json_key(&j, "nonfinite");
             cnn_json_int(&j, (long long)e->nonfinite);
@@ -126,6 +174,9 @@ void cnn_manifest_free(cnn_manifest *m)
         free(e->colormap);
         free(e->role);
         free(e->note);
+        free(e->label);
+        free(e->deletion);
+        free(e->insertion);
     }
     free(m->e);
     memset(m, 0, sizeof *m);

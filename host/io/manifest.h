@@ -30,6 +30,13 @@ typedef struct cnn_manifest_entry {
     int64_t nonfinite; /* NaN/Inf values found (not drawn: see the report) */
     int has_cls;     /* gradient maps: cls is the target class */
     int cls;
+    char *label;     /* the target class's label, or NULL */
+    /* Faithfulness (deletion / insertion curves, n_curve = steps + 1
+     * points each; 0: none): the target's probability as the map's most
+     * important pixels are removed / inserted, and the areas under them. */
+    int n_curve;
+    float *deletion, *insertion;
+    double auc[2];   /* deletion, insertion */
 } cnn_manifest_entry;
 
 typedef struct cnn_manifest {
@@ -37,8 +44,11 @@ typedef struct cnn_manifest {
     int n, cap;
 } cnn_manifest;
 
-/* Copies every string. */
+/* Copies every string and curve. */
 int cnn_manifest_add(cnn_manifest *m, const cnn_manifest_entry *e);
+/* Sets entry i's curves (copied). */
+int cnn_manifest_set_curves(cnn_manifest *m, int i, const float *deletion, const float *insertion, int n,
+                            double auc_deletion, double auc_insertion);
 int cnn_manifest_write(const cnn_manifest *m, const char *path);
 void cnn_manifest_free(cnn_manifest *m);
 

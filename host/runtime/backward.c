@@ -123,7 +123,7 @@ static int back_layer(cnn_backward *bw, int i, int n, cnn_grad_mode mode)
 }
 
 int cnn_backward_run(cnn_backward *bw, int n, const int *cls, bool prob, const float *logits,
-                     cnn_grad_mode mode)
+                     cnn_grad_mode mode, int stop)
 {
     cnn_net *net = bw->net;
     const cnn_graph *g = net->g;
@@ -150,14 +150,30 @@ int cnn_backward_run(cnn_backward *bw, int n, const int *cls, bool prob, const f
             s[k] = (float)(pc * (((size_t)cls[b] == k) - pk));
         }
     }
-    int status = cnn_grad_zero(net->cl, bw->d_input, 0, (size_t)n * g->in_c * g->in_h * g->in_w, "input gradient");
+    /* Zero exactly the sums the visited layers add into: their own and
+     * their inputs' (a skip connection may reach below stop). */
+    CNN_ASSERT(stop >= CNN_GRAPH_INPUT && stop <= last);
+    bool *hit = cnn_calloc((size_t)g->n + 1, sizeof *hit); /* hit[j + 1]: layer j; hit[0]: the input */
+    if (!hit) return CNN_ERR_NOMEM;
+    for (int i = last; i > stop; i--) { /* views add into their root's sum */
+        hit[net->plan.root[i] + 1] = true;
+        for (int k = 0; k < g->layers[i].n_in; k++) {
+            int j = g->layers[i].in[k];
+            hit[(j < 0 ? j : net->plan.root[j]) + 1] = true;
+        }
+    }
+    int status = CNN_OK;
+    if (hit[0])
+        status = cnn_grad_zero(net->cl, bw->d_input, 0, (size_t)n * g->in_c * g->in_h * g->in_w, "input gradient");
     for (int i = 0; i < g->n && status == CNN_OK; i++)
-        if (bw->d[i]) status = cnn_grad_zero(net->cl, bw->d[i], 0, (size_t)n * cnn_layer_numel(&g->layers[i]),
-                                             g->layers[i].spec->name);
+        if (bw->d[i] && hit[i + 1])
+            status = cnn_grad_zero(net->cl, bw->d[i], 0, (size_t)n * cnn_layer_numel(&g->layers[i]),
+                                   g->layers[i].spec->name);
+    free(hit);
     if (status == CNN_OK)
         status = cnn_cl_write(net->cl, cnn_backward_grad(bw, last), 0, (size_t)n * nout * sizeof(float), bw->seed,
                               "gradient seed");
-    for (int i = last; i >= 0 && status == CNN_OK; i--)
+    for (int i = last; i > stop && status == CNN_OK; i--)
         if (net->plan.computes[i]) status = back_layer(bw, i, n, mode);
     return status;
 }

@@ -32,9 +32,13 @@ void cnn_backward_free(cnn_backward *bw);
  * the last layer's output for class cls[b] (prob = false: the logit), or
  * its softmax probability (prob = true; logits: the last layer's output as
  * read from the device, n * n_out floats).  mode: plain, guided or
- * deconvnet ReLU rule. */
+ * deconvnet ReLU rule.  stop: the lowest layer whose gradient is needed
+ * (CNN_GRAPH_INPUT: all the way to the input); layers at or below it are
+ * not visited, and gradients of tensors below it are left undefined.  A
+ * layer's gradient is complete once every layer above it has run, since
+ * consumers always come later in the graph's order. */
 int cnn_backward_run(cnn_backward *bw, int n, const int *cls, bool prob, const float *logits,
-                     cnn_grad_mode mode);
+                     cnn_grad_mode mode, int stop);
 
 /* Gradient of layer i's output ([N, c, h, w]); CNN_GRAPH_INPUT: of the
  * network input. */

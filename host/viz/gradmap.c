@@ -323,6 +323,20 @@ static int check_copies(size_t len, int copies, int k0, cl_mem out, size_t out_o
     return check_span(out, out_off, *total, sizeof(float), "output", what);
 }
 
+/* Two sources of len floats each (a, b) read by every copy of an output
+ * of `total` floats: both within their buffers, neither overlapping it. */
+static int check_sources(cl_mem a, size_t a_off, const char *a_name, cl_mem b, size_t b_off, const char *b_name,
+                         size_t len, cl_mem out, size_t out_off, size_t total, const char *what)
+{
+    int status;
+    if ((status = check_span(a, a_off, len, sizeof(float), a_name, what)) < 0 ||
+        (status = check_span(b, b_off, len, sizeof(float), b_name, what)) < 0 ||
+        (status = check_overlap(out, out_off, total, "output", a, a_off, len, a_name, false, what)) < 0 ||
+        (status = check_overlap(out, out_off, total, "output", b, b_off, len, b_name, false, what)) < 0)
+        return status;
+    return CNN_OK;
+}
+
 int cnn_gm_noise(cnn_cl *cl, cl_mem x, size_t x_off, size_t len, int copies, int k0, float sigma, uint32_t seed,
                  cl_mem out, size_t out_off, const char *what)
 {
@@ -355,10 +369,7 @@ int cnn_gm_path(cnn_cl *cl, cl_mem x, size_t x_off, cl_mem base, size_t base_off
     if ((long long)k0 + copies > steps)
         return cnn_error_set(CNN_ERR_INPUT, "%s: copies [%d, %lld) past the %d steps", what, k0,
                              (long long)k0 + copies, steps);
-    if ((status = check_span(x, x_off, len, sizeof(float), "input", what)) < 0 ||
-        (status = check_span(base, base_off, len, sizeof(float), "baseline", what)) < 0 ||
-        (status = check_overlap(out, out_off, total, "output", x, x_off, len, "input", false, what)) < 0 ||
-        (status = check_overlap(out, out_off, total, "output", base, base_off, len, "baseline", false, what)) < 0)
+    if ((status = check_sources(x, x_off, "input", base, base_off, "baseline", len, out, out_off, total, what)) < 0)
         return status;
     cl_kernel k;
     if ((status = gm_kernel(cl, "kernel_gm_path", what, &k)) < 0) return status;
@@ -424,4 +435,128 @@ int cnn_gm_sum_blocks(cnn_cl *cl, cl_mem src, size_t src_off, int n_sum, size_t 
     gm_arg args[] = {GA(src), GA(us), GA(un), GA(ulen), GA(scale), GA(uacc), GA(out), GA(uo)};
     if ((status = set_args(k, args, sizeof args / sizeof args[0], what)) < 0) return status;
     return cnn_cl_run1d(cl, k, len, what);
+}
+
+/* ---- occlusion, blur, curves ---- */
+
+static int check_window(int h, int w, int window, int stride, const char *what)
+{
+    int status;
+    if ((status = check_pos(h, "the height", what)) < 0 || (status = check_pos(w, "the width", what)) < 0 ||
+        (status = check_pos(window, "the window", what)) < 0 || (status = check_pos(stride, "the stride", what)) < 0)
+        return status;
+    if (window > h || window > w)
+        return cnn_error_set(CNN_ERR_INPUT, "%s: window %d larger than the %d x %d map", what, window, h, w);
+    return CNN_OK;
+}
+
+int cnn_gm_occlude(cnn_cl *cl, cl_mem x, size_t x_off, cl_mem base, size_t base_off, int c, int h, int w,
+                   int window, int stride, int copies, int w0, cl_mem out, size_t out_off, const char *what)
+{
+    int status;
+    size_t len = 0, total = 0;
+    if ((status = check_window(h, w, window, stride, what)) < 0 ||
+        (status = check_pos(c, "the channel count c", what)) < 0 ||
+        (status = count3((size_t)c, (size_t)h, (size_t)w, &len, "image", what)) < 0 ||
+        (status = check_copies(len, copies, w0, out, out_off, &total, what)) < 0)
+        return status;
+    int ny = cnn_gm_positions(h, window, stride), nx = cnn_gm_positions(w, window, stride);
+    if ((long long)w0 + copies > (long long)ny * nx)
+        return cnn_error_set(CNN_ERR_INPUT, "%s: windows [%d, %lld) past the %d windows", what, w0,
+                             (long long)w0 + copies, ny * nx);
+    if ((status = check_sources(x, x_off, "input", base, base_off, "baseline", len, out, out_off, total, what)) < 0)
+        return status;
+    cl_kernel k;
+    if ((status = gm_kernel(cl, "kernel_gm_occlude", what, &k)) < 0) return status;
+    cl_ulong ux = x_off, ub = base_off, ulen = len, uo = out_off, un = total;
+    cl_uint uh = (cl_uint)h, uw = (cl_uint)w, uwin = (cl_uint)window, ust = (cl_uint)stride, unx = (cl_uint)nx,
+            uw0 = (cl_uint)w0;
+    gm_arg args[] = {GA(x), GA(ux), GA(base), GA(ub), GA(uh), GA(uw), GA(ulen), GA(uwin), GA(ust), GA(unx),
+                     GA(uw0), GA(out), GA(uo), GA(un)};
+    if ((status = set_args(k, args, sizeof args / sizeof args[0], what)) < 0) return status;
+    return cnn_cl_run1d(cl, k, total, what);
+}
+
+int cnn_gm_occlusion_map(cnn_cl *cl, cl_mem d, size_t d_off, int h, int w, int window, int stride, cl_mem out,
+                         size_t out_off, const char *what)
+{
+    int status;
+    size_t px = 0;
+    if ((status = check_window(h, w, window, stride, what)) < 0 ||
+        (status = count3((size_t)h, (size_t)w, 1, &px, "map", what)) < 0)
+        return status;
+    if (px > UINT32_MAX) return cnn_error_set(CNN_ERR_INPUT, "%s: %zu pixels (at most %u)", what, px, UINT32_MAX);
+    int ny = cnn_gm_positions(h, window, stride), nx = cnn_gm_positions(w, window, stride);
+    if ((status = check_span(d, d_off, (size_t)ny * nx, sizeof(float), "window score", what)) < 0 ||
+        (status = check_span(out, out_off, px, sizeof(float), "output", what)) < 0 ||
+        (status = check_overlap(out, out_off, px, "output", d, d_off, (size_t)ny * nx, "window score", false, what)) <
+            0)
+        return status;
+    cl_kernel k;
+    if ((status = gm_kernel(cl, "kernel_gm_occlusion_map", what, &k)) < 0) return status;
+    cl_ulong ud = d_off, uo = out_off;
+    cl_uint uh = (cl_uint)h, uw = (cl_uint)w, uwin = (cl_uint)window, ust = (cl_uint)stride, uny = (cl_uint)ny,
+            unx = (cl_uint)nx;
+    gm_arg args[] = {GA(d), GA(ud), GA(uh), GA(uw), GA(uwin), GA(ust), GA(uny), GA(unx), GA(out), GA(uo)};
+    if ((status = set_args(k, args, sizeof args / sizeof args[0], what)) < 0) return status;
+    return cnn_cl_run1d(cl, k, px, what);
+}
+
+int cnn_gm_blur(cnn_cl *cl, cl_mem x, size_t x_off, int c, int h, int w, float sigma, cl_mem tmp, cl_mem out,
+                size_t out_off, const char *what)
+{
+    int status;
+    size_t len = 0;
+    if (!(sigma > 0.0f) || !isfinite(sigma) || sigma > 1e4f)
+        return cnn_error_set(CNN_ERR_INPUT, "%s: blur sigma %g (must be in (0, 1e4])", what, (double)sigma);
+    if ((status = check_pos(c, "the channel count c", what)) < 0 || (status = check_pos(h, "the height", what)) < 0 ||
+        (status = check_pos(w, "the width", what)) < 0 ||
+        (status = count3((size_t)c, (size_t)h, (size_t)w, &len, "image", what)) < 0 ||
+        (status = check_span(x, x_off, len, sizeof(float), "input", what)) < 0 ||
+        (status = check_span(tmp, 0, len, sizeof(float), "scratch", what)) < 0 ||
+        (status = check_span(out, out_off, len, sizeof(float), "output", what)) < 0 ||
+        (status = check_overlap(tmp, 0, len, "scratch", x, x_off, len, "input", false, what)) < 0 ||
+        (status = check_overlap(out, out_off, len, "output", tmp, 0, len, "scratch", false, what)) < 0)
+        return status;
+    cl_kernel k;
+    if ((status = gm_kernel(cl, "kernel_gm_blur", what, &k)) < 0) return status;
+    cl_int radius = (cl_int)ceilf(3.0f * sigma);
+    cl_uint uh = (cl_uint)h, uw = (cl_uint)w;
+    cl_ulong un = len;
+    for (cl_uint dir = 0; dir < 2; dir++) {
+        cl_mem src = dir ? tmp : x, dst = dir ? out : tmp;
+        cl_ulong so = dir ? 0 : x_off, dso = dir ? out_off : 0;
+        gm_arg args[] = {GA(src), GA(so), GA(uh), GA(uw), GA(un), GA(sigma), GA(radius), GA(dir), GA(dst), GA(dso)};
+        if ((status = set_args(k, args, sizeof args / sizeof args[0], what)) < 0) return status;
+        if ((status = cnn_cl_run1d(cl, k, len, what)) < 0) return status;
+    }
+    return CNN_OK;
+}
+
+int cnn_gm_curve(cnn_cl *cl, cl_mem a, size_t a_off, cl_mem b, size_t b_off, cl_mem rank, int c, int plane,
+                 int copies, int s0, int steps, cl_mem out, size_t out_off, const char *what)
+{
+    int status;
+    size_t len = 0, total = 0;
+    if ((status = check_pos(c, "the channel count c", what)) < 0 ||
+        (status = check_pos(plane, "the plane size", what)) < 0 ||
+        (status = check_pos(steps, "the step count", what)) < 0 ||
+        (status = count3((size_t)c, (size_t)plane, 1, &len, "image", what)) < 0 ||
+        (status = check_copies(len, copies, s0, out, out_off, &total, what)) < 0)
+        return status;
+    if ((long long)s0 + copies > (long long)steps + 1)
+        return cnn_error_set(CNN_ERR_INPUT, "%s: steps [%d, %lld) past the %d steps", what, s0,
+                             (long long)s0 + copies, steps);
+    if ((status = check_sources(a, a_off, "first", b, b_off, "second", len, out, out_off, total, what)) < 0 ||
+        (status = check_span(rank, 0, (size_t)plane, sizeof(cl_uint), "rank", what)) < 0 ||
+        (status = check_overlap(out, out_off, total, "output", rank, 0, (size_t)plane, "rank", false, what)) < 0)
+        return status;
+    cl_kernel k;
+    if ((status = gm_kernel(cl, "kernel_gm_curve", what, &k)) < 0) return status;
+    cl_ulong ua = a_off, ub = b_off, ulen = len, uo = out_off, un = total;
+    cl_uint uplane = (cl_uint)plane, us0 = (cl_uint)s0, usteps = (cl_uint)steps;
+    gm_arg args[] = {GA(a), GA(ua), GA(b), GA(ub), GA(rank), GA(uplane), GA(ulen), GA(us0), GA(usteps), GA(out), GA(uo),
+                     GA(un)};
+    if ((status = set_args(k, args, sizeof args / sizeof args[0], what)) < 0) return status;
+    return cnn_cl_run1d(cl, k, total, what);
 }

@@ -91,4 +91,43 @@ int cnn_gm_overlay(cnn_cl *cl, cl_mem img, int c_img, cl_mem heat, size_t n_px, 
 int cnn_gm_sum_blocks(cnn_cl *cl, cl_mem src, size_t src_off, int n_sum, size_t len, float scale, cl_mem out,
                       size_t out_off, bool accumulate, const char *what);
 
+/* ---- occlusion, blurred baselines, deletion / insertion curves ---- */
+
+/* Window positions along an axis of `side` pixels: i * stride for i = 0, 1,
+ * ... clamped to side - window, the last one flush with the edge (every
+ * pixel covered).  window <= side, stride >= 1. */
+static inline int cnn_gm_positions(int side, int window, int stride)
+{
+    return side <= window ? 1 : (side - window + stride - 1) / stride + 1;
+}
+
+/* Occlusion inputs: out[k] (copies of c x h x w floats at out_off) = x with
+ * window w0 + k covered by base (x, base: c x h x w floats), windows
+ * numbered row-major over cnn_gm_positions(h) x cnn_gm_positions(w). */
+int cnn_gm_occlude(cnn_cl *cl, cl_mem x, size_t x_off, cl_mem base, size_t base_off, int c, int h, int w,
+                   int window, int stride, int copies, int w0, cl_mem out, size_t out_off, const char *what);
+
+/* Occlusion map: out[p] (h x w) = mean of d[window] over the windows that
+ * cover pixel p (d: one value per window, row-major), summed in window
+ * order. */
+int cnn_gm_occlusion_map(cnn_cl *cl, cl_mem d, size_t d_off, int h, int w, int window, int stride, cl_mem out,
+                         size_t out_off, const char *what);
+
+/* Gaussian blur of c planes of h x w: separable, taps exp(-j^2 / 2 sigma^2)
+ * for |j| <= ceil(3 sigma), normalised to sum 1, edge pixels repeated; rows
+ * first into tmp (c * h * w floats, not x or out), then columns.  sigma > 0. */
+int cnn_gm_blur(cnn_cl *cl, cl_mem x, size_t x_off, int c, int h, int w, float sigma, cl_mem tmp, cl_mem out,
+                size_t out_off, const char *what);
+
+/* The blur of blurred baselines: sigma = min(h, w) / 32 pixels, at least 1
+ * (7 px at 224). */
+static inline float cnn_gm_blur_sigma(int h, int w) { return (h < w ? h : w) / 32.0f > 1.0f ? (h < w ? h : w) / 32.0f : 1.0f; }
+
+/* Deletion / insertion inputs: copy k (of c x plane floats) is step
+ * s = s0 + k of `steps`: pixel p takes a where rank[p] < floor(s * plane /
+ * steps), else b (a, b: c x plane floats; rank: plane uints, a permutation
+ * of 0 .. plane-1 by importance).  s0 + copies <= steps + 1. */
+int cnn_gm_curve(cnn_cl *cl, cl_mem a, size_t a_off, cl_mem b, size_t b_off, cl_mem rank, int c, int plane,
+                 int copies, int s0, int steps, cl_mem out, size_t out_off, const char *what);
+
 #endif

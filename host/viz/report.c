@@ -523,6 +523,12 @@ static const char *const k_css[] = {
     ".grid img{width:100%;height:auto;display:block;min-height:8px}.grid figcaption{text-align:center;"
     "margin-top:1px;font-size:11px}.grid .bad img{outline:2px solid var(--warn)}\n"
     ".scroll{overflow-x:auto}table.layers td,table.layers th{white-space:nowrap}\n"
+    ".xrow{margin-top:14px;border-top:1px solid var(--line);padding-top:8px}.xrow h4{margin:0 0 8px;"
+    "font-size:14px}.xrow h4 small{color:var(--mut);font-weight:400;margin-left:8px}\n"
+    ".xfig{display:grid;grid-template-columns:repeat(auto-fill,minmax(190px,1fr));gap:12px}\n"
+    ".xfig img{width:100%;height:auto;display:block;border-radius:3px}\n"
+    "svg.curve{display:block;margin-top:4px;background:var(--card);border:1px solid var(--line);"
+    "border-radius:3px}svg.curve .d{stroke:#2166ac}svg.curve .i{stroke:#b2182b}\n"
     "tr.fused td{color:var(--mut)}.tag{font-size:11px;border:1px solid var(--line);border-radius:4px;"
     "padding:0 4px;margin-left:6px}tfoot td{font-weight:600;border-bottom:0}\n"
     "button{font:inherit;font-size:12px;padding:2px 10px;margin-left:8px;border:1px solid var(--line);"
@@ -874,6 +880,129 @@ static void put_card(ctx *x, int gi)
     put_str(b, "</article>\n");
 }
 
+/* Gradient maps: the groups whose entries name a target class. */
+static bool is_grad(const ctx *x, const group *g) { return g->n > 0 && x->e[x->items[g->start].e].has_cls; }
+
+/* Deletion (blue) and insertion (red) curves of a map as a small inline
+ * SVG, with their areas. */
+static void put_curves(sbuf *b, const cnn_manifest_entry *e)
+{
+    put_str(b, "<div class=\"meta\"><span>deletion AUC ");
+    put_num(b, "%.3f", e->auc[0]);
+    put_str(b, "</span><span>insertion AUC ");
+    put_num(b, "%.3f", e->auc[1]);
+    put_str(b, "</span></div><svg class=\"curve\" viewBox=\"0 0 100 40\" width=\"150\" height=\"60\" "
+               "preserveAspectRatio=\"none\" role=\"img\" aria-label=\"deletion (blue) and insertion (red) "
+               "curves: class probability against the fraction of pixels removed or inserted\">");
+    for (int c = 0; c < 2; c++) {
+        const float *v = c ? e->insertion : e->deletion;
+        putf(b, "<polyline class=\"%s\" fill=\"none\" stroke-width=\"1.2\" vector-effect=\"non-scaling-stroke\" "
+                "points=\"", c ? "i" : "d");
+        for (int k = 0; k < e->n_curve; k++) {
+            double px = e->n_curve > 1 ? 100.0 * k / (e->n_curve - 1) : 0;
+            double py = isfinite(v[k]) ? 40.0 * (1.0 - fmin(fmax(v[k], 0.0), 1.0)) : 40.0;
+            putf(b, k ? " %.2f,%.2f" : "%.2f,%.2f", px, py);
+        }
+        put_str(b, "\"/>");
+    }
+    put_str(b, "</svg>");
+}
+
+/* An input's gradient maps, one row per target class (in the order the
+ * classes first appear): each method's map and its overlay side by side,
+ * with stats, the note, the curves; the row's .npy files below it. */
+static int put_explanations(ctx *x, const dinput *d)
+{
+    sbuf *b = x->b;
+    int n = 0, cap = 0;
+    int(*cl)[2] = NULL; /* (class, first entry) */
+    for (int gi = d->g0; gi < d->g1; gi++) {
+        const group *g = &x->groups[gi];
+        if (!is_grad(x, g)) continue;
+        for (int i = 0; i < g->n; i++) {
+            const item *t = &x->items[g->start + i];
+            int c = x->e[t->e].cls, k = 0;
+            while (k < n && cl[k][0] != c) k++;
+            if (k < n) {
+                if (t->e < cl[k][1]) cl[k][1] = t->e;
+                continue;
+            }
+            if (n == cap) {
+                int nc = cap ? 2 * cap : 8;
+                int(*p)[2] = cnn_realloc(cl, (size_t)nc * sizeof *cl);
+                if (!p) {
+                    free(cl);
+                    return CNN_ERR_NOMEM;
+                }
+                cl = p;
+                cap = nc;
+            }
+            cl[n][0] = c;
+            cl[n][1] = t->e;
+            n++;
+        }
+    }
+    if (n) qsort(cl, (size_t)n, sizeof *cl, cmp_first);
+    for (int k = 0; k < n; k++) {
+        const cnn_manifest_entry *first = &x->e[cl[k][1]];
+        putf(b, "<div class=\"xrow\"><h4>class %d", cl[k][0]);
+        if (first->label && first->label[0]) {
+            put_str(b, " &middot; ");
+            esc(b, first->label);
+        }
+        put_str(b, "<small>why this class: each map beside its overlay</small></h4><div class=\"xfig\">\n");
+        for (int gi = d->g0; gi < d->g1; gi++) {
+            const group *g = &x->groups[gi];
+            if (!is_grad(x, g)) continue;
+            for (int i = 0; i < g->n; i++) {
+                const item *t = &x->items[g->start + i];
+                const cnn_manifest_entry *e = &x->e[t->e];
+                if (e->cls != cl[k][0] || t->cls != CLS_MAIN) continue;
+                put_str(b, "<figure><img class=\"z\" tabindex=\"0\" loading=\"lazy\" decoding=\"async\" src=\"");
+                url(b, e->path);
+                put_str(b, "\" alt=\"");
+                put_tap_name(b, t);
+                putf(b, " class %d", e->cls);
+                if (e->role) {
+                    put_str(b, " ");
+                    esc(b, e->role);
+                }
+                put_str(b, "\"><figcaption><b>");
+                esc(b, e->kind ? e->kind : "");
+                put_str(b, "</b>");
+                if (e->layer && strcmp(e->layer, "input") != 0) {
+                    put_str(b, " ");
+                    esc(b, e->layer);
+                }
+                if (e->role && streq(e->role, "overlay")) {
+                    put_str(b, " overlay</figcaption></figure>\n");
+                    continue;
+                }
+                put_stats_meta(b, e);
+                if (e->n_curve > 1 && e->deletion && e->insertion) put_curves(b, e);
+                put_str(b, "</figcaption></figure>\n");
+            }
+        }
+        put_str(b, "</div>");
+        bool any_file = false;
+        for (int gi = d->g0; gi < d->g1; gi++) {
+            const group *g = &x->groups[gi];
+            if (!is_grad(x, g)) continue;
+            for (int i = 0; i < g->n; i++) {
+                const item *t = &x->items[g->start + i];
+                if (t->cls != CLS_FILE || x->e[t->e].cls != cl[k][0]) continue;
+                if (!any_file) put_str(b, "<div class=\"files\">");
+                any_file = true;
+                put_file_link(b, &x->e[t->e], false);
+            }
+        }
+        if (any_file) put_str(b, "</div>");
+        put_str(b, "</div>\n");
+    }
+    free(cl);
+    return CNN_OK;
+}
+
 static void put_top(sbuf *b, const cnn_report_input *in)
 {
     if (in->n_top <= 0) return;
@@ -894,7 +1023,7 @@ static void put_top(sbuf *b, const cnn_report_input *in)
     put_str(b, "</tbody></table>\n");
 }
 
-static void put_input(ctx *x, int k)
+static int put_input(ctx *x, int k)
 {
     sbuf *b = x->b;
     const dinput *d = &x->inputs[k];
@@ -934,10 +1063,12 @@ static void put_input(ctx *x, int k)
     if (pred) put_top(b, pred);
     else put_str(b, "<p class=\"note\">No predictions for this input.</p>\n");
     put_str(b, "</div>\n");
+    int status = put_explanations(x, d);
+    if (status < 0) return status;
     bool any_file = false;
     for (int gi = d->g0; gi < d->g1; gi++) {
         const group *g = &x->groups[gi];
-        if (is_card(g)) continue;
+        if (is_card(g) || is_grad(x, g)) continue;
         for (int i = 0; i < g->n; i++) {
             const item *t = &x->items[g->start + i];
             if (t->cls != CLS_FILE) continue;
@@ -949,13 +1080,14 @@ static void put_input(ctx *x, int k)
     if (any_file) put_str(b, "</div>\n");
     bool any_card = false;
     for (int gi = d->g0; gi < d->g1; gi++) {
-        if (!is_card(&x->groups[gi])) continue;
+        if (!is_card(&x->groups[gi]) || is_grad(x, &x->groups[gi])) continue;
         if (!any_card) put_str(b, "<div class=\"cards\">\n");
         any_card = true;
         put_card(x, gi);
     }
     if (any_card) put_str(b, "</div>\n");
     put_str(b, "</div></details>\n");
+    return CNN_OK;
 }
 
 static void put_layers(ctx *x)
@@ -1112,7 +1244,8 @@ static void put_page(ctx *x)
             put_str(b, "<button type=\"button\" data-act=\"open\">open all</button>"
                        "<button type=\"button\" data-act=\"close\">close all</button>");
         put_str(b, "</h2>\n");
-        for (int k = 0; k < x->n_inputs && !b->failed; k++) put_input(x, k);
+        for (int k = 0; k < x->n_inputs && !b->failed; k++)
+            if (put_input(x, k) < 0) b->failed = true;
         put_str(b, "</section>\n");
     }
     if (n_model) {

@@ -14,7 +14,8 @@
 
 const char *const cnn_scope_names[] = {"per-channel", "per-layer", "global", "fixed", NULL};
 const char *const cnn_gmethod_names[] = {"saliency",   "guided",  "deconvnet", "smoothgrad",     "integrated",
-                                         "gradxinput", "gradcam", "gradcampp", "layercam", "guided-gradcam", NULL};
+                                         "gradxinput", "gradcam", "gradcampp", "layercam", "guided-gradcam",
+                                         "occlusion",  NULL};
 
 /* Montage limits: tiles are enlarged until their longer side reaches
  * MIN_TILE pixels (7x7 maps become 49x49), no image side exceeds MAX_SIDE. */
@@ -100,12 +101,18 @@ static int configure_gradient(cnn_vtap *t, const cnn_graph *g, int layer, int me
     int n_out = (int)cnn_layer_numel(&g->layers[g->n - 1]);
     int status = parse_class(t, spec ? spec->cls : NULL, n_out, labels, n_labels, where);
     if (status < 0) return status;
-    t->is_signed = t->method == CNN_GM_INTEGRATED || t->method == CNN_GM_GRADXINPUT;
+    t->is_signed = t->method == CNN_GM_INTEGRATED || t->method == CNN_GM_GRADXINPUT || t->method == CNN_GM_OCCLUSION;
     t->scope = CNN_SCOPE_LAYER;
     t->cmap = t->is_signed ? CNN_CMAP_RDBU : CNN_CMAP_TURBO;
     t->alpha = 0.5f;
     t->samples = t->method == CNN_GM_SMOOTHGRAD ? 25 : 50;
     t->sigma = 0.15f;
+    /* occlusion: a window of ~1/14 of the shorter side (16 px at 224),
+     * half-overlapping, covered with 0 in network units (the mean colour) */
+    int side = g->in_h < g->in_w ? g->in_h : g->in_w;
+    t->window = (side + 7) / 14 > 1 ? (side + 7) / 14 : 1;
+    t->base_zero = t->method == CNN_GM_OCCLUSION;
+    t->entry = -1;
     if (spec) {
         t->prob = spec->score && !strcmp(spec->score, "prob");
         t->alpha = spec->alpha;
@@ -124,12 +131,20 @@ static int configure_gradient(cnn_vtap *t, const cnn_graph *g, int layer, int me
         if (spec->has_signed) t->is_signed = spec->is_signed;
         if (spec->colormap) t->cmap = (cnn_cmap)cnn_colormap_find(spec->colormap);
         if (spec->baseline) {
-            if (!strcmp(spec->baseline, "zero")) t->base_zero = true;
-            else if (!strcmp(spec->baseline, "blur"))
-                return cnn_error_set(CNN_ERR_INPUT, "%s: baseline 'blur' is not available in this version "
-                                     "(black, zero or a pixel value)", where);
-            else if (strcmp(spec->baseline, "black") != 0) t->base_pixel = strtof(spec->baseline, NULL);
+            t->base_zero = !strcmp(spec->baseline, "zero");
+            t->base_blur = !strcmp(spec->baseline, "blur");
+            if (!t->base_zero && !t->base_blur && strcmp(spec->baseline, "black") != 0)
+                t->base_pixel = strtof(spec->baseline, NULL);
         }
+        if (spec->window) t->window = spec->window;
+        if (spec->step) t->stride = spec->step;
+        t->curves = spec->curves;
+    }
+    if (t->method == CNN_GM_OCCLUSION) {
+        if (t->window > side)
+            return cnn_error_set(CNN_ERR_INPUT, "%s: occlusion window %d is larger than the input (%d x %d)", where,
+                                 t->window, g->in_h, g->in_w);
+        if (!t->stride) t->stride = t->window / 2 > 1 ? t->window / 2 : 1;
     }
     if (t->scope == CNN_SCOPE_CHANNEL || t->scope == CNN_SCOPE_GLOBAL) t->scope = CNN_SCOPE_LAYER;
     return CNN_OK;
@@ -873,7 +888,8 @@ rd_fail:
     cnn_manifest_entry e = {.kind = (char *)method, .role = "map", .layer = (char *)t->layer_name,
                             .input = (char *)input, .channel = -1, .normalize = (char *)scope_label(t),
                             .colormap = (char *)cmap_label(t, 1), .has_stats = 1, .has_range = 1,
-                            .has_cls = 1, .cls = cls, .note = (char *)note};
+                            .has_cls = 1, .cls = cls, .note = (char *)note,
+                            .label = cls < v->n_labels ? v->labels[cls] : NULL};
     if (status == CNN_OK) {
         summarise(st, 0, 1, e.stats, &e.nonfinite);
         e.range[0] = rg[0];
@@ -883,6 +899,7 @@ rd_fail:
     if (status == CNN_OK) {
         snprintf(rel, sizeof rel, "%s/%s_c%d.png", stem, name, cls);
         status = emit(v, rel, pb, 0, w, h, ncomp, &e);
+        t->entry = v->manifest->n - 1;
     }
     if (status == CNN_OK && overlay) {
         snprintf(rel, sizeof rel, "%s/%s_c%d_overlay.png", stem, name, cls);
@@ -899,7 +916,8 @@ rd_fail:
         if (status == CNN_OK) {
             cnn_manifest_entry r = {.path = rel, .kind = (char *)method, .role = "tensor",
                                     .layer = (char *)t->layer_name, .input = (char *)input, .channel = -1,
-                                    .format = "npy", .ndim = 2, .shape = {raw_h, raw_w}, .has_cls = 1, .cls = cls};
+                                    .format = "npy", .ndim = 2, .shape = {raw_h, raw_w}, .has_cls = 1, .cls = cls,
+                                    .label = e.label};
             status = cnn_manifest_add(v->manifest, &r);
         }
     }

@@ -37,6 +37,7 @@ typedef enum cnn_gmethod {
     CNN_GM_GRADCAMPP,
     CNN_GM_LAYERCAM,
     CNN_GM_GUIDED_GRADCAM, /* guided saliency * upsampled Grad-CAM */
+    CNN_GM_OCCLUSION,      /* score drop when a window is covered (forward passes only) */
     CNN_GM_COUNT
 } cnn_gmethod;
 extern const char *const cnn_gmethod_names[]; /* "saliency", ... */
@@ -69,8 +70,12 @@ typedef struct cnn_vtap {
     float alpha;             /* overlay */
     int samples;             /* smoothgrad copies / integrated steps */
     float sigma;             /* smoothgrad noise, fraction of (max - min) of the input */
-    bool base_zero;          /* integrated baseline: 0 (else a pixel value) */
-    float base_pixel;        /* baseline pixel value (0: black) */
+    bool base_zero;          /* integrated/occlusion baseline: 0 in network units */
+    bool base_blur;          /* ... or the input blurred (cnn_gm_blur_sigma) */
+    float base_pixel;        /* ... else this pixel value (0: black) */
+    int window, stride;      /* occlusion window side and step, pixels */
+    int curves;              /* deletion/insertion curve steps per map; 0: none */
+    int entry;               /* manifest index of the last map's PNG */
     cl_mem cam;              /* guided-gradcam: the upsampled cams of the batch */
 
     /* activations: n_maps maps of h x w per input (flat layers: c maps of 1x1) */
@@ -98,6 +103,8 @@ typedef struct cnn_vctx {
     char *last_dir;           /* the folder the last file went to (made) */
     char **notes;             /* run-wide remarks for the report */
     int n_notes;
+    char *const *labels;      /* borrowed class names (gradient maps' manifest label), or NULL */
+    int n_labels;
 } cnn_vctx;
 
 /* Resolves kind, scope, range, clip, colormap and caps of `spec` (NULL: the
@@ -139,7 +146,8 @@ int cnn_vtap_weights(cnn_vctx *v, cnn_vtap *t);
  * <stem>/<name>_c<cls>.png through the tap's colormap and range rules, as
  * <name>_c<cls>_overlay.png blended on the input image img8 (h x w x c_img
  * bytes on the device), and as .npy when `npy` (raw: raw_h x raw_w floats at
- * raw + raw_off; the map before upsampling for CAMs). */
+ * raw + raw_off; the map before upsampling for CAMs).  t->entry becomes the
+ * PNG's manifest index (curves are attached to it later). */
 int cnn_vtap_map(cnn_vctx *v, cnn_vtap *t, cl_mem src, size_t off, int h, int w, cl_mem img8, int c_img, int cls,
                  const char *input, const char *stem, bool npy, cl_mem raw, size_t raw_off, int raw_h, int raw_w,
                  const char *note);

@@ -1,10 +1,15 @@
-"""Benchmark (not a test): cnnviz-cl beside PyTorch CPU on the same machine,
+"""Benchmark (not a test): cnnviz-cl beside PyTorch on the same machine,
 same weights, same run.  Batch-1 forward, median of N timed runs after one
-warm-up on each side.
+warm-up on each side; with --grad also saliency and Grad-CAM (forward +
+backward + map), PyTorch's done with autograd the way pytorch-grad-cam
+does it (a hook keeps the layer's output; torch.autograd.grad of the
+target logit).
 
-  /usr/bin/python3 test/bench/bench.py [--bin build-release/cnnviz-cl] [--runs 10] [NET ...]
+  /usr/bin/python3 test/bench/bench.py [--bin build-release/cnnviz-cl] [--runs 10] [--grad] [NET ...]
+  python3 test/bench/bench.py --torch-device cuda --cl-arg=--platform --cl-arg=0 ...   (a GPU)
 
-Writes a markdown table to stdout (and BENCHMARKS.md with --write).
+Writes a markdown table to stdout (and BENCHMARKS.md with --write, or the
+file given by --md).
 """
 import argparse
 import os
@@ -34,27 +39,86 @@ def cpu_name():
     return platform.processor() or "unknown CPU"
 
 
-def torch_median(model, x, runs):
-    with torch.no_grad():
-        model(x)  # warm-up
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            model(x)
-            times.append((time.perf_counter() - t0) * 1e3)
+# Grad-CAM layer per network: (our layer name, torchvision module path)
+CAM_LAYER = {"vgg16": ("relu5_3", "features.29"), "resnet18": ("layer4", "layer4"),
+             "mobilenet_v2": ("features.18", "features.18")}
+
+
+def sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, runs, dev):
+    fn()  # warm-up
+    sync(dev)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        sync(dev)
+        times.append((time.perf_counter() - t0) * 1e3)
     return float(np.median(times))
 
 
-def ours_median(binary, config, weights, image, runs, out):
-    cmd = [binary, "run", config, "--weights", weights, "--input", image, "--out", out,
-           "--no-taps", "-q", "--repeat", str(runs)]
+def torch_median(model, x, runs):
+    with torch.no_grad():
+        return timed(lambda: model(x), runs, x.device)
+
+
+def torch_grad_medians(model, x, runs, module_path):
+    """Saliency and Grad-CAM with autograd, as hooking libraries do it."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    module = model.get_submodule(module_path)
+    kept = {}
+    module.register_forward_hook(lambda m, i, o: kept.__setitem__("a", o))
+    cls = int(model(x).argmax())
+
+    def saliency():
+        xi = x.detach().clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(model(xi)[0, cls], xi)
+        return g.abs().amax(1)
+
+    def gradcam():
+        xi = x.detach().clone().requires_grad_(True)  # as the libraries do
+        y = model(xi)
+        a = kept["a"]
+        (g,) = torch.autograd.grad(y[0, cls], a)
+        w = g.mean((2, 3), keepdim=True)
+        cam = torch.relu((w * a).sum(1, keepdim=True))
+        cam = torch.nn.functional.interpolate(cam, size=x.shape[2:], mode="bilinear", align_corners=False)
+        return cam
+
+    return timed(saliency, runs, x.device), timed(gradcam, runs, x.device)
+
+
+def run_ours(cmd):
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
-        sys.exit("cnnviz-cl failed: %s\n%s" % (" ".join(cmd), r.stderr))
-    m = re.search(r"forward: median ([0-9.]+) ms", r.stdout)
+        sys.exit("cnnviz-cl failed (exit %d): %s\n%s" % (r.returncode, " ".join(cmd), r.stderr))
+    return r.stdout
+
+
+def ours_median(binary, config, weights, image, runs, out, extra):
+    out = run_ours([binary, "run", config, "--weights", weights, "--input", image, "--out", out,
+                    "--no-taps", "--no-report", "-q", "--repeat", str(runs)] + extra)
+    m = re.search(r"forward: median ([0-9.]+) ms", out)
     if not m:
-        sys.exit("no 'forward: median' line in:\n" + r.stdout)
+        sys.exit("no 'forward: median' line in:\n" + out)
     return float(m.group(1))
+
+
+def ours_grad_medians(binary, config, weights, image, runs, out, extra, layer):
+    out = run_ours([binary, "run", config, "--weights", weights, "--input", image, "--out", out,
+                    "--no-report", "-q", "--repeat", str(runs), "--tap", "input:saliency",
+                    "--tap", layer + ":gradcam"] + extra)
+    got = {}
+    for m in re.finditer(r"gradient [^:]+:(\w+): median ([0-9.]+) ms", out):
+        got[m.group(1)] = float(m.group(2))
+    if set(got) != {"saliency", "gradcam"}:
+        sys.exit("no gradient timings in:\n" + out)
+    return got["saliency"], got["gradcam"]
 
 
 def main():
@@ -64,42 +128,77 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tmp", default=os.path.join(ROOT, "build", "bench-tmp"))
     ap.add_argument("--write", action="store_true", help="write BENCHMARKS.md")
+    ap.add_argument("--md", help="write the table to this file instead")
+    ap.add_argument("--grad", action="store_true", help="also saliency and Grad-CAM")
+    ap.add_argument("--torch-device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--cl-arg", action="append", default=[],
+                    help="argument for cnnviz-cl (repeat: --cl-arg=--platform --cl-arg=1)")
     ap.add_argument("nets", nargs="*", default=["vgg16", "resnet18", "mobilenet_v2"])
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    dev = torch.device(a.torch_device)
+    if dev.type == "cuda":  # float32 as we compute it: no TF32 shortcuts
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.benchmark = True
     os.makedirs(a.tmp, exist_ok=True)
     img = netref.make_scene(256, seed=1)
     image = os.path.join(a.tmp, "scene.png")
     netref.save_png(img, image)
-    x = netref.preprocess(img).float()
-    rows = []
+    x = netref.preprocess(img).float().to(dev)
+    rows, grows = [], []
     for name in a.nets:
         weights = os.path.join(a.tmp, name + ".safetensors")
         model = netref.make_model(name, seed=0)
         if not os.path.exists(weights):
             netref.save_safetensors(model.state_dict(), weights)
-        model = model.float().eval()
+        model = model.float().eval().to(dev)
         config = os.path.join(ROOT, "configs", name + ".yaml")
-        ours = ours_median(a.bin, config, weights, image, a.runs, os.path.join(a.tmp, "out"))
+        out = os.path.join(a.tmp, "out")
+        ours = ours_median(a.bin, config, weights, image, a.runs, out, a.cl_arg)
         ref = torch_median(model, x, a.runs)
         rows.append((name, ours, ref))
         print("%-14s cnnviz-cl %9.1f ms   PyTorch %9.1f ms   ratio %.2f" % (name, ours, ref, ours / ref),
               flush=True)
-    dev = subprocess.run([a.bin, "devices"], capture_output=True, text=True).stdout
-    sel = [l for l in dev.splitlines() if l.startswith("selected:")]
+        if a.grad and name in CAM_LAYER:
+            osal, ocam = ours_grad_medians(a.bin, config, weights, image, a.runs, out, a.cl_arg,
+                                           CAM_LAYER[name][0])
+            tsal, tcam = torch_grad_medians(model, x, a.runs, CAM_LAYER[name][1])
+            grows.append((name, ours, osal, ocam, ref, tsal, tcam))
+            print("%-14s saliency %.1f / %.1f ms, Grad-CAM %.1f / %.1f ms (cnnviz-cl / PyTorch)"
+                  % (name, osal, tsal, ocam, tcam), flush=True)
+    devs = subprocess.run([a.bin, "devices"] + a.cl_arg, capture_output=True, text=True).stdout
+    sel = [l for l in devs.splitlines() if l.startswith("selected:")]
+    if dev.type == "cuda":
+        tdesc = "PyTorch %s CUDA on %s (float32, TF32 off)" % (torch.__version__, torch.cuda.get_device_name())
+    else:
+        tdesc = "PyTorch %s CPU with %d threads" % (torch.__version__, a.threads)
     text = ["# Benchmarks", "",
             "Batch-1 forward, median of %d runs after one warm-up, measured in one run of "
             "`test/bench/bench.py` on the same machine and the same random weights." % a.runs, "",
-            "- CPU: %s, %d cores; PyTorch %s CPU with %d threads" % (cpu_name(), os.cpu_count(),
-                                                                    torch.__version__, a.threads),
+            "- CPU: %s, %d cores; %s" % (cpu_name(), os.cpu_count(), tdesc),
             "- cnnviz-cl device: %s" % (sel[0].split(":", 2)[-1].strip() if sel else "?"), "",
             "| network | cnnviz-cl ms | PyTorch ms | ratio (lower is better) |",
             "| --- | ---: | ---: | ---: |"]
     for name, ours, ref in rows:
         text.append("| %s | %.1f | %.1f | %.2f× |" % (name, ours, ref, ours / ref))
+    if grows:
+        text += ["", "Gradient maps, batch 1, target = top-1 logit, forward + backward + map on the device "
+                 "(no files); ours in gradient mode (every tensor kept, nothing fused); ratios to each side's "
+                 "own forward in brackets.", "",
+                 "| network | cnnviz-cl saliency ms | cnnviz-cl Grad-CAM ms | PyTorch saliency ms | "
+                 "PyTorch Grad-CAM ms | saliency ratio | Grad-CAM ratio |",
+                 "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for name, fw, osal, ocam, tfw, tsal, tcam in grows:
+            text.append("| %s | %.1f (%.2f×) | %.1f (%.2f×) | %.1f (%.2f×) | %.1f (%.2f×) | %.2f× | %.2f× |"
+                        % (name, osal, osal / fw, ocam, ocam / fw, tsal, tsal / tfw, tcam, tcam / tfw,
+                           osal / tsal, ocam / tcam))
     out = "\n".join(text) + "\n"
     print(out)
-    if a.write:
+    if a.md:
+        with open(a.md, "w") as f:
+            f.write(out)
+    elif a.write:
         path = os.path.join(ROOT, "BENCHMARKS.md")
         rest = ""
         if os.path.exists(path):  # keep the sections other benchmarks write

@@ -330,7 +330,7 @@ def test_hostile_names_and_errors():
     for taps, msg in [("  - {layer: fc1, show: filters}\n", "'filters' needs a conv2d layer"),
                       ("  - {layer: conv1, show: weights}\n", "'weights' needs a linear layer"),
                       ("  - {layer: fc2, show: weights, units: 4}\n", "'units' needs"),
-                      ("  - {layer: conv1, show: occlusion}\n", "not available in this version"),
+                      ("  - {layer: conv1, show: occlusion}\n", "explains the input"),
                       ("  - {layer: input, show: gradcam}\n", "needs a layer with spatial maps"),
                       ("  - {layer: conv1, show: saliency}\n", "use layer: input")]:
         cfg = write_config("bad", taps)
