@@ -2,6 +2,7 @@
  * calls the modules, prints the one error line, maps status to exit code. */
 #include "cli/cli.h"
 #include "core/error.h"
+#include "core/util.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -38,6 +39,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     int status;
+    cnn_signals_install();
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         fputs(USAGE, stdout);
         return 0;
@@ -55,5 +57,6 @@ int main(int argc, char **argv)
     }
     if (status < 0 && cnn_error_message()[0])
         fprintf(stderr, "cnnviz-cl: error: %s\n", cnn_error_message());
+    if (status == CNN_ERR_INTERRUPTED && cnn_signal_pending()) return 128 + cnn_signal_pending();
     return cnn_status_exit_code(status);
 }

@@ -23,6 +23,7 @@
 #include "viz/report.h"
 #include "viz/taps.h"
 
+#include <signal.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -381,6 +382,8 @@ typedef struct run_state {
     cl_mem maps, cams, camw, xsave, acc, gsum, base; /* gradient-map scratch */
     cl_mem tmp, zero, occ, rankbuf; /* blur scratch, zeros, window scores, pixel ranks */
     int chunk;            /* copies per pass for smoothgrad / integrated / occlusion / curves */
+    char **old;           /* files listed by an earlier run's manifest */
+    int n_old, cap_old;
     pending *pend;        /* maps waiting for their deletion / insertion curves */
     int n_pend, cap_pend;
     int n_img8;
@@ -873,6 +876,99 @@ static int write_trace(run_state *s)
 /* ---------------------------------------------------------------------- */
 /* Gradient maps                                                          */
 
+/* The files an earlier run listed in <out>/manifest.json: the "path"
+ * strings, kept only when they are plain relative paths of the characters
+ * this tool writes (no "..", no escapes), so that a stale or edited manifest
+ * can never name anything else.  A missing or unreadable manifest: none. */
+static void old_manifest(run_state *s)
+{
+    char *p = cnn_path_join(s->out_dir, "manifest.json"), *text = NULL;
+    size_t len = 0;
+    if (!p || cnn_file_read(p, 256u << 20, &text, &len) < 0) {
+        cnn_error_clear();
+        free(p);
+        return;
+    }
+    free(p);
+    for (const char *q = text; (q = strstr(q, "\"path\"")) != NULL;) {
+        q += 6;
+        while (*q == ' ' || *q == ':') q++;
+        if (*q++ != '"') continue;
+        const char *end = q;
+        bool ok = true;
+        while (*end && *end != '"') {
+            char c = *end++;
+            ok &= (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+                  c == '-' || c == '/';
+        }
+        size_t n = (size_t)(end - q);
+        ok &= *end == '"' && n > 0 && q[0] != '/';
+        for (size_t i = 0; ok && i + 1 < n; i++) ok &= !(q[i] == '.' && q[i + 1] == '.');
+        if (ok && s->n_old < 1000000) {
+            if (s->n_old == s->cap_old) {
+                int cap = s->cap_old ? 2 * s->cap_old : 64;
+                char **a = cnn_realloc(s->old, (size_t)cap * sizeof *a);
+                if (!a) break;
+                s->old = a;
+                s->cap_old = cap;
+            }
+            char *e = cnn_malloc(n + 1);
+            if (!e) break;
+            memcpy(e, q, n);
+            e[n] = '\0';
+            s->old[s->n_old++] = e;
+        }
+        q = end;
+    }
+    free(text);
+}
+
+static int cmp_str_ptr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* After the new manifest is written: the files of the earlier run that this
+ * run did not write again are removed (and their folders, once empty), so
+ * the folder holds what the manifest lists. */
+static void remove_stale(run_state *s)
+{
+    int n = s->manifest.n;
+    char **now = cnn_malloc((size_t)(n ? n : 1) * sizeof *now);
+    if (!now) return;
+    for (int i = 0; i < n; i++) now[i] = s->manifest.e[i].path;
+    qsort(now, (size_t)n, sizeof *now, cmp_str_ptr);
+    int removed = 0;
+    for (int i = 0; i < s->n_old; i++) {
+        if (!strcmp(s->old[i], "manifest.json") ||
+            bsearch(&s->old[i], now, (size_t)n, sizeof *now, cmp_str_ptr))
+            continue;
+        char *p = cnn_path_join(s->out_dir, s->old[i]);
+        if (p && unlink(p) == 0) {
+            removed++;
+            for (char *slash = strrchr(p, '/'); slash && slash > p + strlen(s->out_dir); slash = strrchr(p, '/')) {
+                *slash = '\0';
+                if (rmdir(p) != 0) break;
+            }
+        }
+        free(p);
+    }
+    free(now);
+    if (removed && !s->o.quiet)
+        fprintf(stderr, "cnnviz-cl: removed %d file%s of an earlier run that this run did not write\n", removed,
+                removed == 1 ? "" : "s");
+}
+
+/* A SIGINT/SIGTERM arrived: stop here (long loops poll this between
+ * device passes); queued PNGs are dropped, temporary files removed. */
+static int interrupted(run_state *s)
+{
+    int sig = cnn_signal_pending();
+    if (!sig) return CNN_OK;
+    char msg[96];
+    snprintf(msg, sizeof msg, "interrupted by %s: stopped without writing a partial file",
+             sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal");
+    cnn_png_pool_cancel(s->pool, CNN_ERR_INTERRUPTED, msg);
+    return cnn_error_set(CNN_ERR_INTERRUPTED, "%s", msg);
+}
+
 static int n_in_px(const run_state *s) { return s->l.graph.in_h * s->l.graph.in_w; }
 
 /* Buffers of the gradient taps: the backward pass, the 8-bit inputs for
@@ -1140,6 +1236,7 @@ static int gradient_maps(run_state *s, int nb, const int *slot_of)
                         if (need < stop) stop = need;
                     }
                 if (!any) continue;
+                CNN_TRY_RET(interrupted(s));
                 for (int b = 0; b < nb; b++) cls[b] = key >= 0 ? s->rank[b * 10 + key] : -1 - key;
                 CNN_TRY_RET(cnn_backward_run(&s->bw, nb, cls, prob == 1, s->logits, modes[mi], stop));
                 for (int t = 0; t < s->n_taps; t++)
@@ -1250,6 +1347,7 @@ static int sampling_maps(run_state *s, cnn_vtap *t, int b, int k, const float *l
         int c = target(s, t, b, r);
         for (int k0 = 0; k0 < t->samples && status == CNN_OK; k0 += s->chunk) {
             int m = t->samples - k0 < s->chunk ? t->samples - k0 : s->chunk;
+            if ((status = interrupted(s)) < 0) break;
             if (t->method == CNN_GM_SMOOTHGRAD)
                 status = cnn_gm_noise(cl, s->xsave, x_off, len, m, k0, sigma, 0x5eedu + (uint32_t)k, s->net.input, 0,
                                       what);
@@ -1331,6 +1429,7 @@ static int occlusion_maps(run_state *s, cnn_vtap *t, int b, int k, const float *
     int status = lg && d ? CNN_OK : CNN_ERR_NOMEM;
     for (int w0 = 0; w0 < nw && status == CNN_OK; w0 += s->chunk) {
         int m = nw - w0 < s->chunk ? nw - w0 : s->chunk;
+        if ((status = interrupted(s)) < 0) break;
         status = cnn_gm_occlude(cl, s->xsave, x_off, s->base, 0, g->in_c, g->in_h, g->in_w, t->window, t->stride, m,
                                 w0, s->net.input, 0, what);
         if (status == CNN_OK) status = cnn_net_forward(&s->net, m);
@@ -1395,6 +1494,7 @@ static int run_curves(run_state *s)
             size_t a_off = ins ? x_off : 0, b_off = ins ? 0 : x_off;
             for (int s0 = 0; s0 <= n && status == CNN_OK; s0 += s->chunk) {
                 int m = n + 1 - s0 < s->chunk ? n + 1 - s0 : s->chunk;
+                if ((status = interrupted(s)) < 0) break;
                 status = cnn_gm_curve(cl, a, a_off, bb, b_off, s->rankbuf, g->in_c, (int)px, m, s0, n, s->net.input, 0,
                                       what);
                 if (status == CNN_OK) status = cnn_net_forward(&s->net, m);
@@ -1499,6 +1599,8 @@ static void run_state_free(run_state *s)
     if (s->stems)
         for (int i = 0; i < s->inputs.n; i++) free(s->stems[i]);
     free(s->stems);
+    for (int i = 0; i < s->n_old; i++) free(s->old[i]);
+    free(s->old);
     cnn_inputs_free(&s->inputs);
     free(s->logits);
     free(s->host_tmp);
@@ -1550,7 +1652,8 @@ static int global_passes(run_state *s, int batch, int *slot_of)
         bool first = true;
         for (int k = 0; k < s->inputs.n;) {
             int n = 0;
-            int status = load_batch(s, batch, &k, slot_of, &n, false);
+            int status = interrupted(s);
+            if (status == CNN_OK) status = load_batch(s, batch, &k, slot_of, &n, false);
             if (status == CNN_OK && n) status = cnn_net_forward(&s->net, n);
             for (int j = 0; j < n && status == CNN_OK; j++) {
                 for (int t = 0; t < s->n_taps && status == CNN_OK; t++) {
@@ -1679,6 +1782,7 @@ int cnn_cmd_run(int argc, char **argv)
     int batch = s.o.batch;
     if (s.inputs.n && batch > s.inputs.n) batch = s.inputs.n;
     CNN_TRY(cnn_mkdirs(s.out_dir, 0755), done);
+    old_manifest(&s);
     if (s.images) CNN_TRY(setup_viz(&s), done);
     /* Nothing reads the host parameters after this: the network frees each
      * layer's once it is on the device, and the file is unmapped. */
@@ -1743,6 +1847,7 @@ int cnn_cmd_run(int argc, char **argv)
     int done_inputs = 0;
     for (int k = 0; k < s.inputs.n && status == CNN_OK;) {
         int b = 0;
+        CNN_TRY(interrupted(&s), loop_done);
         CNN_TRY(load_batch(&s, batch, &k, slot_of, &b, true), loop_done);
         if (b == 0) break;
         CNN_TRY(cnn_net_forward(&s.net, b), loop_done);
@@ -1795,6 +1900,7 @@ loop_done:
         status = p ? cnn_manifest_write(&s.manifest, p) : CNN_ERR_NOMEM;
         free(p);
         if (status < 0) goto done;
+        remove_stale(&s);
     }
     if (!s.o.quiet && done_inputs) {
         fprintf(stderr, "cnnviz-cl: %d input%s in %.2f s (%.1f images/s), first output after %.0f ms; %ld PNG files\n",

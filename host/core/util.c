@@ -139,6 +139,29 @@ void cnn_tmp_cleanup_all(void)
     }
 }
 
+static volatile sig_atomic_t g_signal;
+
+static void on_signal(int sig)
+{
+    if (g_signal) {
+        cnn_tmp_cleanup_all();
+        _exit(128 + sig);
+    }
+    g_signal = sig;
+}
+
+void cnn_signals_install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int cnn_signal_pending(void) { return (int)g_signal; }
+
 char *cnn_tmp_path(const char *path)
 {
     const char *slash = strrchr(path, '/');

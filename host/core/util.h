@@ -39,6 +39,13 @@ int cnn_file_commit(const char *tmp, const char *path);
 void cnn_file_abort(const char *tmp);
 void cnn_tmp_cleanup_all(void); /* async-signal-safe: unlink only */
 
+/* SIGINT / SIGTERM: the first one is recorded (cnn_signal_pending() returns
+ * its number; long loops poll it and stop cleanly, leaving no partial
+ * file); a second one removes the registered temporary files and exits at
+ * once with 128 + its number. */
+void cnn_signals_install(void);
+int cnn_signal_pending(void);
+
 /* mkdir -p; errors name the folder. */
 int cnn_mkdirs(const char *path, int mode);
 

@@ -269,6 +269,17 @@ void cnn_png_pool_free(cnn_png_pool *p)
     pool_destroy(p);
 }
 
+void cnn_png_pool_cancel(cnn_png_pool *p, int status, const char *message)
+{
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    if (p->status == CNN_OK) {
+        p->status = status;
+        snprintf(p->message, sizeof p->message, "%s", message);
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
 long cnn_png_pool_written(cnn_png_pool *p)
 {
     pthread_mutex_lock(&p->mu);

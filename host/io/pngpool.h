@@ -37,6 +37,11 @@ int cnn_png_pool_wait(cnn_png_pool *p);
 /* Waits, stops the threads, frees. NULL is a no-op. */
 void cnn_png_pool_free(cnn_png_pool *p);
 
+/* Drops the queued jobs (files not started are not written; those being
+ * encoded finish or are removed): the run was interrupted.  wait() then
+ * returns `status` with `message`. */
+void cnn_png_pool_cancel(cnn_png_pool *p, int status, const char *message);
+
 /* Files written so far (for progress and the summary line). */
 long cnn_png_pool_written(cnn_png_pool *p);
 

@@ -16,14 +16,30 @@ seeded random weights, same image.
     1 %; the model-randomisation check (Adebayo et al. 2018): re-randomising
     conv4 and the classifier changes the saliency map substantially
     (Spearman rank correlation with the original < 0.5) while the trained
-    model's map is reproducible (a second run equals the first).
+    model's map is reproducible (a second run equals the first);
+  * Fashion-MNIST attribution without gradients, against float64 PyTorch
+    recomputed here: occlusion (`--tap input:occlusion --class top2`, the
+    default window 2 / stride 1 / 0 in network units, and a YAML tap with
+    window 5, step 3: 9 x 9 windows, the last clamped flush with the edge;
+    one with window 2, step 3: 384 pixels in no window, exactly 0), logit
+    drops averaged over the covering windows, relative L2 <= 1e-4;
+    deletion / insertion curves (`--curves 16`, and `curves: 16` in the
+    window-2 step-3 tap, whose block of equal zeros tests ties) of the
+    saliency and occlusion maps, recomputed from the run's own .npy maps
+    (pixels ranked by value, ties by index; deletion to 0, insertion into
+    the Gaussian-blurred input), every point and both AUCs within 1e-4
+    absolute;
+    Integrated Gradients with `baseline: blur` (50 midpoint steps, float64
+    autograd), relative L2 <= 1e-3.
 Nothing is skipped.
 """
 import json
+import math
 import os
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import torch
@@ -200,6 +216,267 @@ def test_fashion(work):
         check(rho < 0.5, "randomised top layers: rank correlation %.3f should be < 0.5" % rho)
 
 
+# ---- occlusion, blurred baselines, deletion / insertion curves --------------
+
+CURVE_STEPS = 16
+ATTR_IMAGE = "9_ankle_boot"
+
+
+def fashion_ref():
+    """(pipeline dict, float64 state dict, float64 input [1, 1, 28, 28]) of the
+    sample model and ATTR_IMAGE, preprocessed as model.input says."""
+    from PIL import Image
+    src = tn.source_dir()
+    with open(os.path.join(src, "configs", "fashion_mnist.yaml"), encoding="utf-8") as f:
+        cfg = yaml.safe_load(f)
+    sd, _ = netref.load_safetensors(os.path.join(src, "samples", "fashion_mnist", "fashion_mnist.safetensors"))
+    sd = {k: v.double() for k, v in sd.items()}
+    spec = cfg["model"]["input"]
+    img = np.asarray(Image.open(os.path.join(src, "samples", "fashion_mnist", "images", ATTR_IMAGE + ".png"))
+                     .convert("L"), dtype=np.float64)
+    x = torch.from_numpy(img).view(1, 1, *img.shape) * float(spec["scale"])
+    mean = torch.tensor(spec["mean"], dtype=torch.float64).view(1, -1, 1, 1)
+    std = torch.tensor(spec["std"], dtype=torch.float64).view(1, -1, 1, 1)
+    return cfg, sd, ((x - mean) / std).contiguous()
+
+
+@torch.no_grad()
+def logits_of(cfg, sd, xs, chunk=256):
+    """float64 logits [n, classes] of the images xs [n, C, H, W]."""
+    out = [netref.run_config(cfg["layers"], sd, xs[i:i + chunk])[0] for i in range(0, xs.shape[0], chunk)]
+    return torch.cat(out).numpy()
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def positions(side, window, stride):
+    """Window starts along an axis, one by one: i * stride while the window
+    ends inside, then one flush with the edge."""
+    out, p = [], 0
+    while p + window < side:
+        out.append(p)
+        p += stride
+    return out + [side - window]
+
+
+def occlusion_ref(cfg, sd, x, classes, window, stride):
+    """{class: float64 map}: mean over the windows covering each pixel of
+    logit(x) - logit(x with the window set to 0 in network units); 0 where
+    no window covers a pixel."""
+    _, C, H, W = x.shape
+    wins = [(y0, x0) for y0 in positions(H, window, stride) for x0 in positions(W, window, stride)]
+    xs = x.repeat(len(wins), 1, 1, 1)
+    for k, (y0, x0) in enumerate(wins):
+        xs[k, :, y0:y0 + window, x0:x0 + window] = 0.0
+    l0 = logits_of(cfg, sd, x)[0]
+    lw = logits_of(cfg, sd, xs)
+    out = {}
+    for c in classes:
+        s, n = np.zeros((H, W)), np.zeros((H, W))
+        for k, (y0, x0) in enumerate(wins):
+            s[y0:y0 + window, x0:x0 + window] += l0[c] - lw[k, c]
+            n[y0:y0 + window, x0:x0 + window] += 1
+        out[c] = np.where(n > 0, s / np.maximum(n, 1), 0.0)
+    return out
+
+
+def blur_ref(x):
+    """Gaussian blur of [1, C, H, W] (float64): sigma = max(1, min(H, W) / 32),
+    taps exp(-j^2 / 2 sigma^2) for |j| <= ceil(3 sigma) normalised to sum 1,
+    edge pixels repeated, along rows then columns."""
+    a = x[0].numpy()
+    _, H, W = a.shape
+    sigma = max(1.0, min(H, W) / 32.0)
+    r = int(math.ceil(3 * sigma))
+    wt = np.exp(-np.arange(-r, r + 1, dtype=np.float64) ** 2 / (2 * sigma * sigma))
+    wt /= wt.sum()
+    p = np.pad(a, ((0, 0), (0, 0), (r, r)), mode="edge")
+    t = sum(wt[j] * p[:, :, j:j + W] for j in range(2 * r + 1))
+    p = np.pad(t, ((0, 0), (r, r), (0, 0)), mode="edge")
+    t = sum(wt[j] * p[:, j:j + H, :] for j in range(2 * r + 1))
+    return torch.from_numpy(t[None].copy())
+
+
+def curves_ref(cfg, sd, x, xblur, m, cls, n):
+    """float64 deletion and insertion curves (n + 1 points each) of map m for
+    class cls: pixels ranked by value, largest first, NaN last, ties by the
+    lower flat index; at step i the first floor(i * px / n) are replaced."""
+    v = m.astype(np.float64).ravel()
+    px = v.size
+    key = np.where(np.isnan(v), np.inf, -v)        # NaN after every number
+    order = np.lexsort((np.arange(px), key))       # by key, then by index
+    _, C, H, W = x.shape
+    dele, ins = [], []
+    for i in range(n + 1):
+        mask = np.zeros(px, dtype=bool)
+        mask[order[:i * px // n]] = True
+        mk = torch.from_numpy(mask.reshape(1, 1, H, W)).expand(1, C, H, W)
+        dele.append(torch.where(mk, torch.zeros_like(x), x))
+        ins.append(torch.where(mk, x, xblur))
+    p = softmax(logits_of(cfg, sd, torch.cat(dele + ins)))[:, cls]
+    return p[:n + 1], p[n + 1:]
+
+
+def auc(c):
+    c = np.asarray(c, dtype=np.float64)
+    n = c.size - 1
+    return float(sum((c[j] + c[j + 1]) / 2 / n for j in range(n)))
+
+
+def integrated_ref(cfg, sd, x, base, cls, steps=STEPS):
+    """float64 autograd Integrated Gradients, midpoint rule, summed over
+    channels."""
+    a = torch.tensor([(k + 0.5) / steps for k in range(steps)], dtype=torch.float64).view(-1, 1, 1, 1)
+    xk = (base + a * (x - base)).requires_grad_(True)
+    y, _ = netref.run_config(cfg["layers"], sd, xk)
+    y[:, cls].sum().backward()
+    return ((x - base) * xk.grad.sum(0, keepdim=True) / steps)[0].sum(0).numpy()
+
+
+def map_entries(out):
+    with open(os.path.join(out, "manifest.json")) as f:
+        files = json.load(f)["files"]
+    return {(e["kind"], e["class"]): e for e in files if e.get("role") == "map"}
+
+
+def load_map(out, kind, cls):
+    path = os.path.join(out, ATTR_IMAGE, "%s_c%d.npy" % (kind, cls))
+    check(os.path.exists(path), "attribution: no %s" % path)
+    return np.load(path) if os.path.exists(path) else None
+
+
+def check_curves(cfg, sd, x, xblur, out, kind, cls, labels):
+    """The manifest's curves of map (kind, cls) against float64 curves
+    recomputed from the run's own .npy map."""
+    e = map_entries(out).get((kind, cls))
+    m = load_map(out, kind, cls)
+    check(e is not None, "curves: no manifest map entry for %s class %d" % (kind, cls))
+    if e is None or m is None:
+        return
+    what = "%s c%d curves" % (kind, cls)
+    keys = ["deletion", "insertion", "deletion_auc", "insertion_auc", "label"]
+    check(all(k in e for k in keys), "%s: manifest entry lacks %s" % (what, [k for k in keys if k not in e]))
+    if not all(k in e for k in keys):
+        return
+    check(e["label"] == labels[cls], "%s: label %r, expected %r" % (what, e["label"], labels[cls]))
+    dref, iref = curves_ref(cfg, sd, x, xblur, m, cls, CURVE_STEPS)
+    for name, got, ref, a in [("deletion", e["deletion"], dref, e["deletion_auc"]),
+                              ("insertion", e["insertion"], iref, e["insertion_auc"])]:
+        check(len(got) == CURVE_STEPS + 1, "%s: %s has %d points, expected %d" %
+              (what, name, len(got), CURVE_STEPS + 1))
+        if len(got) != CURVE_STEPS + 1:
+            continue
+        err = float(np.max(np.abs(np.asarray(got, dtype=np.float64) - ref)))
+        aerr = abs(a - auc(ref))
+        tn.log("  %s %s: max |err| %.1e, AUC %.4f (ref %.4f, err %.1e)" % (what, name, err, a, auc(ref), aerr))
+        check(err <= 1e-4, "%s: %s points differ by up to %.3e > 1e-4 (got %s, ref %s)" %
+              (what, name, err, np.round(got, 6).tolist(), np.round(ref, 6).tolist()))
+        check(aerr <= 1e-4, "%s: %s AUC %.6f vs %.6f" % (what, name, a, auc(ref)))
+        check(abs(a - auc(got)) <= 1e-6, "%s: %s AUC %.6f is not the trapezoid of its points %.6f" %
+              (what, name, a, auc(got)))
+
+
+def run_bin(args, what):
+    t0 = time.time()
+    p = subprocess.run([BIN, "run"] + args + ["--npy", "-q"], capture_output=True, text=True)
+    tn.log("  %s: %.1f s" % (what, time.time() - t0))
+    check(p.returncode == 0, "%s: exit %d: %s" % (what, p.returncode, p.stderr))
+    return p.returncode == 0
+
+
+def test_attribution(work):
+    """Occlusion (default and configured windows), deletion / insertion
+    curves and Integrated Gradients from a blurred baseline on the sample
+    Fashion-MNIST model, against float64 PyTorch."""
+    src = tn.source_dir()
+    cfg, sd, x = fashion_ref()
+    with open(os.path.join(src, "samples", "fashion_mnist", "classes.txt"), encoding="utf-8") as f:
+        labels = [s.strip() for s in f if s.strip()]
+    img = os.path.join(src, "samples", "fashion_mnist", "images", ATTR_IMAGE + ".png")
+    l0 = logits_of(cfg, sd, x)[0]
+    top = [int(c) for c in np.argsort(-l0, kind="stable")[:2]]
+    xblur = blur_ref(x)
+
+    # (a) default occlusion (window max(1, (28 + 7) // 14) = 2, stride 1,
+    # 0 in network units) for the top 2 classes, and (b) curves of every map.
+    out = os.path.join(work, "fashion_attr")
+    if run_bin([os.path.join(src, "configs", "fashion_mnist.yaml"),
+                "--input", img, "--out", out, "--no-taps", "--tap", "input:occlusion", "--tap", "input:saliency",
+                "--class", "top2", "--curves", str(CURVE_STEPS)], "fashion occlusion + saliency, top2, curves"):
+        ents = map_entries(out)
+        check({c for k, c in ents if k == "occlusion"} == set(top),
+              "occlusion maps for classes %s, expected the top 2 %s" % (sorted(c for k, c in ents), top))
+        ref = occlusion_ref(cfg, sd, x, top, 2, 1)
+        for c in top:
+            m = load_map(out, "occlusion", c)
+            if m is None:
+                continue
+            e = rel_l2(m, ref[c])
+            tn.log("  fashion occlusion c%d (window 2, stride 1): rel. L2 %.2e" % (c, e))
+            check(m.shape == ref[c].shape and e <= 1e-4, "occlusion c%d: rel. L2 %.3e > 1e-4" % (c, e))
+            note = ents.get(("occlusion", c), {}).get("note", "")
+            check("27 x 27 windows of 2 px, stride 1" in note, "occlusion c%d note: %r" % (c, note))
+        for kind in ["saliency", "occlusion"]:
+            for c in top:
+                check_curves(cfg, sd, x, xblur, out, kind, c, labels)
+
+    # (c) a config copy: occlusion with window 5, step 3 (9 x 9 windows, the
+    # last one clamped from 24 to 23), and Integrated Gradients from the
+    # blurred input.
+    with open(os.path.join(src, "configs", "fashion_mnist.yaml"), encoding="utf-8") as f:
+        c2 = yaml.safe_load(f)
+    for k in ["weights", "labels"]:
+        c2["model"][k] = os.path.normpath(os.path.join(src, "configs", c2["model"][k]))
+    c2["taps"] = [{"layer": "input", "show": "occlusion", "window": 5, "step": 3},
+                  {"layer": "input", "show": "integrated", "baseline": "blur"}]
+    c2["output"]["report"] = False
+    cpath = os.path.join(work, "fashion_attr.yaml")
+    with open(cpath, "w", encoding="utf-8") as f:
+        yaml.safe_dump(c2, f, sort_keys=False)
+    out = os.path.join(work, "fashion_attr_cfg")
+    if run_bin([cpath, "--input", img, "--out", out], "fashion occlusion window 5 step 3, integrated blur"):
+        c = top[0]
+        ents = map_entries(out)
+        m = load_map(out, "occlusion", c)
+        if m is not None:
+            ref = occlusion_ref(cfg, sd, x, [c], 5, 3)[c]
+            e = rel_l2(m, ref)
+            tn.log("  fashion occlusion c%d (window 5, step 3): rel. L2 %.2e" % (c, e))
+            check(m.shape == ref.shape and e <= 1e-4, "occlusion window 5 step 3: rel. L2 %.3e > 1e-4" % e)
+            note = ents.get(("occlusion", c), {}).get("note", "")
+            check("9 x 9 windows of 5 px, stride 3" in note, "occlusion window 5 step 3 note: %r" % note)
+        m = load_map(out, "integrated", c)
+        if m is not None:
+            ref = integrated_ref(cfg, sd, x, xblur, c)
+            e = rel_l2(m, ref)
+            tn.log("  fashion integrated c%d, blurred baseline: rel. L2 %.2e" % (c, e))
+            check(m.shape == ref.shape and e <= 1e-3, "integrated, blurred baseline: rel. L2 %.3e > 1e-3" % e)
+
+    # (d) occlusion with gaps (window 2, step 3: rows and columns 2, 5, ...,
+    # 23 in no window, exactly 0) and `curves: 16` in the tap: the curves
+    # then rank a block of 384 equal values, ties by index.
+    c2["taps"] = [{"layer": "input", "show": "occlusion", "window": 2, "step": 3, "curves": CURVE_STEPS}]
+    with open(cpath, "w", encoding="utf-8") as f:
+        yaml.safe_dump(c2, f, sort_keys=False)
+    out = os.path.join(work, "fashion_attr_gaps")
+    if run_bin([cpath, "--input", img, "--out", out], "fashion occlusion window 2 step 3, curves"):
+        c = top[0]
+        m = load_map(out, "occlusion", c)
+        if m is not None:
+            ref = occlusion_ref(cfg, sd, x, [c], 2, 3)[c]
+            e = rel_l2(m, ref)
+            gaps = ref == 0
+            tn.log("  fashion occlusion c%d (window 2, step 3): rel. L2 %.2e, %d pixels in no window" %
+                   (c, e, int(gaps.sum())))
+            check(m.shape == ref.shape and e <= 1e-4, "occlusion window 2 step 3: rel. L2 %.3e > 1e-4" % e)
+            check(int(gaps.sum()) == 784 - 20 * 20 and m.shape == ref.shape and np.all(m[gaps] == 0),
+                  "occlusion window 2 step 3: the %d pixels in no window should be exactly 0" % int(gaps.sum()))
+        check_curves(cfg, sd, x, xblur, out, "occlusion", c, labels)
+
+
 def main():
     work = tn.work_dir()
     img_path, img = tn.scene(work)
@@ -207,6 +484,7 @@ def main():
     for name in ["resnet18", "vgg16"]:
         test_network(name, work, img_path, img)
     test_fashion(work)
+    test_attribution(work)
     print("test_gradients: %d passed, %d failed" % (checks - len(failures), len(failures)))
     return 1 if failures else 0
 

@@ -33,7 +33,19 @@
  *    equal to the double expression rounded half up except within 1e-4 of a
  *    .5 tie, where float rounding may land on either side (+-1); alpha 0 / 1
  *    give img / heat exactly, alpha 0.5 gives (img + heat + 1) / 2 exactly.
- *  - sum_blocks: (n_sum + 2) eps * (scale sum_k |src| + |old out|). */
+ *  - sum_blocks: (n_sum + 2) eps * (scale sum_k |src| + |old out|).
+ *  - positions: equal to the length of a list built step by step (i *
+ *    stride while the window fits, then one window flush with the edge).
+ *  - occlude: exact (a selection of x or base per element); split copies
+ *    (w0 > 0) equal the same windows of one call.
+ *  - occlusion_map: |err| <= (cnt + 6) eps * mean_k |d_k| over the cnt
+ *    covering windows (cnt - 1 float additions, a division within 2.5 ulp
+ *    as OpenCL allows); pixels covered by one window: d exactly; pixels in
+ *    no window (stride > window): exactly 0.
+ *  - blur: |err| <= 1e-5 * blur(|x|) (the same double blur of |x|): float
+ *    exp and 2 (2 r + 1)-term float sums against double taps.
+ *  - curve: exact (a selection of a or b per element); split steps equal one
+ *    call; step 0 is b, step `steps` is a. */
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
 #include "viz/gradmap.h"
@@ -803,6 +815,357 @@ static void test_sum_blocks(void)
     test_sum_blocks_case(8, 3 * 28 * 28, 2, 9, 0.125f);
 }
 
+/* ---- occlusion: positions, occlude, occlusion_map ---- */
+
+/* Window starts along an axis built one by one: i * stride while the
+ * window ends inside the side, then one start flush with the edge.
+ * pos must hold side entries; returns the count. */
+static int ref_positions(int side, int window, int stride, int *pos)
+{
+    int n = 0;
+    for (int p = 0;; p += stride) {
+        if (p + window >= side) {
+            pos[n++] = side - window;
+            return n;
+        }
+        pos[n++] = p;
+    }
+}
+
+static void test_positions(void)
+{
+    int pos[64];
+    size_t bad = 0;
+    for (int side = 1; side <= 40; side++)
+        for (int window = 1; window <= side; window++)
+            for (int stride = 1; stride <= 9; stride++) {
+                int n = ref_positions(side, window, stride, pos);
+                if (cnn_gm_positions(side, window, stride) != n) {
+                    if (!bad)
+                        fprintf(stderr, "  positions(%d, %d, %d) = %d, expected %d\n", side, window, stride,
+                                cnn_gm_positions(side, window, stride), n);
+                    bad++;
+                }
+            }
+    CHECK(bad == 0, "cnn_gm_positions: %zu (side, window, stride) combinations give the wrong count", bad);
+    /* the defaults at 28 (window 2, stride 1) and 224 (16, 8) */
+    CHECK(cnn_gm_positions(28, 2, 1) == 27, "positions(28, 2, 1) = %d", cnn_gm_positions(28, 2, 1));
+    CHECK(cnn_gm_positions(224, 16, 8) == 27, "positions(224, 16, 8) = %d", cnn_gm_positions(224, 16, 8));
+    CHECK(cnn_gm_positions(13, 4, 3) == 4 && cnn_gm_positions(9, 4, 3) == 3, "positions 13/9, 4, 3");
+}
+
+/* Window wi of ny x nx (row-major) as [y0, y0 + window) x [x0, x0 + window). */
+static void window_origin(const int *py, const int *px, int nx, int wi, int *y0, int *x0)
+{
+    *y0 = py[wi / nx];
+    *x0 = px[wi % nx];
+}
+
+static void test_occlude_case(int c, int h, int w, int window, int stride, size_t xo, size_t bo, size_t oo)
+{
+    int *py = malloc((size_t)h * sizeof *py), *px = malloc((size_t)w * sizeof *px);
+    int ny = ref_positions(h, window, stride, py), nx = ref_positions(w, window, stride, px), nw = ny * nx;
+    size_t len = (size_t)c * h * w, total = len * (size_t)nw;
+    float *x = malloc(len * sizeof *x), *base = malloc(len * sizeof *base);
+    fill_nonzero_rel(x, len, -2, 3);
+    fill_nonzero_rel(base, len, -0.5f, 0.5f);
+    cl_mem bx = upload_guarded(x, xo, len, 2), bb = upload_guarded(base, bo, len, 2);
+    cl_mem b1 = upload_guarded(NULL, oo, total, 3), b2 = upload_guarded(NULL, oo, total, 3);
+    char what[128];
+    snprintf(what, sizeof what, "occlude c %d %dx%d window %d stride %d (%d x %d windows)", c, h, w, window, stride,
+             ny, nx);
+    /* all windows in one call; the same as 1 + (nw - 1) and as 3 + rest */
+    CHECK_OK(cnn_gm_occlude(&g_cl, bx, xo, bb, bo, c, h, w, window, stride, nw, 0, b1, oo, what));
+    int split = nw > 3 ? 3 : 1;
+    CHECK_OK(cnn_gm_occlude(&g_cl, bx, xo, bb, bo, c, h, w, window, stride, split, 0, b2, oo, what));
+    if (nw > split)
+        CHECK_OK(cnn_gm_occlude(&g_cl, bx, xo, bb, bo, c, h, w, window, stride, nw - split, split, b2,
+                                oo + (size_t)split * len, what));
+    float *o1 = download_guarded(b1, oo, total, 3, what), *o2 = download_guarded(b2, oo, total, 3, what);
+    size_t bad = 0, covered_ref = 0, covered_got = 0;
+    for (int k = 0; k < nw; k++) {
+        int y0, x0;
+        window_origin(py, px, nx, k, &y0, &x0);
+        for (int ch = 0; ch < c; ch++)
+            for (int y = 0; y < h; y++)
+                for (int xx = 0; xx < w; xx++) {
+                    size_t i = ((size_t)ch * h + y) * w + xx;
+                    bool cov = y >= y0 && y < y0 + window && xx >= x0 && xx < x0 + window;
+                    float ref = cov ? base[i] : x[i];
+                    float got = o1[oo + (size_t)k * len + i];
+                    covered_ref += cov;
+                    covered_got += got == base[i] && got != x[i];
+                    if (memcmp(&got, &ref, sizeof got) != 0) {
+                        if (!bad)
+                            fprintf(stderr, "  %s: window %d (%d, %d) ch %d (%d, %d): got %.9g expected %.9g\n", what,
+                                    k, y0, x0, ch, y, xx, (double)got, (double)ref);
+                        bad++;
+                    }
+                }
+    }
+    CHECK(bad == 0, "%s: %zu of %zu values differ", what, bad, total);
+    CHECK(covered_ref == (size_t)nw * c * window * window, "%s: %zu covered elements in the reference", what,
+          covered_ref);
+    CHECK(covered_got == covered_ref, "%s: %zu elements take the baseline, expected %zu", what, covered_got,
+          covered_ref);
+    CHECK(memcmp(o1 + oo, o2 + oo, total * sizeof *o1) == 0, "%s: split into %d + %d differs from one call", what,
+          split, nw - split);
+    free(py);
+    free(px);
+    free(x);
+    free(base);
+    free(o1);
+    free(o2);
+    release(bx);
+    release(bb);
+    release(b1);
+    release(b2);
+}
+
+static void test_occlusion_map_case(int h, int w, int window, int stride, size_t dof, size_t oo)
+{
+    int *py = malloc((size_t)h * sizeof *py), *px = malloc((size_t)w * sizeof *px);
+    int ny = ref_positions(h, window, stride, py), nx = ref_positions(w, window, stride, px), nw = ny * nx;
+    size_t n_px = (size_t)h * w;
+    float *d = malloc((size_t)nw * sizeof *d);
+    fill_nonzero_rel(d, (size_t)nw, -3, 4);
+    cl_mem bd = upload_guarded(d, dof, (size_t)nw, 2), bo = upload_guarded(NULL, oo, n_px, 4);
+    char what[128];
+    snprintf(what, sizeof what, "occlusion_map %dx%d window %d stride %d (%d x %d windows)", h, w, window, stride, ny,
+             nx);
+    CHECK_OK(cnn_gm_occlusion_map(&g_cl, bd, dof, h, w, window, stride, bo, oo, what));
+    float *o = download_guarded(bo, oo, n_px, 4, what);
+    double *ref = malloc(n_px * sizeof *ref), *bound = malloc(n_px * sizeof *bound);
+    int *cnt = calloc(n_px, sizeof *cnt), *last = malloc(n_px * sizeof *last);
+    for (size_t p = 0; p < n_px; p++) ref[p] = bound[p] = 0;
+    for (int k = 0; k < nw; k++) {
+        int y0, x0;
+        window_origin(py, px, nx, k, &y0, &x0);
+        for (int y = y0; y < y0 + window; y++)
+            for (int xx = x0; xx < x0 + window; xx++) {
+                size_t p = (size_t)y * w + xx;
+                ref[p] += d[k];
+                bound[p] += fabs(d[k]);
+                cnt[p]++;
+                last[p] = k;
+            }
+    }
+    size_t gaps = 0, bad_gap = 0, single = 0, bad_single = 0;
+    for (size_t p = 0; p < n_px; p++) {
+        if (cnt[p]) {
+            ref[p] /= cnt[p];
+            bound[p] = (cnt[p] + 6) * EPS24 * bound[p] / cnt[p];
+        }
+        if (cnt[p] == 0) {
+            gaps++;
+            bad_gap += o[oo + p] != 0.0f;
+        } else if (cnt[p] == 1) {
+            single++;
+            bad_single += o[oo + p] != d[last[p]];
+        }
+    }
+    CHECK(check_bound(o + oo, ref, bound, n_px, what), "%s", what);
+    CHECK(bad_gap == 0, "%s: %zu of %zu pixels in no window are not exactly 0", what, bad_gap, gaps);
+    CHECK(bad_single == 0, "%s: %zu of %zu pixels in one window differ from its score", what, bad_single, single);
+    CHECK(!any_nan(o + oo, n_px), "%s: NaN in the map", what);
+    if (stride > window) CHECK(gaps > 0, "%s: the case should leave gaps", what);
+    free(py);
+    free(px);
+    free(d);
+    free(o);
+    free(ref);
+    free(bound);
+    free(cnt);
+    free(last);
+    release(bd);
+    release(bo);
+}
+
+static void test_occlusion(void)
+{
+    test_positions();
+    /* c, h, w, window, stride, offsets */
+    static const int cases[][5] = {
+        {1, 28, 28, 2, 1},  /* the Fashion-MNIST default */
+        {3, 13, 9, 4, 3},   /* non-square; rows end flush, the last column window clamped (6 -> 5) */
+        {2, 10, 7, 2, 4},   /* stride > window: gaps in rows and columns */
+        {1, 6, 11, 6, 2},   /* window == height: one row of windows */
+        {3, 5, 5, 5, 1},    /* window == both sides: one window */
+        {1, 1, 1, 1, 1},
+        {1, 17, 23, 1, 1},  /* 1-pixel windows */
+        {2, 9, 12, 3, 5},   /* gaps and a clamped last window (10 -> 9) */
+        {3, 32, 20, 5, 3},  /* window 5 step 3 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int *q = cases[i];
+        test_occlude_case(q[0], q[1], q[2], q[3], q[4], 1 + i, 7 + i, 3 + 2 * i);
+        test_occlusion_map_case(q[1], q[2], q[3], q[4], 5 + i, 2 + i);
+    }
+    test_occlusion_map_case(224, 224, 16, 8, 1, 9);
+    test_occlusion_map_case(28, 28, 5, 3, 0, 0);
+}
+
+/* ---- blur ---- */
+
+/* Double reference of the separable blur (rows, then columns). */
+static void ref_blur(const double *x, int c, int h, int w, double sigma, int radius, double *out)
+{
+    size_t plane = (size_t)h * w;
+    double *wt = malloc((2 * (size_t)radius + 1) * sizeof *wt), norm = 0;
+    for (int j = -radius; j <= radius; j++) norm += wt[j + radius] = exp(-(double)j * j / (2 * sigma * sigma));
+    double *tmp = malloc((size_t)c * plane * sizeof *tmp);
+    for (int ch = 0; ch < c; ch++)
+        for (int y = 0; y < h; y++)
+            for (int xx = 0; xx < w; xx++) {
+                double s = 0;
+                for (int j = -radius; j <= radius; j++) {
+                    int q = xx + j < 0 ? 0 : xx + j > w - 1 ? w - 1 : xx + j;
+                    s += wt[j + radius] * x[ch * plane + (size_t)y * w + q];
+                }
+                tmp[ch * plane + (size_t)y * w + xx] = s / norm;
+            }
+    for (int ch = 0; ch < c; ch++)
+        for (int y = 0; y < h; y++)
+            for (int xx = 0; xx < w; xx++) {
+                double s = 0;
+                for (int j = -radius; j <= radius; j++) {
+                    int q = y + j < 0 ? 0 : y + j > h - 1 ? h - 1 : y + j;
+                    s += wt[j + radius] * tmp[ch * plane + (size_t)q * w + xx];
+                }
+                out[ch * plane + (size_t)y * w + xx] = s / norm;
+            }
+    free(wt);
+    free(tmp);
+}
+
+static void test_blur_case(int c, int h, int w, float sigma, size_t xo, size_t oo)
+{
+    size_t len = (size_t)c * h * w;
+    float *x = malloc(len * sizeof *x);
+    fill_nonzero_rel(x, len, -2, 3);
+    cl_mem bx = upload_guarded(x, xo, len, 2), bo = upload_guarded(NULL, oo, len, 3), bt = buffer(len * sizeof(float));
+    char what[128];
+    snprintf(what, sizeof what, "blur c %d %dx%d sigma %g", c, h, w, (double)sigma);
+    CHECK_OK(cnn_gm_blur(&g_cl, bx, xo, c, h, w, sigma, bt, bo, oo, what));
+    float *o = download_guarded(bo, oo, len, 3, what);
+    float *xa = download_guarded(bx, xo, len, 2, what); /* the input is not written */
+    CHECK(memcmp(xa + xo, x, len * sizeof *x) == 0, "%s: input changed", what);
+    double *xd = malloc(len * sizeof *xd), *ad = malloc(len * sizeof *ad);
+    double *ref = malloc(len * sizeof *ref), *bound = malloc(len * sizeof *bound);
+    int radius = (int)ceil(3.0 * (double)sigma);
+    for (size_t i = 0; i < len; i++) {
+        xd[i] = x[i];
+        ad[i] = fabs((double)x[i]);
+    }
+    ref_blur(xd, c, h, w, sigma, radius, ref);
+    ref_blur(ad, c, h, w, sigma, radius, bound);
+    for (size_t i = 0; i < len; i++) bound[i] *= 1e-5;
+    CHECK(check_bound(o + oo, ref, bound, len, what), "%s", what);
+    free(x);
+    free(xa);
+    free(o);
+    free(xd);
+    free(ad);
+    free(ref);
+    free(bound);
+    release(bx);
+    release(bo);
+    release(bt);
+}
+
+static void test_blur(void)
+{
+    CHECK(cnn_gm_blur_sigma(28, 28) == 1.0f, "blur sigma 28x28: %g", (double)cnn_gm_blur_sigma(28, 28));
+    CHECK(cnn_gm_blur_sigma(224, 224) == 7.0f, "blur sigma 224: %g", (double)cnn_gm_blur_sigma(224, 224));
+    CHECK(cnn_gm_blur_sigma(100, 300) == 3.125f, "blur sigma 100x300: %g", (double)cnn_gm_blur_sigma(100, 300));
+    CHECK(cnn_gm_blur_sigma(64, 20) == 1.0f, "blur sigma 64x20: %g", (double)cnn_gm_blur_sigma(64, 20));
+    CHECK(cnn_gm_blur_sigma(48, 64) == 1.5f, "blur sigma 48x64: %g", (double)cnn_gm_blur_sigma(48, 64));
+    test_blur_case(1, 28, 28, cnn_gm_blur_sigma(28, 28), 3, 5);
+    test_blur_case(3, 17, 29, 2.5f, 1, 2);
+    test_blur_case(2, 5, 7, 3.0f, 4, 1);   /* radius 9 > both sides: edges repeated many times */
+    test_blur_case(1, 1, 9, 0.4f, 2, 2);   /* one row, radius 2 */
+    test_blur_case(2, 11, 1, 1.25f, 0, 0); /* one column */
+    test_blur_case(3, 48, 64, cnn_gm_blur_sigma(48, 64), 7, 9);
+    test_blur_case(3, 224, 224, cnn_gm_blur_sigma(224, 224), 1, 1); /* radius 21 */
+    test_blur_case(1, 9, 13, 0.1f, 1, 3); /* radius 1, side taps ~2e-22: a copy within the bound */
+}
+
+/* ---- deletion / insertion curves ---- */
+
+static void test_curve_case(int c, int plane, int steps, int s0, int copies, size_t ao, size_t bo, size_t oo)
+{
+    size_t len = (size_t)c * plane, total = len * (size_t)copies;
+    float *a = malloc(len * sizeof *a), *b = malloc(len * sizeof *b);
+    fill_nonzero_rel(a, len, -2, 3);
+    fill_nonzero_rel(b, len, 4, 9); /* disjoint from a: every selection shows */
+    uint32_t *rank = malloc((size_t)plane * sizeof *rank);
+    for (int p = 0; p < plane; p++) rank[p] = (uint32_t)p;
+    for (int p = plane - 1; p > 0; p--) { /* a random permutation */
+        size_t q = rng_index((size_t)p + 1);
+        uint32_t t = rank[p];
+        rank[p] = rank[q];
+        rank[q] = t;
+    }
+    cl_mem ba = upload_guarded(a, ao, len, 2), bb = upload_guarded(b, bo, len, 2);
+    cl_mem br = upload(rank, (size_t)plane * sizeof *rank);
+    cl_mem b1 = upload_guarded(NULL, oo, total, 3), b2 = upload_guarded(NULL, oo, total, 3);
+    char what[128];
+    snprintf(what, sizeof what, "curve c %d plane %d steps %d [%d, %d)", c, plane, steps, s0, s0 + copies);
+    CHECK_OK(cnn_gm_curve(&g_cl, ba, ao, bb, bo, br, c, plane, copies, s0, steps, b1, oo, what));
+    int split = copies > 3 ? 3 : 1;
+    CHECK_OK(cnn_gm_curve(&g_cl, ba, ao, bb, bo, br, c, plane, split, s0, steps, b2, oo, what));
+    if (copies > split)
+        CHECK_OK(cnn_gm_curve(&g_cl, ba, ao, bb, bo, br, c, plane, copies - split, s0 + split, steps, b2,
+                              oo + (size_t)split * len, what));
+    float *o1 = download_guarded(b1, oo, total, 3, what), *o2 = download_guarded(b2, oo, total, 3, what);
+    size_t bad = 0, bad_count = 0;
+    for (int k = 0; k < copies; k++) {
+        int s = s0 + k;
+        uint64_t count = (uint64_t)s * (uint64_t)plane / (uint64_t)steps;
+        size_t from_a = 0;
+        for (int ch = 0; ch < c; ch++)
+            for (int p = 0; p < plane; p++) {
+                size_t i = (size_t)ch * plane + p;
+                float ref = rank[p] < count ? a[i] : b[i];
+                float got = o1[oo + (size_t)k * len + i];
+                from_a += got == a[i];
+                if (memcmp(&got, &ref, sizeof got) != 0) {
+                    if (!bad)
+                        fprintf(stderr, "  %s: step %d ch %d pixel %d (rank %u, count %llu): got %.9g expected %.9g\n",
+                                what, s, ch, p, rank[p], (unsigned long long)count, (double)got, (double)ref);
+                    bad++;
+                }
+            }
+        bad_count += from_a != (size_t)c * count;
+        if (s == 0) bad_count += from_a != 0;
+        if (s == steps) bad_count += from_a != len;
+    }
+    CHECK(bad == 0, "%s: %zu of %zu values differ", what, bad, total);
+    CHECK(bad_count == 0, "%s: %zu steps take the wrong number of pixels from a", what, bad_count);
+    CHECK(memcmp(o1 + oo, o2 + oo, total * sizeof *o1) == 0, "%s: split %d + %d differs from one call", what, split,
+          copies - split);
+    free(a);
+    free(b);
+    free(rank);
+    free(o1);
+    free(o2);
+    release(ba);
+    release(bb);
+    release(br);
+    release(b1);
+    release(b2);
+}
+
+static void test_curve(void)
+{
+    test_curve_case(1, 28 * 28, 16, 0, 17, 3, 5, 7);       /* Fashion-MNIST, --curves 16 */
+    test_curve_case(3, 13 * 11, 7, 0, 8, 1, 2, 9);         /* 143 px in 7 steps: uneven counts */
+    test_curve_case(2, 50, 64, 0, 65, 4, 1, 2);            /* more steps than pixels: repeated counts */
+    test_curve_case(3, 37, 5, 2, 4, 0, 3, 1);              /* s0 > 0, up to the last step */
+    test_curve_case(3, 5, 1, 0, 2, 2, 2, 2);               /* one step: all b, then all a */
+    test_curve_case(1, 224 * 224, 1000, 990, 11, 1, 1, 5); /* s * plane > 2^25 */
+}
+
 /* ---- argument errors ---- */
 
 static void expect_input_error(int st, const char *what)
@@ -881,7 +1244,85 @@ static void test_errors(void)
     expect_input_error(cnn_gm_sum_blocks(&g_cl, small, 0, 2, 4, 1, o, 0, false, "tap X"), "sum src too small");
     expect_input_error(cnn_gm_sum_blocks(&g_cl, b, 0, 2, 4, 1, b, 4, false, "tap X"), "sum out in block 1");
     expect_input_error(cnn_gm_sum_blocks(&g_cl, b, 0, 2, 4, NAN, o, 0, false, "tap X"), "sum scale NaN");
+    /* occlude: b holds 1024 floats; 1 x 8 x 8 = 64 per copy */
+    expect_input_error(cnn_gm_occlude(&g_cl, b, 0, b, 64, 1, 8, 4, 5, 1, 1, 0, o, 0, "tap X"), "occlude window > w");
+    expect_input_error(cnn_gm_occlude(&g_cl, b, 0, b, 64, 1, 4, 8, 5, 1, 1, 0, o, 0, "tap X"), "occlude window > h");
+    expect_input_error(cnn_gm_occlude(&g_cl, b, 0, b, 64, 1, 8, 8, 0, 1, 1, 0, o, 0, "tap X"), "occlude window 0");
+    expect_input_error(cnn_gm_occlude(&g_cl, b, 0, b, 64, 1, 8, 8, 2, 0, 1, 0, o, 0, "tap X"), "occlude stride 0");
+    expect_input_error(cnn_gm_occlude(&g_cl, b, 0, b, 64, 0, 8, 8, 2, 1, 1, 0, o, 0, "tap X"), "occlude c 0");
+    expect_input_error(cnn_gm_occlude(&g_cl, b, 0, b, 64, 1, 8, 8, 2, 1, 0, 0, o, 0, "tap X"), "occlude copies 0");
+    expect_input_error(cnn_gm_occlude(&g_cl, b, 0, b, 64, 1, 8, 8, 2, 1, 1, -1, o, 0, "tap X"), "occlude w0 < 0");
+    /* 8 x 8, window 4, stride 4: 2 x 2 windows */
+    CHECK_OK(cnn_gm_occlude(&g_cl, b, 0, b, 64, 1, 8, 8, 4, 4, 4, 0, o, 0, "tap X"));
+    CHECK_OK(cnn_gm_occlude(&g_cl, b, 0, b, 64, 1, 8, 8, 4, 4, 1, 3, o, 0, "tap X"));
+    expect_input_error(cnn_gm_occlude(&g_cl, b, 0, b, 64, 1, 8, 8, 4, 4, 5, 0, o, 0, "tap X"),
+                       "occlude copies past the windows");
+    expect_input_error(cnn_gm_occlude(&g_cl, b, 0, b, 64, 1, 8, 8, 4, 4, 2, 3, o, 0, "tap X"),
+                       "occlude w0 + copies past the windows");
+    expect_input_error(cnn_gm_occlude(&g_cl, b, 0, b, 64, 1, 8, 8, 4, 4, 1, 4, o, 0, "tap X"),
+                       "occlude w0 past the windows");
+    expect_input_error(cnn_gm_occlude(&g_cl, b, 0, b, 64, 1, 8, 8, 2, 1, 1, 0, small, 0, "tap X"),
+                       "occlude out too small");
+    expect_input_error(cnn_gm_occlude(&g_cl, small, 0, b, 64, 1, 8, 8, 2, 1, 1, 0, o, 0, "tap X"),
+                       "occlude x too small");
+    expect_input_error(cnn_gm_occlude(&g_cl, b, 0, b, 990, 1, 8, 8, 2, 1, 1, 0, o, 0, "tap X"),
+                       "occlude base past the end");
+    expect_input_error(cnn_gm_occlude(&g_cl, b, 0, o, 64, 1, 8, 8, 2, 1, 2, 0, o, 0, "tap X"),
+                       "occlude out (2 copies) overlaps base");
+    expect_input_error(cnn_gm_occlude(&g_cl, b, 0, o, 0, 1, 8, 8, 2, 1, 1, 0, b, 32, "tap X"),
+                       "occlude out overlaps x");
+    expect_input_error(cnn_gm_occlude(&g_cl, b, 0, o, 0, 1, 8, 8, 2, 1, 1, 0, b, 0, "tap X"), "occlude out is x");
+    /* occlusion_map: 8 x 8, window 2 stride 2: 16 window scores */
+    expect_input_error(cnn_gm_occlusion_map(&g_cl, b, 0, 8, 4, 5, 1, o, 0, "tap X"), "occlusion_map window > w");
+    expect_input_error(cnn_gm_occlusion_map(&g_cl, b, 0, 3, 8, 5, 1, o, 0, "tap X"), "occlusion_map window > h");
+    expect_input_error(cnn_gm_occlusion_map(&g_cl, b, 0, 8, 8, 2, 0, o, 0, "tap X"), "occlusion_map stride 0");
+    expect_input_error(cnn_gm_occlusion_map(&g_cl, b, 0, 0, 8, 2, 1, o, 0, "tap X"), "occlusion_map h 0");
+    CHECK_OK(cnn_gm_occlusion_map(&g_cl, b, 1008, 8, 8, 2, 2, o, 0, "tap X"));
+    expect_input_error(cnn_gm_occlusion_map(&g_cl, b, 1009, 8, 8, 2, 2, o, 0, "tap X"),
+                       "occlusion_map scores one past the end");
+    expect_input_error(cnn_gm_occlusion_map(&g_cl, b, 0, 8, 8, 2, 2, small, 0, "tap X"),
+                       "occlusion_map out too small");
+    expect_input_error(cnn_gm_occlusion_map(&g_cl, b, 0, 8, 8, 2, 2, b, 8, "tap X"),
+                       "occlusion_map out overlaps the scores");
+    /* blur: 2 x 8 x 8 = 128 floats */
+    expect_input_error(cnn_gm_blur(&g_cl, b, 0, 2, 8, 8, 0.0f, o, b, 512, "tap X"), "blur sigma 0");
+    expect_input_error(cnn_gm_blur(&g_cl, b, 0, 2, 8, 8, -1.0f, o, b, 512, "tap X"), "blur sigma < 0");
+    expect_input_error(cnn_gm_blur(&g_cl, b, 0, 2, 8, 8, NAN, o, b, 512, "tap X"), "blur sigma NaN");
+    expect_input_error(cnn_gm_blur(&g_cl, b, 0, 2, 8, 8, INFINITY, o, b, 512, "tap X"), "blur sigma inf");
+    expect_input_error(cnn_gm_blur(&g_cl, b, 0, 2, 8, 8, 2e4f, o, b, 512, "tap X"), "blur sigma > 1e4");
+    expect_input_error(cnn_gm_blur(&g_cl, b, 0, 0, 8, 8, 1.0f, o, b, 512, "tap X"), "blur c 0");
+    expect_input_error(cnn_gm_blur(&g_cl, b, 0, 2, 8, 0, 1.0f, o, b, 512, "tap X"), "blur w 0");
+    expect_input_error(cnn_gm_blur(&g_cl, b, 0, 2, 8, 8, 1.0f, b, o, 0, "tap X"), "blur tmp is x");
+    expect_input_error(cnn_gm_blur(&g_cl, b, 64, 2, 8, 8, 1.0f, b, o, 0, "tap X"), "blur tmp overlaps x");
+    expect_input_error(cnn_gm_blur(&g_cl, b, 0, 2, 8, 8, 1.0f, o, o, 100, "tap X"), "blur out overlaps tmp");
+    expect_input_error(cnn_gm_blur(&g_cl, b, 0, 2, 8, 8, 1.0f, small, o, 0, "tap X"), "blur tmp too small");
+    expect_input_error(cnn_gm_blur(&g_cl, b, 0, 2, 8, 8, 1.0f, o, small, 0, "tap X"), "blur out too small");
+    expect_input_error(cnn_gm_blur(&g_cl, b, 900, 2, 8, 8, 1.0f, o, small, 0, "tap X"), "blur x past the end");
+    /* curve: 2 channels of 16 pixels (a 4-uint buffer is too small a rank) */
+    uint32_t r16h[16];
+    for (uint32_t i = 0; i < 16; i++) r16h[i] = 15 - i;
+    cl_mem r16 = upload(r16h, sizeof r16h);
+    expect_input_error(cnn_gm_curve(&g_cl, b, 0, b, 32, r16, 2, 16, 6, 0, 4, o, 0, "tap X"),
+                       "curve 6 copies of 4 steps");
+    expect_input_error(cnn_gm_curve(&g_cl, b, 0, b, 32, r16, 2, 16, 2, 4, 4, o, 0, "tap X"),
+                       "curve s0 + copies > n + 1");
+    expect_input_error(cnn_gm_curve(&g_cl, b, 0, b, 32, r16, 2, 16, 1, -1, 4, o, 0, "tap X"), "curve s0 < 0");
+    expect_input_error(cnn_gm_curve(&g_cl, b, 0, b, 32, r16, 2, 16, 1, 0, 0, o, 0, "tap X"), "curve steps 0");
+    expect_input_error(cnn_gm_curve(&g_cl, b, 0, b, 32, r16, 2, 16, 0, 0, 4, o, 0, "tap X"), "curve copies 0");
+    expect_input_error(cnn_gm_curve(&g_cl, b, 0, b, 32, r16, 2, 0, 1, 0, 4, o, 0, "tap X"), "curve plane 0");
+    expect_input_error(cnn_gm_curve(&g_cl, b, 0, b, 32, r16, 0, 16, 1, 0, 4, o, 0, "tap X"), "curve c 0");
+    expect_input_error(cnn_gm_curve(&g_cl, b, 0, b, 32, small, 2, 16, 1, 0, 4, o, 0, "tap X"), "curve rank too small");
+    expect_input_error(cnn_gm_curve(&g_cl, b, 0, b, 32, NULL, 2, 16, 1, 0, 4, o, 0, "tap X"), "curve rank NULL");
+    expect_input_error(cnn_gm_curve(&g_cl, small, 0, b, 32, r16, 2, 16, 1, 0, 4, o, 0, "tap X"), "curve a too small");
+    expect_input_error(cnn_gm_curve(&g_cl, b, 0, b, 1000, r16, 2, 16, 1, 0, 4, o, 0, "tap X"), "curve b past the end");
+    expect_input_error(cnn_gm_curve(&g_cl, b, 0, b, 32, r16, 2, 16, 5, 0, 4, o, 900, "tap X"),
+                       "curve out past the end");
+    expect_input_error(cnn_gm_curve(&g_cl, b, 0, o, 32, r16, 2, 16, 2, 0, 4, o, 0, "tap X"), "curve out overlaps b");
+    expect_input_error(cnn_gm_curve(&g_cl, o, 40, b, 32, r16, 2, 16, 2, 0, 4, o, 0, "tap X"), "curve out overlaps a");
+    expect_input_error(cnn_gm_curve(&g_cl, b, 0, b, 32, o, 2, 16, 1, 0, 4, o, 0, "tap X"), "curve out overlaps rank");
+    CHECK_OK(cnn_gm_curve(&g_cl, b, 0, b, 32, r16, 2, 16, 5, 0, 4, o, 0, "tap X"));
     CHECK_OK(clFinish(g_cl.queue) == CL_SUCCESS ? CNN_OK : CNN_ERR_DEVICE);
+    release(r16);
     release(b);
     release(small);
     release(o);
@@ -905,6 +1346,13 @@ int main(void)
     test_overlay();
     test_sum_blocks();
     printf("path, axpby, sum_blocks: worst error / bound %.3g\n", g_worst_ratio);
+    g_worst_ratio = 0;
+    test_occlusion();
+    printf("occlusion map: worst error / bound %.3g\n", g_worst_ratio);
+    g_worst_ratio = 0;
+    test_blur();
+    printf("blur: worst error / bound %.3g\n", g_worst_ratio);
+    test_curve();
     test_errors();
 
     cnn_cl_free(&g_cl);

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Nothing lost, nothing partial:
+#  * SIGINT / SIGTERM in the middle of a run: exit 130 / 143, one error line,
+#    no temporary file left, every PNG that exists decodes completely, and
+#    no manifest.json from the interrupted run;
+#  * a rerun into the same --out: manifest.json lists exactly the files in
+#    the folder (files of the earlier run that the new run did not write are
+#    removed, a file the user put there is not touched);
+#  * two runs of the same command write byte-identical files (PNG, .npy,
+#    JSON, HTML), whatever order the PNG threads finish in.
+. "$(dirname "$0")/lib.sh"
+
+PY=/usr/bin/python3
+CFG="$SRC/configs/fashion_mnist.yaml"
+IMAGES="$SRC/samples/fashion_mnist/images"
+
+# 200 inputs and a slow tap (occlusion: 729 forward passes per image), so
+# the signal lands while files are being written.
+mkdir -p "$TMP/many"
+for i in $(seq 1 20); do
+  for f in "$IMAGES"/*.png; do cp "$f" "$TMP/many/${i}_$(basename "$f")"; done
+done
+
+# check_clean DIR DESCRIPTION: no temporary files, every PNG complete.
+check_clean() {
+  local dir=$1 what=$2 n
+  n=$(find "$dir" -name '*.tmp.*' | wc -l)
+  if [ "$n" -eq 0 ]; then ok; else bad "$what: $n temporary files left"; fi
+  if "$PY" - "$dir" > "$TMP/pngcheck" 2>&1 <<'EOF'
+import os, sys
+from PIL import Image
+bad = 0
+n = 0
+for root, _, files in os.walk(sys.argv[1]):
+    for f in files:
+        if f.endswith(".png"):
+            n += 1
+            try:
+                with Image.open(os.path.join(root, f)) as im:
+                    im.load()
+            except Exception as e:  # a truncated or corrupt file
+                bad += 1
+                print("bad PNG %s: %s" % (f, e))
+print("%d PNGs" % n)
+sys.exit(1 if bad or n == 0 else 0)
+EOF
+  then ok; else bad "$what: PNGs that do not decode (or none)"; head -5 "$TMP/pngcheck" >&2; fi
+}
+
+for sig in INT TERM; do
+  want=$([ $sig = INT ] && echo 130 || echo 143)
+  out="$TMP/sig_$sig"
+  "$BIN" run "$CFG" --input "$TMP/many" --out "$out" --tap input:occlusion -q > /dev/null 2> "$TMP/err" &
+  pid=$!
+  # wait until files are being written (at most 120 s), then signal
+  for _ in $(seq 1 1200); do
+    if [ -n "$(find "$out" -name '*.png' -print -quit 2>/dev/null)" ]; then break; fi
+    sleep 0.1
+  done
+  sleep 0.5
+  kill -s $sig $pid
+  wait $pid
+  rc=$?
+  if [ $rc -eq "$want" ]; then ok; else bad "SIG$sig: exit $rc, expected $want"; head -3 "$TMP/err" >&2; fi
+  n=$(grep -c '^cnnviz-cl: error: ' "$TMP/err")
+  if [ "$n" -eq 1 ]; then ok; else bad "SIG$sig: $n error lines, expected 1"; fi
+  expect_grep "$TMP/err" "interrupted by SIG$sig" "SIG$sig: the error line names the signal"
+  if [ ! -e "$out/manifest.json" ]; then ok; else bad "SIG$sig: an interrupted run wrote manifest.json"; fi
+  check_clean "$out" "SIG$sig"
+done
+
+# Rerun into the same folder with fewer files.
+out="$TMP/rerun"
+expect_rc 0 "first run" -- "$BIN" run "$CFG" --input "$IMAGES" --out "$out" --npy -q
+echo "mine" > "$out/notes.txt"
+expect_rc 0 "second run, no taps" -- "$BIN" run "$CFG" --input "$IMAGES/0_tshirt.png" --out "$out" --no-taps
+expect_grep "$TMP/err" "removed [0-9]+ files of an earlier run" "the rerun says what it removed"
+if "$PY" - "$out" > "$TMP/mcheck" 2>&1 <<'EOF'
+import json, os, sys
+d = sys.argv[1]
+listed = {e["path"] for e in json.load(open(os.path.join(d, "manifest.json")))["files"]}
+listed |= {"manifest.json", "notes.txt"}
+present = {os.path.relpath(os.path.join(r, f), d) for r, _, fs in os.walk(d) for f in fs}
+empty = [r for r, ds, fs in os.walk(d) if not ds and not fs]
+print("listed-not-present", sorted(listed - present)[:5])
+print("present-not-listed", sorted(present - listed)[:5])
+print("empty folders", empty[:5])
+sys.exit(0 if listed == present and not empty else 1)
+EOF
+then ok; else bad "after a rerun the folder holds exactly the manifest's files (and the user's)"; cat "$TMP/mcheck" >&2; fi
+if [ "$(cat "$out/notes.txt")" = mine ]; then ok; else bad "a file the tool did not write was touched"; fi
+
+# Determinism: two runs of the same command, byte-identical output.
+for d in a b; do
+  expect_rc 0 "determinism run $d" -- "$BIN" run "$CFG" --input "$IMAGES" --out "$TMP/det_$d" --npy -q \
+    --batch 4 --tap input:smoothgrad --tap input:integrated --tap conv4:gradcampp
+done
+if diff -r "$TMP/det_a" "$TMP/det_b" > "$TMP/diff"; then ok; else
+  bad "two runs differ"; head -5 "$TMP/diff" >&2; fi
+n=$(find "$TMP/det_a" -name '*.png' | wc -l)
+if [ "$n" -gt 100 ]; then ok; else bad "determinism: only $n PNGs compared"; fi
+
+finish
