@@ -9,6 +9,7 @@ packages=(
   libclblast-dev libpng-dev libyaml-dev libturbojpeg0-dev libjpeg-dev
   python3 python3-torch python3-torchvision python3-numpy python3-pil python3-yaml
   dataset-fashion-mnist chromium
+  clang libclang-rt-14-dev
 )
 
 missing=()

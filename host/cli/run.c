@@ -382,6 +382,8 @@ typedef struct run_state {
     cl_mem maps, cams, camw, xsave, acc, gsum, base; /* gradient-map scratch */
     cl_mem tmp, zero, occ, rankbuf; /* blur scratch, zeros, window scores, pixel ranks */
     int chunk;            /* copies per pass for smoothgrad / integrated / occlusion / curves */
+    char first_skip[CNN_ERROR_MAX]; /* why the first unreadable input was skipped */
+    bool made_out;        /* this run created the output folder */
     char **old;           /* files listed by an earlier run's manifest */
     int n_old, cap_old;
     pending *pend;        /* maps waiting for their deletion / insertion curves */
@@ -954,6 +956,65 @@ static void remove_stale(run_state *s)
     if (removed && !s->o.quiet)
         fprintf(stderr, "cnnviz-cl: removed %d file%s of an earlier run that this run did not write\n", removed,
                 removed == 1 ? "" : "s");
+}
+
+/* Before any device allocation: the plan's memory at `batch` images (with
+ * the gradient buffers, which mirror the activations, in gradient mode)
+ * against the device's global memory, and its largest buffer against the
+ * largest allocation the device allows. */
+static int check_memory(run_state *s, int batch)
+{
+    const cnn_graph *g = &s->l.graph;
+    cnn_plan plan;
+    CNN_TRY_RET(cnn_plan_build(g, s->keep, batch, &plan));
+    size_t act = plan.peak_bytes - plan.weight_bytes;
+    size_t need = plan.peak_bytes + (s->gradients ? act : 0);
+    size_t biggest = plan.scratch_bytes > plan.input_bytes ? plan.scratch_bytes : plan.input_bytes;
+    const char *what = "the convolution scratch";
+    char wname[160] = "";
+    for (int i = 0; i < plan.n_slots; i++)
+        if (plan.slot_bytes[i] > biggest) {
+            biggest = plan.slot_bytes[i];
+            what = "an activation buffer";
+        }
+    for (int i = 0; i < g->n; i++)
+        if ((size_t)g->layers[i].params * sizeof(float) > biggest) {
+            biggest = (size_t)g->layers[i].params * sizeof(float);
+            snprintf(wname, sizeof wname, "the weights of layer '%s'", g->layers[i].spec->name);
+            what = wname;
+        }
+    size_t wbytes = plan.weight_bytes;
+    cnn_plan_free(&plan);
+    const double mib = 1048576.0;
+    if (need > s->cl.global_mem)
+        return cnn_error_set(CNN_ERR_DEVICE,
+                             "the network needs %.0f MiB of device memory at batch %d (weights %.0f MiB, "
+                             "activations%s %.0f MiB); %s has %.0f MiB: use a smaller --batch%s",
+                             need / mib, batch, wbytes / mib, s->gradients ? " and gradients" : "",
+                             (need - wbytes) / mib, s->cl.device_name, s->cl.global_mem / mib,
+                             s->gradients ? " (gradient maps keep every tensor of the forward pass)" : "");
+    if (biggest > s->cl.max_alloc)
+        return cnn_error_set(CNN_ERR_DEVICE,
+                             "%s needs one buffer of %.0f MiB at batch %d; %s allocates at most %.0f MiB at once: "
+                             "use a smaller --batch",
+                             what, biggest / mib, batch, s->cl.device_name, s->cl.max_alloc / mib);
+    return CNN_OK;
+}
+
+/* Removes the files this run wrote (they are in its manifest) and the
+ * folders that leaves empty, the output folder too when this run made it. */
+static void remove_written(run_state *s)
+{
+    for (int i = 0; i < s->manifest.n; i++) {
+        char *p = cnn_path_join(s->out_dir, s->manifest.e[i].path);
+        if (p && unlink(p) == 0)
+            for (char *slash = strrchr(p, '/'); slash && slash > p + strlen(s->out_dir); slash = strrchr(p, '/')) {
+                *slash = '\0';
+                if (rmdir(p) != 0) break;
+            }
+        free(p);
+    }
+    if (s->made_out) rmdir(s->out_dir);
 }
 
 /* A SIGINT/SIGTERM arrived: stop here (long loops poll this between
@@ -1620,7 +1681,8 @@ static int load_batch(run_state *s, int batch, int *k, int *slot_of, int *n, boo
         int st = load_input(s, *k, b);
         if (st == CNN_ERR_INPUT) {
             if (report) {
-                fprintf(stderr, "cnnviz-cl: skipped: %s\n", cnn_error_message());
+                if (!s->first_skip[0]) snprintf(s->first_skip, sizeof s->first_skip, "%s", cnn_error_message());
+                if (s->inputs.n > 1) fprintf(stderr, "cnnviz-cl: skipped: %s\n", cnn_error_message());
                 s->failed_inputs++;
             }
             (*k)++;
@@ -1781,12 +1843,6 @@ int cnn_cmd_run(int argc, char **argv)
     cnn_blas_apply_defaults(&s.cl);
     int batch = s.o.batch;
     if (s.inputs.n && batch > s.inputs.n) batch = s.inputs.n;
-    CNN_TRY(cnn_mkdirs(s.out_dir, 0755), done);
-    old_manifest(&s);
-    if (s.images) CNN_TRY(setup_viz(&s), done);
-    /* Nothing reads the host parameters after this: the network frees each
-     * layer's once it is on the device, and the file is unmapped. */
-    cnn_weights_close(&s.l.weights);
     int net_batch = batch;
     if (s.attrib) {
         /* Gradient mode: every tensor is kept for the backward pass.
@@ -1811,6 +1867,16 @@ int cnn_cmd_run(int argc, char **argv)
         int fit = (int)((512u << 20) / (per ? per : 1));
         if (samples > net_batch) net_batch = samples < fit ? samples : (fit > net_batch ? fit : net_batch);
     }
+    /* before anything is written */
+    CNN_TRY(check_memory(&s, net_batch), done);
+    struct stat dst;
+    s.made_out = stat(s.out_dir, &dst) != 0;
+    CNN_TRY(cnn_mkdirs(s.out_dir, 0755), done);
+    old_manifest(&s);
+    if (s.images) CNN_TRY(setup_viz(&s), done);
+    /* Nothing reads the host parameters after this: the network frees each
+     * layer's once it is on the device, and the file is unmapped. */
+    cnn_weights_close(&s.l.weights);
     CNN_TRY(cnn_net_create_consuming(&s.net, &s.cl, &s.l.graph, s.keep, net_batch), done);
     s.net_ready = true;
     if (s.images) CNN_TRY(prepare_taps(&s), done);
@@ -1872,7 +1938,11 @@ loop_done:
     if (s.o.repeat && s.gradients) CNN_TRY(repeat_gradients(&s, batch), done);
     if (s.o.repeat && s.attrib) CNN_TRY(repeat_late(&s, batch), done);
     cnn_json_array_end(&s.preds);
-    if (s.inputs.n) {
+    if (s.inputs.n && !done_inputs) {
+        /* No input could be read: nothing of this run stays (the model's
+         * images were written before the first input was tried). */
+        remove_written(&s);
+    } else if (s.inputs.n) {
         char *p = cnn_path_join(s.out_dir, "predictions.json");
         status = p ? cnn_json_write_file(&s.preds, p) : CNN_ERR_NOMEM;
         free(p);
@@ -1909,9 +1979,11 @@ loop_done:
         if (report) fprintf(stderr, "cnnviz-cl: wrote %s/index.html\n", s.out_dir);
         fprintf(stderr, "cnnviz-cl: wrote %s/manifest.json\n", s.out_dir);
     }
-    if (s.failed_inputs)
-        status = cnn_error_set(CNN_ERR_INPUT, "%d of %d inputs could not be read (see the 'skipped' lines above)",
-                               s.failed_inputs, s.inputs.n);
+    if (s.failed_inputs && s.inputs.n == 1)
+        status = cnn_error_set(CNN_ERR_INPUT, "%s", s.first_skip);
+    else if (s.failed_inputs)
+        status = cnn_error_set(CNN_ERR_INPUT, "%d of %d inputs could not be read (the 'skipped' lines above say why)%s",
+                               s.failed_inputs, s.inputs.n, done_inputs ? "" : "; nothing was written");
 done:
     run_state_free(&s);
     return status > 0 ? CNN_OK : status;

@@ -707,6 +707,11 @@ static int parse_in(ctx *c, size_t idx, const node *v)
         if (status < 0) return status;
         L->in_pos[i] = e->pos;
         if (strcmp(L->in[i], "input") == 0 || name_lookup(c, L->in[i]) >= 0) continue;
+        if (strcmp(L->in[i], L->name) == 0)
+            return cnn_pipeline_error_at(p, e->pos,
+                                         "input '%s' of layer '%s' is not defined above: a layer "
+                                         "cannot take its own output (layers run in order)",
+                                         show(L->name).s, show(L->name).s);
         int later = later_line(c, idx, L->in[i]);
         if (later)
             return cnn_pipeline_error_at(p, e->pos,

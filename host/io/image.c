@@ -84,6 +84,11 @@ static int png_decode_inner(struct png_reader *r, cnn_image *img)
         return cnn_error_set(CNN_ERR_INPUT, "%s: bad PNG: %s", r->name, r->msg);
     }
     png_set_read_fn(r->png, r, png_mem_read);
+    /* Only IHDR, PLTE, tRNS, IDAT and IEND matter to us.  Every other chunk
+     * (text, ICC profiles, unknown ones) is skipped unread: libpng would
+     * otherwise allocate a buffer of whatever length a chunk claims, up to
+     * 2 GiB for a text chunk in a file of a few bytes. */
+    png_set_keep_unknown_chunks(r->png, PNG_HANDLE_CHUNK_NEVER, NULL, -1);
     png_read_info(r->png, r->info);
 
     png_uint_32 w, h;
@@ -93,6 +98,15 @@ static int png_decode_inner(struct png_reader *r, cnn_image *img)
     size_t bytes;
     int status = check_dims(r->name, w, h, c, &bytes);
     if (status < 0) return status;
+    /* Deflate expands at most 1032 times, so the file must hold at least
+     * 1/1032 of the image's bytes: a short file that claims a large image
+     * is refused before its pixel memory is requested. */
+    uint64_t packed = ((uint64_t)w * png_get_channels(r->png, r->info) * (uint64_t)depth + 7) / 8 *
+                      (uint64_t)h;
+    if (packed / 1032 > (uint64_t)r->len)
+        return cnn_error_set(CNN_ERR_INPUT,
+                             "%s: bad PNG: a %ux%u image cannot fit in a %zu-byte file (truncated?)",
+                             r->name, (unsigned)w, (unsigned)h, r->len);
 
     if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(r->png);
     if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(r->png);
@@ -157,6 +171,13 @@ static int jpeg_decode(const char *name, const uint8_t *data, size_t len, cnn_im
         status = cnn_error_set(CNN_ERR_INPUT, "%s: bad JPEG: %s", name, tjGetErrorStr2(tj));
         goto done;
     }
+    /* libjpeg reaches the end of a file without a frame header (SOF)
+     * without an error, and reports the size as 0x0. */
+    if (w < 1 || h < 1) {
+        status = cnn_error_set(CNN_ERR_INPUT, "%s: bad JPEG: no frame header with the image size (got %dx%d)",
+                               name, w, h);
+        goto done;
+    }
     if (cs == TJCS_CMYK || cs == TJCS_YCCK) {
         status = cnn_error_set(CNN_ERR_INPUT,
                                "%s: CMYK is not supported (convert the JPEG to RGB)", name);
@@ -164,10 +185,6 @@ static int jpeg_decode(const char *name, const uint8_t *data, size_t len, cnn_im
     }
     int c = cs == TJCS_GRAY ? 1 : 3;
     size_t bytes;
-    if (w < 0 || h < 0) {
-        status = cnn_error_set(CNN_ERR_INPUT, "%s: bad JPEG: negative size", name);
-        goto done;
-    }
     status = check_dims(name, (unsigned long)w, (unsigned long)h, c, &bytes);
     if (status < 0) goto done;
     px = cnn_malloc(bytes);
@@ -175,8 +192,10 @@ static int jpeg_decode(const char *name, const uint8_t *data, size_t len, cnn_im
         status = CNN_ERR_NOMEM;
         goto done;
     }
+    /* LIMITSCANS: a progressive file of a few KiB can hold thousands of
+     * scans, each a pass over the whole image. */
     if (tjDecompress2(tj, data, (unsigned long)len, px, w, 0, h, c == 1 ? TJPF_GRAY : TJPF_RGB,
-                      TJFLAG_ACCURATEDCT) != 0) {
+                      TJFLAG_ACCURATEDCT | TJFLAG_LIMITSCANS) != 0) {
         /* libjpeg treats a missing end of data as a warning and fills the
          * rest with grey; for us any warning means the pixels are not what
          * the file was meant to hold. */

@@ -2,11 +2,25 @@
 #include "core/error.h"
 #include "core/util.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Largest tensor (values of one image's output, or of a layer's weight)
+ * the graph accepts: 8 GiB of floats, far above any real network, and small
+ * enough that every size derived from it fits in 64 bits. */
+#define MAX_VALUES (1ull << 31)
+
 size_t cnn_layer_numel(const cnn_layer *l) { return (size_t)l->c * l->h * l->w; }
+
+/* a * b, or UINT64_MAX when that overflows (MACs are only reported). */
+static uint64_t sat_mul(uint64_t a, uint64_t b)
+{
+    return (a != 0 && b > UINT64_MAX / a) ? UINT64_MAX : a * b;
+}
+
+static uint64_t sat_add(uint64_t a, uint64_t b) { return b > UINT64_MAX - a ? UINT64_MAX : a + b; }
 
 static void shape_str(const int64_t *shape, int ndim, char *buf, size_t size)
 {
@@ -62,7 +76,7 @@ static int window_out(int in, int pad_lo, int pad_hi, int k, int stride, int dil
     long o = (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
     /* The last window must start inside the input or the left padding. */
     if (ceil_mode && (o - 1) * stride >= (long)in + pad_lo) o--;
-    return (int)o;
+    return o > INT_MAX ? INT_MAX : (int)o; /* then refused as too large */
 }
 
 static int spatial_input(const cnn_pipeline *p, const cnn_layer_spec *s, const cnn_layer *in)
@@ -106,9 +120,16 @@ static int infer(const cnn_pipeline *p, const cnn_weights *wts, cnn_graph *g, in
         l->h = cg->ho;
         l->w = cg->wo;
         int64_t cig = cg->ci / cg->groups;
-        l->n_weight = (size_t)cg->co * (size_t)cig * cg->kh * cg->kw;
+        /* Each factor is below 2^31: the product of the first two and of
+         * the last two fits in 64 bits, and so does theirs once both are
+         * under MAX_VALUES. */
+        uint64_t a = (uint64_t)cg->co * (uint64_t)cig, b = (uint64_t)cg->kh * (uint64_t)cg->kw;
+        if (a > MAX_VALUES || b > MAX_VALUES || a * b > MAX_VALUES)
+            return cnn_pipeline_error_at(p, s->pos, "layer '%s': weight [%d, %lld, %d, %d] has more than %llu "
+                                         "values", s->name, cg->co, (long long)cig, cg->kh, cg->kw, MAX_VALUES);
+        l->n_weight = (size_t)(a * b);
         l->params = l->n_weight + (s->bias ? (uint64_t)cg->co : 0);
-        l->macs = (uint64_t)l->n_weight * cg->ho * cg->wo;
+        l->macs = sat_mul(sat_mul(l->n_weight, (uint64_t)cg->ho), (uint64_t)cg->wo);
         if (wts) {
             int64_t ws[4] = {cg->co, cig, cg->kh, cg->kw}, bs[1] = {cg->co};
             CNN_TRY(bind(p, wts, s, "weight", ws, 4, &l->weight), done);
@@ -159,7 +180,7 @@ static int infer(const cnn_pipeline *p, const cnn_weights *wts, cnn_graph *g, in
                                          pg->wi + pg->pl + pg->pr);
         l->h = pg->ho;
         l->w = pg->wo;
-        l->macs = (uint64_t)cnn_layer_numel(l) * pg->kh * pg->kw;
+        l->macs = sat_mul(sat_mul(cnn_layer_numel(l), (uint64_t)pg->kh), (uint64_t)pg->kw);
         break;
     }
     case CNN_OP_GLOBAL_AVGPOOL:
@@ -187,6 +208,9 @@ static int infer(const cnn_pipeline *p, const cnn_weights *wts, cnn_graph *g, in
                                          "[%d, %d, %d]: add a flatten layer before it", s->name, in0->c, in0->h,
                                          in0->w);
         int fin = in0->c;
+        if ((uint64_t)s->out * (uint64_t)fin > MAX_VALUES)
+            return cnn_pipeline_error_at(p, s->pos, "layer '%s': weight [%d, %d] has more than %llu values", s->name,
+                                         s->out, fin, MAX_VALUES);
         l->c = s->out;
         l->h = l->w = 1;
         l->flat = true;
@@ -202,7 +226,7 @@ static int infer(const cnn_pipeline *p, const cnn_weights *wts, cnn_graph *g, in
     }
     case CNN_OP_ADD:
     case CNN_OP_CONCAT: {
-        int csum = in0->c;
+        int64_t csum = in0->c;
         for (int i = 1; i < l->n_in; i++) {
             const cnn_layer *o = l->in[i] == CNN_GRAPH_INPUT ? &input_layer : &g->layers[l->in[i]];
             bool ok = o->h == in0->h && o->w == in0->w && o->flat == in0->flat &&
@@ -212,15 +236,24 @@ static int infer(const cnn_pipeline *p, const cnn_weights *wts, cnn_graph *g, in
                                              "but '%s' has [%d, %d, %d]", s->name, cnn_op_name(s->op), s->in[i],
                                              o->c, o->h, o->w, s->in[0], in0->c, in0->h, in0->w);
             csum += o->c;
+            /* Checked at every step: both terms are under MAX_VALUES values,
+             * so the product cannot overflow before the check stops it. */
+            if (s->op == CNN_OP_CONCAT &&
+                (csum > INT_MAX || (uint64_t)csum * (uint64_t)l->h * (uint64_t)l->w > MAX_VALUES))
+                return cnn_pipeline_error_at(p, s->pos, "layer '%s' (concat): output [%lld, %d, %d] is too large",
+                                             s->name, (long long)csum, l->h, l->w);
         }
-        if (s->op == CNN_OP_CONCAT) l->c = csum;
+        if (s->op == CNN_OP_CONCAT) l->c = (int)csum;
         l->macs = (uint64_t)cnn_layer_numel(l);
         break;
     }
     default:
         CNN_ASSERT(!"unhandled op");
     }
-    if ((uint64_t)l->c * l->h * l->w > (1ull << 31))
+    /* Saturating: c, h and w can each be near 2^31 (a wide concat, then a
+     * large adaptive pool), and a wrapped product would pass. */
+    if (l->c < 0 || l->h < 0 || l->w < 0 ||
+        sat_mul(sat_mul((uint64_t)l->c, (uint64_t)l->h), (uint64_t)l->w) > MAX_VALUES)
         return cnn_pipeline_error_at(p, s->pos, "layer '%s': output [%d, %d, %d] is too large", s->name, l->c,
                                      l->h, l->w);
 done:
@@ -234,6 +267,9 @@ int cnn_graph_build(const cnn_pipeline *pipe, const cnn_weights *weights, cnn_gr
     g->in_c = pipe->input.c;
     g->in_h = pipe->input.h;
     g->in_w = pipe->input.w;
+    if ((uint64_t)g->in_c * (uint64_t)g->in_h * (uint64_t)g->in_w > MAX_VALUES)
+        return cnn_pipeline_error_at(pipe, pipe->input.pos, "input shape [%d, %d, %d] is too large (more than %llu "
+                                     "values)", g->in_c, g->in_h, g->in_w, MAX_VALUES);
     g->layers = cnn_calloc((size_t)pipe->n_layers, sizeof *g->layers);
     if (!g->layers) return CNN_ERR_NOMEM;
     g->n = pipe->n_layers;
@@ -262,8 +298,8 @@ int cnn_graph_build(const cnn_pipeline *pipe, const cnn_weights *weights, cnn_gr
             }
         }
         CNN_TRY(infer(pipe, weights, g, i), fail);
-        g->total_params += l->params;
-        g->total_macs += l->macs;
+        g->total_params = sat_add(g->total_params, l->params);
+        g->total_macs = sat_add(g->total_macs, l->macs);
     }
     return CNN_OK;
 fail:

@@ -188,8 +188,8 @@ if [ ! -e "$OUTS/imgmissing" ]; then ok; else bad "image missing: the output fol
 expect_error "missing @list" "$TMP/nosuch\.txt" -- "$BIN" run "$TMP/base.yaml" --input "@$TMP/nosuch.txt" --out "$OUTS/nolist"
 
 echo 'not an image' > "$TMP/notimage.png"
-expect_error "image not an image (the only input)" "input" -- "$BIN" run "$TMP/base.yaml" --input "$TMP/notimage.png" --out "$OUTS/notimage"
-expect_grep "$TMP/err" "skipped: $TMP/notimage\.png: .*(not a PNG|image)" "not an image: the path is named"
+expect_error "image not an image (the only input)" "$TMP/notimage\.png: .*(not a PNG|image)" -- \
+  "$BIN" run "$TMP/base.yaml" --input "$TMP/notimage.png" --out "$OUTS/notimage"
 
 "$PY" - "$TMP/big30.png" <<'EOF'
 import struct, sys, zlib
@@ -199,8 +199,8 @@ chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.
 open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
                               + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 EOF
-expect_error "30x30 image for resize: none" "input" -- "$BIN" run "$TMP/base.yaml" --input "$TMP/big30.png" --out "$OUTS/big30"
-expect_grep "$TMP/err" "skipped: $TMP/big30\.png: .*30x30.*28x28" "30x30: the path and both sizes are named"
+expect_error "30x30 image for resize: none" "$TMP/big30\.png: .*30x30.*28x28" -- \
+  "$BIN" run "$TMP/base.yaml" --input "$TMP/big30.png" --out "$OUTS/big30"
 
 # ------------------------------------------------------------------- options
 expect_error "unknown CLI flag" "unknown option '--frobnicate'" -- \
@@ -224,9 +224,48 @@ expect_error "info: missing config file" "$TMP/nosuch\.yaml.*(No such|cannot ope
 expect_error "info: unexpected argument" "'extra'" -- "$BIN" info "$TMP/base.yaml" extra
 expect_error "info: --batch 0" "--batch '0'" -- "$BIN" info "$TMP/base.yaml" --batch 0
 
-# Nothing was written for any error above, except the two image runs, which
-# read the config and weights fine and then found no readable image.
-left=$(find "$OUTS" -mindepth 1 -maxdepth 1 ! -name notimage ! -name big30 2>/dev/null | head -5)
+# ----------------------------------------------------------------- resources
+# A 4096 x 4096 input: one conv output is 4 GiB per image, so batch 64 fits
+# no device; refused before any allocation, with the size and a hint.
+cat > "$TMP/bigmem.yaml" <<YAML
+version: 1
+model:
+  name: bigmem
+  input: {shape: [1, 4096, 4096], color: gray, resize: none}
+layers:
+  - {name: conv,  op: conv2d, out: 64, kernel: 3, pad: 1, params: c}
+  - {name: relu,  op: relu}
+  - {name: gap,   op: global_avgpool}
+  - {name: flat,  op: flatten}
+  - {name: fc,    op: linear, out: 2, params: f}
+YAML
+"$PY" - "$TMP/bigmem.safetensors" <<'PYEOF'
+import json, struct, sys
+import numpy as np
+rng = np.random.default_rng(1)
+t = {"c.weight": rng.normal(size=(64, 1, 3, 3)), "c.bias": rng.normal(size=64),
+     "f.weight": rng.normal(size=(2, 64)), "f.bias": rng.normal(size=2)}
+head, off, blobs = {}, 0, []
+for k, v in t.items():
+    b = v.astype("<f4").tobytes()
+    head[k] = {"dtype": "F32", "shape": list(v.shape), "data_offsets": [off, off + len(b)]}
+    off += len(b)
+    blobs.append(b)
+h = json.dumps(head).encode()
+h += b" " * (-len(h) % 8)
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+PYEOF
+expect_rc 1 "batch 64 of 4096x4096 images does not fit" -- \
+  "$BIN" run "$TMP/bigmem.yaml" --weights "$TMP/bigmem.safetensors" --repeat 1 --batch 64 --out "$OUTS/bigmem"
+expect_grep "$TMP/err" "needs [0-9]+ MiB.*(has|at most) [0-9]+ MiB.*use a smaller --batch" \
+  "the memory error says how much is needed and suggests --batch"
+n=$(grep -c '^cnnviz-cl: error: ' "$TMP/err")
+if [ "$n" -eq 1 ]; then ok; else bad "memory error: $n error lines"; fi
+
+# Nothing was written for any error above (the image runs remove what they
+# wrote before the input turned out unreadable, the folder too).
+left=$(find "$OUTS" -mindepth 1 -maxdepth 1 2>/dev/null | head -5)
 if [ -z "$left" ]; then ok; else bad "output written for errors: $left"; fi
 
 finish
