@@ -57,11 +57,92 @@ __kernel void kernel_bias_act_f32(__global const float *x, __global float *y,
     y[i] = act_apply(x[i] + shift[c], slope);
 }
 
-/* y[i] = a[i] + b[i] */
+/* y[0, n) = 0, four floats per item: clEnqueueFillBuffer runs on one
+ * thread of PoCL's CPU device, this on all of them. */
+__kernel void kernel_zero_f32(__global float *y, const uint n)
+{
+    uint i = get_global_id(0) * 4;
+    if (i + 4 <= n) {
+        vstore4((float4)(0.0f), 0, y + i);
+    } else {
+        for (; i < n; i++) y[i] = 0.0f;
+    }
+}
+
+/* y[i] = act(a[i] + b[i]) (a residual add with the ReLU after it fused) */
 __kernel void kernel_add_f32(__global const float *a, __global const float *b, __global float *y,
-                             const uint n)
+                             const uint n, const float slope)
 {
     uint i = get_global_id(0);
     if (i >= n) return;
-    y[i] = a[i] + b[i];
+    y[i] = act_apply(a[i] + b[i], slope);
+}
+
+/* Epilogue of the packed convolution GEMM: y[b, c, oy, :] = act(out + bias[c])
+ * for b < n, c < co, reading the GEMM result `out` of the whole batch
+ * (column j = b*p + oy*wo + ox, p = ho*wo) laid out [co_pad][ld] when
+ * p_major (ld >= n*p) or [ld][co_pad] otherwise (ld = co_pad).  One
+ * work-item per output row of wo floats (divisions once per row); the
+ * channel is the fastest index so neighbouring items read neighbouring
+ * floats of a transposed result.  has_bias = 0: bias is not read. */
+__kernel void kernel_gemm_store_f32(__global const float *out, __global const float *bias,
+                                    __global float *y, const uint n, const uint co, const uint ho,
+                                    const uint wo, const uint ld, const uint p_major,
+                                    const uint has_bias, const float slope)
+{
+    uint g = get_global_id(0);
+    if (g >= n * co * ho) return;
+    uint c = g % co;
+    uint rest = g / co;
+    uint oy = rest % ho;
+    uint b = rest / ho;
+    size_t j = (size_t)b * ho * wo + (size_t)oy * wo;
+    __global float *dst = y + (((size_t)b * co + c) * ho + oy) * wo;
+    float add = has_bias ? bias[c] : 0.0f;
+    if (p_major) {
+        __global const float *src = out + (size_t)c * ld + j;
+        for (uint ox = 0; ox < wo; ox++) dst[ox] = act_apply(src[ox] + add, slope);
+    } else {
+        __global const float *src = out + j * ld + c;
+        for (uint ox = 0; ox < wo; ox++) dst[ox] = act_apply(src[(size_t)ox * ld] + add, slope);
+    }
+}
+
+/* Winograd F(2x2, 3x3) output transform (host/ops/conv.c): the 16 GEMM
+ * results m[xi] of tile t = (b*th + ty)*tw + tx and channel c (matrix xi at
+ * xi * plane floats, element [c][t] when p_major, [t][c] otherwise)
+ * give the 2x2 outputs Y = A^T m A, A^T = [1 1 1 0; 0 1 -1 -1], then
+ * y = act(Y + bias[c]) clipped to [ho, wo].  2-D range: dimension 0 is tx,
+ * dimension 1 the tile row (b, c, ty). */
+__kernel void kernel_winograd_out_f32(__global const float *m, __global const float *bias,
+                                      __global float *y, const uint n, const uint co,
+                                      const uint ho, const uint wo, const uint th, const uint tw,
+                                      const uint co_pad, const uint t_pad, const uint plane,
+                                      const uint p_major, const uint has_bias, const float slope)
+{
+    uint tx = get_global_id(0);
+    uint g = get_global_id(1);
+    if (tx >= tw || g >= n * co * th) return;
+    uint ty = g % th;
+    uint rest = g / th;
+    uint c = rest % co;
+    uint b = rest / co;
+    size_t t = ((size_t)b * th + ty) * tw + tx;
+    float add = has_bias ? bias[c] : 0.0f;
+    __global const float *src = m + (p_major ? (size_t)c * t_pad + t : t * co_pad + c);
+    float v[16];
+    for (int xi = 0; xi < 16; xi++) v[xi] = src[xi * plane];
+    float r[2][4]; /* A^T m */
+    for (int j = 0; j < 4; j++) {
+        r[0][j] = v[j] + v[4 + j] + v[8 + j];
+        r[1][j] = v[4 + j] - v[8 + j] - v[12 + j];
+    }
+    __global float *dst = y + ((size_t)b * co + c) * ho * wo;
+    uint oy = 2 * ty, ox = 2 * tx;
+    for (uint i = 0; i < 2 && oy + i < ho; i++) {
+        float o0 = r[i][0] + r[i][1] + r[i][2];
+        float o1 = r[i][1] - r[i][2] - r[i][3];
+        dst[(oy + i) * wo + ox] = act_apply(o0 + add, slope);
+        if (ox + 1 < wo) dst[(oy + i) * wo + ox + 1] = act_apply(o1 + add, slope);
+    }
 }

@@ -12,30 +12,78 @@
 
 /* y[nc, oy, ox] = max over the dilated window of x[nc]; padding is -inf, so a
  * window that only touches padding would give -inf (PyTorch forbids that
- * geometry).  NaN propagates like in PyTorch. */
+ * geometry).  NaN propagates like in PyTorch.  One work-item per output row
+ * (nc, oy): `total` counts rows here, and the index divisions (slow on CPU
+ * devices) are paid once per row. */
 __kernel void kernel_maxpool_f32(__global const float *x, __global float *y, POOL_GEOM_ARGS)
 {
-    uint idx = get_global_id(0);
-    if (idx >= total) return;
-    uint ox = idx % wo;
-    uint oy = (idx / wo) % ho;
-    uint nc = idx / (wo * ho);
-    __global const float *plane = x + nc * hi * wi;
+    uint row = get_global_id(0);
+    if (row >= total) return;
+    uint oy = row % ho;
+    uint nc = row / ho;
+    __global const float *plane = x + (size_t)nc * hi * wi;
+    __global float *dst = y + (size_t)row * wo;
     int y0 = (int)(oy * sh) - (int)pt;
-    int x0 = (int)(ox * sw) - (int)pl;
-    float m = -INFINITY;
-    for (uint i = 0; i < kh; i++) {
-        int yy = y0 + (int)(i * dh);
-        if (yy < 0 || yy >= (int)hi) continue;
-        for (uint j = 0; j < kw; j++) {
-            int xx = x0 + (int)(j * dw);
-            if (xx < 0 || xx >= (int)wi) continue;
-            float v = plane[yy * (int)wi + xx];
-            if (v > m || isnan(v)) m = v;
+    for (uint ox = 0; ox < wo; ox++) {
+        int x0 = (int)(ox * sw) - (int)pl;
+        float m = -INFINITY;
+        for (uint i = 0; i < kh; i++) {
+            int yy = y0 + (int)(i * dh);
+            if (yy < 0 || yy >= (int)hi) continue;
+            __global const float *src = plane + yy * (int)wi;
+            for (uint j = 0; j < kw; j++) {
+                int xx = x0 + (int)(j * dw);
+                if (xx < 0 || xx >= (int)wi) continue;
+                float v = src[xx];
+                if (v > m || isnan(v)) m = v;
+            }
         }
+        dst[ox] = m;
     }
-    y[idx] = m;
 }
+
+#ifdef POOL_KH
+/* The same max pooling for a window of POOL_KH x POOL_KW taps known when
+ * the program is built and no dilation: windows wholly inside the input
+ * (all but the border) take the unrolled loop without bounds tests. */
+__kernel void kernel_maxpool_fixed_f32(__global const float *x, __global float *y, POOL_GEOM_ARGS)
+{
+    uint row = get_global_id(0);
+    if (row >= total) return;
+    uint oy = row % ho;
+    uint nc = row / ho;
+    __global const float *plane = x + (size_t)nc * hi * wi;
+    __global float *dst = y + (size_t)row * wo;
+    int y0 = (int)(oy * sh) - (int)pt;
+    bool rows_in = y0 >= 0 && y0 + POOL_KH <= (int)hi;
+    for (uint ox = 0; ox < wo; ox++) {
+        int x0 = (int)(ox * sw) - (int)pl;
+        float m = -INFINITY;
+        if (rows_in && x0 >= 0 && x0 + POOL_KW <= (int)wi) {
+            __global const float *src = plane + y0 * (int)wi + x0;
+#pragma unroll
+            for (int i = 0; i < POOL_KH; i++)
+#pragma unroll
+                for (int j = 0; j < POOL_KW; j++) {
+                    float v = src[i * (int)wi + j];
+                    if (v > m || isnan(v)) m = v;
+                }
+        } else {
+            for (int i = 0; i < POOL_KH; i++) {
+                int yy = y0 + i;
+                if (yy < 0 || yy >= (int)hi) continue;
+                for (int j = 0; j < POOL_KW; j++) {
+                    int xx = x0 + j;
+                    if (xx < 0 || xx >= (int)wi) continue;
+                    float v = plane[yy * (int)wi + xx];
+                    if (v > m || isnan(v)) m = v;
+                }
+            }
+        }
+        dst[ox] = m;
+    }
+}
+#endif
 
 /* Taps of a (dilated) window along one axis that fall inside [lo, hi). */
 inline int taps_inside(int start, int k, int d, int lo, int hi)

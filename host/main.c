@@ -1,6 +1,7 @@
-/* cnnviz-cl: sub-commands run, info, devices.  Parses the command line,
+/* cnnviz-cl: sub-commands run, info, devices, tune.  Parses the command line,
  * calls the modules, prints the one error line, maps status to exit code. */
 #include "cli/cli.h"
+#include "cli/tune.h"
 #include "core/error.h"
 #include "core/util.h"
 
@@ -17,6 +18,7 @@ static const char USAGE[] =
     "  run CONFIG [--input IMG ...]  run the pipeline: predictions, taps, report\n"
     "  info CONFIG                   check a pipeline: layers, shapes, MACs, memory\n"
     "  devices                       list OpenCL platforms and devices\n"
+    "  tune [CONFIG]                 search faster GEMM parameters for the device\n"
     "\n"
     "options for every command:\n"
     "  -h, --help      help for the command (cnnviz-cl run --help)\n"
@@ -52,6 +54,8 @@ int main(int argc, char **argv)
         status = cnn_cmd_run(argc - 1, argv + 1);
     } else if (strcmp(cmd, "info") == 0) {
         status = cnn_cmd_info(argc - 1, argv + 1);
+    } else if (strcmp(cmd, "tune") == 0) {
+        status = cnn_cmd_tune(argc - 1, argv + 1);
     } else {
         status = cnn_error_set(CNN_ERR_USAGE, "unknown command '%s' (try 'cnnviz-cl --help')", cmd);
     }

@@ -14,6 +14,7 @@
 #include "model/graph.h"
 #include "model/weights.h"
 #include "ops/blas.h"
+#include "ops/tune.h"
 #include "runtime/clrt.h"
 #include "runtime/backward.h"
 #include "runtime/net.h"
@@ -776,6 +777,20 @@ static void progress(run_state *s, int done, int total, double t0, bool last)
     last_print = now;
 }
 
+/* The process's peak resident memory (VmHWM of /proc/self/status) in
+ * MiB, or -1 where the system does not say. */
+static double peak_rss_mib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    double kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) kib = strtod(line + 6, NULL);
+    fclose(f);
+    return kib >= 0 ? kib / 1024.0 : -1;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -966,7 +981,7 @@ static int check_memory(run_state *s, int batch)
 {
     const cnn_graph *g = &s->l.graph;
     cnn_plan plan;
-    CNN_TRY_RET(cnn_plan_build(g, s->keep, batch, &plan));
+    CNN_TRY_RET(cnn_plan_build_for(g, s->keep, batch, (s->cl.type & CL_DEVICE_TYPE_CPU) != 0, &plan));
     size_t act = plan.peak_bytes - plan.weight_bytes;
     size_t need = plan.peak_bytes + (s->gradients ? act : 0);
     size_t biggest = plan.scratch_bytes > plan.input_bytes ? plan.scratch_bytes : plan.input_bytes;
@@ -1841,6 +1856,7 @@ int cnn_cmd_run(int argc, char **argv)
     if (status < 0) goto done;
     s.cl_ready = true;
     cnn_blas_apply_defaults(&s.cl);
+    cnn_tune_apply(&s.cl); /* a `cnnviz-cl tune` result for this device, if any */
     int batch = s.o.batch;
     if (s.inputs.n && batch > s.inputs.n) batch = s.inputs.n;
     int net_batch = batch;
@@ -1973,9 +1989,11 @@ loop_done:
         remove_stale(&s);
     }
     if (!s.o.quiet && done_inputs) {
-        fprintf(stderr, "cnnviz-cl: %d input%s in %.2f s (%.1f images/s), first output after %.0f ms; %ld PNG files\n",
+        fprintf(stderr,
+                "cnnviz-cl: %d input%s in %.2f s (%.1f images/s), first output after %.0f ms; %ld PNG files; "
+                "peak memory %.0f MiB\n",
                 done_inputs, done_inputs == 1 ? "" : "s", loop_ms / 1000.0, done_inputs / (loop_ms / 1000.0), t_first,
-                s.pool ? cnn_png_pool_written(s.pool) : 0L);
+                s.pool ? cnn_png_pool_written(s.pool) : 0L, peak_rss_mib());
         if (report) fprintf(stderr, "cnnviz-cl: wrote %s/index.html\n", s.out_dir);
         fprintf(stderr, "cnnviz-cl: wrote %s/manifest.json\n", s.out_dir);
     }

@@ -6,6 +6,7 @@
 #ifndef CNN_OPS_OPS_H
 #define CNN_OPS_OPS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include "runtime/clrt.h"
 
@@ -18,6 +19,11 @@ typedef enum cnn_act {
     CNN_ACT_TANH = 5,
     CNN_ACT_HARDSWISH = 6
 } cnn_act;
+
+/* 2-D launch of `k` over [cols, rows] (the kernel checks both bounds) with
+ * about 256 items per work-group, dimension 0 as wide as a row up to 64:
+ * PoCL vectorizes along dimension 0 and runs small groups slowly. */
+int cnn_op_run_rows(cnn_cl *cl, cl_kernel k, size_t cols, size_t rows, const char *layer);
 
 /* ---- elementwise (host/ops/eltwise.c, cl/eltwise.cl) ---- */
 
@@ -32,6 +38,12 @@ int cnn_op_affine_act(cnn_cl *cl, cl_mem x, cl_mem y, cl_mem scale, cl_mem shift
 
 /* y = a + b (n elements). */
 int cnn_op_add(cnn_cl *cl, cl_mem a, cl_mem b, cl_mem y, size_t n, const char *layer);
+/* y[0, n) = 0 (n < 2^32). */
+int cnn_op_zero(cnn_cl *cl, cl_mem y, size_t n, const char *layer);
+
+/* y = act(a + b): a residual add with its activation fused. */
+int cnn_op_add_act(cnn_cl *cl, cl_mem a, cl_mem b, cl_mem y, size_t n, cnn_act act, float slope,
+                   const char *layer);
 
 /* ---- convolution and linear (host/ops/conv.c, host/ops/dense.c) ---- */
 
@@ -49,6 +61,49 @@ size_t cnn_op_conv2d_scratch(const cnn_conv_geom *g);
 /* y = act(conv(x, w) + bias); w [co, ci/groups, kh, kw]; bias [co] or NULL. */
 int cnn_op_conv2d(cnn_cl *cl, const cnn_conv_geom *g, int n, cl_mem x, cl_mem w, cl_mem bias,
                   cnn_act act, float slope, cl_mem y, cl_mem scratch, const char *layer);
+
+/* Packed GEMM path for groups == 1 convolutions (not the direct kernel):
+ * the whole batch is one im2col column matrix [k_pad][p_pad] (column
+ * b*ho*wo + q) and one CLBlast GEMM in its native layout against weights
+ * packed once as [k_pad][co_pad] (zeros in the padding), so no dimension
+ * needs CLBlast's pad/copy kernels; an epilogue adds the bias, applies the
+ * activation and writes NCHW.  p_align is 64 when the spatial side is the
+ * GEMM's m (result [co_pad][p_pad], co_pad a multiple of 128) and 128 when
+ * it is n (result [p_pad][co_pad], co_pad a multiple of 64); the layout with
+ * fewer padded products is chosen for max_batch images. */
+typedef struct cnn_conv_pack {
+    int k_pad, co_pad, p_align;
+    /* 3x3 stride 1 with ci >= 32: Winograd F(2x2, 3x3), 16 GEMMs with
+     * k = ci over the 2x2 output tiles instead of one with k = 9 ci over the
+     * pixels (2.25x fewer products); "p" then counts tiles. */
+    bool winograd;
+} cnn_conv_pack;
+
+/* False when the conv runs the direct kernel or per-group GEMMs (groups > 1)
+ * or is too large for 32-bit indexing at max_batch. */
+bool cnn_op_conv2d_pack_layout(const cnn_conv_geom *g, int max_batch, cnn_conv_pack *pk);
+/* The same without Winograd: the im2col GEMM, whose rounding is that of a
+ * plain dot product (gradient maps: Winograd's larger rounding flips
+ * near-zero ReLUs of VGG16). */
+bool cnn_op_conv2d_pack_plain(const cnn_conv_geom *g, int max_batch, cnn_conv_pack *pk);
+/* The Winograd layout whenever the geometry allows it, cheaper or not
+ * (tests; cnn_op_conv2d_pack_layout picks it only where it pays). */
+bool cnn_op_conv2d_pack_winograd(const cnn_conv_geom *g, int max_batch, cnn_conv_pack *pk);
+/* Floats of the packed weights. */
+size_t cnn_op_conv2d_packed_weights(const cnn_conv_pack *pk);
+/* Host: packed[(c*kh + i)*kw + j][o] = w[o, c, i, j], zeros elsewhere
+ * (k_pad * co_pad floats); Winograd: 16 such matrices [xi][c][o] of
+ * U = G w[o, c] G^T (computed in double). */
+void cnn_op_conv2d_pack_weights(const cnn_conv_geom *g, const cnn_conv_pack *pk, const float *w, float *packed);
+/* Floats of the two scratch buffers of n images: the column matrix (0 when
+ * the input is used as it is) and the GEMM result. */
+size_t cnn_op_conv2d_packed_col(const cnn_conv_geom *g, const cnn_conv_pack *pk, int n);
+size_t cnn_op_conv2d_packed_out(const cnn_conv_geom *g, const cnn_conv_pack *pk, int n);
+/* y = act(conv(x, w) + bias) on n images; wpack from cnn_op_conv2d_pack_weights;
+ * col and out: buffers (offset 0) of the sizes above. */
+int cnn_op_conv2d_packed(cnn_cl *cl, const cnn_conv_geom *g, const cnn_conv_pack *pk, int n, cl_mem x,
+                         cl_mem wpack, cl_mem bias, cnn_act act, float slope, cl_mem y, cl_mem col, cl_mem out,
+                         const char *layer);
 
 /* y[N, out] = act(x[N, in] * w[out, in]^T + bias); bias may be NULL. */
 int cnn_op_linear(cnn_cl *cl, int n, int in, int out, cl_mem x, cl_mem w, cl_mem bias, cnn_act act,

@@ -1,9 +1,11 @@
 /* Pooling, softmax, LRN and concat on the device (cl/pool.cl).  Every op is
- * one 1-D launch over its output elements (softmax: over (n, position)). */
+ * one 1-D launch over its output elements (softmax: over (n, position); max
+ * pooling: over output rows). */
 #include "ops/ops.h"
 #include "core/error.h"
 
 #include <limits.h>
+#include <stdio.h>
 
 /* Kernels index with uint: refuse anything that would wrap. */
 static int check_count(size_t count, const char *op, const char *layer)
@@ -16,16 +18,22 @@ static int check_count(size_t count, const char *op, const char *layer)
 
 /* The kernel `name` of pool.cl with x, y as arguments 0 and 1 and the uints
  * v[0..nv) after them. */
-static int pool_kernel(cnn_cl *cl, const char *name, cl_mem x, cl_mem y, const cl_uint *v,
-                       size_t nv, const char *layer, cl_kernel *k)
+static int pool_kernel_opts(cnn_cl *cl, const char *opts, const char *name, cl_mem x, cl_mem y,
+                            const cl_uint *v, size_t nv, const char *layer, cl_kernel *k)
 {
-    int status = cnn_cl_kernel(cl, "pool.cl", NULL, name, k);
+    int status = cnn_cl_kernel(cl, "pool.cl", opts, name, k);
     if (status < 0) return cnn_error_prefix(status, "layer '%s'", layer);
     if ((status = CNN_ARG(*k, 0, x, layer)) < 0 || (status = CNN_ARG(*k, 1, y, layer)) < 0)
         return status;
     for (size_t i = 0; i < nv; i++)
         if ((status = CNN_ARG(*k, (cl_uint)(2 + i), v[i], layer)) < 0) return status;
     return CNN_OK;
+}
+
+static int pool_kernel(cnn_cl *cl, const char *name, cl_mem x, cl_mem y, const cl_uint *v, size_t nv,
+                       const char *layer, cl_kernel *k)
+{
+    return pool_kernel_opts(cl, NULL, name, x, y, v, nv, layer, k);
 }
 
 /* Max and avg share the window arguments (POOL_GEOM_ARGS in pool.cl). */
@@ -39,14 +47,26 @@ static int run_pool(cnn_cl *cl, const char *name, const cnn_pool_geom *g, int n,
     /* Dilation means nothing to PyTorch's avg pool: a caller may leave it 0,
      * which would stack every tap on one pixel. */
     cl_uint dh = g->dh > 0 ? (cl_uint)g->dh : 1u, dw = g->dw > 0 ? (cl_uint)g->dw : 1u;
-    cl_uint v[] = {(cl_uint)total, (cl_uint)g->hi, (cl_uint)g->wi, (cl_uint)g->ho,
+    /* The max kernel runs one item per output row. */
+    size_t items = avg ? total : (size_t)n * g->c * g->ho;
+    cl_uint v[] = {(cl_uint)items, (cl_uint)g->hi, (cl_uint)g->wi, (cl_uint)g->ho,
                    (cl_uint)g->wo,  (cl_uint)g->kh, (cl_uint)g->kw, (cl_uint)g->sh,
                    (cl_uint)g->sw,  dh,             dw,             (cl_uint)g->pt,
                    (cl_uint)g->pl,  (cl_uint)g->pb, (cl_uint)g->pr, (cl_uint)!!g->count_include_pad};
     size_t nv = avg ? sizeof v / sizeof v[0] : 13; /* max stops after pl */
     cl_kernel k;
-    if ((status = pool_kernel(cl, name, x, y, v, nv, layer, &k)) < 0) return status;
-    return cnn_cl_run1d(cl, k, total, layer);
+    /* Max pooling with a small undilated window: the window size is built
+     * into the program (one per size) and the interior loop unrolled
+     * (3x3/2 on 64 x 112 x 112: 0.87 -> 0.46 ms; test/bench/NOTES.md 8). */
+    char opts[48];
+    if (!avg && dh == 1 && dw == 1 && g->kh <= 4 && g->kw <= 4) {
+        snprintf(opts, sizeof opts, "-DPOOL_KH=%d -DPOOL_KW=%d", g->kh, g->kw);
+        status = pool_kernel_opts(cl, opts, "kernel_maxpool_fixed_f32", x, y, v, nv, layer, &k);
+    } else {
+        status = pool_kernel(cl, name, x, y, v, nv, layer, &k);
+    }
+    if (status < 0) return status;
+    return cnn_cl_run1d(cl, k, items, layer);
 }
 
 int cnn_op_maxpool(cnn_cl *cl, const cnn_pool_geom *g, int n, cl_mem x, cl_mem y, const char *layer)

@@ -31,10 +31,17 @@ void cnn_plan_free(cnn_plan *p)
     free(p->slope);
     free(p->slot);
     free(p->slot_bytes);
+    free(p->packed);
+    free(p->pack);
     memset(p, 0, sizeof *p);
 }
 
 int cnn_plan_build(const cnn_graph *g, const bool *keep_in, int max_batch, cnn_plan *p)
+{
+    return cnn_plan_build_for(g, keep_in, max_batch, true, p);
+}
+
+int cnn_plan_build_for(const cnn_graph *g, const bool *keep_in, int max_batch, bool cpu, cnn_plan *p)
 {
     memset(p, 0, sizeof *p);
     int n = g->n;
@@ -47,13 +54,15 @@ int cnn_plan_build(const cnn_graph *g, const bool *keep_in, int max_batch, cnn_p
     p->slope = cnn_calloc((size_t)n, sizeof *p->slope);
     p->slot = cnn_calloc((size_t)n, sizeof *p->slot);
     p->slot_bytes = cnn_calloc((size_t)n, sizeof *p->slot_bytes);
+    p->packed = cnn_calloc((size_t)n, sizeof *p->packed);
+    p->pack = cnn_calloc((size_t)n, sizeof *p->pack);
     int *readers = cnn_calloc((size_t)n, sizeof *readers);
     int *last_use = cnn_calloc((size_t)n, sizeof *last_use);
     bool *keep = cnn_calloc((size_t)n, sizeof *keep);
     bool *slot_free = cnn_calloc((size_t)n, sizeof *slot_free);
     int status = CNN_OK;
     if (!p->root || !p->computes || !p->fold_bn || !p->act || !p->slope || !p->slot || !p->slot_bytes ||
-        !readers || !last_use || !keep || !slot_free) {
+        !p->packed || !p->pack || !readers || !last_use || !keep || !slot_free) {
         status = CNN_ERR_NOMEM;
         goto done;
     }
@@ -90,7 +99,7 @@ int cnn_plan_build(const cnn_graph *g, const bool *keep_in, int max_batch, cnn_p
         }
         if (is_act(op) && private_src && p->act[r] == CNN_ACT_NONE && p->computes[r]) {
             cnn_op rop = g->layers[r].spec->op;
-            if (rop == CNN_OP_CONV2D || rop == CNN_OP_LINEAR || rop == CNN_OP_BATCHNORM) {
+            if (rop == CNN_OP_CONV2D || rop == CNN_OP_LINEAR || rop == CNN_OP_BATCHNORM || rop == CNN_OP_ADD) {
                 p->act[r] = cnn_act_of_op(op);
                 p->slope[r] = l->spec->slope;
                 p->root[i] = r;
@@ -139,16 +148,32 @@ int cnn_plan_build(const cnn_graph *g, const bool *keep_in, int max_batch, cnn_p
         if (last_use[i] == i) slot_free[best] = true; /* dead output (nobody reads it) */
     }
     p->input_bytes = (size_t)g->in_c * g->in_h * g->in_w * (size_t)max_batch * sizeof(float);
+    /* Every layer kept is gradient mode (the backward reads every forward
+     * tensor and routes through its ReLU and max-pool decisions): no
+     * Winograd, whose rounding differs from a dot product's enough to flip
+     * near-zero ReLUs (VGG16 saliency 3.6e-3 from float64 with, 5.8e-7
+     * without; test/bench/NOTES.md 7). */
+    bool all_kept = keep_in != NULL;
+    for (int i = 0; i < n && all_kept; i++) all_kept = keep_in[i];
     for (int i = 0; i < n; i++) {
         const cnn_layer *l = &g->layers[i];
         if (l->spec->op == CNN_OP_CONV2D) {
             size_t s = cnn_op_conv2d_scratch(&l->conv) * sizeof(float);
+            p->packed[i] = !cpu ? false
+                           : all_kept ? cnn_op_conv2d_pack_plain(&l->conv, max_batch, &p->pack[i])
+                                      : cnn_op_conv2d_pack_layout(&l->conv, max_batch, &p->pack[i]);
+            if (p->packed[i]) {
+                s = cnn_op_conv2d_packed_col(&l->conv, &p->pack[i], max_batch) * sizeof(float);
+                size_t o = cnn_op_conv2d_packed_out(&l->conv, &p->pack[i], max_batch) * sizeof(float);
+                if (o > p->gemm_bytes) p->gemm_bytes = o;
+                p->weight_bytes += cnn_op_conv2d_packed_weights(&p->pack[i]) * sizeof(float);
+            }
             if (s > p->scratch_bytes) p->scratch_bytes = s;
         }
         if (l->spec->op == CNN_OP_CONV2D || l->spec->op == CNN_OP_LINEAR || l->spec->op == CNN_OP_BATCHNORM)
             p->weight_bytes += (size_t)l->params * sizeof(float);
     }
-    p->peak_bytes = p->input_bytes + p->scratch_bytes + p->weight_bytes;
+    p->peak_bytes = p->input_bytes + p->scratch_bytes + p->gemm_bytes + p->weight_bytes;
     for (int s = 0; s < p->n_slots; s++) p->peak_bytes += p->slot_bytes[s];
 done:
     free(readers);
@@ -176,13 +201,16 @@ void cnn_net_free(cnn_net *net)
         if (net->w && net->w[i]) clReleaseMemObject(net->w[i]);
         if (net->b && net->b[i]) clReleaseMemObject(net->b[i]);
         if (net->scale && net->scale[i]) clReleaseMemObject(net->scale[i]);
+        if (net->wpack && net->wpack[i]) clReleaseMemObject(net->wpack[i]);
     }
+    if (net->gemm_out) clReleaseMemObject(net->gemm_out);
     if (net->input) clReleaseMemObject(net->input);
     if (net->scratch) clReleaseMemObject(net->scratch);
     free(net->slots);
     free(net->w);
     free(net->b);
     free(net->scale);
+    free(net->wpack);
     free(net->layer_ms);
     cnn_plan_free(&net->plan);
     memset(net, 0, sizeof *net);
@@ -202,6 +230,21 @@ static void bn_affine(const cnn_layer *bn, int c, double *s, double *t)
     double eps = bn->spec->eps;
     *s = (double)bn->weight[c] / sqrt((double)bn->var[c] + eps);
     *t = (double)bn->bias[c] - (double)bn->mean[c] * *s;
+}
+
+/* The packed copy of a conv's (folded) weights for the GEMM path. */
+static int upload_packed(cnn_net *net, int i, const float *w)
+{
+    if (!net->plan.packed[i]) return CNN_OK;
+    const cnn_layer *l = &net->g->layers[i];
+    const cnn_conv_pack *pk = &net->plan.pack[i];
+    size_t count = cnn_op_conv2d_packed_weights(pk);
+    float *packed = cnn_malloc(count * sizeof(float));
+    if (!packed) return CNN_ERR_NOMEM;
+    cnn_op_conv2d_pack_weights(&l->conv, pk, w, packed);
+    int status = upload(net->cl, packed, count, &net->wpack[i], l->spec->name);
+    free(packed);
+    return status;
 }
 
 static int upload_layer(cnn_net *net, int i)
@@ -229,8 +272,10 @@ static int upload_layer(cnn_net *net, int i)
         }
         CNN_TRY(upload(net->cl, wtmp, l->n_weight, &net->w[i], name), done);
         CNN_TRY(upload(net->cl, btmp, (size_t)co, &net->b[i], name), done);
+        CNN_TRY(upload_packed(net, i, wtmp), done);
     } else if (op == CNN_OP_CONV2D || op == CNN_OP_LINEAR) {
         CNN_TRY(upload(net->cl, l->weight, l->n_weight, &net->w[i], name), done);
+        if (op == CNN_OP_CONV2D) CNN_TRY(upload_packed(net, i, l->weight), done);
         if (l->bias) CNN_TRY(upload(net->cl, l->bias, (size_t)l->c, &net->b[i], name), done);
     } else if (op == CNN_OP_BATCHNORM && net->plan.computes[i]) {
         wtmp = cnn_malloc((size_t)l->c * sizeof(float));
@@ -260,19 +305,21 @@ static int net_create(cnn_net *net, cnn_cl *cl, const cnn_graph *g, cnn_graph *c
     memset(net, 0, sizeof *net);
     net->cl = cl;
     net->g = g;
-    int status = cnn_plan_build(g, keep, max_batch, &net->plan);
+    int status = cnn_plan_build_for(g, keep, max_batch, (cl->type & CL_DEVICE_TYPE_CPU) != 0, &net->plan);
     if (status < 0) return status;
     net->slots = cnn_calloc((size_t)net->plan.n_slots + 1, sizeof *net->slots);
     net->w = cnn_calloc((size_t)g->n, sizeof *net->w);
     net->b = cnn_calloc((size_t)g->n, sizeof *net->b);
     net->scale = cnn_calloc((size_t)g->n, sizeof *net->scale);
+    net->wpack = cnn_calloc((size_t)g->n, sizeof *net->wpack);
     net->layer_ms = cnn_calloc((size_t)g->n, sizeof *net->layer_ms);
-    if (!net->slots || !net->w || !net->b || !net->scale || !net->layer_ms) {
+    if (!net->slots || !net->w || !net->b || !net->scale || !net->wpack || !net->layer_ms) {
         status = CNN_ERR_NOMEM;
         goto fail;
     }
     CNN_TRY(cnn_cl_buffer(cl, net->plan.input_bytes, &net->input, "network input"), fail);
     CNN_TRY(cnn_cl_buffer(cl, net->plan.scratch_bytes, &net->scratch, "convolution scratch"), fail);
+    CNN_TRY(cnn_cl_buffer(cl, net->plan.gemm_bytes, &net->gemm_out, "convolution GEMM result"), fail);
     for (int s = 0; s < net->plan.n_slots; s++)
         CNN_TRY(cnn_cl_buffer(cl, net->plan.slot_bytes[s], &net->slots[s], "activation buffer"), fail);
     for (int i = 0; i < g->n; i++) {
@@ -312,6 +359,9 @@ static int run_layer(cnn_net *net, int i, int n)
     size_t count = (size_t)n * cnn_layer_numel(l);
     switch (l->spec->op) {
     case CNN_OP_CONV2D:
+        if (net->plan.packed[i])
+            return cnn_op_conv2d_packed(cl, &l->conv, &net->plan.pack[i], n, x, net->wpack[i], net->b[i], act, slope,
+                                        y, net->scratch, net->gemm_out, name);
         return cnn_op_conv2d(cl, &l->conv, n, x, net->w[i], net->b[i], act, slope, y, net->scratch, name);
     case CNN_OP_BATCHNORM:
         return cnn_op_affine_act(cl, x, y, net->scale[i], net->b[i], count, (size_t)l->h * l->w, l->c, act, slope,
@@ -329,9 +379,12 @@ static int run_layer(cnn_net *net, int i, int n)
     case CNN_OP_LINEAR:
         return cnn_op_linear(cl, n, ic * ih * iw, l->c, x, net->w[i], net->b[i], act, slope, y, name);
     case CNN_OP_ADD: {
-        int status = cnn_op_add(cl, x, cnn_net_buffer(net, l->in[1]), y, count, name);
+        /* A fused activation runs with the last addition. */
+        int status = cnn_op_add_act(cl, x, cnn_net_buffer(net, l->in[1]), y, count, l->n_in == 2 ? act : CNN_ACT_NONE,
+                                    slope, name);
         for (int k = 2; k < l->n_in && status == CNN_OK; k++)
-            status = cnn_op_add(cl, y, cnn_net_buffer(net, l->in[k]), y, count, name);
+            status = cnn_op_add_act(cl, y, cnn_net_buffer(net, l->in[k]), y, count,
+                                    k == l->n_in - 1 ? act : CNN_ACT_NONE, slope, name);
         return status;
     }
     case CNN_OP_CONCAT: {

@@ -5,8 +5,9 @@
  * Plan rules: a layer's output buffer is reused once its last reader ran;
  * layers in `keep` (taps, the network output) are pinned and never fused
  * away; batch norm right after a convolution is folded into its weights and
- * an activation right after a conv/linear/batchnorm runs in its epilogue when
- * no kept tensor sits between; flatten and dropout are views of their input. */
+ * an activation right after a conv/linear/batchnorm/add runs in its epilogue
+ * when no kept tensor sits between; 3x3 convolutions may run Winograd
+ * F(2x2, 3x3) unless every layer is kept (gradient mode); flatten and dropout are views of their input. */
 #ifndef CNN_RUNTIME_NET_H
 #define CNN_RUNTIME_NET_H
 
@@ -26,7 +27,10 @@ typedef struct cnn_plan {
     int *slot;            /* [n] buffer slot of computing layers, else -1 */
     size_t *slot_bytes;   /* [n_slots] */
     int n_slots;
+    bool *packed;         /* [n] conv i runs the packed GEMM path (pack[i] valid) */
+    cnn_conv_pack *pack;  /* [n] its GEMM layout for max_batch images */
     size_t input_bytes, scratch_bytes, weight_bytes, peak_bytes;
+    size_t gemm_bytes;    /* GEMM result of the packed path (its own buffer: CLBlast wants offset 0) */
 } cnn_plan;
 
 /* The activation an op computes (CNN_ACT_NONE for every other op). */
@@ -35,6 +39,11 @@ cnn_act cnn_act_of_op(cnn_op op);
 /* keep: [g->n] layers whose outputs must be readable after the forward pass
  * (NULL: only the last layer).  Host only: `info` uses it without a device. */
 int cnn_plan_build(const cnn_graph *g, const bool *keep, int max_batch, cnn_plan *plan);
+/* Same, for a device of the given kind: the packed, batched convolution
+ * path and Winograd were built and measured for CPUs (PoCL); other devices
+ * (GPUs) keep one im2col + GEMM per image, which measured 3x faster on an
+ * NVIDIA H100 (test/bench/NOTES.md 10).  cnn_plan_build plans for a CPU. */
+int cnn_plan_build_for(const cnn_graph *g, const bool *keep, int max_batch, bool cpu, cnn_plan *plan);
 void cnn_plan_free(cnn_plan *plan);
 
 typedef struct cnn_net {
@@ -42,10 +51,12 @@ typedef struct cnn_net {
     const cnn_graph *g;      /* borrowed */
     cnn_plan plan;
     cl_mem input;            /* [max_batch, C, H, W] network input */
-    cl_mem scratch;          /* im2col columns of one image */
+    cl_mem scratch;          /* im2col columns (one image, or the batch on the packed path) */
+    cl_mem gemm_out;         /* packed path: GEMM result before the epilogue */
     cl_mem *slots;           /* [plan.n_slots] */
     cl_mem *w, *b;           /* [n] per-layer weight / bias-or-shift (NULL when none) */
     cl_mem *scale;           /* [n] batchnorm scale when not folded */
+    cl_mem *wpack;           /* [n] packed conv weights (plan.packed); w[i] keeps the plain layout */
     double *layer_ms;        /* [n] last forward's per-layer time when cl->profiling */
 } cnn_net;
 

@@ -15,6 +15,7 @@ import argparse
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -93,6 +94,27 @@ def torch_grad_medians(model, x, runs, module_path):
     return timed(saliency, runs, x.device), timed(gradcam, runs, x.device)
 
 
+def start_times(binary, config, weights, image, out, extra, caches):
+    """One whole run (one image, no taps): (wall s, first output ms, peak
+    RSS MiB) with the kernel caches under `caches` (empty: a cold start)."""
+    env = dict(os.environ, POCL_CACHE_DIR=os.path.join(caches, "pocl"),
+               CNNVIZ_CACHE_DIR=os.path.join(caches, "cnnviz"))
+    cmd = [binary, "run", config, "--weights", weights, "--input", image, "--out", out, "--no-taps",
+           "--no-report"] + extra
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = p.stderr.read()
+    _, status, _ = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    if status != 0:
+        sys.exit("cnnviz-cl failed: %s\n%s" % (" ".join(cmd), err))
+    m = re.search(r"first output after ([0-9.]+) ms", err)
+    # the run's own VmHWM: wait4's ru_maxrss would count this (PyTorch)
+    # process's memory, which the child holds between fork and exec
+    r = re.search(r"peak memory ([0-9.]+) MiB", err)
+    return wall, float(m.group(1)) if m else float("nan"), float(r.group(1)) if r else float("nan")
+
+
 def run_ours(cmd):
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
@@ -130,6 +152,9 @@ def main():
     ap.add_argument("--write", action="store_true", help="write BENCHMARKS.md")
     ap.add_argument("--md", help="write the table to this file instead")
     ap.add_argument("--grad", action="store_true", help="also saliency and Grad-CAM")
+    ap.add_argument("--start", action="store_true",
+                    help="also cold start (empty kernel caches) and warm start: whole process, time to "
+                         "first output, peak RSS")
     ap.add_argument("--torch-device", default="cpu", help="cpu or cuda")
     ap.add_argument("--cl-arg", action="append", default=[],
                     help="argument for cnnviz-cl (repeat: --cl-arg=--platform --cl-arg=1)")
@@ -146,7 +171,7 @@ def main():
     image = os.path.join(a.tmp, "scene.png")
     netref.save_png(img, image)
     x = netref.preprocess(img).float().to(dev)
-    rows, grows = [], []
+    rows, grows, srows = [], [], []
     for name in a.nets:
         weights = os.path.join(a.tmp, name + ".safetensors")
         model = netref.make_model(name, seed=0)
@@ -160,6 +185,15 @@ def main():
         rows.append((name, ours, ref))
         print("%-14s cnnviz-cl %9.1f ms   PyTorch %9.1f ms   ratio %.2f" % (name, ours, ref, ours / ref),
               flush=True)
+        if a.start:
+            caches = os.path.join(a.tmp, "caches-" + name)
+            shutil.rmtree(caches, ignore_errors=True)
+            cold = start_times(a.bin, config, weights, image, out, a.cl_arg, caches)
+            warm = start_times(a.bin, config, weights, image, out, a.cl_arg, caches)
+            shutil.rmtree(caches, ignore_errors=True)
+            srows.append((name, ours, cold, warm))
+            print("%-14s cold start %.1f s (first output %.0f ms), warm %.2f s (first output %.0f ms), "
+                  "peak RSS %.0f MiB" % (name, cold[0], cold[1], warm[0], warm[1], warm[2]), flush=True)
         if a.grad and name in CAM_LAYER:
             osal, ocam = ours_grad_medians(a.bin, config, weights, image, a.runs, out, a.cl_arg,
                                            CAM_LAYER[name][0])
@@ -182,6 +216,16 @@ def main():
             "| --- | ---: | ---: | ---: |"]
     for name, ours, ref in rows:
         text.append("| %s | %.1f | %.1f | %.2f× |" % (name, ours, ref, ours / ref))
+    if srows:
+        text += ["", "Start-up, one image, no taps, whole process (`--start`): cold = empty PoCL and program "
+                 "caches (every kernel compiled), warm = the same command again; first output = from process "
+                 "start to the first input's predictions, as the run reports it; overhead = warm first "
+                 "output minus the forward median.", "",
+                 "| network | cold s | cold first output ms | warm s | warm first output ms | warm overhead ms "
+                 "| peak RSS MiB |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for name, fw, cold, warm in srows:
+            text.append("| %s | %.1f | %.0f | %.2f | %.0f | %.0f | %.0f |"
+                        % (name, cold[0], cold[1], warm[0], warm[1], warm[1] - fw, warm[2]))
     if grows:
         text += ["", "Gradient maps, batch 1, target = top-1 logit, forward + backward + map on the device "
                  "(no files); ours in gradient mode (every tensor kept, nothing fused); ratios to each side's "

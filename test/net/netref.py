@@ -283,14 +283,20 @@ class ConfigError(Exception):
     pass
 
 
-def run_config(layers, state_dict, x, eps_default=1e-5, relu=None, outs_out=None):
+def run_config(layers, state_dict, x, eps_default=1e-5, relu=None, outs_out=None, pool_idx=None,
+               relu_mask=None):
     """Runs the `layers:` list of a pipeline file on x [1, C, H, W] (any float
     dtype; weights are cast to it).  Checks the bound tensors' shapes against
     the layer keys (out, kernel, groups, bias) and that every state_dict
     tensor except num_batches_tracked is bound by some layer.
     Autograd records the graph when x requires grad (gradient tests);
     relu: optional function replacing F.relu (e.g. a guided-backprop ReLU);
-    outs_out: optional dict that receives every layer's output tensor.
+    outs_out: optional dict that receives every layer's output tensor;
+    pool_idx: optional {maxpool layer name: indices as F.max_pool2d's
+    return_indices gives them}: that layer takes its maximum (value and
+    gradient route) from these positions instead of its own argmax;
+    relu_mask: optional {relu layer name: bool tensor}: that ReLU passes
+    (value and gradient) exactly where the mask is true.
     Returns (output tensor, {layer name: output shape without batch})."""
     dt = x.dtype
     used = set()
@@ -337,6 +343,8 @@ def run_config(layers, state_dict, x, eps_default=1e-5, relu=None, outs_out=None
             y = F.batch_norm(a, param(p, "running_mean"), param(p, "running_var"),
                              param(p, "weight"), param(p, "bias"), False, 0.0,
                              float(d.get("eps", eps_default)))
+        elif op == "relu" and relu_mask is not None and name in relu_mask:
+            y = a * relu_mask[name].to(a.dtype)
         elif op == "relu":
             y = relu(a) if relu else F.relu(a)
         elif op == "relu6":
@@ -355,7 +363,10 @@ def run_config(layers, state_dict, x, eps_default=1e-5, relu=None, outs_out=None
             t, bo, l, r = _pad4(d.get("pad"))
             if t != bo or l != r:
                 raise ConfigError("%s: asymmetric pooling pad not interpreted here" % name)
-            if op == "maxpool":
+            if op == "maxpool" and pool_idx is not None and name in pool_idx:
+                idx = pool_idx[name]
+                y = a.flatten(2).gather(2, idx.flatten(2)).view(idx.shape)
+            elif op == "maxpool":
                 y = F.max_pool2d(a, k, s, [t, l], _hw(d.get("dilation"), [1, 1]),
                                  ceil_mode=bool(d.get("ceil_mode", False)))
             else:

@@ -175,9 +175,9 @@ static void run_conv_case(cnn_cl *cl, const conv_case *c)
     float *x = xmalloc(nx * sizeof *x), *w = xmalloc(nw * sizeof *w);
     float *bias = xmalloc((size_t)c->co * sizeof *bias);
     double *ref = xmalloc(ny * sizeof *ref);
-    rng_fill(x, nx, -1.0f, 1.0f);
-    rng_fill(w, nw, -1.0f, 1.0f);
-    rng_fill(bias, (size_t)c->co, -1.0f, 1.0f);
+    fill_nonzero(x, nx, -1.0f, 1.0f);
+    fill_nonzero(w, nw, -1.0f, 1.0f);
+    fill_nonzero(bias, (size_t)c->co, -1.0f, 1.0f);
     conv_ref(&g, c->n, x, w, c->bias ? bias : NULL, c->act, c->slope, ref);
 
     size_t scratch_n = cnn_op_conv2d_scratch(&g);
@@ -191,6 +191,37 @@ static void run_conv_case(cnn_cl *cl, const conv_case *c)
     download_check(cl, by, ny, ref, mm_atol(k), 1e-4, what);
     /* The input must be left alone. */
     check_unchanged(cl, bx, x, nx, what);
+    /* The packed GEMM path on the same data, with the layout planned for
+     * this batch, for a 5x larger one without Winograd (other padding, maybe
+     * the other GEMM orientation), and Winograd wherever the geometry allows
+     * it; scratch and output start as NaN. */
+    for (int v = 0; v < 3; v++) {
+        /* v = 0: planned for n images; 1: for 5n, Winograd off; 2: Winograd forced */
+        int mb = v == 1 ? 5 : 1;
+        cnn_conv_pack pk;
+        bool ok = v == 0   ? cnn_op_conv2d_pack_layout(&g, c->n, &pk)
+                  : v == 1 ? cnn_op_conv2d_pack_plain(&g, c->n * mb, &pk)
+                           : cnn_op_conv2d_pack_winograd(&g, c->n, &pk);
+        if (!ok)
+            continue;
+        char pwhat[320];
+        snprintf(pwhat, sizeof pwhat, "%s packed(%sk%d co%d p%d max_batch %d)", what,
+                 pk.winograd ? "winograd " : "", pk.k_pad, pk.co_pad, pk.p_align, c->n * mb);
+        size_t npacked = cnn_op_conv2d_packed_weights(&pk);
+        float *packed = xmalloc(npacked * sizeof *packed);
+        cnn_op_conv2d_pack_weights(&g, &pk, w, packed);
+        size_t ncol = cnn_op_conv2d_packed_col(&g, &pk, c->n), nout = cnn_op_conv2d_packed_out(&g, &pk, c->n);
+        cl_mem bp = upload(cl, packed, npacked, "packed w");
+        cl_mem bcol = upload(cl, NULL, ncol ? ncol : 1, "col"), bout = upload(cl, NULL, nout, "gemm out");
+        cl_mem by2 = upload(cl, NULL, ny, "y packed");
+        CHECK_OK(cnn_op_conv2d_packed(cl, &g, &pk, c->n, bx, bp, bb, c->act, c->slope, by2, bcol, bout,
+                                      "test_conv"));
+        finish(cl);
+        download_check(cl, by2, ny, ref, mm_atol(k), 1e-4, pwhat);
+        check_unchanged(cl, bx, x, nx, pwhat);
+        release(bp), release(bcol), release(bout), release(by2);
+        free(packed);
+    }
     release(bx), release(bw), release(bb), release(by), release(bs);
     free(x), free(w), free(bias), free(ref);
 }
@@ -227,6 +258,25 @@ static void test_conv(cnn_cl *cl)
         {1, 64, 11, 13, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "wide K"},
         {3, 16, 13, 11, 33, 5, 5, 2, 2, 1, 1, 2, 2, 2, 2, 1, 1, CNN_ACT_LEAKY_RELU, 0.1f,
          "5x5 s2 K400"},
+        /* packed path: K, co and n*ho*wo off the 32/64/128 tiles, several tiles */
+        {2, 40, 15, 15, 130, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "K360 co130 batch"},
+        {1, 3, 30, 30, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "K27 first layer"},
+        {2, 3, 29, 29, 64, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3, 1, 0, CNN_ACT_NONE, 0, "7x7 s2 stem"},
+        {1, 96, 7, 7, 200, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU6, 0, "7x7 map co200"},
+        {3, 64, 9, 9, 128, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 1, 1, CNN_ACT_NONE, 0, "1x1 s2 downsample"},
+        /* K = 1152 > CNN_GEMM_KSPLIT: the GEMM runs in K slices on PoCL */
+        {1, 128, 6, 5, 64, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "K1152 sliced"},
+        /* Winograd F(2x2, 3x3): odd and even sizes, asymmetric/no/large padding, batch, ci > 512 */
+        {1, 32, 9, 7, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "winograd odd"},
+        {3, 40, 8, 10, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, CNN_ACT_LEAKY_RELU, 0.1f, "winograd batch"},
+        {2, 33, 11, 6, 130, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, CNN_ACT_NONE, 0, "winograd valid"},
+        {1, 64, 7, 9, 64, 3, 3, 1, 1, 1, 1, 2, 0, 0, 1, 1, 1, CNN_ACT_TANH, 0, "winograd asym pad"},
+        {1, 64, 5, 5, 32, 3, 3, 1, 1, 1, 1, 3, 3, 3, 3, 1, 1, CNN_ACT_SIGMOID, 0, "winograd pad 3"},
+        {1, 520, 4, 4, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "winograd ci520 sliced"},
+        {2, 256, 14, 14, 256, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "winograd resnet layer3"},
+        /* 1x1 on one image with ci and h*w on the tile: the input is the column matrix */
+        {1, 32, 8, 16, 64, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, CNN_ACT_RELU, 0, "pointwise as col"},
+        {4, 32, 8, 16, 64, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, CNN_ACT_HARDSWISH, 0, "pointwise batch4"},
     };
     rng_seed(1234);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_conv_case(cl, &cases[i]);
@@ -389,6 +439,37 @@ static void test_add(cnn_cl *cl)
     CHECK_OK(cnn_op_add(cl, ba, bb, ba, N, "test_add"));
     download_check(cl, ba, N, ref, 1e-6, 1e-5, "add in place");
     release(ba), release(bb), release(by);
+    /* with the activation after it fused (residual add + ReLU) */
+    fill_nonzero(a, N, -1.0f, 1.0f);
+    fill_nonzero(b, N, -1.0f, 1.0f);
+    ba = upload(cl, a, N, "a"), bb = upload(cl, b, N, "b"), by = upload(cl, NULL, N, "y");
+    for (size_t t = 0; t < sizeof ALL_ACTS / sizeof ALL_ACTS[0]; t++) {
+        cnn_act act = ALL_ACTS[t];
+        for (int i = 0; i < N; i++) ref[i] = act_ref(act, (double)a[i] + b[i], 0.1);
+        char what[64];
+        snprintf(what, sizeof what, "add + %s", act_name(act));
+        CHECK_OK(cnn_op_add_act(cl, ba, bb, by, N, act, 0.1f, "test_add"));
+        download_check(cl, by, N, ref, 1e-6, 1e-5, what);
+    }
+    release(ba), release(bb), release(by);
+}
+
+static void test_zero(cnn_cl *cl)
+{
+    /* lengths around the 4-float step, on NaN poison, guard intact */
+    static const size_t lens[] = {1, 3, 4, 5, 1237, 4096};
+    for (size_t t = 0; t < sizeof lens / sizeof lens[0]; t++) {
+        size_t n = lens[t];
+        double *ref = xmalloc(n * sizeof *ref);
+        for (size_t i = 0; i < n; i++) ref[i] = 0.0;
+        cl_mem b = upload(cl, NULL, n, "zero");
+        CHECK_OK(cnn_op_zero(cl, b, n, "test_zero"));
+        char what[48];
+        snprintf(what, sizeof what, "zero %zu", n);
+        download_check(cl, b, n, ref, 0.0, 0.0, what);
+        release(b);
+        free(ref);
+    }
 }
 
 /* -------------------------------------------------------------- errors --- */
@@ -442,6 +523,7 @@ int main(void)
     test_act(&cl);
     test_affine(&cl);
     test_add(&cl);
+    test_zero(&cl);
     test_errors(&cl);
     cnn_cl_free(&cl);
     return test_summary("test_conv");
