@@ -400,3 +400,41 @@ __kernel void kernel_concat_bwd_f32(__global const float *dy, __global float *dx
     if (idx >= total) return;
     dx[idx] += dy[(idx / block) * ystride + yoffset + idx % block];
 }
+
+/* LRN backward (PyTorch LocalResponseNorm), one work-item per element c of
+ * dx: with d_i = k + alpha/size * sum_{j in W(i)} x_j^2 over the window
+ * W(i) = [i - size/2, i + (size-1)/2] (zero padding) and y_i = x_i d_i^-beta,
+ *   dx_c += dy_c d_c^-beta
+ *           - 2 alpha beta / size * x_c * sum_{i : c in W(i)} dy_i x_i d_i^(-beta-1),
+ * the channels i with c in W(i) being [c - (size-1)/2, c + size/2]. */
+inline float lrn_denom(__global const float *x, uint base, uint plane, int ch, int c, uint size, float alpha,
+                       float k)
+{
+    int lo = max(ch - (int)(size / 2), 0), hi = min(ch + (int)((size - 1) / 2), c - 1);
+    float s = 0.0f;
+    for (int i = lo; i <= hi; i++) {
+        float v = x[base + (uint)i * plane];
+        s += v * v;
+    }
+    return k + alpha / (float)size * s;
+}
+
+__kernel void kernel_lrn_bwd_f32(__global const float *x, __global const float *dy, __global float *dx,
+                                 const uint total, const uint c, const uint plane, const uint size,
+                                 const float alpha, const float beta, const float k)
+{
+    uint idx = get_global_id(0);
+    if (idx >= total) return;
+    int ch = (int)((idx / plane) % c);
+    uint base = idx - (uint)ch * plane;
+    float d = lrn_denom(x, base, plane, ch, (int)c, size, alpha, k);
+    float g = dy[idx] * pow(d, -beta);
+    int lo = max(ch - (int)((size - 1) / 2), 0), hi = min(ch + (int)(size / 2), (int)c - 1);
+    float s = 0.0f;
+    for (int i = lo; i <= hi; i++) {
+        uint j = base + (uint)i * plane;
+        float di = lrn_denom(x, base, plane, i, (int)c, size, alpha, k);
+        s += dy[j] * x[j] * pow(di, -beta - 1.0f);
+    }
+    dx[idx] += g - 2.0f * alpha * beta / (float)size * x[idx] * s;
+}

@@ -287,6 +287,24 @@ int cnn_grad_softmax(cnn_cl *cl, int n, int c, int plane, cl_mem y, cl_mem dy, c
     return cnn_cl_run1d(cl, k, items, layer);
 }
 
+int cnn_grad_lrn(cnn_cl *cl, int n, int c, int plane, int size, float alpha, float beta, float k, cl_mem x,
+                 cl_mem dy, cl_mem dx, const char *layer)
+{
+    size_t total = (size_t)n * c * plane;
+    int status = check_count(total, "grad lrn", layer);
+    if (status < 0) return status;
+    if (size < 1) return cnn_error_set(CNN_ERR_INPUT, "layer '%s': lrn size %d", layer, size);
+    cl_kernel kk;
+    if ((status = grad_kernel(cl, "kernel_lrn_bwd_f32", layer, &kk)) < 0) return status;
+    cl_mem b[] = {x, dy, dx};
+    cl_uint v[] = {(cl_uint)total, (cl_uint)c, (cl_uint)plane, (cl_uint)size};
+    if ((status = set_args(kk, b, 3, v, 4, layer)) < 0) return status;
+    if ((status = CNN_ARG(kk, 7, alpha, layer)) < 0 || (status = CNN_ARG(kk, 8, beta, layer)) < 0 ||
+        (status = CNN_ARG(kk, 9, k, layer)) < 0)
+        return status;
+    return cnn_cl_run1d(cl, kk, total, layer);
+}
+
 int cnn_grad_concat_part(cnn_cl *cl, int n, int cx, int cy, int c0, int plane, cl_mem dy, cl_mem dx,
                          const char *layer)
 {

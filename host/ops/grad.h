@@ -67,6 +67,11 @@ int cnn_grad_adaptive_avgpool(cnn_cl *cl, int n, int c, int hi, int wi, int ho, 
                               const char *layer);
 /* Softmax over channels backward: dx += y * (dy - sum_c y * dy). */
 int cnn_grad_softmax(cnn_cl *cl, int n, int c, int plane, cl_mem y, cl_mem dy, cl_mem dx, const char *layer);
+
+/* LRN across channels (PyTorch LocalResponseNorm): dx += d y / d x applied
+ * to dy, from the layer's input x [n, c, plane]. */
+int cnn_grad_lrn(cnn_cl *cl, int n, int c, int plane, int size, float alpha, float beta, float k, cl_mem x,
+                 cl_mem dy, cl_mem dx, const char *layer);
 /* Concat backward for one input: dx [N, cx, plane] += dy [N, cy, plane] at
  * channel offset c0. */
 int cnn_grad_concat_part(cnn_cl *cl, int n, int cx, int cy, int c0, int plane, cl_mem dy, cl_mem dx,

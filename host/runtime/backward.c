@@ -115,7 +115,8 @@ static int back_layer(cnn_backward *bw, int i, int n, cnn_grad_mode mode)
     case CNN_OP_SOFTMAX:
         return cnn_grad_softmax(cl, n, l->c, l->h * l->w, y, dy, dx, name);
     case CNN_OP_LRN:
-        return cnn_error_set(CNN_ERR_INPUT, "layer '%s': gradients through lrn are not supported", name);
+        return cnn_grad_lrn(cl, n, l->c, l->h * l->w, l->spec->size, l->spec->alpha, l->spec->beta, l->spec->k, x,
+                            dy, dx, name);
     default:
         CNN_ASSERT(!"layer op does not compute");
     }

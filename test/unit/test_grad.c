@@ -790,6 +790,70 @@ static void run_softmax(int n, int c, int plane, int fd)
     free(x), free(y), free(dy), free(before), free(ref);
 }
 
+/* ------------------------------------------------------------------ lrn --- */
+
+typedef struct lrn_ctx {
+    int n, c, plane, size;
+    float alpha, beta, k;
+} lrn_ctx;
+
+static int lrn_fwd(const void *ctx, cl_mem x, cl_mem y)
+{
+    const lrn_ctx *l = ctx;
+    return cnn_op_lrn(&g_cl, l->n, l->c, l->plane, l->size, l->alpha, l->beta, l->k, x, y, "fd lrn");
+}
+
+/* Reference: the forward's definition differentiated in double; alpha is
+ * large enough here (0.5) that the cross-channel term matters. */
+static void run_lrn(int n, int c, int plane, int size, float alpha, float beta, float k, int fd)
+{
+    size_t total = (size_t)n * c * plane;
+    float *x = rand_buf(total, -2, 2), *dy = rand_buf(total, -1, 1), *before = rand_buf(total, -1, 1);
+    double *ref = xmalloc(total * sizeof *ref), *d = xmalloc(total * sizeof *d);
+    for (int b = 0; b < n; b++)
+        for (int ch = 0; ch < c; ch++)
+            for (int p = 0; p < plane; p++) {
+                double s = 0;
+                for (int i = ch - size / 2; i <= ch + (size - 1) / 2; i++)
+                    if (i >= 0 && i < c) {
+                        double v = x[((size_t)b * c + i) * plane + p];
+                        s += v * v;
+                    }
+                d[((size_t)b * c + ch) * plane + p] = k + alpha / size * s;
+            }
+    /* y_i = x_i d_i^-beta: dy_i/dx_c = [i == c] d_i^-beta
+     * - beta x_i d_i^(-beta-1) * 2 alpha / size * x_c  for c in W(i) */
+    for (size_t j = 0; j < total; j++) ref[j] = 0;
+    for (int b = 0; b < n; b++)
+        for (int i = 0; i < c; i++)
+            for (int p = 0; p < plane; p++) {
+                size_t ji = ((size_t)b * c + i) * plane + p;
+                ref[ji] += dy[ji] * pow(d[ji], -beta);
+                for (int ch = i - size / 2; ch <= i + (size - 1) / 2; ch++) {
+                    if (ch < 0 || ch >= c) continue;
+                    size_t jc = ((size_t)b * c + ch) * plane + p;
+                    ref[jc] -= dy[ji] * beta * x[ji] * pow(d[ji], -beta - 1) * 2.0 * alpha / size * x[jc];
+                }
+            }
+    cl_mem bx = upload(x, total), bdy = upload(dy, total), bdx = upload(before, total);
+    CHECK_OK(cnn_grad_lrn(&g_cl, n, c, plane, size, alpha, beta, k, bx, bdy, bdx, "test_grad_lrn"));
+    finish();
+    char what[96];
+    snprintf(what, sizeof what, "grad lrn n%d c%d plane %d size %d", n, c, plane, size);
+    check_accum(bdx, before, ref, total, 1e-5, 1e-4, what);
+    if (fd) {
+        CHECK_OK(cnn_grad_zero(&g_cl, bdx, 0, total, "fd lrn"));
+        CHECK_OK(cnn_grad_lrn(&g_cl, n, c, plane, size, alpha, beta, k, bx, bdy, bdx, "fd lrn"));
+        float *dx = grad_from_zero(bdx, total, what);
+        lrn_ctx ctx = {n, c, plane, size, alpha, beta, k};
+        size_t idx[] = {0, 3, total / 2, total - 1, 17};
+        fd_check("finite differences, lrn", lrn_fwd, &ctx, x, total, total, dy, dx, idx, 5);
+        free(dx);
+    }
+    release(bx), release(bdy), release(bdx);
+    free(x), free(dy), free(before), free(ref), free(d);
+}
+
 /* --------------------------------------------------------- activations --- */
 
 static const char *act_name(cnn_act a)
@@ -1192,6 +1256,9 @@ int main(int argc, char **argv)
         run_softmax(2, 10, 7 * 9, 0);
         run_softmax(3, 1000, 1, 0);
         run_softmax(1, 6, 5, 1);
+        run_lrn(2, 16, 7 * 5, 5, 0.5f, 0.75f, 2.0f, 0);
+        run_lrn(1, 7, 9, 4, 0.3f, 0.75f, 1.0f, 0); /* even size: asymmetric window */
+        run_lrn(1, 6, 5, 3, 0.5f, 0.75f, 1.0f, 1);
         test_act();
         rng_seed(2024);
         run_scale(3, 5, 63, 1);
