@@ -1845,6 +1845,7 @@ int cnn_cmd_run(int argc, char **argv)
     bool report = s.l.pipe.report && !s.o.no_report && s.inputs.n > 0;
     s.images = report || s.n_taps > 0;
 
+    double t_loaded = cnn_now_ms();
     status = cnn_cl_init(&s.cl, s.o.platform, s.o.device, s.o.profile);
     if (status == CNN_ERR_USAGE) {
         char msg[CNN_ERROR_MAX];
@@ -1893,7 +1894,9 @@ int cnn_cmd_run(int argc, char **argv)
     /* Nothing reads the host parameters after this: the network frees each
      * layer's once it is on the device, and the file is unmapped. */
     cnn_weights_close(&s.l.weights);
+    double t_device = cnn_now_ms();
     CNN_TRY(cnn_net_create_consuming(&s.net, &s.cl, &s.l.graph, s.keep, net_batch), done);
+    double t_net = cnn_now_ms();
     s.net_ready = true;
     if (s.images) CNN_TRY(prepare_taps(&s), done);
     if (s.attrib) CNN_TRY(setup_gradients(&s, batch), done);
@@ -1946,6 +1949,10 @@ loop_done:
     if (status < 0) goto done;
     if (s.pool) CNN_TRY(cnn_png_pool_wait(s.pool), done);
     double loop_ms = cnn_now_ms() - t_loop;
+    if (s.o.profile && done_inputs)
+        printf("start-up: pipeline and weights read %.0f ms, device ready %.0f ms, network on the device %.0f ms, "
+               "first output %.0f ms\n",
+               t_loaded - t_start, t_device - t_start, t_net - t_start, t_first);
     if (s.o.profile && done_inputs) {
         print_profile(&s);
         CNN_TRY(write_trace(&s), done);
