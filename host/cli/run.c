@@ -797,11 +797,19 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static void print_profile(run_state *s);
+
 static int run_repeat(run_state *s, int n)
 {
-    int reps = s->o.repeat;
+    int reps = s->o.repeat, nl = s->l.graph.n;
     double *t = cnn_calloc((size_t)reps, sizeof *t);
-    if (!t) return CNN_ERR_NOMEM;
+    /* --profile: every layer's time in every run, for per-layer medians */
+    double *lt = s->o.profile ? cnn_calloc((size_t)reps * nl, sizeof *lt) : NULL;
+    if (!t || (s->o.profile && !lt)) {
+        free(t);
+        free(lt);
+        return CNN_ERR_NOMEM;
+    }
     int status = cnn_net_forward(&s->net, n); /* warm-up */
     cl_int err = status == CNN_OK ? clFinish(s->cl.queue) : CL_SUCCESS;
     for (int r = 0; r < reps && status == CNN_OK && err == CL_SUCCESS; r++) {
@@ -809,6 +817,7 @@ static int run_repeat(run_state *s, int n)
         status = cnn_net_forward(&s->net, n);
         if (status == CNN_OK) err = clFinish(s->cl.queue);
         t[r] = cnn_now_ms() - t0;
+        if (lt) memcpy(lt + (size_t)r * nl, s->net.layer_ms, (size_t)nl * sizeof *lt);
     }
     if (status == CNN_OK && err != CL_SUCCESS)
         status = cnn_error_set(CNN_ERR_DEVICE, "clFinish failed: %s (forward)", cnn_cl_error_name(err));
@@ -818,7 +827,19 @@ static int run_repeat(run_state *s, int n)
         printf("forward: median %.2f ms over %d runs (batch %d, min %.2f, max %.2f)\n", med, reps, n, t[0],
                t[reps - 1]);
     }
+    if (status == CNN_OK && lt) {
+        /* per-layer medians into layer_ms, then the table */
+        for (int i = 0; i < nl; i++) {
+            for (int r = 0; r < reps; r++) t[r] = lt[(size_t)r * nl + i];
+            qsort(t, (size_t)reps, sizeof *t, cmp_double);
+            s->net.layer_ms[i] = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+        }
+        printf("per-layer medians over %d runs (each layer waited for, so their sum exceeds the forward's "
+               "median):\n", reps);
+        print_profile(s);
+    }
     free(t);
+    free(lt);
     return status;
 }
 
