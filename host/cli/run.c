@@ -967,6 +967,21 @@ static int cmp_str_ptr(const void *a, const void *b) { return strcmp(*(char *con
 /* After the new manifest is written: the files of the earlier run that this
  * run did not write again are removed (and their folders, once empty), so
  * the folder holds what the manifest lists. */
+/* Removes <out>/rel and the folders that leaves empty below <out>; true
+ * when the file was there. */
+static bool remove_output(const run_state *s, const char *rel)
+{
+    char *p = cnn_path_join(s->out_dir, rel);
+    bool gone = p && unlink(p) == 0;
+    if (gone)
+        for (char *slash = strrchr(p, '/'); slash && slash > p + strlen(s->out_dir); slash = strrchr(p, '/')) {
+            *slash = '\0';
+            if (rmdir(p) != 0) break;
+        }
+    free(p);
+    return gone;
+}
+
 static void remove_stale(run_state *s)
 {
     int n = s->manifest.n;
@@ -979,15 +994,7 @@ static void remove_stale(run_state *s)
         if (!strcmp(s->old[i], "manifest.json") ||
             bsearch(&s->old[i], now, (size_t)n, sizeof *now, cmp_str_ptr))
             continue;
-        char *p = cnn_path_join(s->out_dir, s->old[i]);
-        if (p && unlink(p) == 0) {
-            removed++;
-            for (char *slash = strrchr(p, '/'); slash && slash > p + strlen(s->out_dir); slash = strrchr(p, '/')) {
-                *slash = '\0';
-                if (rmdir(p) != 0) break;
-            }
-        }
-        free(p);
+        removed += remove_output(s, s->old[i]);
     }
     free(now);
     if (removed && !s->o.quiet)
@@ -1042,15 +1049,7 @@ static int check_memory(run_state *s, int batch)
  * folders that leaves empty, the output folder too when this run made it. */
 static void remove_written(run_state *s)
 {
-    for (int i = 0; i < s->manifest.n; i++) {
-        char *p = cnn_path_join(s->out_dir, s->manifest.e[i].path);
-        if (p && unlink(p) == 0)
-            for (char *slash = strrchr(p, '/'); slash && slash > p + strlen(s->out_dir); slash = strrchr(p, '/')) {
-                *slash = '\0';
-                if (rmdir(p) != 0) break;
-            }
-        free(p);
-    }
+    for (int i = 0; i < s->manifest.n; i++) remove_output(s, s->manifest.e[i].path);
     if (s->made_out) rmdir(s->out_dir);
 }
 
