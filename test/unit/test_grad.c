@@ -15,6 +15,8 @@
  *    misplaced product (~0.25);
  *  - pools, softmax, act, scale, concat, accum: a few float operations per
  *    element: atol 1e-6, rtol 1e-5 (division in OpenCL C is within 2.5 ulp);
+ *  - lrn: pow() on the device (within a few ulp in OpenCL C) and a sum of
+ *    up to `size` cross-channel terms: atol 1e-5, rtol 1e-4;
  *  - finite differences: (f(x + h e) - f(x - h e)) / 2h of f = <dy, forward(x)>
  *    with h = 1e-2 against dx[e]; only outputs that change are summed (the
  *    others are bit-identical), so the float32 noise is ~1e-5 / h ~ 1e-3 at
