@@ -53,8 +53,9 @@ static const char RUN_HELP[] =
     "  --top K           classes printed per input (default: output.top, else 5)\n"
     "  --batch N         images run together (default 1)\n"
     "  --repeat N        time N forward passes after one warm-up; print the median\n"
-    "  --profile         per-layer device time table and start-up phases (with\n"
-    "                    --repeat: per-layer medians)\n"
+    "  --profile         per-layer device time table (with the kernel each\n"
+    "                    convolution ran: winograd or im2col) and start-up\n"
+    "                    phases (with --repeat: per-layer medians)\n"
     "  --platform SEL    OpenCL platform: index or part of its name\n"
     "  --device SEL      OpenCL device: index, part of its name, or gpu/cpu\n"
     "  -q, --quiet       no per-input lines\n"
@@ -849,20 +850,22 @@ static void print_profile(run_state *s)
     const cnn_graph *g = &s->l.graph;
     double total = 0;
     for (int i = 0; i < g->n; i++) total += s->net.layer_ms[i];
-    printf("%-28s %-16s %-18s %10s %9s %7s\n", "layer", "op", "output", "ms", "GFLOP/s", "share");
+    printf("%-28s %-16s %-9s %-18s %10s %9s %7s\n", "layer", "op", "kernel", "output", "ms", "GFLOP/s", "share");
     for (int i = 0; i < g->n; i++) {
         const cnn_layer *ly = &g->layers[i];
         char shape[64];
         snprintf(shape, sizeof shape, "[%d, %d, %d]", ly->c, ly->h, ly->w);
         double ms = s->net.layer_ms[i];
+        /* the packed convolution's algorithm (planned or measured: runtime/choose.h) */
+        const char *kernel = !s->net.plan.packed[i] ? "" : s->net.plan.pack[i].winograd ? "winograd" : "im2col";
         if (!s->net.plan.computes[i]) {
-            printf("%-28s %-16s %-18s %10s %9s %7s\n", ly->spec->name, cnn_op_name(ly->spec->op), shape, "fused", "",
-                   "");
+            printf("%-28s %-16s %-9s %-18s %10s %9s %7s\n", ly->spec->name, cnn_op_name(ly->spec->op), "", shape,
+                   "fused", "", "");
             continue;
         }
         double gf = ms > 0 ? 2.0 * (double)ly->macs / (ms * 1e6) : 0;
-        printf("%-28s %-16s %-18s %10.3f %9.1f %6.1f%%\n", ly->spec->name, cnn_op_name(ly->spec->op), shape, ms, gf,
-               total > 0 ? 100.0 * ms / total : 0);
+        printf("%-28s %-16s %-9s %-18s %10.3f %9.1f %6.1f%%\n", ly->spec->name, cnn_op_name(ly->spec->op), kernel,
+               shape, ms, gf, total > 0 ? 100.0 * ms / total : 0);
     }
     printf("total device time %.2f ms\n", total);
 }
@@ -1912,11 +1915,13 @@ int cnn_cmd_run(int argc, char **argv)
     CNN_TRY(cnn_mkdirs(s.out_dir, 0755), done);
     old_manifest(&s);
     if (s.images) CNN_TRY(setup_viz(&s), done);
-    /* Nothing reads the host parameters after this: the network frees each
-     * layer's once it is on the device, and the file is unmapped. */
-    cnn_weights_close(&s.l.weights);
+    /* Nothing reads the host parameters after this: the network releases
+     * each layer's once it is on the device (float32 tensors upload
+     * straight from the map), then the file is unmapped, unless buffers
+     * of a CPU device are the file's pages. */
     double t_device = cnn_now_ms();
-    CNN_TRY(cnn_net_create_consuming(&s.net, &s.cl, &s.l.graph, s.keep, net_batch), done);
+    CNN_TRY(cnn_net_create_consuming(&s.net, &s.cl, &s.l.graph, s.keep, net_batch, s.gradients), done);
+    if (!s.net.any_in_place) cnn_weights_close(&s.l.weights);
     double t_net = cnn_now_ms();
     s.net_ready = true;
     if (s.images) CNN_TRY(prepare_taps(&s), done);
@@ -1924,6 +1929,10 @@ int cnn_cmd_run(int argc, char **argv)
     if (!s.o.quiet)
         fprintf(stderr, "cnnviz-cl: %s on %s (%s), plan %.1f MiB\n", s.l.pipe.model_name ? s.l.pipe.model_name : "model",
                 s.cl.device_name, s.cl.platform_name, (double)s.net.plan.peak_bytes / 1048576.0);
+    if (!s.o.quiet && s.net.choices_measured)
+        fprintf(stderr, "cnnviz-cl: timed %d convolution shape%s on this device to choose their kernels (%.0f ms; "
+                "kept in the cache for later runs)\n", s.net.choices_measured, s.net.choices_measured == 1 ? "" : "s",
+                t_net - t_device);
 
     const cnn_graph *g = &s.l.graph;
     size_t nout = cnn_layer_numel(&g->layers[g->n - 1]);
@@ -1970,10 +1979,14 @@ loop_done:
     if (status < 0) goto done;
     if (s.pool) CNN_TRY(cnn_png_pool_wait(s.pool), done);
     double loop_ms = cnn_now_ms() - t_loop;
+    char measured[96] = "";
+    if (s.net.choices_measured)
+        snprintf(measured, sizeof measured, " (%d convolution shape%s timed to choose their kernel)",
+                 s.net.choices_measured, s.net.choices_measured == 1 ? "" : "s");
     if (s.o.profile && done_inputs)
-        printf("start-up: pipeline and weights read %.0f ms, device ready %.0f ms, network on the device %.0f ms, "
+        printf("start-up: pipeline and weights read %.0f ms, device ready %.0f ms, network on the device %.0f ms%s, "
                "first output %.0f ms\n",
-               t_loaded - t_start, t_device - t_start, t_net - t_start, t_first);
+               t_loaded - t_start, t_device - t_start, t_net - t_start, measured, t_first);
     if (s.o.profile && done_inputs) {
         print_profile(&s);
         CNN_TRY(write_trace(&s), done);

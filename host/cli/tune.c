@@ -13,6 +13,7 @@
 #include "ops/blas.h"
 #include "ops/ops.h"
 #include "ops/tune.h"
+#include "runtime/choose.h"
 #include "runtime/clrt.h"
 
 #include <clblast_c.h>
@@ -674,6 +675,14 @@ int cnn_cmd_tune(int argc, char **argv)
     }
     printf("tune: device '%s' (%s, driver %s); budget %.0f s; result: %s\n", dev.device, dev.platform, dev.driver,
            o.budget_s, path);
+    {
+        /* The convolution kernels chosen by measurement depend on the GEMM
+         * parameters: the next run measures them again. */
+        char *choices = cnn_choose_file_path(cache, dev.platform, dev.device, dev.driver);
+        if (choices) (void)unlink(choices);
+        free(choices);
+        cnn_error_clear();
+    }
     /* The previous result, read before this search overwrites it. */
     cnn_tune_params prev;
     bool have_prev = false;

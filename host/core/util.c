@@ -331,3 +331,15 @@ float cnn_bf16_to_float(uint16_t b)
     memcpy(&f, &bits, sizeof f);
     return f;
 }
+
+char *cnn_device_file_path(const char *cache_dir, const char *folder, const char *platform, const char *device,
+                           const char *driver)
+{
+    char *key = cnn_strfmt("%s-%s-%s", platform, device, driver);
+    if (!key) return NULL;
+    char name[101];
+    cnn_sanitize_name(key, name, sizeof name);
+    uint64_t h = cnn_hash64(CNN_HASH64_INIT, key, strlen(key));
+    free(key);
+    return cnn_strfmt("%s/%s/%.80s-%016llx.txt", cache_dir, folder, name, (unsigned long long)h);
+}

@@ -60,6 +60,13 @@ char *cnn_path_stem(const char *path);
  * by prefixing '_', caps the length at 100.  Writes into out (size >= 101). */
 void cnn_sanitize_name(const char *name, char *out, size_t out_size);
 
+/* "<cache_dir>/<folder>/<platform>-<device>-<driver, sanitised>-<hash>.txt":
+ * a file of results for one device and driver (heap string; NULL + error
+ * on failure).  The hash of the exact strings keeps apart devices that
+ * sanitising and the length cap would give one name. */
+char *cnn_device_file_path(const char *cache_dir, const char *folder, const char *platform, const char *device,
+                           const char *driver);
+
 /* 64-bit FNV-1a, chainable: h = cnn_hash64(h, data, n); start with
  * CNN_HASH64_INIT. */
 #define CNN_HASH64_INIT 0xcbf29ce484222325ULL

@@ -34,7 +34,7 @@ static void shape_str(const int64_t *shape, int ndim, char *buf, size_t size)
 /* Binds `<params>.<suffix>` with the exact shape `want` (ndim dims) and
  * converts it to float32 into *out. */
 static int bind(const cnn_pipeline *p, const cnn_weights *wts, const cnn_layer_spec *s, const char *suffix,
-                const int64_t *want, int ndim, float **out)
+                const int64_t *want, int ndim, float **out, unsigned *owned, unsigned bit)
 {
     char name[512];
     snprintf(name, sizeof name, "%s.%s", s->params, suffix);
@@ -55,6 +55,14 @@ static int bind(const cnn_pipeline *p, const cnn_weights *wts, const cnn_layer_s
         return cnn_pipeline_error_at(p, s->params_pos,
                                      "layer '%s': tensor '%s' has dtype %s; F32, F16 or BF16 needed", s->name,
                                      name, t->dtype_name);
+    /* Float32 data aligned for float is used in place: no host copy of
+     * the model (the network uploads straight from the map and then drops
+     * the pages; see cnn_graph_release_params). */
+    const unsigned char *src = wts->data + t->offset;
+    if (t->dtype == CNN_DTYPE_F32 && t->numel && (uintptr_t)src % _Alignof(float) == 0) {
+        *out = (float *)(uintptr_t)src;
+        return CNN_OK;
+    }
     float *buf = cnn_malloc((t->numel ? t->numel : 1) * sizeof(float));
     if (!buf) return CNN_ERR_NOMEM;
     int status = cnn_weights_to_f32(wts, t, buf);
@@ -64,6 +72,7 @@ static int bind(const cnn_pipeline *p, const cnn_weights *wts, const cnn_layer_s
         return status;
     }
     *out = buf;
+    *owned |= bit;
     return CNN_OK;
 }
 
@@ -132,8 +141,8 @@ static int infer(const cnn_pipeline *p, const cnn_weights *wts, cnn_graph *g, in
         l->macs = sat_mul(sat_mul(l->n_weight, (uint64_t)cg->ho), (uint64_t)cg->wo);
         if (wts) {
             int64_t ws[4] = {cg->co, cig, cg->kh, cg->kw}, bs[1] = {cg->co};
-            CNN_TRY(bind(p, wts, s, "weight", ws, 4, &l->weight), done);
-            if (s->bias) CNN_TRY(bind(p, wts, s, "bias", bs, 1, &l->bias), done);
+            CNN_TRY(bind(p, wts, s, "weight", ws, 4, &l->weight, &l->owned, CNN_OWN_WEIGHT), done);
+            if (s->bias) CNN_TRY(bind(p, wts, s, "bias", bs, 1, &l->bias, &l->owned, CNN_OWN_BIAS), done);
         }
         break;
     }
@@ -143,10 +152,10 @@ static int infer(const cnn_pipeline *p, const cnn_weights *wts, cnn_graph *g, in
         l->n_weight = (size_t)l->c;
         if (wts) {
             int64_t cs[1] = {l->c};
-            CNN_TRY(bind(p, wts, s, "weight", cs, 1, &l->weight), done);
-            CNN_TRY(bind(p, wts, s, "bias", cs, 1, &l->bias), done);
-            CNN_TRY(bind(p, wts, s, "running_mean", cs, 1, &l->mean), done);
-            CNN_TRY(bind(p, wts, s, "running_var", cs, 1, &l->var), done);
+            CNN_TRY(bind(p, wts, s, "weight", cs, 1, &l->weight, &l->owned, CNN_OWN_WEIGHT), done);
+            CNN_TRY(bind(p, wts, s, "bias", cs, 1, &l->bias, &l->owned, CNN_OWN_BIAS), done);
+            CNN_TRY(bind(p, wts, s, "running_mean", cs, 1, &l->mean, &l->owned, CNN_OWN_MEAN), done);
+            CNN_TRY(bind(p, wts, s, "running_var", cs, 1, &l->var, &l->owned, CNN_OWN_VAR), done);
             for (int c = 0; c < l->c; c++)
                 if (!(l->var[c] >= 0.0f))
                     return cnn_pipeline_error_at(p, s->params_pos, "layer '%s': tensor '%s.running_var' has "
@@ -219,8 +228,8 @@ static int infer(const cnn_pipeline *p, const cnn_weights *wts, cnn_graph *g, in
         l->macs = l->n_weight;
         if (wts) {
             int64_t ws[2] = {s->out, fin}, bs[1] = {s->out};
-            CNN_TRY(bind(p, wts, s, "weight", ws, 2, &l->weight), done);
-            if (s->bias) CNN_TRY(bind(p, wts, s, "bias", bs, 1, &l->bias), done);
+            CNN_TRY(bind(p, wts, s, "weight", ws, 2, &l->weight, &l->owned, CNN_OWN_WEIGHT), done);
+            if (s->bias) CNN_TRY(bind(p, wts, s, "bias", bs, 1, &l->bias, &l->owned, CNN_OWN_BIAS), done);
         }
         break;
     }
@@ -264,6 +273,7 @@ int cnn_graph_build(const cnn_pipeline *pipe, const cnn_weights *weights, cnn_gr
 {
     memset(g, 0, sizeof *g);
     g->pipe = pipe;
+    g->weights = weights;
     g->in_c = pipe->input.c;
     g->in_h = pipe->input.h;
     g->in_w = pipe->input.w;
@@ -307,14 +317,29 @@ fail:
     return status;
 }
 
+/* Frees a parameter converted at build, or drops the file pages of one
+ * used in place (`count` floats) while the file is still mapped. */
+static void release(const cnn_graph *g, float *p, bool owned, size_t count)
+{
+    if (!p) return;
+    if (owned) free(p);
+    else if (g->weights && g->weights->map) cnn_weights_drop_range(g->weights, p, count * sizeof(float));
+}
+
+static void release_layer(const cnn_graph *g, cnn_layer *l)
+{
+    size_t c = (size_t)l->c;
+    release(g, l->weight, l->owned & CNN_OWN_WEIGHT, l->n_weight);
+    release(g, l->bias, l->owned & CNN_OWN_BIAS, c);
+    release(g, l->mean, l->owned & CNN_OWN_MEAN, c);
+    release(g, l->var, l->owned & CNN_OWN_VAR, c);
+    l->weight = l->bias = l->mean = l->var = NULL;
+    l->owned = 0;
+}
+
 void cnn_graph_release_params(cnn_graph *g, int i)
 {
-    cnn_layer *l = &g->layers[i];
-    free(l->weight);
-    free(l->bias);
-    free(l->mean);
-    free(l->var);
-    l->weight = l->bias = l->mean = l->var = NULL;
+    release_layer(g, &g->layers[i]);
 }
 
 void cnn_graph_free(cnn_graph *g)
@@ -322,10 +347,7 @@ void cnn_graph_free(cnn_graph *g)
     for (int i = 0; g->layers && i < g->n; i++) {
         cnn_layer *l = &g->layers[i];
         free(l->in);
-        free(l->weight);
-        free(l->bias);
-        free(l->mean);
-        free(l->var);
+        release_layer(g, l);
     }
     free(g->layers);
     memset(g, 0, sizeof *g);

@@ -12,6 +12,8 @@
 
 #define CNN_GRAPH_INPUT (-1) /* an input index meaning "the network input" */
 
+enum { CNN_OWN_WEIGHT = 1, CNN_OWN_BIAS = 2, CNN_OWN_MEAN = 4, CNN_OWN_VAR = 8 };
+
 typedef struct cnn_layer {
     const cnn_layer_spec *spec; /* borrowed from the pipeline */
     int *in;                    /* [n_in] layer indices or CNN_GRAPH_INPUT */
@@ -20,10 +22,14 @@ typedef struct cnn_layer {
     bool flat;                  /* output is a feature vector [c] */
     cnn_conv_geom conv;         /* conv2d */
     cnn_pool_geom pool;         /* maxpool / avgpool */
-    /* Parameters in float32 (NULL when the op has none). */
+    /* Parameters in float32 (NULL when the op has none).  Float32 tensors
+     * aligned in the weights file point into its map (read-only, valid
+     * while it stays open); others are converted copies, marked in
+     * `owned`. */
     float *weight;              /* conv [co, ci/groups, kh, kw]; linear [out, in]; bn gamma [c] */
     float *bias;                /* [co] / [out] / bn beta [c]; NULL when bias: false */
     float *mean, *var;          /* batchnorm running stats [c] */
+    unsigned owned;             /* CNN_OWN_* bits: which parameters are copies */
     size_t n_weight;            /* elements of weight */
     uint64_t params;            /* parameter count (for info) */
     uint64_t macs;              /* multiply-accumulates for one image */
@@ -31,6 +37,7 @@ typedef struct cnn_layer {
 
 typedef struct cnn_graph {
     const cnn_pipeline *pipe;   /* borrowed */
+    const cnn_weights *weights; /* borrowed; the parameters may point into it */
     cnn_layer *layers;          /* [n], same order as pipe->layers */
     int n;
     int in_c, in_h, in_w;       /* network input */
@@ -44,9 +51,11 @@ typedef struct cnn_graph {
 int cnn_graph_build(const cnn_pipeline *pipe, const cnn_weights *weights, cnn_graph *g);
 void cnn_graph_free(cnn_graph *g);
 
-/* Frees layer i's float parameters (weight, bias, mean, var become NULL;
- * shapes, params and macs stay): for callers done with them, e.g. once
- * they live on the device. */
+/* Releases layer i's float parameters (weight, bias, mean, var become
+ * NULL; shapes, params and macs stay): copies are freed, parameters used
+ * in place have their file pages dropped.  For callers done with them,
+ * e.g. once they live on the device.  Close the weights only after every
+ * layer's parameters are released or the graph is freed. */
 void cnn_graph_release_params(cnn_graph *g, int i);
 
 /* Elements of one image's output of layer i (c*h*w). */

@@ -726,18 +726,25 @@ void cnn_weights_close(cnn_weights *w)
     memset(w, 0, sizeof *w);
 }
 
-void cnn_weights_drop_pages(const cnn_weights *w, const cnn_weight_tensor *t)
+void cnn_weights_drop_range(const cnn_weights *w, const void *p, size_t nbytes)
 {
-    if (!w->map || !t->nbytes) return;
+    if (!w->map || !nbytes) return;
+    CNN_ASSERT((const unsigned char *)p >= w->data && nbytes <= w->data_len &&
+               (size_t)((const unsigned char *)p - w->data) <= w->data_len - nbytes);
     /* The mapping is private and read-only: dropping clean pages loses
      * nothing.  Whole pages only, rounded outward (a neighbour sharing an
      * edge page reads it back if it needs it). */
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t lo = (uintptr_t)(w->data + t->offset) & ~(page - 1);
-    uintptr_t hi = ((uintptr_t)(w->data + t->offset + t->nbytes) + page - 1) & ~(page - 1);
+    uintptr_t lo = (uintptr_t)p & ~(page - 1);
+    uintptr_t hi = ((uintptr_t)p + nbytes + page - 1) & ~(page - 1);
     uintptr_t end = ((uintptr_t)w->map + w->map_len + page - 1) & ~(page - 1);
     if (hi > end) hi = end;
     if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+void cnn_weights_drop_pages(const cnn_weights *w, const cnn_weight_tensor *t)
+{
+    if (w->data && t->nbytes) cnn_weights_drop_range(w, w->data + t->offset, t->nbytes);
 }
 
 const cnn_weight_tensor *cnn_weights_find(const cnn_weights *w, const char *name)

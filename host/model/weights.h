@@ -67,4 +67,8 @@ int cnn_weights_to_f32(const cnn_weights *w, const cnn_weight_tensor *t, float *
  * the file and its float copy at once.  No-op for memory input. */
 void cnn_weights_drop_pages(const cnn_weights *w, const cnn_weight_tensor *t);
 
+/* The same for `nbytes` of the data section from `p` (a tensor used in
+ * place, once it is on the device). */
+void cnn_weights_drop_range(const cnn_weights *w, const void *p, size_t nbytes);
+
 #endif

@@ -208,33 +208,70 @@ size_t cnn_op_conv2d_packed_weights(const cnn_conv_pack *pk)
 }
 
 /* U = G w G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]. */
-static void winograd_weight(const float *w3, double u[4][4])
+/* U = G g G^T for OB output channels at once (lanes: o), G = [[1, 0, 0],
+ * [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]] spelled out: halving is
+ * exact, so each entry is its double sum rounded once.  g[j][o] holds tap
+ * j of filter o. */
+enum { OB = 16 };
+static void winograd_weights(const double g[9][OB], float u[16][OB])
 {
-    static const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-    double t[4][3];
+    double t[4][3][OB];
+    for (int j = 0; j < 3; j++)
+        for (int o = 0; o < OB; o++) {
+            double a = g[j][o], b = g[3 + j][o], c = g[6 + j][o];
+            t[0][j][o] = a;
+            t[1][j][o] = (a + b + c) * 0.5;
+            t[2][j][o] = (a - b + c) * 0.5;
+            t[3][j][o] = c;
+        }
     for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 3; j++) t[i][j] = G[i][0] * w3[j] + G[i][1] * w3[3 + j] + G[i][2] * w3[6 + j];
-    for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 4; j++) u[i][j] = t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2];
+        for (int o = 0; o < OB; o++) {
+            double a = t[i][0][o], b = t[i][1][o], c = t[i][2][o];
+            u[i * 4 + 0][o] = (float)a;
+            u[i * 4 + 1][o] = (float)((a + b + c) * 0.5);
+            u[i * 4 + 2][o] = (float)((a - b + c) * 0.5);
+            u[i * 4 + 3][o] = (float)c;
+        }
 }
 
 void cnn_op_conv2d_pack_weights(const cnn_conv_geom *g, const cnn_conv_pack *pk, const float *w, float *packed)
 {
-    memset(packed, 0, cnn_op_conv2d_packed_weights(pk) * sizeof(float));
+    /* Row by row of the packed matrices, so that every write is
+     * sequential; the reads (one short run per output channel) stay in
+     * cache from one row to the next.  Padding is zeroed as it is
+     * passed. */
+    size_t co = (size_t)g->co, co_pad = (size_t)pk->co_pad, tail = (co_pad - co) * sizeof(float);
     if (pk->winograd) {
-        size_t block = (size_t)pk->k_pad * pk->co_pad;
-        for (int o = 0; o < g->co; o++)
-            for (int c = 0; c < g->ci; c++) {
-                double u[4][4];
-                winograd_weight(w + ((size_t)o * g->ci + c) * 9, u);
-                for (int xi = 0; xi < 16; xi++)
-                    packed[xi * block + (size_t)c * pk->co_pad + o] = (float)u[xi / 4][xi % 4];
+        size_t block = (size_t)pk->k_pad * co_pad;
+        for (int c = 0; c < pk->k_pad; c++) {
+            float *row = packed + (size_t)c * co_pad;
+            if (c >= g->ci) {
+                for (int xi = 0; xi < 16; xi++) memset(row + xi * block, 0, co_pad * sizeof(float));
+                continue;
             }
+            for (size_t o0 = 0; o0 < co; o0 += OB) {
+                size_t no = co - o0 < OB ? co - o0 : OB;
+                double taps[9][OB] = {{0}};
+                float u[16][OB];
+                for (size_t o = 0; o < no; o++)
+                    for (int j = 0; j < 9; j++) taps[j][o] = w[((o0 + o) * (size_t)g->ci + (size_t)c) * 9 + j];
+                winograd_weights((const double(*)[OB])taps, u);
+                for (int xi = 0; xi < 16; xi++) memcpy(row + xi * block + o0, u[xi], no * sizeof(float));
+            }
+            for (int xi = 0; xi < 16; xi++) memset(row + xi * block + co, 0, tail);
+        }
         return;
     }
     size_t k = (size_t)g->ci * g->kh * g->kw;
-    for (int o = 0; o < g->co; o++)
-        for (size_t r = 0; r < k; r++) packed[r * pk->co_pad + o] = w[(size_t)o * k + r];
+    for (size_t r = 0; r < (size_t)pk->k_pad; r++) {
+        float *row = packed + r * co_pad;
+        if (r >= k) {
+            memset(row, 0, co_pad * sizeof(float));
+            continue;
+        }
+        for (size_t o = 0; o < co; o++) row[o] = w[o * k + r];
+        memset(row + co, 0, tail);
+    }
 }
 
 static size_t packed_p(const cnn_conv_geom *g, const cnn_conv_pack *pk, int n)

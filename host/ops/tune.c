@@ -282,15 +282,7 @@ char *cnn_tune_format(const cnn_tune_params *p, const char *platform, const char
 
 char *cnn_tune_file_path(const char *cache_dir, const char *platform, const char *device, const char *driver)
 {
-    char *key = cnn_strfmt("%s-%s-%s", platform, device, driver);
-    if (!key) return NULL;
-    char name[101];
-    cnn_sanitize_name(key, name, sizeof name);
-    /* Sanitising and the length cap may map two devices to one name: the
-     * hash of the exact strings keeps them apart. */
-    uint64_t h = cnn_hash64(CNN_HASH64_INIT, key, strlen(key));
-    free(key);
-    return cnn_strfmt("%s/tune/%.80s-%016llx.txt", cache_dir, name, (unsigned long long)h);
+    return cnn_device_file_path(cache_dir, "tune", platform, device, driver);
 }
 
 /* ---------------------------------------------------------- search --- */

@@ -20,6 +20,7 @@ static size_t grad_scratch(const cnn_graph *g)
 int cnn_backward_create(cnn_backward *bw, cnn_net *net)
 {
     memset(bw, 0, sizeof *bw);
+    CNN_ASSERT(net->backward);
     bw->net = net;
     const cnn_graph *g = net->g;
     int nb = net->plan.max_batch;

@@ -572,12 +572,47 @@ int cnn_cl_buffer(cnn_cl *cl, size_t bytes, cl_mem *out, const char *what)
     return CNN_OK;
 }
 
+int cnn_cl_buffer_host(cnn_cl *cl, size_t bytes, const void *host, cl_mem *out, const char *what)
+{
+    cl_int err;
+    /* Read-only for kernels and never written by the runtime: the cast
+     * only satisfies the API. */
+    *out = clCreateBuffer(cl->ctx, CL_MEM_READ_ONLY | CL_MEM_USE_HOST_PTR, bytes, (void *)(uintptr_t)host, &err);
+    if (err != CL_SUCCESS) {
+        *out = NULL;
+        return cnn_error_set(CNN_ERR_DEVICE, "clCreateBuffer(%zu bytes, host memory) failed: %s (%s)", bytes,
+                             cnn_cl_error_name(err), what);
+    }
+    return CNN_OK;
+}
+
 int cnn_cl_write(cnn_cl *cl, cl_mem buf, size_t offset, size_t bytes, const void *src, const char *what)
 {
     cl_int err = clEnqueueWriteBuffer(cl->queue, buf, CL_TRUE, offset, bytes, src, 0, NULL, NULL);
     if (err != CL_SUCCESS)
         return cnn_error_set(CNN_ERR_DEVICE, "clEnqueueWriteBuffer failed: %s (%s)",
                              cnn_cl_error_name(err), what);
+    return CNN_OK;
+}
+
+int cnn_cl_map_write(cnn_cl *cl, cl_mem buf, size_t bytes, void **ptr, const char *what)
+{
+    cl_int err;
+    *ptr = clEnqueueMapBuffer(cl->queue, buf, CL_TRUE, CL_MAP_WRITE_INVALIDATE_REGION, 0, bytes, 0, NULL, NULL,
+                              &err);
+    if (err != CL_SUCCESS) {
+        *ptr = NULL;
+        return cnn_error_set(CNN_ERR_DEVICE, "clEnqueueMapBuffer(%zu bytes) failed: %s (%s)", bytes,
+                             cnn_cl_error_name(err), what);
+    }
+    return CNN_OK;
+}
+
+int cnn_cl_unmap(cnn_cl *cl, cl_mem buf, void *ptr, const char *what)
+{
+    cl_int err = clEnqueueUnmapMemObject(cl->queue, buf, ptr, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return cnn_error_set(CNN_ERR_DEVICE, "clEnqueueUnmapMemObject failed: %s (%s)", cnn_cl_error_name(err), what);
     return CNN_OK;
 }
 

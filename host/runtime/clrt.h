@@ -78,7 +78,15 @@ int cnn_cl_set_arg(cl_kernel k, cl_uint index, size_t size, const void *value, c
 
 /* Buffers: checked create / write / read. */
 int cnn_cl_buffer(cnn_cl *cl, size_t bytes, cl_mem *out, const char *what);
+/* A read-only buffer over host memory that must outlive it (on a CPU
+ * device, no copy). */
+int cnn_cl_buffer_host(cnn_cl *cl, size_t bytes, const void *host, cl_mem *out, const char *what);
 int cnn_cl_write(cnn_cl *cl, cl_mem buf, size_t offset, size_t bytes, const void *src, const char *what);
 int cnn_cl_read(cnn_cl *cl, cl_mem buf, size_t offset, size_t bytes, void *dst, const char *what);
+/* Maps the first `bytes` of a buffer for writing its whole contents (the
+ * old contents are not read back: on a CPU device the pointer is the
+ * buffer itself, elsewhere a staging copy sent at unmap). */
+int cnn_cl_map_write(cnn_cl *cl, cl_mem buf, size_t bytes, void **ptr, const char *what);
+int cnn_cl_unmap(cnn_cl *cl, cl_mem buf, void *ptr, const char *what);
 
 #endif

@@ -1,4 +1,5 @@
 #include "runtime/net.h"
+#include "runtime/choose.h"
 #include "ops/blas.h"
 #include "core/error.h"
 #include "core/util.h"
@@ -42,6 +43,21 @@ int cnn_plan_build(const cnn_graph *g, const bool *keep_in, int max_batch, cnn_p
 }
 
 int cnn_plan_build_for(const cnn_graph *g, const bool *keep_in, int max_batch, bool cpu, cnn_plan *p)
+{
+    return cnn_plan_build_with(g, keep_in, max_batch, cpu, NULL, p);
+}
+
+/* Layer i's packed layout: the measured choice where there is one. */
+static bool pack_conv(const cnn_conv_geom *cg, int max_batch, bool all_kept, signed char wino, cnn_conv_pack *pk)
+{
+    if (all_kept) return cnn_op_conv2d_pack_plain(cg, max_batch, pk);
+    if (wino == 1 && cnn_op_conv2d_pack_winograd(cg, max_batch, pk)) return true;
+    if (wino == 0) return cnn_op_conv2d_pack_plain(cg, max_batch, pk);
+    return cnn_op_conv2d_pack_layout(cg, max_batch, pk);
+}
+
+int cnn_plan_build_with(const cnn_graph *g, const bool *keep_in, int max_batch, bool cpu, const signed char *wino,
+                        cnn_plan *p)
 {
     memset(p, 0, sizeof *p);
     int n = g->n;
@@ -159,9 +175,7 @@ int cnn_plan_build_for(const cnn_graph *g, const bool *keep_in, int max_batch, b
         const cnn_layer *l = &g->layers[i];
         if (l->spec->op == CNN_OP_CONV2D) {
             size_t s = cnn_op_conv2d_scratch(&l->conv) * sizeof(float);
-            p->packed[i] = !cpu ? false
-                           : all_kept ? cnn_op_conv2d_pack_plain(&l->conv, max_batch, &p->pack[i])
-                                      : cnn_op_conv2d_pack_layout(&l->conv, max_batch, &p->pack[i]);
+            p->packed[i] = cpu && pack_conv(&l->conv, max_batch, all_kept, wino ? wino[i] : -1, &p->pack[i]);
             if (p->packed[i]) {
                 s = cnn_op_conv2d_packed_col(&l->conv, &p->pack[i], max_batch) * sizeof(float);
                 size_t o = cnn_op_conv2d_packed_out(&l->conv, &p->pack[i], max_batch) * sizeof(float);
@@ -212,6 +226,7 @@ void cnn_net_free(cnn_net *net)
     free(net->scale);
     free(net->wpack);
     free(net->layer_ms);
+    free(net->in_place);
     cnn_plan_free(&net->plan);
     memset(net, 0, sizeof *net);
 }
@@ -223,6 +238,21 @@ static int upload(cnn_cl *cl, const float *data, size_t count, cl_mem *out, cons
     return cnn_cl_write(cl, *out, 0, count * sizeof(float), data, layer);
 }
 
+/* A parameter used in place in the weights file becomes the buffer itself
+ * on a CPU device (no copy, no new pages: the device reads the file's page
+ * cache), when it is aligned for any vector type.  Otherwise a copy. */
+static int upload_param(cnn_net *net, int i, const float *data, bool owned, size_t count, cl_mem *out)
+{
+    const char *layer = net->g->layers[i].spec->name;
+    if ((net->cl->type & CL_DEVICE_TYPE_CPU) && !owned && count && (uintptr_t)data % 64 == 0 &&
+        !getenv("CNNVIZ_NO_HOST_WEIGHTS")) {
+        int status = cnn_cl_buffer_host(net->cl, count * sizeof(float), data, out, layer);
+        if (status == CNN_OK) net->in_place[i] = net->any_in_place = true;
+        return status;
+    }
+    return upload(net->cl, data, count, out, layer);
+}
+
 /* Per-channel batch-norm scale s = gamma / sqrt(var + eps) and shift
  * t = beta - mean * s, in double for the fold. */
 static void bn_affine(const cnn_layer *bn, int c, double *s, double *t)
@@ -232,19 +262,20 @@ static void bn_affine(const cnn_layer *bn, int c, double *s, double *t)
     *t = (double)bn->bias[c] - (double)bn->mean[c] * *s;
 }
 
-/* The packed copy of a conv's (folded) weights for the GEMM path. */
+/* The packed copy of a conv's (folded) weights for the GEMM path, written
+ * straight into the mapped buffer. */
 static int upload_packed(cnn_net *net, int i, const float *w)
 {
     if (!net->plan.packed[i]) return CNN_OK;
     const cnn_layer *l = &net->g->layers[i];
     const cnn_conv_pack *pk = &net->plan.pack[i];
-    size_t count = cnn_op_conv2d_packed_weights(pk);
-    float *packed = cnn_malloc(count * sizeof(float));
-    if (!packed) return CNN_ERR_NOMEM;
+    size_t bytes = cnn_op_conv2d_packed_weights(pk) * sizeof(float);
+    int status = cnn_cl_buffer(net->cl, bytes, &net->wpack[i], l->spec->name);
+    void *packed;
+    if (status == CNN_OK) status = cnn_cl_map_write(net->cl, net->wpack[i], bytes, &packed, l->spec->name);
+    if (status < 0) return status;
     cnn_op_conv2d_pack_weights(&l->conv, pk, w, packed);
-    int status = upload(net->cl, packed, count, &net->wpack[i], l->spec->name);
-    free(packed);
-    return status;
+    return cnn_cl_unmap(net->cl, net->wpack[i], packed, l->spec->name);
 }
 
 static int upload_layer(cnn_net *net, int i)
@@ -254,6 +285,8 @@ static int upload_layer(cnn_net *net, int i)
     cnn_op op = l->spec->op;
     int status = CNN_OK;
     float *wtmp = NULL, *btmp = NULL;
+    /* The forward of a packed conv reads only the packed copy. */
+    bool plain = net->backward || op != CNN_OP_CONV2D || !net->plan.packed[i];
     if (op == CNN_OP_CONV2D && net->plan.fold_bn[i] >= 0) {
         const cnn_layer *bn = &net->g->layers[net->plan.fold_bn[i]];
         int co = l->conv.co;
@@ -270,13 +303,14 @@ static int upload_layer(cnn_net *net, int i)
             for (size_t k = 0; k < per; k++) wtmp[(size_t)c * per + k] = (float)(l->weight[(size_t)c * per + k] * s);
             btmp[c] = (float)((l->bias ? l->bias[c] : 0.0) * s + t);
         }
-        CNN_TRY(upload(net->cl, wtmp, l->n_weight, &net->w[i], name), done);
+        if (plain) CNN_TRY(upload(net->cl, wtmp, l->n_weight, &net->w[i], name), done);
         CNN_TRY(upload(net->cl, btmp, (size_t)co, &net->b[i], name), done);
         CNN_TRY(upload_packed(net, i, wtmp), done);
     } else if (op == CNN_OP_CONV2D || op == CNN_OP_LINEAR) {
-        CNN_TRY(upload(net->cl, l->weight, l->n_weight, &net->w[i], name), done);
+        if (plain)
+            CNN_TRY(upload_param(net, i, l->weight, l->owned & CNN_OWN_WEIGHT, l->n_weight, &net->w[i]), done);
         if (op == CNN_OP_CONV2D) CNN_TRY(upload_packed(net, i, l->weight), done);
-        if (l->bias) CNN_TRY(upload(net->cl, l->bias, (size_t)l->c, &net->b[i], name), done);
+        if (l->bias) CNN_TRY(upload_param(net, i, l->bias, l->owned & CNN_OWN_BIAS, (size_t)l->c, &net->b[i]), done);
     } else if (op == CNN_OP_BATCHNORM && net->plan.computes[i]) {
         wtmp = cnn_malloc((size_t)l->c * sizeof(float));
         btmp = cnn_malloc((size_t)l->c * sizeof(float));
@@ -300,12 +334,23 @@ done:
 }
 
 static int net_create(cnn_net *net, cnn_cl *cl, const cnn_graph *g, cnn_graph *consume, const bool *keep,
-                      int max_batch)
+                      int max_batch, bool backward)
 {
     memset(net, 0, sizeof *net);
     net->cl = cl;
     net->g = g;
-    int status = cnn_plan_build_for(g, keep, max_batch, (cl->type & CL_DEVICE_TYPE_CPU) != 0, &net->plan);
+    net->backward = backward;
+    bool cpu = (cl->type & CL_DEVICE_TYPE_CPU) != 0;
+    signed char *wino = NULL;
+    int status = CNN_OK;
+    if (cpu && !backward) {
+        /* Winograd or im2col for each 3x3 convolution, as measured */
+        wino = cnn_calloc((size_t)g->n, 1);
+        if (!wino) return CNN_ERR_NOMEM;
+        status = cnn_choose_convs(cl, g, max_batch, wino, &net->choices_measured);
+    }
+    if (status == CNN_OK) status = cnn_plan_build_with(g, keep, max_batch, cpu, wino, &net->plan);
+    free(wino);
     if (status < 0) return status;
     net->slots = cnn_calloc((size_t)net->plan.n_slots + 1, sizeof *net->slots);
     net->w = cnn_calloc((size_t)g->n, sizeof *net->w);
@@ -313,7 +358,8 @@ static int net_create(cnn_net *net, cnn_cl *cl, const cnn_graph *g, cnn_graph *c
     net->scale = cnn_calloc((size_t)g->n, sizeof *net->scale);
     net->wpack = cnn_calloc((size_t)g->n, sizeof *net->wpack);
     net->layer_ms = cnn_calloc((size_t)g->n, sizeof *net->layer_ms);
-    if (!net->slots || !net->w || !net->b || !net->scale || !net->wpack || !net->layer_ms) {
+    net->in_place = cnn_calloc((size_t)g->n, sizeof *net->in_place);
+    if (!net->slots || !net->w || !net->b || !net->scale || !net->wpack || !net->layer_ms || !net->in_place) {
         status = CNN_ERR_NOMEM;
         goto fail;
     }
@@ -325,8 +371,9 @@ static int net_create(cnn_net *net, cnn_cl *cl, const cnn_graph *g, cnn_graph *c
     for (int i = 0; i < g->n; i++) {
         CNN_TRY(upload_layer(net, i), fail);
         /* A batch norm folded into an earlier conv was read by that conv's
-         * upload already; nothing later reads layer i's parameters. */
-        if (consume) cnn_graph_release_params(consume, i);
+         * upload already; nothing later reads layer i's parameters.  A
+         * layer whose buffers are its file pages keeps them. */
+        if (consume && !net->in_place[i]) cnn_graph_release_params(consume, i);
     }
     return CNN_OK;
 fail:
@@ -334,14 +381,15 @@ fail:
     return status;
 }
 
-int cnn_net_create(cnn_net *net, cnn_cl *cl, const cnn_graph *g, const bool *keep, int max_batch)
+int cnn_net_create(cnn_net *net, cnn_cl *cl, const cnn_graph *g, const bool *keep, int max_batch, bool backward)
 {
-    return net_create(net, cl, g, NULL, keep, max_batch);
+    return net_create(net, cl, g, NULL, keep, max_batch, backward);
 }
 
-int cnn_net_create_consuming(cnn_net *net, cnn_cl *cl, cnn_graph *g, const bool *keep, int max_batch)
+int cnn_net_create_consuming(cnn_net *net, cnn_cl *cl, cnn_graph *g, const bool *keep, int max_batch,
+                             bool backward)
 {
-    return net_create(net, cl, g, g, keep, max_batch);
+    return net_create(net, cl, g, g, keep, max_batch, backward);
 }
 
 static int run_layer(cnn_net *net, int i, int n)

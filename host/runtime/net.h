@@ -44,6 +44,11 @@ int cnn_plan_build(const cnn_graph *g, const bool *keep, int max_batch, cnn_plan
  * (GPUs) keep one im2col + GEMM per image, which measured 3x faster on an
  * NVIDIA H100 (test/bench/NOTES.md 10).  cnn_plan_build plans for a CPU. */
 int cnn_plan_build_for(const cnn_graph *g, const bool *keep, int max_batch, bool cpu, cnn_plan *plan);
+/* Same, with the kernel of each 3x3 convolution chosen by measurement
+ * (wino[i]: 1 Winograd, 0 im2col, -1 the rule; see runtime/choose.h) when
+ * wino is not NULL. */
+int cnn_plan_build_with(const cnn_graph *g, const bool *keep, int max_batch, bool cpu, const signed char *wino,
+                        cnn_plan *plan);
 void cnn_plan_free(cnn_plan *plan);
 
 typedef struct cnn_net {
@@ -56,19 +61,27 @@ typedef struct cnn_net {
     cl_mem *slots;           /* [plan.n_slots] */
     cl_mem *w, *b;           /* [n] per-layer weight / bias-or-shift (NULL when none) */
     cl_mem *scale;           /* [n] batchnorm scale when not folded */
-    cl_mem *wpack;           /* [n] packed conv weights (plan.packed); w[i] keeps the plain layout */
+    cl_mem *wpack;           /* [n] packed conv weights (plan.packed); w[i] keeps the plain layout
+                              * only for the backward */
+    bool backward;           /* created for cnn_backward: every layer's plain weights are there */
+    bool *in_place;          /* [n] a parameter buffer is the weights file's memory (CPU devices):
+                              * the file stays mapped until the network is freed */
+    bool any_in_place;
+    int choices_measured;    /* convolution shapes timed while creating it (runtime/choose.h) */
     double *layer_ms;        /* [n] last forward's per-layer time when cl->profiling */
 } cnn_net;
 
 /* Plans, allocates every buffer and uploads the weights (folded where the
- * plan fuses).  Errors name the layer and the OpenCL call. */
-int cnn_net_create(cnn_net *net, cnn_cl *cl, const cnn_graph *g, const bool *keep, int max_batch);
+ * plan fuses; a packed conv's plain weights only when `backward`).  Errors
+ * name the layer and the OpenCL call. */
+int cnn_net_create(cnn_net *net, cnn_cl *cl, const cnn_graph *g, const bool *keep, int max_batch, bool backward);
 
 /* Same, and frees each layer's host parameters as soon as they are on the
  * device (cnn_graph_release_params), so the host never holds the model
  * twice: the peak is the device copy plus one layer.  Use when nothing
  * needs the host parameters afterwards. */
-int cnn_net_create_consuming(cnn_net *net, cnn_cl *cl, cnn_graph *g, const bool *keep, int max_batch);
+int cnn_net_create_consuming(cnn_net *net, cnn_cl *cl, cnn_graph *g, const bool *keep, int max_batch,
+                             bool backward);
 void cnn_net_free(cnn_net *net);
 
 /* Runs the forward pass on the first n images of net->input (enqueued; the
