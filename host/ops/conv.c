@@ -13,6 +13,8 @@ static int use_direct(const cnn_conv_geom *g)
     return g->groups > 1 && g->ci / g->groups <= 4;
 }
 
+bool cnn_op_conv2d_is_direct(const cnn_conv_geom *g) { return use_direct(g); }
+
 /* 1x1, stride 1, no padding: the input already is the column matrix. */
 static int is_pointwise(const cnn_conv_geom *g)
 {

@@ -62,6 +62,11 @@ size_t cnn_op_conv2d_scratch(const cnn_conv_geom *g);
 int cnn_op_conv2d(cnn_cl *cl, const cnn_conv_geom *g, int n, cl_mem x, cl_mem w, cl_mem bias,
                   cnn_act act, float slope, cl_mem y, cl_mem scratch, const char *layer);
 
+/* The forward runs the direct kernel (depthwise and thin grouped
+ * convolutions: ci / groups <= 4), which reads the weights element by
+ * element; other convolutions multiply through CLBlast. */
+bool cnn_op_conv2d_is_direct(const cnn_conv_geom *g);
+
 /* Packed GEMM path for groups == 1 convolutions (not the direct kernel):
  * the whole batch is one im2col column matrix [k_pad][p_pad] (column
  * b*ho*wo + q) and one CLBlast GEMM in its native layout against weights

@@ -240,11 +240,14 @@ static int upload(cnn_cl *cl, const float *data, size_t count, cl_mem *out, cons
 
 /* A parameter used in place in the weights file becomes the buffer itself
  * on a CPU device (no copy, no new pages: the device reads the file's page
- * cache), when it is aligned for any vector type.  Otherwise a copy. */
-static int upload_param(cnn_net *net, int i, const float *data, bool owned, size_t count, cl_mem *out)
+ * cache) when its alignment suits every reader: 64 bytes for any vector
+ * type (CLBlast's kernels cast to vectors), 4 bytes when only our kernels
+ * read it (`own`: they load vectors with vloadN).  Otherwise a copy. */
+static int upload_param(cnn_net *net, int i, const float *data, bool owned, bool own, size_t count, cl_mem *out)
 {
     const char *layer = net->g->layers[i].spec->name;
-    if ((net->cl->type & CL_DEVICE_TYPE_CPU) && !owned && count && (uintptr_t)data % 64 == 0 &&
+    uintptr_t align = own ? sizeof(float) : 64;
+    if ((net->cl->type & CL_DEVICE_TYPE_CPU) && !owned && count && (uintptr_t)data % align == 0 &&
         !getenv("CNNVIZ_NO_HOST_WEIGHTS")) {
         int status = cnn_cl_buffer_host(net->cl, count * sizeof(float), data, out, layer);
         if (status == CNN_OK) net->in_place[i] = net->any_in_place = true;
@@ -307,10 +310,16 @@ static int upload_layer(cnn_net *net, int i)
         CNN_TRY(upload(net->cl, btmp, (size_t)co, &net->b[i], name), done);
         CNN_TRY(upload_packed(net, i, wtmp), done);
     } else if (op == CNN_OP_CONV2D || op == CNN_OP_LINEAR) {
+        /* Read only by our kernels: a batch-1 linear layer's weights (the
+         * GEMV) and a direct convolution's, in a forward-only network; every
+         * bias (the epilogues). */
+        bool own = !net->backward && (op == CNN_OP_LINEAR ? net->plan.max_batch == 1
+                                                          : cnn_op_conv2d_is_direct(&l->conv));
         if (plain)
-            CNN_TRY(upload_param(net, i, l->weight, l->owned & CNN_OWN_WEIGHT, l->n_weight, &net->w[i]), done);
+            CNN_TRY(upload_param(net, i, l->weight, l->owned & CNN_OWN_WEIGHT, own, l->n_weight, &net->w[i]), done);
         if (op == CNN_OP_CONV2D) CNN_TRY(upload_packed(net, i, l->weight), done);
-        if (l->bias) CNN_TRY(upload_param(net, i, l->bias, l->owned & CNN_OWN_BIAS, (size_t)l->c, &net->b[i]), done);
+        if (l->bias)
+            CNN_TRY(upload_param(net, i, l->bias, l->owned & CNN_OWN_BIAS, true, (size_t)l->c, &net->b[i]), done);
     } else if (op == CNN_OP_BATCHNORM && net->plan.computes[i]) {
         wtmp = cnn_malloc((size_t)l->c * sizeof(float));
         btmp = cnn_malloc((size_t)l->c * sizeof(float));
