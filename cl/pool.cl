@@ -46,6 +46,12 @@ __kernel void kernel_maxpool_f32(__global const float *x, __global float *y, POO
 /* The same max pooling for a window of POOL_KH x POOL_KW taps known when
  * the program is built and no dilation: windows wholly inside the input
  * (all but the border) take the unrolled loop without bounds tests. */
+#ifdef POOL_S2
+/* Maximum with PyTorch's NaN rule (a NaN wins), for vectors. */
+inline float8 pool_nmax8(float8 m, float8 v) { return select(m, v, isgreater(v, m) | isnan(v)); }
+inline float16 pool_nmax16(float16 m, float16 v) { return select(m, v, isgreater(v, m) | isnan(v)); }
+#endif
+
 __kernel void kernel_maxpool_fixed_f32(__global const float *x, __global float *y, POOL_GEOM_ARGS)
 {
     uint row = get_global_id(0);
@@ -56,7 +62,50 @@ __kernel void kernel_maxpool_fixed_f32(__global const float *x, __global float *
     __global float *dst = y + (size_t)row * wo;
     int y0 = (int)(oy * sh) - (int)pt;
     bool rows_in = y0 >= 0 && y0 + POOL_KH <= (int)hi;
-    for (uint ox = 0; ox < wo; ox++) {
+    uint ox = 0;
+#ifdef POOL_S2
+    /* Stride 2 across, windows 2 or 3 wide (VGG's 2x2/2, ResNet's 3x3/2):
+     * eight outputs from one 16-float load per window row (and one more
+     * float for width 3), the rows' maximum first, then the columns' as
+     * even/odd lanes.  Outputs left of the first whole window and past the
+     * last whole block take the scalar loop below. */
+    if (rows_in) {
+        uint head = (pl + 1) / 2; /* first ox whose window starts at x >= 0 */
+        uint stop = head < wo ? head : wo;
+        for (; ox < stop; ox++) {
+            int x0 = (int)(2 * ox) - (int)pl;
+            float m = -INFINITY;
+            for (int i = 0; i < POOL_KH; i++)
+                for (int j = 0; j < POOL_KW; j++) {
+                    int xx = x0 + j;
+                    if (xx < 0 || xx >= (int)wi) continue;
+                    float v = plane[(y0 + i) * (int)wi + xx];
+                    if (v > m || isnan(v)) m = v;
+                }
+            dst[ox] = m;
+        }
+        for (; ox + 8 <= wo && (int)(2 * ox) - (int)pl + 14 + POOL_KW <= (int)wi; ox += 8) {
+            __global const float *src = plane + y0 * (int)wi + ((int)(2 * ox) - (int)pl);
+            float16 c = vload16(0, src);
+#if POOL_KW == 3
+            float e = src[16];
+#endif
+            for (int i = 1; i < POOL_KH; i++) {
+                c = pool_nmax16(c, vload16(0, src + i * (int)wi));
+#if POOL_KW == 3
+                float v = src[i * (int)wi + 16];
+                if (v > e || isnan(v)) e = v;
+#endif
+            }
+            float8 r = pool_nmax8(c.even, c.odd);
+#if POOL_KW == 3
+            r = pool_nmax8(r, (float8)(c.s2468, c.sACE, e));
+#endif
+            vstore8(r, 0, dst + ox);
+        }
+    }
+#endif
+    for (; ox < wo; ox++) {
         int x0 = (int)(ox * sw) - (int)pl;
         float m = -INFINITY;
         if (rows_in && x0 >= 0 && x0 + POOL_KW <= (int)wi) {

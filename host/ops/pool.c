@@ -58,9 +58,12 @@ static int run_pool(cnn_cl *cl, const char *name, const cnn_pool_geom *g, int n,
     /* Max pooling with a small undilated window: the window size is built
      * into the program (one per size) and the interior loop unrolled
      * (3x3/2 on 64 x 112 x 112: 0.87 -> 0.46 ms; test/bench/NOTES.md 8). */
-    char opts[48];
+    char opts[64];
     if (!avg && dh == 1 && dw == 1 && g->kh <= 4 && g->kw <= 4) {
-        snprintf(opts, sizeof opts, "-DPOOL_KH=%d -DPOOL_KW=%d", g->kh, g->kw);
+        /* stride 2 across with windows 2 or 3 wide: eight outputs a step
+         * (test/bench/NOTES.md 14) */
+        bool s2 = g->sw == 2 && (g->kw == 2 || g->kw == 3);
+        snprintf(opts, sizeof opts, "-DPOOL_KH=%d -DPOOL_KW=%d%s", g->kh, g->kw, s2 ? " -DPOOL_S2" : "");
         status = pool_kernel_opts(cl, opts, "kernel_maxpool_fixed_f32", x, y, v, nv, layer, &k);
     } else {
         status = pool_kernel(cl, name, x, y, v, nv, layer, &k);

@@ -201,6 +201,70 @@ static void test_pools(void)
 }
 
 /* Refusals: a crop outside the resized image, a channel count not 1|3. */
+/* Max pooling over rows wide enough for the stride-2 kernel's eight-output
+ * steps (VGG's 2x2/2, ResNet's 3x3/2 and mixed windows), with and without
+ * padding and ceil mode, and with NaNs sprinkled in: compared exactly (a
+ * maximum is one of its inputs) with a double reference in which a NaN in
+ * the window wins, as in PyTorch. */
+static void test_maxpool_wide(void)
+{
+    static const int sizes[][2] = {{6, 40}, {5, 37}, {4, 56}, {3, 17}, {7, 33}};
+    static const int wins[][2] = {{2, 2}, {3, 3}, {2, 3}, {3, 2}, {1, 3}};
+    enum { C = 3 };
+    int runs = 0;
+    for (int si = 0; si < 5; si++)
+        for (int wk = 0; wk < 5; wk++)
+            for (int pad = 0; pad < 2; pad++)
+                for (int ceil_mode = 0; ceil_mode < 2; ceil_mode++)
+                    for (int nans = 0; nans < 2; nans++) {
+                        cnn_pool_geom g = {0};
+                        g.c = C, g.hi = sizes[si][0], g.wi = sizes[si][1];
+                        g.kh = wins[wk][0], g.kw = wins[wk][1], g.sh = 2, g.sw = 2, g.dh = 1, g.dw = 1;
+                        g.pt = g.pb = pad && g.kh > 1 ? 1 : 0;
+                        g.pl = g.pr = pad && g.kw > 1 ? 1 : 0;
+                        g.ho = pool_out(g.hi, g.kh, 2, 1, g.pt, g.pb, ceil_mode);
+                        g.wo = pool_out(g.wi, g.kw, 2, 1, g.pl, g.pr, ceil_mode);
+                        size_t nin = (size_t)PN * C * g.hi * g.wi, nout = (size_t)PN * C * g.ho * g.wo;
+                        float *x = malloc(nin * sizeof *x);
+                        double *ref = malloc(nout * sizeof *ref);
+                        rng_seed((uint64_t)(1000 + runs));
+                        fill_nonzero(x, nin, -2.0f, 2.0f);
+                        if (nans)
+                            for (size_t i = 0; i < nin; i += 1 + (size_t)rng_uniform(0.0f, 97.0f)) x[i] = NAN;
+                        for (int nc = 0; nc < PN * C; nc++)
+                            for (int oy = 0; oy < g.ho; oy++)
+                                for (int ox = 0; ox < g.wo; ox++) {
+                                    double m = -INFINITY;
+                                    for (int i = 0; i < g.kh; i++)
+                                        for (int j = 0; j < g.kw; j++) {
+                                            int yy = oy * 2 - g.pt + i, xx = ox * 2 - g.pl + j;
+                                            if (yy < 0 || yy >= g.hi || xx < 0 || xx >= g.wi) continue;
+                                            double v = x[((size_t)nc * g.hi + yy) * g.wi + xx];
+                                            if (v > m || isnan(v)) m = v;
+                                        }
+                                    ref[((size_t)nc * g.ho + oy) * g.wo + ox] = m;
+                                }
+                        cl_mem bx = upload(x, nin), by = NULL;
+                        CHECK_OK(cnn_cl_buffer(&g_cl, nout * sizeof(float), &by, "y"));
+                        poison(by, nout);
+                        CHECK_OK(cnn_op_maxpool(&g_cl, &g, PN, bx, by, "maxpool"));
+                        float *y = download(by, nout);
+                        size_t bad = nout;
+                        for (size_t i = 0; i < nout && bad == nout; i++)
+                            if (isnan(ref[i]) ? !isnan(y[i]) : (double)y[i] != ref[i]) bad = i;
+                        CHECK(bad == nout, "maxpool %dx%d/2 on %dx%d pad %d ceil %d nans %d: [%zu] = %g, expected %g",
+                              g.kh, g.kw, g.hi, g.wi, pad, ceil_mode, nans, bad, bad < nout ? (double)y[bad] : 0.0,
+                              bad < nout ? ref[bad] : 0.0);
+                        free(y);
+                        clReleaseMemObject(bx);
+                        clReleaseMemObject(by);
+                        free(x);
+                        free(ref);
+                        runs++;
+                    }
+    printf("wide stride-2 max pools: %d runs\n", runs);
+}
+
 static void test_preprocess_refusals(void)
 {
     cl_mem b = NULL;
@@ -493,6 +557,7 @@ int main(int argc, char **argv)
     printf("device: %s (%s)\n", g_cl.device_name, g_cl.platform_name);
 
     test_pools();
+    test_maxpool_wide();
     test_avgpool_zero_dilation();
     rng_seed(11);
     test_adaptive(13, 13, 7, 7);
