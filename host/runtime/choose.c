@@ -88,18 +88,23 @@ done:
 
 static int save(const char *path, const table *t)
 {
-    size_t cap = 256 + (size_t)t->n * 128, len = 0;
+    size_t cap = 256 + (size_t)t->n * 192, len = 0;
     char *text = malloc(cap);
     if (!text) return cnn_error_set(CNN_ERR_NOMEM, "out of memory");
-    len += (size_t)snprintf(text + len, cap - len,
+    len = (size_t)snprintf(text, cap,
                             HEADER "\n# which kernel each 3x3 stride-1 convolution shape runs on this device,\n"
                                    "# measured by cnnviz-cl run (delete the file to measure again)\n"
                                    "# ci hi wi co pt pb pl pr batch choice im2col_ms winograd_ms\n");
     for (int i = 0; i < t->n && len < cap; i++) {
         const entry *e = &t->e[i];
-        len += (size_t)snprintf(text + len, cap - len, "%d %d %d %d %d %d %d %d %d %s %.3f %.3f\n", e->key[0],
-                                e->key[1], e->key[2], e->key[3], e->key[4], e->key[5], e->key[6], e->key[7],
-                                e->key[8], e->winograd ? "winograd" : "im2col", e->ms_im2col, e->ms_winograd);
+        /* times are informative: kept in a range that prints short */
+        double ti = e->ms_im2col >= 0 && e->ms_im2col < 1e6 ? e->ms_im2col : -1;
+        double tw = e->ms_winograd >= 0 && e->ms_winograd < 1e6 ? e->ms_winograd : -1;
+        int w = snprintf(text + len, cap - len, "%d %d %d %d %d %d %d %d %d %s %.3f %.3f\n", e->key[0], e->key[1],
+                         e->key[2], e->key[3], e->key[4], e->key[5], e->key[6], e->key[7], e->key[8],
+                         e->winograd ? "winograd" : "im2col", ti, tw);
+        if (w < 0 || (size_t)w >= cap - len) break; /* cannot happen with the sizes above; never past the end */
+        len += (size_t)w;
     }
     int status = CNN_OK;
     char *dir = cnn_path_dir(path);

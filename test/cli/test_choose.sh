@@ -104,10 +104,16 @@ if $cpu; then
       bad "the damaged file ($damage) was not rewritten whole"; head -3 "$f" >&2; fi
   done
   # a bad line among good ones: that shape alone is measured again
+  # (and an entry of another network, with absurd times, survives the rewrite)
   grep -v '^32 28 28 32 ' "$TMP/measured.txt" > "$f"
   echo '32 28 28 32 1 1 1 1 4 fastest 1.0 2.0' >> "$f"
+  echo '999 1 1 1 0 0 0 0 1 im2col 1e300 nan' >> "$f"
   run badline "a run with one bad line"
   expect_grep "$TMP/badline.err" '^cnnviz-cl: timed 1 convolution shape ' "only the bad line's shape is measured"
+  n=$(choices | wc -l)
+  if [ "$n" -eq 4 ]; then ok; else bad "after the bad line: $n entries, expected 4"; choices >&2; fi
+  expect_grep "$f" '^999 1 1 1 0 0 0 0 1 im2col -1\.000 -1\.000$' "another network's entry is kept, its times bounded"
+  if [ "$(awk 'length > 200' "$f" | wc -l)" -eq 0 ]; then ok; else bad "a line of the rewritten file is too long"; fi
 fi
 
 # ------------------------------------------------------------ nothing measured
