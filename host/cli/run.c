@@ -1932,7 +1932,7 @@ int cnn_cmd_run(int argc, char **argv)
     if (!s.o.quiet && s.net.choices_measured)
         fprintf(stderr, "cnnviz-cl: timed %d convolution shape%s on this device to choose their kernels (%.0f ms; "
                 "kept in the cache for later runs)\n", s.net.choices_measured, s.net.choices_measured == 1 ? "" : "s",
-                t_net - t_device);
+                s.net.choices_ms);
 
     const cnn_graph *g = &s.l.graph;
     size_t nout = cnn_layer_numel(&g->layers[g->n - 1]);

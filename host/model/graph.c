@@ -31,8 +31,9 @@ static void shape_str(const int64_t *shape, int ndim, char *buf, size_t size)
     if (n < size) snprintf(buf + n, size - n, "]");
 }
 
-/* Binds `<params>.<suffix>` with the exact shape `want` (ndim dims) and
- * converts it to float32 into *out. */
+/* Binds `<params>.<suffix>` with the exact shape `want` (ndim dims) to *out
+ * as float32: in place in the file when it is aligned float32, else a
+ * converted copy (then `bit` is set in *owned). */
 static int bind(const cnn_pipeline *p, const cnn_weights *wts, const cnn_layer_spec *s, const char *suffix,
                 const int64_t *want, int ndim, float **out, unsigned *owned, unsigned bit)
 {

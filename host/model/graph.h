@@ -1,7 +1,8 @@
 /* The network as a checked graph: each layer's inputs resolved to indices,
- * its output shape inferred, its parameters bound from the weights file and
- * converted to float32.  Every error carries the YAML position of the layer
- * (or of the key at fault) and names the tensor. */
+ * its output shape inferred, its parameters bound from the weights file as
+ * float32 (in place where the file holds aligned float32, else converted).
+ * Every error carries the YAML position of the layer (or of the key at
+ * fault) and names the tensor. */
 #ifndef CNN_MODEL_GRAPH_H
 #define CNN_MODEL_GRAPH_H
 

@@ -68,6 +68,7 @@ typedef struct cnn_net {
                               * the file stays mapped until the network is freed */
     bool any_in_place;
     int choices_measured;    /* convolution shapes timed while creating it (runtime/choose.h) */
+    double choices_ms;       /* ... and how long that took */
     double *layer_ms;        /* [n] last forward's per-layer time when cl->profiling */
 } cnn_net;
 
