@@ -234,14 +234,13 @@ int cnn_choose_convs(cnn_cl *cl, const cnn_graph *g, int max_batch, signed char 
         const cnn_layer *l = &g->layers[i];
         if (l->spec->op != CNN_OP_CONV2D) continue;
         int batch = measure_batch(&l->conv, max_batch);
-        cnn_conv_pack pi, pw;
-        if (!candidate(&l->conv, batch, &pi, &pw) || !candidate(&l->conv, max_batch, &pi, &pw)) continue;
+        /* both layouts exist at the run's batch (planned) and at the measured one */
+        cnn_conv_pack pi, pw, mi, mw;
+        if (!candidate(&l->conv, max_batch, &pi, &pw) || !candidate(&l->conv, batch, &mi, &mw)) continue;
         entry e;
         key_of(&l->conv, batch, e.key);
         const entry *have = find(&t, e.key);
         if (!have) {
-            cnn_conv_pack mi, mw;
-            candidate(&l->conv, batch, &mi, &mw);
             status = measure(cl, &l->conv, batch, &mi, &mw, l->spec->name, &e);
             if (status == CNN_OK) status = add(&t, &e);
             if (status < 0) break;
