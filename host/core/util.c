@@ -7,6 +7,8 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +152,67 @@ static void on_signal(int sig)
     g_signal = sig;
 }
 
+/* Mapped files: the handler reads only the atomics and the message bytes,
+ * which are written before the range is published. */
+#define CNN_MAP_SLOTS 8
+#define CNN_MAP_MSG 640
+static struct {
+    _Atomic(uintptr_t) base; /* 0: free */
+    _Atomic(size_t) len;
+    atomic_bool taken;
+    size_t msg_len;
+    char msg[CNN_MAP_MSG];
+} g_maps[CNN_MAP_SLOTS];
+
+int cnn_mapped_file_register(const void *base, size_t len, const char *path)
+{
+    for (int i = 0; i < CNN_MAP_SLOTS; i++) {
+        bool expected = false;
+        if (!atomic_compare_exchange_strong(&g_maps[i].taken, &expected, true)) continue;
+        int n = snprintf(g_maps[i].msg, CNN_MAP_MSG,
+                         "cnnviz-cl: error: %s: the file shrank while in use (rewritten by another "
+                         "program during the run?); nothing was finished, run again once the file is whole\n",
+                         path);
+        g_maps[i].msg_len = n < 0 ? 0 : (size_t)n < CNN_MAP_MSG ? (size_t)n : CNN_MAP_MSG - 1;
+        atomic_store(&g_maps[i].len, len);
+        atomic_store(&g_maps[i].base, (uintptr_t)base);
+        return i;
+    }
+    return -1;
+}
+
+void cnn_mapped_file_unregister(int slot)
+{
+    if (slot < 0 || slot >= CNN_MAP_SLOTS) return;
+    atomic_store(&g_maps[slot].base, (uintptr_t)0);
+    atomic_store(&g_maps[slot].taken, false);
+}
+
+static atomic_flag g_bus_reported = ATOMIC_FLAG_INIT;
+
+static void on_bus_error(int sig, siginfo_t *info, void *ctx)
+{
+    (void)ctx;
+    uintptr_t a = (uintptr_t)info->si_addr;
+    for (int i = 0; i < CNN_MAP_SLOTS; i++) {
+        uintptr_t b = atomic_load(&g_maps[i].base);
+        if (b && a >= b && a - b < atomic_load(&g_maps[i].len)) {
+            /* Several threads may fault on the same pages at once: the first
+             * reports and exits, the others wait for the exit. */
+            if (atomic_flag_test_and_set(&g_bus_reported))
+                for (;;) pause();
+            ssize_t w = write(STDERR_FILENO, g_maps[i].msg, g_maps[i].msg_len);
+            (void)w;
+            cnn_tmp_cleanup_all();
+            _exit(2);
+        }
+    }
+    /* Not ours: the default action, when the faulting access runs again
+     * (or at once, for a SIGBUS sent by kill()). */
+    signal(sig, SIG_DFL);
+    if (info->si_code <= 0) raise(sig);
+}
+
 void cnn_signals_install(void)
 {
     struct sigaction sa;
@@ -158,6 +221,17 @@ void cnn_signals_install(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    cnn_fault_guard_install();
+}
+
+void cnn_fault_guard_install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_bus_error;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
 }
 
 int cnn_signal_pending(void) { return (int)g_signal; }

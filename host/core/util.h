@@ -46,6 +46,22 @@ void cnn_tmp_cleanup_all(void); /* async-signal-safe: unlink only */
 void cnn_signals_install(void);
 int cnn_signal_pending(void);
 
+/* Mapped input files.  A file that shrinks while it is mapped (rewritten in
+ * place by another program during the run) makes the next read of a lost
+ * page raise SIGBUS, on whichever thread reads it (ours or the OpenCL
+ * driver's, for buffers over the file's pages).  cnn_signals_install() also
+ * catches SIGBUS: a fault inside a registered range prints one error line
+ * naming the file, removes the temporary files and exits with 2; any other
+ * SIGBUS keeps its default action.  Registration returns a slot (or -1 when
+ * all are taken: the file is then unguarded). */
+/* (Re)installs the SIGBUS handler alone.  The OpenCL runtime may take
+ * SIGBUS for itself (PoCL's compiler does, when it starts, and its handler
+ * does not hand the fault back): the runtime wrapper calls this after
+ * creating the context and after each program build. */
+void cnn_fault_guard_install(void);
+int cnn_mapped_file_register(const void *base, size_t len, const char *path);
+void cnn_mapped_file_unregister(int slot);
+
 /* mkdir -p; errors name the folder. */
 int cnn_mkdirs(const char *path, int mode);
 

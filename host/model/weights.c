@@ -710,6 +710,7 @@ int cnn_weights_open(const char *path, cnn_weights *w)
         return cnn_error_set(CNN_ERR_IO, "%s: cannot map the file: %s", path, strerror(map_errno));
     w->map = map;
     w->map_len = len;
+    w->map_guard = cnn_mapped_file_register(map, len, path) + 1;
     w->path = cnn_strdup(path);
     int status = w->path ? open_common(w, map, len) : CNN_ERR_NOMEM;
     if (status < 0) cnn_weights_close(w);
@@ -721,7 +722,10 @@ void cnn_weights_close(cnn_weights *w)
     if (!w) return;
     for (int i = 0; i < w->n; i++) free(w->tensors[i].name);
     free(w->tensors);
-    if (w->map) munmap(w->map, w->map_len);
+    if (w->map) {
+        cnn_mapped_file_unregister(w->map_guard - 1);
+        munmap(w->map, w->map_len);
+    }
     free(w->path);
     memset(w, 0, sizeof *w);
 }

@@ -36,6 +36,7 @@ typedef struct cnn_weights {
     char *path;                 /* for messages */
     void *map;                  /* mmap of the whole file (NULL for memory input) */
     size_t map_len;
+    int map_guard;              /* SIGBUS guard slot + 1 (0: none) */
     const unsigned char *data;  /* data section */
     size_t data_len;
     cnn_weight_tensor *tensors; /* [n], in header order */

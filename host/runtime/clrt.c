@@ -288,6 +288,9 @@ int cnn_cl_init(cnn_cl *cl, const char *platform_sel, const char *device_sel, bo
     cl->queue = clCreateCommandQueue(cl->ctx, cl->device, profiling ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
     CNN_CL_CHECK_ERR(err, "clCreateCommandQueue", cl->device_name, fail);
     cl->cache_dir = cnn_cl_cache_dir();
+    /* PoCL's compiler takes SIGBUS when it starts: take it back, so that a
+     * weights file shrinking under a run is reported, not a crash. */
+    cnn_fault_guard_install();
     return CNN_OK;
 fail:
     cnn_cl_free(cl);
@@ -465,6 +468,7 @@ static int build_program(cnn_cl *cl, const char *file, const char *options, cl_p
             goto done;
         }
         cache_store(cl, key, prog);
+        cnn_fault_guard_install(); /* a compiler started by the build may take SIGBUS */
     }
     *out = prog;
 done:

@@ -47,17 +47,22 @@ EOF
   then ok; else bad "$what: PNGs that do not decode (or none)"; head -5 "$TMP/pngcheck" >&2; fi
 }
 
+# files_being_written DIR: waits until the run writes PNGs into DIR (at
+# most 120 s), then half a second more.
+files_being_written() {
+  for _ in $(seq 1 1200); do
+    if [ -n "$(find "$1" -name '*.png' -print -quit 2>/dev/null)" ]; then break; fi
+    sleep 0.1
+  done
+  sleep 0.5
+}
+
 for sig in INT TERM; do
   want=$([ $sig = INT ] && echo 130 || echo 143)
   out="$TMP/sig_$sig"
   "$BIN" run "$CFG" --input "$TMP/many" --out "$out" --tap input:occlusion -q > /dev/null 2> "$TMP/err" &
   pid=$!
-  # wait until files are being written (at most 120 s), then signal
-  for _ in $(seq 1 1200); do
-    if [ -n "$(find "$out" -name '*.png' -print -quit 2>/dev/null)" ]; then break; fi
-    sleep 0.1
-  done
-  sleep 0.5
+  files_being_written "$out"
   kill -s $sig $pid
   wait $pid
   rc=$?
@@ -68,6 +73,27 @@ for sig in INT TERM; do
   if [ ! -e "$out/manifest.json" ]; then ok; else bad "SIG$sig: an interrupted run wrote manifest.json"; fi
   check_clean "$out" "SIG$sig"
 done
+
+# The weights file shrinks while a run has it mapped (another program
+# rewrites it in place): the run reads its weights from the file's pages,
+# so the next read faults.  One error line naming the file, exit 2, no
+# temporary file, no manifest, no crash.
+cp "$SRC/samples/fashion_mnist/fashion_mnist.safetensors" "$TMP/shrinking.safetensors"
+out="$TMP/shrunk"
+"$BIN" run "$CFG" --weights "$TMP/shrinking.safetensors" --input "$TMP/many" --out "$out" \
+  --tap input:occlusion -q > /dev/null 2> "$TMP/err" &
+pid=$!
+files_being_written "$out"
+truncate -s 4096 "$TMP/shrinking.safetensors"
+wait $pid
+rc=$?
+if [ $rc -eq 2 ]; then ok; else bad "weights truncated during the run: exit $rc, expected 2"; head -3 "$TMP/err" >&2; fi
+n=$(grep -c '^cnnviz-cl: error: ' "$TMP/err")
+if [ "$n" -eq 1 ] && [ "$(wc -l < "$TMP/err")" -eq 1 ]; then ok; else
+  bad "weights truncated: $n error lines in $(wc -l < "$TMP/err") lines, expected exactly 1"; head -5 "$TMP/err" >&2; fi
+expect_grep "$TMP/err" "shrinking.safetensors: the file shrank while in use" "the error line names the weights file"
+if [ ! -e "$out/manifest.json" ]; then ok; else bad "weights truncated: the run wrote manifest.json"; fi
+check_clean "$out" "weights truncated"
 
 # Rerun into the same folder with fewer files.
 out="$TMP/rerun"

@@ -18,8 +18,10 @@ Used by test/net/test_networks.py and samples/export_torchvision.py:
 Needs torch 1.13 / torchvision 0.14 (/usr/bin/python3 on Debian).
 """
 import collections
+import contextlib
 import json
 import math
+import os
 import struct
 
 import numpy as np
@@ -111,6 +113,26 @@ def save_safetensors(state_dict, path, metadata=None, use_package=True):
     tensors = collections.OrderedDict(
         (k, v.detach().cpu().contiguous()) for k, v in state_dict.items())
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    with replaced_atomically(path) as tmp:
+        _write_safetensors(tensors, meta, tmp, use_package)
+
+
+@contextlib.contextmanager
+def replaced_atomically(path):
+    """Yields a temporary name next to `path`; on success renames it over
+    `path` in one step.  Tests run side by side (ctest -j2) share cached
+    files: a reader (a run with the weights mapped) keeps the old file
+    whole, and never sees half of a new one."""
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _write_safetensors(tensors, meta, path, use_package):
     if use_package:
         try:
             from safetensors.torch import save_file
@@ -215,7 +237,8 @@ def make_scene(size=256, seed=0):
 
 def save_png(img_u8, path):
     from PIL import Image
-    Image.fromarray(img_u8, "RGB").save(path)
+    with replaced_atomically(path) as tmp:
+        Image.fromarray(img_u8, "RGB").save(tmp, format="PNG")
 
 
 IMAGENET_INPUT = {"shape": [3, 224, 224], "resize": {"shorter": 256, "crop": 224},

@@ -27,6 +27,7 @@ Environment: CNNVIZ_BIN, CNNVIZ_SOURCE_DIR (repo root; default: from this
 file), CNNVIZ_TEST_TMP (scratch; default: a temporary folder).
 """
 import argparse
+import fcntl
 import gc
 import hashlib
 import os
@@ -110,7 +111,15 @@ def scene(work):
 
 
 def prepare(name, work, img):
-    """-> (weights path, float64 reference logits [1000]); cached."""
+    """-> (weights path, float64 reference logits [1000]); cached.  A lock
+    per model: test_gradients and this test run side by side and share the
+    cache, so one writes the files while the other waits for them."""
+    with open(os.path.join(work, name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return prepare_locked(name, work, img)
+
+
+def prepare_locked(name, work, img):
     wpath = os.path.join(work, name + ".safetensors")
     rpath = os.path.join(work, name + ".ref.npy")
     spath = os.path.join(work, name + ".stamp")
@@ -129,9 +138,12 @@ def prepare(name, work, img):
                             {"format": "pt", "model": name,
                              "weights": "random, seed %d" % seed_of(name)})
     ref = netref.reference_logits(model, netref.preprocess(img))[0]
-    np.save(rpath, ref)
-    with open(spath, "w") as f:
-        f.write(stamp + "\n")
+    with netref.replaced_atomically(rpath) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, ref)
+    with netref.replaced_atomically(spath) as tmp:
+        with open(tmp, "w") as f:
+            f.write(stamp + "\n")
     del model
     gc.collect()
     log("  %s: weights and reference written (%.1f s)" % (name, time.time() - t0))
