@@ -14,7 +14,7 @@
 #define MAX_DEVICES 64
 
 struct cnn_cl_program_entry {
-    char *file, *options;
+    char *file, *options, *kernel;
     cl_program program;
     cnn_cl_program_entry *next;
 };
@@ -310,6 +310,7 @@ void cnn_cl_free(cnn_cl *cl)
         clReleaseProgram(p->program);
         free(p->file);
         free(p->options);
+        free(p->kernel);
         free(p);
     }
     if (cl->queue) clReleaseCommandQueue(cl->queue);
@@ -422,12 +423,105 @@ static void cache_store(cnn_cl *cl, uint64_t key, cl_program prog)
     cnn_error_clear(); /* a cache failure is never an error */
 }
 
-static int build_program(cnn_cl *cl, const char *file, const char *options, cl_program *out)
+/* Index just past the comment starting at s[i], or i when none starts there;
+ * len + 1 for an unterminated one. */
+static size_t past_comment(const char *s, size_t len, size_t i)
+{
+    if (i + 1 >= len || s[i] != '/') return i;
+    if (s[i + 1] == '/') {
+        while (i < len && s[i] != '\n') i++;
+        return i;
+    }
+    if (s[i + 1] == '*') {
+        for (i += 2; i + 1 < len; i++)
+            if (s[i] == '*' && s[i + 1] == '/') return i + 2;
+        return len + 1;
+    }
+    return i;
+}
+
+static bool is_ident(char c) { return isalnum((unsigned char)c) || c == '_'; }
+
+#define KEEP_MAX_KERNELS 64
+
+int cnn_cl_source_keep_kernel(char *src, size_t len, const char *keep)
+{
+    size_t from[KEEP_MAX_KERNELS], to[KEEP_MAX_KERNELS];
+    int n = 0, found = 0;
+    size_t i = 0;
+    while (i < len) {
+        size_t j = past_comment(src, len, i);
+        if (j > len) return -1;
+        if (j != i) {
+            i = j;
+            continue;
+        }
+        bool line_start = i == 0 || src[i - 1] == '\n';
+        if (!line_start || len - i < 8 || memcmp(src + i, "__kernel", 8) != 0 || (i + 8 < len && is_ident(src[i + 8]))) {
+            i++;
+            continue;
+        }
+        /* The name: the identifier after "void"; the body: the next '{'
+         * to its matching '}'. */
+        size_t start = i, k = i + 8, name = 0, name_len = 0;
+        for (; k + 4 < len && !name_len; k++) {
+            if (src[k] == '{' || src[k] == ';') return -1;
+            if (memcmp(src + k, "void", 4) == 0 && !is_ident(src[k - 1]) && !is_ident(src[k + 4])) {
+                name = k + 4;
+                while (name < len && isspace((unsigned char)src[name])) name++;
+                while (name + name_len < len && is_ident(src[name + name_len])) name_len++;
+                if (!name_len) return -1;
+            }
+        }
+        for (k = name + name_len; k < len && src[k] != '{'; k++) {
+            size_t c = past_comment(src, len, k);
+            if (c > len) return -1;
+            if (c != k) {
+                k = c - 1;
+                continue;
+            }
+            if (src[k] == ';') return -1; /* a declaration, not a definition */
+        }
+        int depth = 0;
+        for (; k < len; k++) {
+            size_t c = past_comment(src, len, k);
+            if (c > len) return -1;
+            if (c != k) {
+                k = c - 1;
+                continue;
+            }
+            if (src[k] == '{') depth++;
+            if (src[k] == '}' && --depth == 0) break;
+        }
+        if (k >= len) return -1;
+        bool wanted = strlen(keep) == name_len && memcmp(src + name, keep, name_len) == 0;
+        if (wanted) {
+            found++;
+        } else {
+            if (n == KEEP_MAX_KERNELS) return -1;
+            from[n] = start;
+            to[n++] = k + 1;
+        }
+        i = k + 1;
+    }
+    if (found != 1) return -1;
+    for (int r = 0; r < n; r++)
+        for (size_t q = from[r]; q < to[r]; q++)
+            if (src[q] != '\n') src[q] = ' '; /* newlines stay: build logs keep their line numbers */
+    return n;
+}
+
+static int build_program(cnn_cl *cl, const char *file, const char *options, const char *kernel,
+                         cl_program *out)
 {
     char *src = NULL;
     size_t len = 0;
     int status = cnn_cl_kernel_source(file, &src, &len);
     if (status < 0) return status;
+    /* One kernel per program: PoCL compiles every kernel of a program once
+     * more when asked for its binary, used or not.  A source the scan does
+     * not understand is built whole. */
+    (void)cnn_cl_source_keep_kernel(src, len, kernel);
     char *opts = cnn_strfmt("-cl-std=CL1.2%s%s", options && *options ? " " : "", options ? options : "");
     if (!opts) {
         free(src);
@@ -463,8 +557,8 @@ static int build_program(cnn_cl *cl, const char *file, const char *options, cl_p
             clReleaseProgram(prog);
             prog = NULL;
             status = cnn_error_set(CNN_ERR_DEVICE,
-                                   "clBuildProgram failed: %s (kernel file cl/%s, options '%s')",
-                                   cnn_cl_error_name(err), file, opts);
+                                   "clBuildProgram failed: %s (kernel %s, file cl/%s, options '%s')",
+                                   cnn_cl_error_name(err), kernel, file, opts);
             goto done;
         }
         cache_store(cl, key, prog);
@@ -483,22 +577,26 @@ int cnn_cl_kernel(cnn_cl *cl, const char *file, const char *options, const char 
     if (!options) options = "";
     cnn_cl_program_entry *pe = cl->programs;
     for (; pe; pe = pe->next)
-        if (strcmp(pe->file, file) == 0 && strcmp(pe->options, options) == 0) break;
+        if (strcmp(pe->file, file) == 0 && strcmp(pe->options, options) == 0 &&
+            strcmp(pe->kernel, kernel_name) == 0)
+            break;
     if (!pe) {
         cl_program prog = NULL;
-        int status = build_program(cl, file, options, &prog);
+        int status = build_program(cl, file, options, kernel_name, &prog);
         if (status < 0) return status;
         pe = calloc(1, sizeof *pe);
-        char *f = cnn_strdup(file), *o = cnn_strdup(options);
-        if (!pe || !f || !o) {
+        char *f = cnn_strdup(file), *o = cnn_strdup(options), *kn = cnn_strdup(kernel_name);
+        if (!pe || !f || !o || !kn) {
             free(pe);
             free(f);
             free(o);
+            free(kn);
             clReleaseProgram(prog);
             return cnn_error_set(CNN_ERR_NOMEM, "out of host memory");
         }
         pe->file = f;
         pe->options = o;
+        pe->kernel = kn;
         pe->program = prog;
         pe->next = cl->programs;
         cl->programs = pe;

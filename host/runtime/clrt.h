@@ -51,11 +51,19 @@ int cnn_cl_print_devices(FILE *out);
 
 /* Returns a kernel (owned by `cl`, reused across calls: set all its args
  * before each enqueue) from the embedded file `file` ("eltwise.cl") built
- * with `options` (may be NULL).  The program is built once per (file,
- * options) and cached on disk.  A build failure prints the file, the options
+ * with `options` (may be NULL).  The program holds that kernel alone (see
+ * cnn_cl_source_keep_kernel), is built once per (file, options, kernel) and
+ * cached on disk.  A build failure prints the file, the options
  * and the driver's log to stderr and returns CNN_ERR_DEVICE. */
 int cnn_cl_kernel(cnn_cl *cl, const char *file, const char *options, const char *kernel_name,
                   cl_kernel *out);
+
+/* Blanks (spaces, newlines kept) every kernel definition of an OpenCL C
+ * source but `keep`, so that a program holds one kernel.  Kernels start
+ * with "__kernel" at the start of a line; helpers, macros and comments stay.
+ * Returns how many kernels were blanked, or -1 (source untouched) when the
+ * scan does not understand the text or `keep` is not defined exactly once. */
+int cnn_cl_source_keep_kernel(char *src, size_t len, const char *keep);
 
 /* Source of an embedded kernel file, or from $CNNVIZ_KERNEL_DIR when set
  * (heap string). */

@@ -116,7 +116,7 @@ cp "$TMP/tuned.txt" "$TF"
 rm -f "$TF"
 "$BIN" tune "$CFG" --budget 120 > "$TMP/int.out" 2> "$TMP/int.err" &
 pid=$!
-for _ in $(seq 1 300); do
+for _ in $(seq 1 1200); do
   grep -q '^\[ *1\] defaults' "$TMP/int.out" 2> /dev/null && break
   sleep 0.1
 done

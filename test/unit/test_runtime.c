@@ -4,6 +4,7 @@
 #include "check.h"
 #include "core/util.h"
 #include "runtime/clrt.h"
+#include "runtime/kernels.h"
 
 #include <dirent.h>
 #include <signal.h>
@@ -96,8 +97,100 @@ static void corrupt_files(const char *dir)
     closedir(d);
 }
 
+/* One kernel per program: the scan keeps helpers, macros and comments and
+ * blanks the other kernels, braces in comments and nested blocks included;
+ * anything it does not understand leaves the source whole. */
+#define KEEP_TEST_MAX 64
+
+static void test_keep_kernel(void)
+{
+    const char *src =
+        "#define ACT 1 /* { */\n"
+        "float helper(float x) { return x > 0 ? x : 0; }\n"
+        "__kernel void kernel_a(__global float *x) // {\n"
+        "{\n"
+        "    if (x[0] > 0) { x[0] = helper(x[0]); } /* } */\n"
+        "}\n"
+        "__kernel __attribute__((reqd_work_group_size(64, 1, 1)))\n"
+        "void kernel_b(__global float *x)\n"
+        "{ for (int i = 0; i < 4; i++) { x[i] = 0; } }\n"
+        "__kernel void kernel_c(__global float *x) { x[1] = 2; }\n"
+        "// __kernel void kernel_a in a comment is not a kernel\n";
+    size_t len = strlen(src);
+    char *buf = cnn_strdup(src);
+    CHECK(cnn_cl_source_keep_kernel(buf, len, "kernel_b") == 2, "two kernels blanked");
+    CHECK(strlen(buf) == len, "length kept");
+    int lines = 0, src_lines = 0;
+    for (size_t i = 0; i < len; i++) {
+        lines += buf[i] == '\n';
+        src_lines += src[i] == '\n';
+    }
+    CHECK(lines == src_lines, "line count kept (%d vs %d)", lines, src_lines);
+    CHECK(strstr(buf, "kernel_a(") == NULL && strstr(buf, "kernel_c") == NULL, "others gone:\n%s", buf);
+    CHECK(strstr(buf, "reqd_work_group_size(64, 1, 1)))\nvoid kernel_b(") != NULL &&
+              strstr(buf, "{ for (int i = 0; i < 4; i++) { x[i] = 0; } }") != NULL,
+          "kernel_b whole:\n%s", buf);
+    CHECK(strstr(buf, "float helper(float x)") && strstr(buf, "#define ACT 1 /* { */") &&
+              strstr(buf, "// __kernel void kernel_a in a comment"),
+          "helpers, macros and comments stay:\n%s", buf);
+    free(buf);
+
+    buf = cnn_strdup(src);
+    CHECK(cnn_cl_source_keep_kernel(buf, len, "kernel_a") == 2 && strstr(buf, "x[0] = helper(x[0]); } /* } */\n}") &&
+              !strstr(buf, "kernel_b") && !strstr(buf, "x[1] = 2"),
+          "keeping kernel_a:\n%s", buf);
+    free(buf);
+
+    /* Refusals leave the text alone. */
+    const char *bad[] = {
+        "__kernel void k(__global float *x) { x[0] = 1;\n",      /* unbalanced */
+        "__kernel void k(__global float *x);\n",                  /* declaration only */
+        "__kernel void k(__global float *x) { /* open comment }\n",
+        "__kernel void other(__global float *x) { }\n",           /* keep not there */
+        "__kernel void k(__global float *x) { }\n__kernel void k(__global float *y) { }\n", /* twice */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        buf = cnn_strdup(bad[i]);
+        CHECK(cnn_cl_source_keep_kernel(buf, strlen(buf), "k") == -1 && strcmp(buf, bad[i]) == 0,
+              "refused and untouched: %s", bad[i]);
+        free(buf);
+    }
+    /* A file with that kernel alone: nothing to blank. */
+    buf = cnn_strdup("__kernel void k(__global float *x) { x[0] = 1; }\n");
+    CHECK(cnn_cl_source_keep_kernel(buf, strlen(buf), "k") == 0, "single kernel");
+    free(buf);
+}
+
+/* Every shipped kernel file: each of its kernels can be kept alone. */
+static void test_keep_shipped(void)
+{
+    int files = 0, kernels = 0;
+    for (const cnn_kernel_file *f = cnn_kernel_files; f->name; f++, files++) {
+        char names[KEEP_TEST_MAX][64];
+        int n = 0;
+        for (const char *p = f->data; (p = strstr(p, "__kernel")) != NULL; p += 8) {
+            if (p != f->data && p[-1] != '\n') continue;
+            const char *v = strstr(p, "void ");
+            if (!v || n == KEEP_TEST_MAX) break;
+            sscanf(v + 5, "%63[A-Za-z0-9_]", names[n++]);
+        }
+        for (int i = 0; i < n; i++, kernels++) {
+            char *buf = cnn_strdup(f->data);
+            int r = cnn_cl_source_keep_kernel(buf, f->len, names[i]);
+            char sig[80];
+            snprintf(sig, sizeof sig, "void %s(", names[i]);
+            CHECK(r == n - 1 && strstr(buf, sig) != NULL, "cl/%s keeping %s: %d of %d blanked", f->name,
+                  names[i], r, n - 1);
+            free(buf);
+        }
+    }
+    CHECK(files >= 8 && kernels >= 50, "only %d files, %d kernels seen", files, kernels);
+}
+
 int main(void)
 {
+    test_keep_kernel();
+    test_keep_shipped();
     const char *tmp = getenv("CNNVIZ_TEST_TMP");
     char *cache = cnn_strfmt("%s/runtime-cache-%ld", tmp ? tmp : "/tmp", (long)getpid());
     setenv("CNNVIZ_CACHE_DIR", cache, 1);
@@ -117,12 +210,16 @@ int main(void)
     CHECK(bus_handler() == ours, "SIGBUS handler replaced during a program build");
     CHECK(cl.cache_misses == 1 && cl.cache_writes == 1, "misses %d writes %d", cl.cache_misses,
           cl.cache_writes);
-    /* Same program again within one context: no second build at all. */
-    cl_kernel k2;
+    /* The same kernel again within one context: no second build at all. */
+    cl_kernel k1, k2;
+    CHECK_OK(cnn_cl_kernel(&cl, "eltwise.cl", "-DACT=1", "kernel_act_f32", &k1));
+    CHECK(cl.cache_misses == 1 && cl.cache_hits == 0, "the same kernel rebuilt its program");
+    /* Another kernel of the file: a program of its own. */
     CHECK_OK(cnn_cl_kernel(&cl, "eltwise.cl", "-DACT=1", "kernel_add_f32", &k2));
-    CHECK(cl.cache_misses == 1 && cl.cache_hits == 0, "second kernel rebuilt the program");
+    CHECK(cl.cache_misses == 2 && cl.cache_writes == 2 && k2 != k1, "misses %d writes %d",
+          cl.cache_misses, cl.cache_writes);
     cnn_cl_free(&cl);
-    CHECK(count_files(cache) == 1, "cache folder has %d files", count_files(cache));
+    CHECK(count_files(cache) == 2, "cache folder has %d files", count_files(cache));
 
     /* Second context: a cache hit, and the kernel still computes right. */
     CHECK_OK(cnn_cl_init(&cl, NULL, NULL, false));
