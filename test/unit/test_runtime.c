@@ -177,8 +177,8 @@ static void test_keep_shipped(void)
         for (int i = 0; i < n; i++, kernels++) {
             char *buf = cnn_strdup(f->data);
             int r = cnn_cl_source_keep_kernel(buf, f->len, names[i]);
-            char sig[80];
-            snprintf(sig, sizeof sig, "void %s(", names[i]);
+            char sig[80];  /* "void " + a name of at most 63 + "(" */
+            snprintf(sig, sizeof sig, "void %.63s(", names[i]);
             CHECK(r == n - 1 && strstr(buf, sig) != NULL, "cl/%s keeping %s: %d of %d blanked", f->name,
                   names[i], r, n - 1);
             free(buf);
