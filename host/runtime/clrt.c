@@ -473,6 +473,7 @@ int cnn_cl_source_keep_kernel(char *src, size_t len, const char *keep)
                 if (!name_len) return -1;
             }
         }
+        if (!name_len) return -1; /* no "void NAME" after "__kernel" */
         for (k = name + name_len; k < len && src[k] != '{'; k++) {
             size_t c = past_comment(src, len, k);
             if (c > len) return -1;

@@ -148,6 +148,8 @@ static void test_keep_kernel(void)
         "__kernel void k(__global float *x) { /* open comment }\n",
         "__kernel void other(__global float *x) { }\n",           /* keep not there */
         "__kernel void k(__global float *x) { }\n__kernel void k(__global float *y) { }\n", /* twice */
+        "__kernel float k(__global float *x) { return x[0]; }\n",  /* no "void NAME" */
+        "__kernel void k(__global float *x) { }\nvoid f(void) { }\n__kernel\n", /* ends after the keyword */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         buf = cnn_strdup(bad[i]);
