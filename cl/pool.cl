@@ -43,15 +43,44 @@ __kernel void kernel_maxpool_f32(__global const float *x, __global float *y, POO
 }
 
 #ifdef POOL_KH
-/* The same max pooling for a window of POOL_KH x POOL_KW taps known when
- * the program is built and no dilation: windows wholly inside the input
- * (all but the border) take the unrolled loop without bounds tests. */
+/* One output: the POOL_KH x POOL_KW window at (y0, x0); unrolled without
+ * bounds tests when it lies wholly inside the input. */
+inline float fixed_window_max(__global const float *plane, uint hi, uint wi, int y0, int x0, bool rows_in)
+{
+    float m = -INFINITY;
+    if (rows_in && x0 >= 0 && x0 + POOL_KW <= (int)wi) {
+        __global const float *src = plane + y0 * (int)wi + x0;
+#pragma unroll
+        for (int i = 0; i < POOL_KH; i++)
+#pragma unroll
+            for (int j = 0; j < POOL_KW; j++) {
+                float v = src[i * (int)wi + j];
+                if (v > m || isnan(v)) m = v;
+            }
+        return m;
+    }
+    for (int i = 0; i < POOL_KH; i++) {
+        int yy = y0 + i;
+        if (yy < 0 || yy >= (int)hi) continue;
+        for (int j = 0; j < POOL_KW; j++) {
+            int xx = x0 + j;
+            if (xx < 0 || xx >= (int)wi) continue;
+            float v = plane[yy * (int)wi + xx];
+            if (v > m || isnan(v)) m = v;
+        }
+    }
+    return m;
+}
+
 #ifdef POOL_S2
 /* Maximum with PyTorch's NaN rule (a NaN wins), for vectors. */
 inline float8 pool_nmax8(float8 m, float8 v) { return select(m, v, isgreater(v, m) | isnan(v)); }
 inline float16 pool_nmax16(float16 m, float16 v) { return select(m, v, isgreater(v, m) | isnan(v)); }
 #endif
 
+/* The same max pooling for a window of POOL_KH x POOL_KW taps known when
+ * the program is built and no dilation: windows wholly inside the input
+ * (all but the border) take the unrolled loop without bounds tests. */
 __kernel void kernel_maxpool_fixed_f32(__global const float *x, __global float *y, POOL_GEOM_ARGS)
 {
     uint row = get_global_id(0);
@@ -68,22 +97,11 @@ __kernel void kernel_maxpool_fixed_f32(__global const float *x, __global float *
      * eight outputs from one 16-float load per window row (and one more
      * float for width 3), the rows' maximum first, then the columns' as
      * even/odd lanes.  Outputs left of the first whole window and past the
-     * last whole block take the scalar loop below. */
+     * last whole block are made one at a time (fixed_window_max). */
     if (rows_in) {
         uint head = (pl + 1) / 2; /* first ox whose window starts at x >= 0 */
         uint stop = head < wo ? head : wo;
-        for (; ox < stop; ox++) {
-            int x0 = (int)(2 * ox) - (int)pl;
-            float m = -INFINITY;
-            for (int i = 0; i < POOL_KH; i++)
-                for (int j = 0; j < POOL_KW; j++) {
-                    int xx = x0 + j;
-                    if (xx < 0 || xx >= (int)wi) continue;
-                    float v = plane[(y0 + i) * (int)wi + xx];
-                    if (v > m || isnan(v)) m = v;
-                }
-            dst[ox] = m;
-        }
+        for (; ox < stop; ox++) dst[ox] = fixed_window_max(plane, hi, wi, y0, (int)(2 * ox) - (int)pl, rows_in);
         for (; ox + 8 <= wo && (int)(2 * ox) - (int)pl + 14 + POOL_KW <= (int)wi; ox += 8) {
             __global const float *src = plane + y0 * (int)wi + ((int)(2 * ox) - (int)pl);
             float16 c = vload16(0, src);
@@ -105,32 +123,7 @@ __kernel void kernel_maxpool_fixed_f32(__global const float *x, __global float *
         }
     }
 #endif
-    for (; ox < wo; ox++) {
-        int x0 = (int)(ox * sw) - (int)pl;
-        float m = -INFINITY;
-        if (rows_in && x0 >= 0 && x0 + POOL_KW <= (int)wi) {
-            __global const float *src = plane + y0 * (int)wi + x0;
-#pragma unroll
-            for (int i = 0; i < POOL_KH; i++)
-#pragma unroll
-                for (int j = 0; j < POOL_KW; j++) {
-                    float v = src[i * (int)wi + j];
-                    if (v > m || isnan(v)) m = v;
-                }
-        } else {
-            for (int i = 0; i < POOL_KH; i++) {
-                int yy = y0 + i;
-                if (yy < 0 || yy >= (int)hi) continue;
-                for (int j = 0; j < POOL_KW; j++) {
-                    int xx = x0 + j;
-                    if (xx < 0 || xx >= (int)wi) continue;
-                    float v = plane[yy * (int)wi + xx];
-                    if (v > m || isnan(v)) m = v;
-                }
-            }
-        }
-        dst[ox] = m;
-    }
+    for (; ox < wo; ox++) dst[ox] = fixed_window_max(plane, hi, wi, y0, (int)(ox * sw) - (int)pl, rows_in);
 }
 #endif
 

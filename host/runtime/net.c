@@ -242,11 +242,12 @@ static int upload(cnn_cl *cl, const float *data, size_t count, cl_mem *out, cons
  * on a CPU device (no copy, no new pages: the device reads the file's page
  * cache) when its alignment suits every reader: 64 bytes for any vector
  * type (CLBlast's kernels cast to vectors), 4 bytes when only our kernels
- * read it (`own`: they load vectors with vloadN).  Otherwise a copy. */
-static int upload_param(cnn_net *net, int i, const float *data, bool owned, bool own, size_t count, cl_mem *out)
+ * read it (`ours_only`: they load vectors with vloadN).  Otherwise a copy. */
+static int upload_param(cnn_net *net, int i, const float *data, bool owned, bool ours_only, size_t count,
+                        cl_mem *out)
 {
     const char *layer = net->g->layers[i].spec->name;
-    uintptr_t align = own ? sizeof(float) : 64;
+    uintptr_t align = ours_only ? sizeof(float) : 64;
     if ((net->cl->type & CL_DEVICE_TYPE_CPU) && !owned && count && (uintptr_t)data % align == 0 &&
         !getenv("CNNVIZ_NO_HOST_WEIGHTS")) {
         int status = cnn_cl_buffer_host(net->cl, count * sizeof(float), data, out, layer);
@@ -313,10 +314,10 @@ static int upload_layer(cnn_net *net, int i)
         /* Read only by our kernels: a batch-1 linear layer's weights (the
          * GEMV) and a direct convolution's, in a forward-only network; every
          * bias (the epilogues). */
-        bool own = !net->backward && (op == CNN_OP_LINEAR ? net->plan.max_batch == 1
-                                                          : cnn_op_conv2d_is_direct(&l->conv));
+        bool ours_only = !net->backward && (op == CNN_OP_LINEAR ? net->plan.max_batch == 1
+                                                                : cnn_op_conv2d_is_direct(&l->conv));
         if (plain)
-            CNN_TRY(upload_param(net, i, l->weight, l->owned & CNN_OWN_WEIGHT, own, l->n_weight, &net->w[i]), done);
+            CNN_TRY(upload_param(net, i, l->weight, l->owned & CNN_OWN_WEIGHT, ours_only, l->n_weight, &net->w[i]), done);
         if (op == CNN_OP_CONV2D) CNN_TRY(upload_packed(net, i, l->weight), done);
         if (l->bias)
             CNN_TRY(upload_param(net, i, l->bias, l->owned & CNN_OWN_BIAS, true, (size_t)l->c, &net->b[i]), done);
