@@ -396,6 +396,8 @@ static int child_measure(const child_job *job, child_result *r)
     r->max_work_group = cl.max_work_group;
     r->shipped = cl.is_pocl && (cl.type & CL_DEVICE_TYPE_CPU);
     cnn_blas_apply_defaults(&cl);
+    /* the search is over CLBlast's parameters: its kernels run every shape */
+    cl.own_gemm = false;
     if (!job->cand->builtin) {
         char why[200];
         if (!cnn_tune_params_valid(&job->cand->p, r->local_mem, r->max_work_group, why, sizeof why)) {

@@ -225,7 +225,11 @@ int cnn_choose_convs(cnn_cl *cl, const cnn_graph *g, int max_batch, signed char 
         cnn_error_clear();
         return CNN_OK;
     }
-    char *path = cnn_choose_file_path(dir, cl->platform_name, cl->device_name, cl->driver_version);
+    /* Measured with the GEMM the run uses: CLBlast's (whose tuning, when
+     * it changes, deletes this file) or the own CPU kernel's, kept apart. */
+    char *path = cl->own_gemm ? cnn_device_file_path(dir, "choices-own-gemm", cl->platform_name, cl->device_name,
+                                                     cl->driver_version)
+                              : cnn_choose_file_path(dir, cl->platform_name, cl->device_name, cl->driver_version);
     free(dir);
     if (!path) return CNN_ERR_NOMEM;
     table t = {0};

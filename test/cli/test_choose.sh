@@ -27,7 +27,7 @@ run() {
 }
 
 # choices: the data lines of the choices file(s)
-choices() { cat "$TMP"/cache/choices/*.txt 2> /dev/null | grep -v '^#' | tail -n +2; }
+choices() { cat "$TMP"/cache/choices*/*.txt 2> /dev/null | grep -v '^#' | tail -n +2; }
 
 # kernel NAME LAYER: the kernel column of LAYER in $TMP/NAME.out's profile table
 kernel() { awk -v l="$2" '$1 == l && $2 == "conv2d" { print $3; exit }' "$TMP/$1.out"; }
@@ -80,7 +80,7 @@ if $cpu; then
   same_outputs second first 0 "the second run's outputs equal the first's bit for bit"
 
   # -------------------------------------------------------- forced choices
-  f=$(ls "$TMP"/cache/choices/*.txt)
+  f=$(ls "$TMP"/cache/choices*/*.txt)
   cp "$f" "$TMP/measured.txt"
   for want in winograd im2col; do
     sed -E "s/ (winograd|im2col) / $want /" "$TMP/measured.txt" > "$f"

@@ -20,6 +20,7 @@
 #include "ops/blas.h"
 #include "ops/ops.h"
 
+#include <math.h>
 #include <string.h>
 
 #define GUARD 16            /* sentinel floats after every output buffer */
@@ -195,18 +196,22 @@ static void run_conv_case(cnn_cl *cl, const conv_case *c)
      * this batch, for a 5x larger one without Winograd (other padding, maybe
      * the other GEMM orientation), and Winograd wherever the geometry allows
      * it; scratch and output start as NaN. */
-    for (int v = 0; v < 3; v++) {
-        /* v = 0: planned for n images; 1: for 5n, Winograd off; 2: Winograd forced */
-        int mb = v == 1 ? 5 : 1;
+    bool own = cl->own_gemm;
+    for (int v = 0; v < (own ? 6 : 3); v++) {
+        /* v = 0: planned for n images; 1: for 5n, Winograd off; 2: Winograd
+         * forced; 3-5 the same on CLBlast where the own GEMM runs 0-2 */
+        cl->own_gemm = own && v < 3;
+        int mb = v % 3 == 1 ? 5 : 1;
         cnn_conv_pack pk;
-        bool ok = v == 0   ? cnn_op_conv2d_pack_layout(&g, c->n, &pk)
-                  : v == 1 ? cnn_op_conv2d_pack_plain(&g, c->n * mb, &pk)
-                           : cnn_op_conv2d_pack_winograd(&g, c->n, &pk);
+        bool ok = v % 3 == 0   ? cnn_op_conv2d_pack_layout(&g, c->n, &pk)
+                  : v % 3 == 1 ? cnn_op_conv2d_pack_plain(&g, c->n * mb, &pk)
+                               : cnn_op_conv2d_pack_winograd(&g, c->n, &pk);
         if (!ok)
             continue;
         char pwhat[320];
-        snprintf(pwhat, sizeof pwhat, "%s packed(%sk%d co%d p%d max_batch %d)", what,
-                 pk.winograd ? "winograd " : "", pk.k_pad, pk.co_pad, pk.p_align, c->n * mb);
+        snprintf(pwhat, sizeof pwhat, "%s packed(%sk%d co%d p%d max_batch %d, %s GEMM)", what,
+                 pk.winograd ? "winograd " : "", pk.k_pad, pk.co_pad, pk.p_align, c->n * mb,
+                 cl->own_gemm ? "own" : "CLBlast");
         size_t npacked = cnn_op_conv2d_packed_weights(&pk);
         float *packed = xmalloc(npacked * sizeof *packed);
         cnn_op_conv2d_pack_weights(&g, &pk, w, packed);
@@ -222,6 +227,7 @@ static void run_conv_case(cnn_cl *cl, const conv_case *c)
         release(bp), release(bcol), release(bout), release(by2);
         free(packed);
     }
+    cl->own_gemm = own;
     release(bx), release(bw), release(bb), release(by), release(bs);
     free(x), free(w), free(bias), free(ref);
 }
@@ -280,6 +286,83 @@ static void test_conv(cnn_cl *cl)
     };
     rng_seed(1234);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_conv_case(cl, &cases[i]);
+}
+
+/* ---------------------------------------------------------------- gemm --- */
+
+/* cnn_blas_sgemm_native_n against a double reference: C_z[j][i] = sum_l
+ * A_z[l][i] B_z[l][j] for `count` blocks, K sliced over several launches
+ * (k > 1024 on the own kernel, > CNN_GEMM_KSPLIT on CLBlast), C poisoned
+ * with NaN (the result must not depend on what C held) and guarded.  The
+ * own kernel gets block strides that are not multiples of 16 floats
+ * (unaligned vector loads); CLBlast's blocks are sub-buffers, whose origins
+ * must be aligned (128 floats).  Tolerance as for the convolutions: atol
+ * max(1e-4, 2e-7 K), rtol 1e-4. */
+static void run_gemm_variant(cnn_cl *cl, size_t count, size_t m, size_t n, size_t k)
+{
+    bool own = cnn_blas_own_gemm_fits(cl, m, n);
+    size_t as = m * k + 5, bs = n * k + 3, cs = m * n + 7;
+    if (!own) as = (as + 127) / 128 * 128, bs = (bs + 127) / 128 * 128, cs = (cs + 127) / 128 * 128;
+    size_t na = (count - 1) * as + m * k, nb = (count - 1) * bs + n * k, nc = (count - 1) * cs + m * n;
+    float *a = xmalloc(na * sizeof *a), *b = xmalloc(nb * sizeof *b);
+    double *ref = xmalloc(nc * sizeof *ref);
+    fill_nonzero(a, na, -1.0f, 1.0f);
+    fill_nonzero(b, nb, -1.0f, 1.0f);
+    for (size_t z = 0; z < count; z++)
+        for (size_t j = 0; j < n; j++)
+            for (size_t i = 0; i < m; i++) {
+                double acc = 0.0;
+                for (size_t l = 0; l < k; l++) acc += (double)a[z * as + l * m + i] * b[z * bs + l * n + j];
+                ref[z * cs + j * m + i] = acc;
+            }
+    char what[160];
+    snprintf(what, sizeof what, "gemm %zu x (%zu x %zu x %zu) on %s", count, m, n, k,
+             own ? "the own kernel" : "CLBlast");
+    cl_mem ba = upload(cl, a, na, "a"), bb = upload(cl, b, nb, "b"), bc = upload(cl, NULL, nc, "c");
+    CHECK_OK(cnn_blas_sgemm_native_n(cl, count, m, n, k, ba, as, bb, bs, bc, cs, "test_gemm"));
+    finish(cl);
+    float *got = xmalloc((nc + GUARD) * sizeof *got);
+    CHECK_OK(cnn_cl_read(cl, bc, 0, (nc + GUARD) * sizeof *got, got, what));
+    double atol = mm_atol(k);
+    int bad = 0;
+    for (size_t z = 0; z < count && !bad; z++)
+        for (size_t q = 0; q < m * n && !bad; q++) {
+            double r = ref[z * cs + q], d = fabs((double)got[z * cs + q] - r);
+            if (!(d <= atol + 1e-4 * fabs(r))) {
+                CHECK(0, "%s: block %zu element %zu is %.9g, reference %.9g", what, z, q, (double)got[z * cs + q],
+                      r);
+                bad = 1;
+            }
+        }
+    if (!bad) CHECK(1, "%s", what);
+    int guard_ok = 1;
+    for (size_t i = 0; i < GUARD; i++) guard_ok &= got[nc + i] == SENTINEL;
+    CHECK(guard_ok, "%s wrote past the end of C", what);
+    release(ba), release(bb), release(bc);
+    free(got), free(a), free(b), free(ref);
+}
+
+/* The own kernel where this device runs it, and CLBlast on the same shape. */
+static void run_gemm_case(cnn_cl *cl, size_t count, size_t m, size_t n, size_t k)
+{
+    bool own = cl->own_gemm;
+    run_gemm_variant(cl, count, m, n, k);
+    if (own) {
+        cl->own_gemm = false;
+        run_gemm_variant(cl, count, m, n, k);
+        cl->own_gemm = own;
+    }
+}
+
+static void test_gemm(cnn_cl *cl)
+{
+    rng_seed(77);
+    run_gemm_case(cl, 1, 64, 8, 1);       /* one work-item, one step */
+    run_gemm_case(cl, 1, 128, 136, 37);   /* several items each way, odd K */
+    run_gemm_case(cl, 3, 64, 24, 160);    /* batched, unaligned block strides */
+    run_gemm_case(cl, 1, 64, 16, 2100);   /* K in 3 slices on the own kernel */
+    run_gemm_case(cl, 2, 192, 8, 1030);   /* batched and sliced */
+    run_gemm_case(cl, 1, 40, 12, 9);      /* off the own kernel's tile: CLBlast */
 }
 
 /* -------------------------------------------------------------- linear --- */
@@ -518,6 +601,7 @@ int main(void)
     if (!cl.ctx) return test_summary("test_conv");
     printf("device: %s (%s)\n", cl.device_name, cl.platform_name);
     cnn_blas_apply_defaults(&cl);
+    test_gemm(&cl);
     test_conv(&cl);
     test_linear(&cl);
     test_act(&cl);
