@@ -3,13 +3,75 @@
 #include "core/error.h"
 
 #include <clblast_c.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The K range of one launch of kernel_gemm_native_f32: about 1024, so
+ * that the 64-float column panel of A a work-item streams (256 KiB) stays
+ * in the core's L2 while the next items of its row reuse it.  Measured on
+ * ResNet-18's layer4 (64 x 512 x 4608): one launch 2.2 ms, slices of 1024
+ * 1.5 ms, 2304 1.7 ms (test/bench/NOTES.md 19). */
+static size_t own_k_slice(size_t k)
+{
+    size_t slices = (k + 1023) / 1024;
+    size_t step = (k + slices - 1) / slices;
+    return (step + 31) / 32 * 32;
+}
+
+bool cnn_blas_own_gemm_fits(const cnn_cl *cl, size_t m, size_t n)
+{
+    return cl->own_gemm && m >= 32 && n >= 8 && m <= UINT32_MAX && n <= UINT32_MAX;
+}
+
+/* One operand of the own kernel: buffer, offset, row length, block stride. */
+typedef struct own_operand {
+    cl_mem mem;
+    size_t off, ld, stride;
+} own_operand;
+
+/* C[j][i] (+)= sum_l A[l][i] B[l][j] on cl/gemm.cl, `count` blocks; acc:
+ * add to C (beta = 1) rather than overwrite it. */
+static int own_gemm(cnn_cl *cl, size_t count, size_t m, size_t n, size_t k, own_operand a, own_operand b,
+                    own_operand c, bool acc, const char *layer)
+{
+    if (a.ld > UINT32_MAX || b.ld > UINT32_MAX || c.ld > UINT32_MAX || k > UINT32_MAX)
+        return cnn_error_set(CNN_ERR_INPUT, "GEMM %zu x %zu x %zu too large for the kernel's 32-bit rows (layer '%s')",
+                             m, n, k, layer);
+    cl_kernel kr;
+    int status = cnn_cl_kernel(cl, "gemm.cl", NULL, "kernel_gemm_native_f32", &kr);
+    if (status < 0) return cnn_error_prefix(status, "layer '%s'", layer);
+    const own_operand *ops[3] = {&a, &b, &c};
+    for (cl_uint o = 0; o < 3; o++) {
+        cl_ulong off = ops[o]->off, stride = ops[o]->stride;
+        cl_uint ld = (cl_uint)ops[o]->ld;
+        if ((status = CNN_ARG(kr, 4 * o, ops[o]->mem, layer)) < 0 || (status = CNN_ARG(kr, 4 * o + 1, off, layer)) < 0 ||
+            (status = CNN_ARG(kr, 4 * o + 2, ld, layer)) < 0 || (status = CNN_ARG(kr, 4 * o + 3, stride, layer)) < 0)
+            return status;
+    }
+    cl_uint mm = (cl_uint)m, nn = (cl_uint)n;
+    if ((status = CNN_ARG(kr, 12, mm, layer)) < 0 || (status = CNN_ARG(kr, 13, nn, layer)) < 0) return status;
+    size_t step = own_k_slice(k);
+    const size_t global[3] = {(n + 7) / 8, (m + 63) / 64, count}, local[3] = {1, 1, 1};
+    for (size_t k0 = 0; k0 < k; k0 += step) {
+        cl_uint lo = (cl_uint)k0, hi = (cl_uint)(k - k0 < step ? k : k0 + step), add = acc || k0 > 0;
+        if ((status = CNN_ARG(kr, 14, lo, layer)) < 0 || (status = CNN_ARG(kr, 15, hi, layer)) < 0 ||
+            (status = CNN_ARG(kr, 16, add, layer)) < 0 ||
+            (status = cnn_cl_runnd(cl, kr, 3, global, local, layer)) < 0)
+            return status;
+    }
+    return CNN_OK;
+}
 
 int cnn_blas_sgemm_beta(cnn_cl *cl, bool ta, bool tb, size_t m, size_t n, size_t k, cl_mem a,
                         size_t a_off, size_t lda, cl_mem b, size_t b_off, size_t ldb, float beta,
                         cl_mem c, size_t c_off, size_t ldc, const char *layer)
 {
+    /* Row-major C = A^T B is the own kernel's layout with the operands
+     * swapped: C[row][col] = sum_l B[l][col] A[l][row]. */
+    if (ta && !tb && (beta == 0.0f || beta == 1.0f) && k > 0 && cnn_blas_own_gemm_fits(cl, n, m))
+        return own_gemm(cl, 1, n, m, k, (own_operand){b, b_off, ldb, 0}, (own_operand){a, a_off, lda, 0},
+                        (own_operand){c, c_off, ldc, 0}, beta == 1.0f, layer);
     CLBlastStatusCode s = CLBlastSgemm(CLBlastLayoutRowMajor, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
                                        tb ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, 1.0f, a,
                                        a_off, lda, b, b_off, ldb, beta, c, c_off, ldc, &cl->queue, NULL);
@@ -47,53 +109,12 @@ int cnn_blas_sgemm_native(cnn_cl *cl, size_t m, size_t n, size_t k, cl_mem a, cl
     return cnn_blas_sgemm_native_n(cl, 1, m, n, k, a, 0, b, 0, c, 0, layer);
 }
 
-/* The K range of one launch of kernel_gemm_native_f32: about 1024, so
- * that the 64-float column panel of A a work-item streams (256 KiB) stays
- * in the core's L2 while the next items of its row reuse it.  Measured on
- * ResNet-18's layer4 (64 x 512 x 4608): one launch 2.2 ms, slices of 1024
- * 1.5 ms, 2304 1.7 ms (test/bench/NOTES.md 19). */
-static size_t own_k_slice(size_t k)
-{
-    size_t slices = (k + 1023) / 1024;
-    size_t step = (k + slices - 1) / slices;
-    return (step + 31) / 32 * 32;
-}
-
-bool cnn_blas_own_gemm_fits(const cnn_cl *cl, size_t m, size_t n)
-{
-    return cl->own_gemm && m % 64 == 0 && n % 8 == 0;
-}
-
-static int own_gemm(cnn_cl *cl, size_t count, size_t m, size_t n, size_t k, cl_mem a, size_t a_stride, cl_mem b,
-                    size_t b_stride, cl_mem c, size_t c_stride, const char *layer)
-{
-    cl_kernel kr;
-    int status = cnn_cl_kernel(cl, "gemm.cl", NULL, "kernel_gemm_native_f32", &kr);
-    if (status < 0) return cnn_error_prefix(status, "layer '%s'", layer);
-    cl_ulong as = a_stride, bs = b_stride, cs = c_stride;
-    cl_uint mm = (cl_uint)m, nn = (cl_uint)n;
-    if ((status = CNN_ARG(kr, 0, a, layer)) < 0 || (status = CNN_ARG(kr, 1, as, layer)) < 0 ||
-        (status = CNN_ARG(kr, 2, b, layer)) < 0 || (status = CNN_ARG(kr, 3, bs, layer)) < 0 ||
-        (status = CNN_ARG(kr, 4, c, layer)) < 0 || (status = CNN_ARG(kr, 5, cs, layer)) < 0 ||
-        (status = CNN_ARG(kr, 6, mm, layer)) < 0 || (status = CNN_ARG(kr, 7, nn, layer)) < 0)
-        return status;
-    size_t step = own_k_slice(k);
-    const size_t global[3] = {n / 8, m / 64, count}, local[3] = {1, 1, 1};
-    for (size_t k0 = 0; k0 < k; k0 += step) {
-        cl_uint lo = (cl_uint)k0, hi = (cl_uint)(k - k0 < step ? k : k0 + step), acc = k0 > 0;
-        if ((status = CNN_ARG(kr, 8, lo, layer)) < 0 || (status = CNN_ARG(kr, 9, hi, layer)) < 0 ||
-            (status = CNN_ARG(kr, 10, acc, layer)) < 0 ||
-            (status = cnn_cl_runnd(cl, kr, 3, global, local, layer)) < 0)
-            return status;
-    }
-    return CNN_OK;
-}
-
 int cnn_blas_sgemm_native_n(cnn_cl *cl, size_t count, size_t m, size_t n, size_t k, cl_mem a, size_t a_stride,
                             cl_mem b, size_t b_stride, cl_mem c, size_t c_stride, const char *layer)
 {
     if (cnn_blas_own_gemm_fits(cl, m, n) && k > 0)
-        return own_gemm(cl, count, m, n, k, a, a_stride, b, b_stride, c, c_stride, layer);
+        return own_gemm(cl, count, m, n, k, (own_operand){a, 0, m, a_stride}, (own_operand){b, 0, n, b_stride},
+                        (own_operand){c, 0, m, c_stride}, false, layer);
     size_t c_floats = (count - 1) * c_stride + m * n;
     int zs = cnn_op_zero(cl, c, c_floats, layer);
     if (zs < 0) return zs;

@@ -37,10 +37,13 @@ int cnn_blas_sgemm_native(cnn_cl *cl, size_t m, size_t n, size_t k, cl_mem a, cl
 int cnn_blas_sgemm_native_n(cnn_cl *cl, size_t count, size_t m, size_t n, size_t k, cl_mem a, size_t a_stride,
                             cl_mem b, size_t b_stride, cl_mem c, size_t c_stride, const char *layer);
 
-/* Whether cnn_blas_sgemm_native(_n) runs m x n on the own CPU kernel
+/* Whether an m x n product in the native layout runs on the own CPU kernel
  * (cl/gemm.cl) rather than CLBlast: on PoCL CPU devices (cl->own_gemm,
- * set by cnn_blas_apply_defaults; CNNVIZ_GEMM=clblast keeps CLBlast) for m
- * a multiple of 64 and n of 8.  It writes C without reading it first. */
+ * set by cnn_blas_apply_defaults; CNNVIZ_GEMM=clblast keeps CLBlast) for
+ * m >= 32 and n >= 8.  cnn_blas_sgemm_native(_n) use it so, and so does
+ * cnn_blas_sgemm(_beta) for row-major A^T B (ta, not tb; beta 0 or 1) as
+ * the native m = its n, n = its m.  The kernel writes C without reading it
+ * first (beta = 0) and needs no alignment of blocks or offsets. */
 bool cnn_blas_own_gemm_fits(const cnn_cl *cl, size_t m, size_t n);
 
 /* Xgemm tile of the shipped PoCL CPU parameters (cnn_blas_apply_defaults);

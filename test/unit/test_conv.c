@@ -354,6 +354,43 @@ static void run_gemm_case(cnn_cl *cl, size_t count, size_t m, size_t n, size_t k
     }
 }
 
+/* Row-major C[M][N] = A^T B + beta C through cnn_blas_sgemm_beta (ta, not
+ * tb: the backward pass's product), operands at offsets and with rows
+ * longer than the matrix (the gaps must stay untouched), on the own
+ * kernel where it applies and on CLBlast.  beta = 1 must add to C. */
+static void run_atb_case(cnn_cl *cl, size_t M, size_t N, size_t K, float beta)
+{
+    size_t lda = M + 3, ldb = N + 5, ldc = N + 2, ao = 7, bo = 11, co = 13;
+    size_t na = ao + K * lda, nb = bo + K * ldb, nc = co + M * ldc;
+    float *a = xmalloc(na * sizeof *a), *b = xmalloc(nb * sizeof *b), *c0 = xmalloc(nc * sizeof *c0);
+    double *ref = xmalloc(nc * sizeof *ref);
+    fill_nonzero(a, na, -1.0f, 1.0f);
+    fill_nonzero(b, nb, -1.0f, 1.0f);
+    fill_nonzero(c0, nc, -1.0f, 1.0f);
+    for (size_t q = 0; q < nc; q++) ref[q] = c0[q]; /* outside the matrix: unchanged */
+    for (size_t r = 0; r < M; r++)
+        for (size_t col = 0; col < N; col++) {
+            double acc = 0.0;
+            for (size_t l = 0; l < K; l++) acc += (double)a[ao + l * lda + r] * b[bo + l * ldb + col];
+            ref[co + r * ldc + col] = acc + (beta == 1.0f ? (double)c0[co + r * ldc + col] : 0.0);
+        }
+    bool own = cl->own_gemm;
+    for (int v = 0; v < (own ? 2 : 1); v++) {
+        cl->own_gemm = own && v == 0;
+        char what[160];
+        snprintf(what, sizeof what, "gemm A^T B %zu x %zu x %zu beta %g on %s", M, N, K, beta,
+                 cnn_blas_own_gemm_fits(cl, N, M) ? "the own kernel" : "CLBlast");
+        cl_mem ba = upload(cl, a, na, "a"), bb = upload(cl, b, nb, "b"), bc = upload(cl, c0, nc, "c");
+        CHECK_OK(cnn_blas_sgemm_beta(cl, true, false, M, N, K, ba, ao, lda, bb, bo, ldb, beta, bc, co, ldc,
+                                     "test_gemm"));
+        finish(cl);
+        download_check(cl, bc, nc, ref, mm_atol(K), 1e-4, what);
+        release(ba), release(bb), release(bc);
+    }
+    cl->own_gemm = own;
+    free(a), free(b), free(c0), free(ref);
+}
+
 static void test_gemm(cnn_cl *cl)
 {
     rng_seed(77);
@@ -362,7 +399,14 @@ static void test_gemm(cnn_cl *cl)
     run_gemm_case(cl, 3, 64, 24, 160);    /* batched, unaligned block strides */
     run_gemm_case(cl, 1, 64, 16, 2100);   /* K in 3 slices on the own kernel */
     run_gemm_case(cl, 2, 192, 8, 1030);   /* batched and sliced */
-    run_gemm_case(cl, 1, 40, 12, 9);      /* off the own kernel's tile: CLBlast */
+    run_gemm_case(cl, 1, 49, 27, 64);     /* m and n off the tile: edge blocks moved back */
+    run_gemm_case(cl, 2, 100, 13, 1100);  /* the same, batched and sliced */
+    run_gemm_case(cl, 1, 32, 8, 5);       /* the smallest the own kernel takes */
+    run_gemm_case(cl, 1, 20, 12, 9);      /* m < 32: CLBlast */
+    run_atb_case(cl, 27, 49, 64, 0.0f);   /* conv backward: kdim x pixels, k = channels */
+    run_atb_case(cl, 72, 196, 130, 1.0f); /* pointwise backward adds to dx */
+    run_atb_case(cl, 13, 40, 2100, 1.0f); /* sliced K adds once */
+    run_atb_case(cl, 5, 40, 16, 0.0f);    /* M < 8: CLBlast */
 }
 
 /* -------------------------------------------------------------- linear --- */
