@@ -1013,7 +1013,7 @@ static int check_memory(run_state *s, int batch)
 {
     const cnn_graph *g = &s->l.graph;
     cnn_plan plan;
-    CNN_TRY_RET(cnn_plan_build_for(g, s->keep, batch, (s->cl.type & CL_DEVICE_TYPE_CPU) != 0, &plan));
+    CNN_TRY_RET(cnn_plan_build_for(g, s->keep, batch, cnn_blas_packing(&s->cl), &plan));
     size_t act = plan.peak_bytes - plan.weight_bytes;
     size_t need = plan.peak_bytes + (s->gradients ? act : 0);
     size_t biggest = plan.scratch_bytes > plan.input_bytes ? plan.scratch_bytes : plan.input_bytes;

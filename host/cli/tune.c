@@ -123,7 +123,7 @@ static gemm_shape conv_shape(const cnn_conv_geom *g, const cnn_conv_pack *pk, in
                                     : (size_t)g->ho * (size_t)g->wo;
     size_t p_pad = round_up((size_t)n * per_image, (size_t)pk->p_align);
     size_t k = (size_t)pk->k_pad, co = (size_t)pk->co_pad;
-    bool p_m = pk->p_align == CNN_GEMM_MWG;
+    bool p_m = pk->p_major;
     sh.kind = SHAPE_NATIVE;
     sh.k = k;
     sh.m = p_m ? p_pad : co;
@@ -149,7 +149,7 @@ static int shapes_from_config(const char *config, int batch, shape_set *set)
     for (int i = 0; i < g.n && status == CNN_OK; i++) {
         const cnn_layer *l = &g.layers[i];
         cnn_conv_pack pk;
-        if (l->spec->op == CNN_OP_CONV2D && l->conv.groups == 1 && cnn_op_conv2d_pack_layout(&l->conv, batch, &pk)) {
+        if (l->spec->op == CNN_OP_CONV2D && l->conv.groups == 1 && cnn_op_conv2d_pack_layout(&l->conv, batch, false, &pk)) {
             status = shape_add(set, conv_shape(&l->conv, &pk, batch, l->spec->name));
         } else if (l->spec->op == CNN_OP_LINEAR && batch > 1) {
             /* cnn_op_linear: row-major x[n, in] * w[out, in]^T. */

@@ -32,6 +32,12 @@ typedef struct own_operand {
 
 /* C[j][i] (+)= sum_l A[l][i] B[l][j] on cl/gemm.cl, `count` blocks; acc:
  * add to C (beta = 1) rather than overwrite it. */
+cnn_packing cnn_blas_packing(const cnn_cl *cl)
+{
+    if (!(cl->type & CL_DEVICE_TYPE_CPU)) return CNN_PACK_NONE;
+    return cl->own_gemm ? CNN_PACK_OWN : CNN_PACK_CLBLAST;
+}
+
 static int own_gemm(cnn_cl *cl, size_t count, size_t m, size_t n, size_t k, own_operand a, own_operand b,
                     own_operand c, bool acc, const char *layer)
 {

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include "ops/ops.h"
 #include "runtime/clrt.h"
 
 /* Row-major C[m, n] = A[m, k] (transposed if ta) * B[k, n] (transposed if tb),
@@ -45,6 +46,9 @@ int cnn_blas_sgemm_native_n(cnn_cl *cl, size_t count, size_t m, size_t n, size_t
  * the native m = its n, n = its m.  The kernel writes C without reading it
  * first (beta = 0) and needs no alignment of blocks or offsets. */
 bool cnn_blas_own_gemm_fits(const cnn_cl *cl, size_t m, size_t n);
+
+/* The packing a plan for this device uses (CPUs only; own kernel or not). */
+cnn_packing cnn_blas_packing(const cnn_cl *cl);
 
 /* Xgemm tile of the shipped PoCL CPU parameters (cnn_blas_apply_defaults);
  * other devices keep CLBlast's own tiles and pad internally. */

@@ -146,17 +146,18 @@ static size_t gemm_p(const cnn_conv_geom *g, bool winograd)
 }
 
 /* GEMM layout of `blocks` products with reduction k over p columns: the
- * spatial side as m (aligned to MWG, channels to NWG) or as n, whichever
- * pads less.  Returns the padded multiply-adds, 0 when too large for the
- * kernels' 32-bit indexing. */
-static size_t gemm_layout(size_t blocks, size_t k, size_t p, size_t co, size_t x_n, cnn_conv_pack *pk)
+ * spatial side as m or as n, whichever pads less (cnn_conv_pack).
+ * Returns the padded multiply-adds, 0 when too large for the kernels'
+ * 32-bit indexing. */
+static size_t gemm_layout(size_t blocks, size_t k, size_t p, size_t co, size_t x_n, bool own, cnn_conv_pack *pk)
 {
-    size_t cost_pm = round_up(p, CNN_GEMM_MWG) * round_up(co, CNN_GEMM_NWG);
-    size_t cost_pn = round_up(p, CNN_GEMM_NWG) * round_up(co, CNN_GEMM_MWG);
+    size_t mt = own ? 32 : CNN_GEMM_MWG, nt = own ? 8 : CNN_GEMM_NWG;
+    size_t cost_pm = round_up(p, mt) * round_up(co, nt);
+    size_t cost_pn = round_up(p, nt) * round_up(co, mt);
     bool p_m = cost_pm < cost_pn;
-    size_t k_pad = round_up(k, CNN_GEMM_KWG);
-    size_t co_pad = round_up(co, p_m ? CNN_GEMM_NWG : CNN_GEMM_MWG);
-    size_t p_pad = round_up(p, p_m ? CNN_GEMM_MWG : CNN_GEMM_NWG);
+    size_t k_pad = own ? k : round_up(k, CNN_GEMM_KWG);
+    size_t co_pad = round_up(co, p_m ? nt : mt);
+    size_t p_pad = round_up(p, p_m ? mt : nt);
     const size_t lim = (size_t)1 << 31;
     if (blocks * (k_pad * p_pad + WINO_SKEW) >= lim || blocks * (co_pad * p_pad + WINO_SKEW) >= lim || x_n >= lim ||
         blocks * co_pad * k_pad >= lim)
@@ -164,15 +165,17 @@ static size_t gemm_layout(size_t blocks, size_t k, size_t p, size_t co, size_t x
     pk->winograd = blocks > 1;
     pk->k_pad = (int)k_pad;
     pk->co_pad = (int)co_pad;
-    pk->p_align = p_m ? CNN_GEMM_MWG : CNN_GEMM_NWG;
+    pk->p_align = (int)(p_m ? mt : nt);
+    pk->p_major = p_m;
     return blocks * k_pad * co_pad * p_pad;
 }
 
-static bool pack_layout(const cnn_conv_geom *g, int max_batch, bool winograd, cnn_conv_pack *pk)
+static bool pack_layout(const cnn_conv_geom *g, int max_batch, bool winograd, bool own, cnn_conv_pack *pk)
 {
     if (g->groups != 1 || use_direct(g) || max_batch < 1) return false;
     size_t x_n = (size_t)max_batch * g->ci * g->hi * g->wi, co = (size_t)g->co;
-    size_t cost = gemm_layout(1, (size_t)g->ci * g->kh * g->kw, (size_t)max_batch * gemm_p(g, false), co, x_n, pk);
+    size_t cost =
+        gemm_layout(1, (size_t)g->ci * g->kh * g->kw, (size_t)max_batch * gemm_p(g, false), co, x_n, own, pk);
     if (!cost) return false;
     /* Winograd where its padded GEMM work is at most 0.6 of im2col's and
      * k = ci >= 128: the transforms cost memory traffic and its 16 GEMMs 16
@@ -181,27 +184,27 @@ static bool pack_layout(const cnn_conv_geom *g, int max_batch, bool winograd, cn
      * against 106 with im2col; ci >= 128: 1.1-1.6x faster; bench NOTES.md 7). */
     cnn_conv_pack w;
     if (winograd && use_winograd(g) && g->ci >= 128) {
-        size_t wcost = gemm_layout(16, (size_t)g->ci, (size_t)max_batch * gemm_p(g, true), co, x_n, &w);
+        size_t wcost = gemm_layout(16, (size_t)g->ci, (size_t)max_batch * gemm_p(g, true), co, x_n, own, &w);
         if (wcost && 5 * wcost <= 3 * cost) *pk = w;
     }
     return true;
 }
 
-bool cnn_op_conv2d_pack_layout(const cnn_conv_geom *g, int max_batch, cnn_conv_pack *pk)
+bool cnn_op_conv2d_pack_layout(const cnn_conv_geom *g, int max_batch, bool own, cnn_conv_pack *pk)
 {
-    return pack_layout(g, max_batch, true, pk);
+    return pack_layout(g, max_batch, true, own, pk);
 }
 
-bool cnn_op_conv2d_pack_plain(const cnn_conv_geom *g, int max_batch, cnn_conv_pack *pk)
+bool cnn_op_conv2d_pack_plain(const cnn_conv_geom *g, int max_batch, bool own, cnn_conv_pack *pk)
 {
-    return pack_layout(g, max_batch, false, pk);
+    return pack_layout(g, max_batch, false, own, pk);
 }
 
-bool cnn_op_conv2d_pack_winograd(const cnn_conv_geom *g, int max_batch, cnn_conv_pack *pk)
+bool cnn_op_conv2d_pack_winograd(const cnn_conv_geom *g, int max_batch, bool own, cnn_conv_pack *pk)
 {
     if (!use_winograd(g) || max_batch < 1) return false;
     size_t x_n = (size_t)max_batch * g->ci * g->hi * g->wi;
-    return gemm_layout(16, (size_t)g->ci, (size_t)max_batch * gemm_p(g, true), (size_t)g->co, x_n, pk) != 0;
+    return gemm_layout(16, (size_t)g->ci, (size_t)max_batch * gemm_p(g, true), (size_t)g->co, x_n, own, pk) != 0;
 }
 
 size_t cnn_op_conv2d_packed_weights(const cnn_conv_pack *pk)
@@ -334,7 +337,7 @@ static int run_winograd_out(cnn_cl *cl, const cnn_conv_geom *g, const cnn_conv_p
     cl_uint a[] = {(cl_uint)n,           (cl_uint)g->co,      (cl_uint)g->ho,
                    (cl_uint)g->wo,       (cl_uint)tiles_h(g), (cl_uint)tiles_w(g),
                    (cl_uint)pk->co_pad,  (cl_uint)t_pad,      (cl_uint)wino_block((size_t)pk->co_pad, g, pk, n),
-                   (cl_uint)(pk->p_align == CNN_GEMM_MWG),
+                   (cl_uint)(pk->p_major),
                    (cl_uint)(bias != NULL)};
     if ((status = CNN_ARG(k, 0, m, layer)) < 0 || (status = CNN_ARG(k, 1, bias, layer)) < 0 ||
         (status = CNN_ARG(k, 2, y, layer)) < 0)
@@ -369,7 +372,7 @@ static int run_gemm_store(cnn_cl *cl, const cnn_conv_geom *g, const cnn_conv_pac
     cl_kernel k;
     int status = cnn_cl_kernel(cl, "eltwise.cl", opts, "kernel_gemm_store_f32", &k);
     if (status < 0) return cnn_error_prefix(status, "layer '%s'", layer);
-    bool p_major = pk->p_align == CNN_GEMM_MWG;
+    bool p_major = pk->p_major;
     cl_uint v[] = {(cl_uint)n,
                    (cl_uint)g->co,
                    (cl_uint)g->ho,
@@ -396,7 +399,7 @@ int cnn_op_conv2d_packed(cnn_cl *cl, const cnn_conv_geom *g, const cnn_conv_pack
         if ((status = run_winograd_in(cl, g, pk, n, x, col, p_pad, layer)) < 0) return status;
         size_t vs = wino_block((size_t)pk->k_pad, g, pk, n), ms = wino_block((size_t)pk->co_pad, g, pk, n);
         size_t us = (size_t)pk->k_pad * pk->co_pad;
-        if (pk->p_align == CNN_GEMM_MWG)
+        if (pk->p_major)
             status = cnn_blas_sgemm_native_n(cl, 16, p_pad, (size_t)pk->co_pad, (size_t)pk->k_pad, col, vs, wpack,
                                              us, out, ms, layer);
         else
@@ -410,7 +413,7 @@ int cnn_op_conv2d_packed(cnn_cl *cl, const cnn_conv_geom *g, const cnn_conv_pack
         if ((status = run_im2col_batch(cl, g, pk, n, x, col, p_pad, layer)) < 0) return status;
         a = col;
     }
-    if (pk->p_align == CNN_GEMM_MWG)
+    if (pk->p_major)
         status = cnn_blas_sgemm_native(cl, p_pad, (size_t)pk->co_pad, (size_t)pk->k_pad, a, wpack, out, layer);
     else
         status = cnn_blas_sgemm_native(cl, (size_t)pk->co_pad, p_pad, (size_t)pk->k_pad, wpack, a, out, layer);

@@ -67,17 +67,25 @@ int cnn_op_conv2d(cnn_cl *cl, const cnn_conv_geom *g, int n, cl_mem x, cl_mem w,
  * element; other convolutions multiply through CLBlast. */
 bool cnn_op_conv2d_is_direct(const cnn_conv_geom *g);
 
+/* How a plan packs its convolutions: not at all (GPUs: one im2col + GEMM
+ * per image), for CLBlast's tiles, or for the own CPU GEMM kernel. */
+typedef enum cnn_packing { CNN_PACK_NONE = 0, CNN_PACK_CLBLAST, CNN_PACK_OWN } cnn_packing;
+
 /* Packed GEMM path for groups == 1 convolutions (not the direct kernel):
  * the whole batch is one im2col column matrix [k_pad][p_pad] (column
- * b*ho*wo + q) and one CLBlast GEMM in its native layout against weights
- * packed once as [k_pad][co_pad] (zeros in the padding), so no dimension
- * needs CLBlast's pad/copy kernels; an epilogue adds the bias, applies the
- * activation and writes NCHW.  p_align is 64 when the spatial side is the
- * GEMM's m (result [co_pad][p_pad], co_pad a multiple of 128) and 128 when
- * it is n (result [p_pad][co_pad], co_pad a multiple of 64); the layout with
- * fewer padded products is chosen for max_batch images. */
+ * b*ho*wo + q) and one GEMM in the native layout of cnn_blas_sgemm_native
+ * against weights packed once as [k_pad][co_pad] (zeros in the padding);
+ * an epilogue adds the bias, applies the activation and writes NCHW.
+ * p_major: the spatial side is the GEMM's m (result [co_pad][p_pad]),
+ * else its n (result [p_pad][co_pad]); p_pad is a multiple of p_align.
+ * `own` (the packing functions' argument): padded for the own CPU kernel
+ * (m to 32, n to 8, k not at all; cnn_blas_own_gemm_fits), else for
+ * CLBlast's Xgemm tiles (m to CNN_GEMM_MWG, n to CNN_GEMM_NWG, k to
+ * CNN_GEMM_KWG), which then needs none of its pad/copy kernels.  The
+ * layout with fewer padded products is chosen for max_batch images. */
 typedef struct cnn_conv_pack {
     int k_pad, co_pad, p_align;
+    bool p_major;
     /* 3x3 stride 1 with ci >= 32: Winograd F(2x2, 3x3), 16 GEMMs with
      * k = ci over the 2x2 output tiles instead of one with k = 9 ci over the
      * pixels (2.25x fewer products); "p" then counts tiles. */
@@ -86,14 +94,14 @@ typedef struct cnn_conv_pack {
 
 /* False when the conv runs the direct kernel or per-group GEMMs (groups > 1)
  * or is too large for 32-bit indexing at max_batch. */
-bool cnn_op_conv2d_pack_layout(const cnn_conv_geom *g, int max_batch, cnn_conv_pack *pk);
+bool cnn_op_conv2d_pack_layout(const cnn_conv_geom *g, int max_batch, bool own, cnn_conv_pack *pk);
 /* The same without Winograd: the im2col GEMM, whose rounding is that of a
  * plain dot product (gradient maps: Winograd's larger rounding flips
  * near-zero ReLUs of VGG16). */
-bool cnn_op_conv2d_pack_plain(const cnn_conv_geom *g, int max_batch, cnn_conv_pack *pk);
+bool cnn_op_conv2d_pack_plain(const cnn_conv_geom *g, int max_batch, bool own, cnn_conv_pack *pk);
 /* The Winograd layout whenever the geometry allows it, cheaper or not
  * (tests; cnn_op_conv2d_pack_layout picks it only where it pays). */
-bool cnn_op_conv2d_pack_winograd(const cnn_conv_geom *g, int max_batch, cnn_conv_pack *pk);
+bool cnn_op_conv2d_pack_winograd(const cnn_conv_geom *g, int max_batch, bool own, cnn_conv_pack *pk);
 /* Floats of the packed weights. */
 size_t cnn_op_conv2d_packed_weights(const cnn_conv_pack *pk);
 /* Host: packed[(c*kh + i)*kw + j][o] = w[o, c, i, j], zeros elsewhere

@@ -131,10 +131,10 @@ static void key_of(const cnn_conv_geom *g, int batch, int *key)
     memcpy(key, k, sizeof k);
 }
 
-static bool candidate(const cnn_conv_geom *g, int batch, cnn_conv_pack *im2col, cnn_conv_pack *wino)
+static bool candidate(const cnn_conv_geom *g, int batch, bool own, cnn_conv_pack *im2col, cnn_conv_pack *wino)
 {
-    return cnn_op_conv2d_pack_plain(g, batch, im2col) && !im2col->winograd &&
-           cnn_op_conv2d_pack_winograd(g, batch, wino) && wino->winograd;
+    return cnn_op_conv2d_pack_plain(g, batch, own, im2col) && !im2col->winograd &&
+           cnn_op_conv2d_pack_winograd(g, batch, own, wino) && wino->winograd;
 }
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
@@ -240,7 +240,9 @@ int cnn_choose_convs(cnn_cl *cl, const cnn_graph *g, int max_batch, signed char 
         int batch = measure_batch(&l->conv, max_batch);
         /* both layouts exist at the run's batch (planned) and at the measured one */
         cnn_conv_pack pi, pw, mi, mw;
-        if (!candidate(&l->conv, max_batch, &pi, &pw) || !candidate(&l->conv, batch, &mi, &mw)) continue;
+        if (!candidate(&l->conv, max_batch, cl->own_gemm, &pi, &pw) ||
+            !candidate(&l->conv, batch, cl->own_gemm, &mi, &mw))
+            continue;
         entry e;
         key_of(&l->conv, batch, e.key);
         const entry *have = find(&t, e.key);

@@ -39,25 +39,26 @@ void cnn_plan_free(cnn_plan *p)
 
 int cnn_plan_build(const cnn_graph *g, const bool *keep_in, int max_batch, cnn_plan *p)
 {
-    return cnn_plan_build_for(g, keep_in, max_batch, true, p);
+    return cnn_plan_build_for(g, keep_in, max_batch, CNN_PACK_OWN, p);
 }
 
-int cnn_plan_build_for(const cnn_graph *g, const bool *keep_in, int max_batch, bool cpu, cnn_plan *p)
+int cnn_plan_build_for(const cnn_graph *g, const bool *keep_in, int max_batch, cnn_packing packing, cnn_plan *p)
 {
-    return cnn_plan_build_with(g, keep_in, max_batch, cpu, NULL, p);
+    return cnn_plan_build_with(g, keep_in, max_batch, packing, NULL, p);
 }
 
 /* Layer i's packed layout: the measured choice where there is one. */
-static bool pack_conv(const cnn_conv_geom *cg, int max_batch, bool all_kept, signed char wino, cnn_conv_pack *pk)
+static bool pack_conv(const cnn_conv_geom *cg, int max_batch, bool all_kept, signed char wino, bool own,
+                      cnn_conv_pack *pk)
 {
-    if (all_kept) return cnn_op_conv2d_pack_plain(cg, max_batch, pk);
-    if (wino == 1 && cnn_op_conv2d_pack_winograd(cg, max_batch, pk)) return true;
-    if (wino == 0) return cnn_op_conv2d_pack_plain(cg, max_batch, pk);
-    return cnn_op_conv2d_pack_layout(cg, max_batch, pk);
+    if (all_kept) return cnn_op_conv2d_pack_plain(cg, max_batch, own, pk);
+    if (wino == 1 && cnn_op_conv2d_pack_winograd(cg, max_batch, own, pk)) return true;
+    if (wino == 0) return cnn_op_conv2d_pack_plain(cg, max_batch, own, pk);
+    return cnn_op_conv2d_pack_layout(cg, max_batch, own, pk);
 }
 
-int cnn_plan_build_with(const cnn_graph *g, const bool *keep_in, int max_batch, bool cpu, const signed char *wino,
-                        cnn_plan *p)
+int cnn_plan_build_with(const cnn_graph *g, const bool *keep_in, int max_batch, cnn_packing packing,
+                        const signed char *wino, cnn_plan *p)
 {
     memset(p, 0, sizeof *p);
     int n = g->n;
@@ -175,7 +176,8 @@ int cnn_plan_build_with(const cnn_graph *g, const bool *keep_in, int max_batch, 
         const cnn_layer *l = &g->layers[i];
         if (l->spec->op == CNN_OP_CONV2D) {
             size_t s = cnn_op_conv2d_scratch(&l->conv) * sizeof(float);
-            p->packed[i] = cpu && pack_conv(&l->conv, max_batch, all_kept, wino ? wino[i] : -1, &p->pack[i]);
+            p->packed[i] = packing != CNN_PACK_NONE && pack_conv(&l->conv, max_batch, all_kept, wino ? wino[i] : -1,
+                                                                 packing == CNN_PACK_OWN, &p->pack[i]);
             if (p->packed[i]) {
                 s = cnn_op_conv2d_packed_col(&l->conv, &p->pack[i], max_batch) * sizeof(float);
                 size_t o = cnn_op_conv2d_packed_out(&l->conv, &p->pack[i], max_batch) * sizeof(float);
@@ -361,7 +363,7 @@ static int net_create(cnn_net *net, cnn_cl *cl, const cnn_graph *g, cnn_graph *c
         status = cnn_choose_convs(cl, g, max_batch, wino, &net->choices_measured);
         net->choices_ms = cnn_now_ms() - t0;
     }
-    if (status == CNN_OK) status = cnn_plan_build_with(g, keep, max_batch, cpu, wino, &net->plan);
+    if (status == CNN_OK) status = cnn_plan_build_with(g, keep, max_batch, cnn_blas_packing(cl), wino, &net->plan);
     free(wino);
     if (status < 0) return status;
     net->slots = cnn_calloc((size_t)net->plan.n_slots + 1, sizeof *net->slots);

@@ -39,16 +39,17 @@ cnn_act cnn_act_of_op(cnn_op op);
 /* keep: [g->n] layers whose outputs must be readable after the forward pass
  * (NULL: only the last layer).  Host only: `info` uses it without a device. */
 int cnn_plan_build(const cnn_graph *g, const bool *keep, int max_batch, cnn_plan *plan);
-/* Same, for a device of the given kind: the packed, batched convolution
- * path and Winograd were built and measured for CPUs (PoCL); other devices
- * (GPUs) keep one im2col + GEMM per image, which measured 3x faster on an
- * NVIDIA H100 (test/bench/NOTES.md 10).  cnn_plan_build plans for a CPU. */
-int cnn_plan_build_for(const cnn_graph *g, const bool *keep, int max_batch, bool cpu, cnn_plan *plan);
+/* Same, for a device of the given kind (cnn_blas_packing): the packed,
+ * batched convolution path and Winograd were built and measured for CPUs
+ * (PoCL); other devices (GPUs, CNN_PACK_NONE) keep one im2col + GEMM per
+ * image, which measured 3x faster on an NVIDIA H100 (test/bench/NOTES.md
+ * 10).  cnn_plan_build plans for a PoCL CPU (the own GEMM's packing). */
+int cnn_plan_build_for(const cnn_graph *g, const bool *keep, int max_batch, cnn_packing packing, cnn_plan *plan);
 /* Same, with the kernel of each 3x3 convolution chosen by measurement
  * (wino[i]: 1 Winograd, 0 im2col, -1 the rule; see runtime/choose.h) when
  * wino is not NULL. */
-int cnn_plan_build_with(const cnn_graph *g, const bool *keep, int max_batch, bool cpu, const signed char *wino,
-                        cnn_plan *plan);
+int cnn_plan_build_with(const cnn_graph *g, const bool *keep, int max_batch, cnn_packing packing,
+                        const signed char *wino, cnn_plan *plan);
 void cnn_plan_free(cnn_plan *plan);
 
 typedef struct cnn_net {

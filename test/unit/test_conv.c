@@ -203,9 +203,9 @@ static void run_conv_case(cnn_cl *cl, const conv_case *c)
         cl->own_gemm = own && v < 3;
         int mb = v % 3 == 1 ? 5 : 1;
         cnn_conv_pack pk;
-        bool ok = v % 3 == 0   ? cnn_op_conv2d_pack_layout(&g, c->n, &pk)
-                  : v % 3 == 1 ? cnn_op_conv2d_pack_plain(&g, c->n * mb, &pk)
-                               : cnn_op_conv2d_pack_winograd(&g, c->n, &pk);
+        bool ok = v % 3 == 0   ? cnn_op_conv2d_pack_layout(&g, c->n, cl->own_gemm, &pk)
+                  : v % 3 == 1 ? cnn_op_conv2d_pack_plain(&g, c->n * mb, cl->own_gemm, &pk)
+                               : cnn_op_conv2d_pack_winograd(&g, c->n, cl->own_gemm, &pk);
         if (!ok)
             continue;
         char pwhat[320];
