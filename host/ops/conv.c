@@ -154,7 +154,12 @@ static size_t gemm_layout(size_t blocks, size_t k, size_t p, size_t co, size_t x
     size_t mt = own ? 32 : CNN_GEMM_MWG, nt = own ? 8 : CNN_GEMM_NWG;
     size_t cost_pm = round_up(p, mt) * round_up(co, nt);
     size_t cost_pn = round_up(p, nt) * round_up(co, mt);
-    bool p_m = cost_pm < cost_pn;
+    /* The own kernel reads rows of 64 floats of A but 8 of B: the spatial
+     * side streams better as A (m).  VGG16 conv2_2 by Winograd (3136 tiles
+     * x 128 channels, no padding either way): 23 ms with the tiles as m,
+     * 36 ms as n (test/bench/NOTES.md 20).  So there, m unless it pads 25 %
+     * more. */
+    bool p_m = own ? 4 * cost_pm <= 5 * cost_pn : cost_pm < cost_pn;
     size_t k_pad = own ? k : round_up(k, CNN_GEMM_KWG);
     size_t co_pad = round_up(co, p_m ? nt : mt);
     size_t p_pad = round_up(p, p_m ? mt : nt);
