@@ -863,7 +863,8 @@ static void print_profile(run_state *s)
                    "fused", "", "");
             continue;
         }
-        double gf = ms > 0 ? 2.0 * (double)ly->macs / (ms * 1e6) : 0;
+        /* macs count one image; the timed forward ran a batch */
+        double gf = ms > 0 ? 2.0 * (double)ly->macs * s->net.layer_ms_images / (ms * 1e6) : 0;
         printf("%-28s %-16s %-9s %-18s %10.3f %9.1f %6.1f%%\n", ly->spec->name, cnn_op_name(ly->spec->op), kernel,
                shape, ms, gf, total > 0 ? 100.0 * ms / total : 0);
     }

@@ -473,6 +473,7 @@ static int run_layer(cnn_net *net, int i, int n)
 int cnn_net_forward(cnn_net *net, int n)
 {
     CNN_ASSERT(n >= 1 && n <= net->plan.max_batch);
+    net->layer_ms_images = n;
     for (int i = 0; i < net->g->n; i++) {
         net->layer_ms[i] = 0;
         if (!net->plan.computes[i]) continue;

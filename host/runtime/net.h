@@ -71,6 +71,7 @@ typedef struct cnn_net {
     int choices_measured;    /* convolution shapes timed while creating it (runtime/choose.h) */
     double choices_ms;       /* ... and how long that took */
     double *layer_ms;        /* [n] last forward's per-layer time when cl->profiling */
+    int layer_ms_images;     /* ... and that forward's batch */
 } cnn_net;
 
 /* Plans, allocates every buffer and uploads the weights (folded where the

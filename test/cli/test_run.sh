@@ -283,6 +283,24 @@ read -r passed failed < "$TMP/counts"
  echo "$passed $failed" > "$TMP/counts")
 read -r passed failed < "$TMP/counts"
 
+# --repeat with --profile at batch 4: the forward's median, and per-layer
+# GFLOP/s that count every image of the batch (conv2: 32 x 32 x 9 x 784
+# multiply-adds an image)
+expect_rc 0 "--repeat 3 --profile at batch 4" -- "$BIN" run "$CFG" --input "$IMAGES" --out "$TMP/repeat" \
+  --no-taps --no-report --batch 4 --repeat 3 --profile
+expect_grep "$TMP/out" '^forward: median [0-9.]+ ms over 3 runs \(batch 4,' "--repeat prints the forward's median"
+check_py "per-layer GFLOP/s count the batch" "$TMP/out" <<'EOF'
+import re, sys
+text = open(sys.argv[1]).read()
+assert "per-layer medians" in text, "no per-layer table after the forward's median"
+block = text.split("per-layer medians", 1)[1]
+m = re.search(r"^conv2\s+conv2d\s+(?:\w+\s+)?\[32, 28, 28\]\s+([0-9.]+)\s+([0-9.]+)", block, re.M)
+assert m, "no conv2 row in the per-layer table"
+ms, gf = float(m.group(1)), float(m.group(2))
+want = 2 * 32 * 32 * 9 * 784 * 4 / (ms * 1e6)
+assert abs(gf - want) <= 0.01 * want + 0.06, f"conv2: {gf} GFLOP/s printed, {want:.2f} for 4 images in {ms} ms"
+EOF
+
 # ------------------------------------------------ output names stay inside --out
 # Every check here runs in a sandbox; all it may write is under sandbox/out.
 SB="$TMP/sandbox"
