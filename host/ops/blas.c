@@ -10,8 +10,9 @@
 /* The K range of one launch of kernel_gemm_native_f32: about 1024, so
  * that the 64-float column panel of A a work-item streams (256 KiB) stays
  * in the core's L2 while the next items of its row reuse it.  Measured on
- * ResNet-18's layer4 (64 x 512 x 4608): one launch 2.2 ms, slices of 1024
- * 1.5 ms, 2304 1.7 ms (test/bench/NOTES.md 19). */
+ * ResNet-18's layer4 shape (64 x 512 x 4608) in one process: one launch
+ * 4.3 ms, slices of 1024 2.5 ms, 1536 2.7 ms, 2304 3.1 ms
+ * (test/bench/NOTES.md 19). */
 static size_t own_k_slice(size_t k)
 {
     size_t slices = (k + 1023) / 1024;
@@ -30,14 +31,14 @@ typedef struct own_operand {
     size_t off, ld, stride;
 } own_operand;
 
-/* C[j][i] (+)= sum_l A[l][i] B[l][j] on cl/gemm.cl, `count` blocks; acc:
- * add to C (beta = 1) rather than overwrite it. */
 cnn_packing cnn_blas_packing(const cnn_cl *cl)
 {
     if (!(cl->type & CL_DEVICE_TYPE_CPU)) return CNN_PACK_NONE;
     return cl->own_gemm ? CNN_PACK_OWN : CNN_PACK_CLBLAST;
 }
 
+/* C[j][i] (+)= sum_l A[l][i] B[l][j] on cl/gemm.cl, `count` blocks; acc:
+ * add to C (beta = 1) rather than overwrite it. */
 static int own_gemm(cnn_cl *cl, size_t count, size_t m, size_t n, size_t k, own_operand a, own_operand b,
                     own_operand c, bool acc, const char *layer)
 {
