@@ -11,6 +11,7 @@
  *    kernel in gather form that adds cols into dx, per image and group. */
 #include "ops/grad.h"
 #include "ops/blas.h"
+#include "ops/ops.h"
 #include "core/error.h"
 
 #include <limits.h>
@@ -94,10 +95,11 @@ int cnn_grad_scale(cnn_cl *cl, cl_mem dy, cl_mem scale, cl_mem dx, size_t count,
     if (status < 0) return status;
     cl_kernel k;
     if ((status = grad_kernel(cl, "kernel_grad_scale_f32", layer, &k)) < 0) return status;
+    if (!plane) plane = 1;
     cl_mem b[] = {dy, scale, dx};
-    cl_uint v[] = {(cl_uint)count, (cl_uint)(plane ? plane : 1), (cl_uint)channels};
+    cl_uint v[] = {(cl_uint)(count / plane), (cl_uint)plane, (cl_uint)channels};
     if ((status = set_args(k, b, 3, v, 3, layer)) < 0) return status;
-    return cnn_cl_run1d(cl, k, count, layer);
+    return cnn_op_run_rows(cl, k, plane, count / plane, layer);
 }
 
 /* ---- convolution ---- */
@@ -219,39 +221,64 @@ int cnn_grad_linear(cnn_cl *cl, int n, int in, int out, cl_mem dy, cl_mem w, cl_
 
 /* ---- pooling ---- */
 
-static int run_pool_bwd(cnn_cl *cl, const char *name, const cnn_pool_geom *g, int n, const cl_mem *bufs,
-                        size_t nb, int avg, const char *layer)
+/* Checks shared by the pool backward ops: counts within 32 bits, strides
+ * of at least 1.  Sets the dilations (0 in a geometry means 1, as in the
+ * forward). */
+static int pool_bwd_check(const cnn_pool_geom *g, int n, const char *what, const char *layer, cl_uint *dh,
+                          cl_uint *dw)
 {
     size_t total = (size_t)n * g->c * g->hi * g->wi;
     size_t outs = (size_t)n * g->c * g->ho * g->wo;
-    int status = check_count(total > outs ? total : outs, avg ? "grad avgpool" : "grad maxpool", layer);
+    int status = check_count(total > outs ? total : outs, what, layer);
     if (status < 0) return status;
     if (g->sh < 1 || g->sw < 1)
         return cnn_error_set(CNN_ERR_INPUT, "grad pool layer '%s': stride %dx%d", layer, g->sh, g->sw);
-    /* As the forward: a dilation left at 0 means 1. */
-    cl_uint dh = g->dh > 0 ? (cl_uint)g->dh : 1u, dw = g->dw > 0 ? (cl_uint)g->dw : 1u;
-    cl_uint v[] = {(cl_uint)total, (cl_uint)g->hi, (cl_uint)g->wi, (cl_uint)g->ho,
-                   (cl_uint)g->wo,  (cl_uint)g->kh, (cl_uint)g->kw, (cl_uint)g->sh,
-                   (cl_uint)g->sw,  dh,             dw,             (cl_uint)g->pt,
-                   (cl_uint)g->pl,  (cl_uint)g->pb, (cl_uint)g->pr, (cl_uint)!!g->count_include_pad};
-    size_t nv = avg ? sizeof v / sizeof v[0] : 13; /* max stops after pl */
-    cl_kernel k;
-    if ((status = grad_kernel(cl, name, layer, &k)) < 0) return status;
-    if ((status = set_args(k, bufs, nb, v, nv, layer)) < 0) return status;
-    return cnn_cl_run1d(cl, k, total, layer);
+    *dh = g->dh > 0 ? (cl_uint)g->dh : 1u;
+    *dw = g->dw > 0 ? (cl_uint)g->dw : 1u;
+    return CNN_OK;
 }
 
-int cnn_grad_maxpool(cnn_cl *cl, const cnn_pool_geom *g, int n, cl_mem x, cl_mem y, cl_mem dy, cl_mem dx,
-                     const char *layer)
+int cnn_grad_maxpool(cnn_cl *cl, const cnn_pool_geom *g, int n, cl_mem x, cl_mem dy, cl_mem dx, const char *layer)
 {
-    cl_mem b[] = {x, y, dy, dx};
-    return run_pool_bwd(cl, "kernel_maxpool_bwd_f32", g, n, b, 4, 0, layer);
+    cl_uint dh = 1, dw = 1;
+    int status = pool_bwd_check(g, n, "grad maxpool", layer, &dh, &dw);
+    if (status < 0) return status;
+    /* Phases (cl/grad.cl): outputs py rows (px columns) apart have
+     * disjoint windows. */
+    cl_uint span_y = ((cl_uint)g->kh - 1) * dh + 1, span_x = ((cl_uint)g->kw - 1) * dw + 1;
+    cl_uint py = (span_y + (cl_uint)g->sh - 1) / (cl_uint)g->sh, px = (span_x + (cl_uint)g->sw - 1) / (cl_uint)g->sw;
+    cl_kernel k;
+    if ((status = grad_kernel(cl, "kernel_maxpool_bwd_f32", layer, &k)) < 0) return status;
+    cl_mem b[] = {x, dy, dx};
+    for (cl_uint ay = 0; ay < py && ay < (cl_uint)g->ho; ay++)
+        for (cl_uint ax = 0; ax < px && ax < (cl_uint)g->wo; ax++) {
+            cl_uint qh = ((cl_uint)g->ho - ay + py - 1) / py, qw = ((cl_uint)g->wo - ax + px - 1) / px;
+            size_t rows = (size_t)n * g->c * qh;
+            cl_uint v[] = {(cl_uint)rows,  qh,        qw,     (cl_uint)g->hi, (cl_uint)g->wi, (cl_uint)g->ho,
+                           (cl_uint)g->wo, (cl_uint)g->kh, (cl_uint)g->kw, (cl_uint)g->sh, (cl_uint)g->sw,
+                           dh,             dw,        (cl_uint)g->pt, (cl_uint)g->pl, py, px, ay, ax};
+            if ((status = set_args(k, b, 3, v, sizeof v / sizeof v[0], layer)) < 0 ||
+                (status = cnn_op_run_rows(cl, k, qw, rows, layer)) < 0)
+                return status;
+        }
+    return CNN_OK;
 }
 
 int cnn_grad_avgpool(cnn_cl *cl, const cnn_pool_geom *g, int n, cl_mem dy, cl_mem dx, const char *layer)
 {
+    cl_uint dh = 1, dw = 1;
+    int status = pool_bwd_check(g, n, "grad avgpool", layer, &dh, &dw);
+    if (status < 0) return status;
+    size_t total = (size_t)n * g->c * g->hi * g->wi;
+    cl_uint v[] = {(cl_uint)total, (cl_uint)g->hi, (cl_uint)g->wi, (cl_uint)g->ho,
+                   (cl_uint)g->wo,  (cl_uint)g->kh, (cl_uint)g->kw, (cl_uint)g->sh,
+                   (cl_uint)g->sw,  dh,             dw,             (cl_uint)g->pt,
+                   (cl_uint)g->pl,  (cl_uint)g->pb, (cl_uint)g->pr, (cl_uint)!!g->count_include_pad};
+    cl_kernel k;
+    if ((status = grad_kernel(cl, "kernel_avgpool_bwd_f32", layer, &k)) < 0) return status;
     cl_mem b[] = {dy, dx};
-    return run_pool_bwd(cl, "kernel_avgpool_bwd_f32", g, n, b, 2, 1, layer);
+    if ((status = set_args(k, b, 2, v, sizeof v / sizeof v[0], layer)) < 0) return status;
+    return cnn_cl_run1d(cl, k, total, layer);
 }
 
 int cnn_grad_adaptive_avgpool(cnn_cl *cl, int n, int c, int hi, int wi, int ho, int wo, cl_mem dy, cl_mem dx,

@@ -56,10 +56,9 @@ int cnn_grad_conv2d(cnn_cl *cl, const cnn_conv_geom *g, int n, cl_mem dy, cl_mem
 int cnn_grad_linear(cnn_cl *cl, int n, int in, int out, cl_mem dy, cl_mem w, cl_mem dx, const char *layer);
 
 /* Max pool backward: the gradient of each output goes to the first
- * position (row-major within the window) holding the window's maximum, as
- * PyTorch's CPU kernel picks it; needs the forward input x and output y. */
-int cnn_grad_maxpool(cnn_cl *cl, const cnn_pool_geom *g, int n, cl_mem x, cl_mem y, cl_mem dy, cl_mem dx,
-                     const char *layer);
+ * position (row-major within the window) holding the window's maximum, or
+ * its last NaN, as PyTorch's CPU kernel picks it; needs the forward input. */
+int cnn_grad_maxpool(cnn_cl *cl, const cnn_pool_geom *g, int n, cl_mem x, cl_mem dy, cl_mem dx, const char *layer);
 /* Avg pool backward (same divisor rules as cnn_op_avgpool). */
 int cnn_grad_avgpool(cnn_cl *cl, const cnn_pool_geom *g, int n, cl_mem dy, cl_mem dx, const char *layer);
 /* Adaptive avg pool backward (global pool is ho = wo = 1). */

@@ -88,7 +88,7 @@ static int back_layer(cnn_backward *bw, int i, int n, cnn_grad_mode mode)
     case CNN_OP_BATCHNORM:
         return cnn_grad_scale(cl, dy, net->scale[i], dx, count, (size_t)l->h * l->w, l->c, name);
     case CNN_OP_MAXPOOL:
-        return cnn_grad_maxpool(cl, &l->pool, n, x, y, dy, dx, name);
+        return cnn_grad_maxpool(cl, &l->pool, n, x, dy, dx, name);
     case CNN_OP_AVGPOOL:
         return cnn_grad_avgpool(cl, &l->pool, n, dy, dx, name);
     case CNN_OP_GLOBAL_AVGPOOL:
