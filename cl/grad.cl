@@ -1,8 +1,9 @@
 /* Backward ops for the gradient maps (host/ops/grad.c).  Every kernel but
  * max pooling's is in the "gather" form: one work-item per element of dx
  * (or per block of dx) sums, in a fixed order, everything that reaches it
- * and ADDS the sum to dx.  No atomics, so results are deterministic.  Every kernel returns early past
- * its item count because the host rounds the global size up. */
+ * and ADDS the sum to dx.  No atomics, so results are deterministic.
+ * Every kernel returns early past its item count because the host rounds
+ * the global size up. */
 
 /* dx[i] += dy[i] */
 __kernel void kernel_grad_accum_f32(__global const float *dy, __global float *dx, const uint n)

@@ -7,8 +7,10 @@
  *    kernel over dx, no scratch;
  *  - 1x1, stride 1, no padding: dx_g += W_g^T dY_g, one GEMM with beta 1
  *    per image and group, no scratch;
- *  - otherwise: cols = W_g^T dY_g (CLBlast, into the scratch) then a col2im
- *    kernel in gather form that adds cols into dx, per image and group. */
+ *  - otherwise: cols = W_g^T dY_g (cnn_blas_sgemm: the own kernel on PoCL
+ *    CPUs, CLBlast elsewhere; into the scratch) then a col2im kernel in
+ *    gather form that adds cols into dx, per image and group.
+ * Max pooling's backward is the one scatter (cl/grad.cl says why). */
 #include "ops/grad.h"
 #include "ops/blas.h"
 #include "ops/ops.h"

@@ -64,7 +64,8 @@ int cnn_op_conv2d(cnn_cl *cl, const cnn_conv_geom *g, int n, cl_mem x, cl_mem w,
 
 /* The forward runs the direct kernel (depthwise and thin grouped
  * convolutions: ci / groups <= 4), which reads the weights element by
- * element; other convolutions multiply through CLBlast. */
+ * element; other convolutions are GEMMs (the own kernel on PoCL CPUs,
+ * CLBlast elsewhere: ops/blas.h). */
 bool cnn_op_conv2d_is_direct(const cnn_conv_geom *g);
 
 /* How a plan packs its convolutions: not at all (GPUs: one im2col + GEMM
