@@ -9,6 +9,7 @@
 #include "io/image.h"
 #include "io/json.h"
 #include "io/manifest.h"
+#include "io/outdir.h"
 #include "io/npy.h"
 #include "ops/ops.h"
 #include "model/graph.h"
@@ -45,6 +46,8 @@ static const char RUN_HELP[] =
     "                    repeatable\n"
     "  --weights FILE    .safetensors weights (default: model.weights of CONFIG)\n"
     "  --out DIR         output folder (default: output.dir of CONFIG, else out/<model>)\n"
+    "  --wait-lock       when another run writes into DIR, wait for it instead of\n"
+    "                    stopping at once\n"
     "  --tap LAYER[:KIND]  add a tap (repeatable); KIND defaults to activations\n"
     "  --npy             also write each tapped tensor as .npy\n"
     "  --no-taps         only predictions: ignore the taps of CONFIG\n"
@@ -85,7 +88,15 @@ static const char RUN_HELP[] =
     "colormaps: gray (activations' default), viridis, magma, inferno, turbo, jet,\n"
     "  rdbu (diverging, filters' and weights' default).\n"
     "With no taps: key in CONFIG the run shows the first conv layer's filters and\n"
-    "the activations of the conv and pool layers (a subset for large networks).\n";
+    "the activations of the conv and pool layers (a subset for large networks).\n"
+    "\n"
+    "The output folder: a run writes its files beside the folder's contents\n"
+    "(DIR/.cnnviz-run.PID) and publishes them only when all are written, then\n"
+    "removes the files of the earlier run it did not write again.  It replaces\n"
+    "or removes only files an earlier manifest.json of its own lists, unchanged\n"
+    "since; a DIR holding a manifest.json of anything else is refused.  A run\n"
+    "that fails or is interrupted leaves DIR as it was.  One run at a time per\n"
+    "DIR (DIR/.cnnviz.lock).\n";
 
 static const char INFO_HELP[] =
     "usage: cnnviz-cl info CONFIG [--weights FILE] [--batch N]\n"
@@ -101,7 +112,7 @@ typedef struct run_opts {
     const char **taps;
     int n_taps;
     const char *cls, *score;
-    bool npy, no_taps, no_report, profile, quiet;
+    bool npy, no_taps, no_report, profile, quiet, wait_lock;
     int top, batch, repeat, png_level;
     int curves; /* --curves N; -1: the pipeline's */
 } run_opts;
@@ -192,6 +203,8 @@ static int parse_args(int argc, char **argv, run_opts *o, bool info)
             o->profile = true;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             o->quiet = true;
+        } else if (!strcmp(a, "--wait-lock")) {
+            o->wait_lock = true;
         } else if (a[0] == '-') {
             return cnn_error_set(CNN_ERR_USAGE, "run: unknown option '%s' (see 'cnnviz-cl run --help')", a);
         } else if (!o->config) {
@@ -386,9 +399,8 @@ typedef struct run_state {
     cl_mem tmp, zero, occ, rankbuf; /* blur scratch, zeros, window scores, pixel ranks */
     int chunk;            /* copies per pass for smoothgrad / integrated / occlusion / curves */
     char first_skip[CNN_ERROR_MAX]; /* why the first unreadable input was skipped */
-    bool made_out;        /* this run created the output folder */
-    char **old;           /* files listed by an earlier run's manifest */
-    int n_old, cap_old;
+    cnn_outdir od;        /* the output folder: lock, stage, commit */
+    const char *wdir;     /* where files are written: the stage (published at the commit) */
     pending *pend;        /* maps waiting for their deletion / insertion curves */
     int n_pend, cap_pend;
     int n_img8;
@@ -431,7 +443,7 @@ static int add_tap(run_state *s, const char *layer, const char *kind, const cnn_
     /* Different names can sanitise alike ("a/b", "a_b"); a layer keeps the
      * folder an earlier tap of it got, and a new layer gets a free one. */
     char base[101];
-    cnn_sanitize_name(li < 0 ? "input" : p->layers[li].name, base, sizeof base);
+    cnn_outdir_name(li < 0 ? "input" : p->layers[li].name, base, sizeof base);
     snprintf(t->dir, sizeof t->dir, "%s", base);
     for (int k = 2;; k++) {
         int clash = -1;
@@ -523,7 +535,7 @@ static int make_stems(run_state *s)
         char *stem = cnn_path_stem(s->inputs.paths[i]);
         if (!stem) return CNN_ERR_NOMEM;
         char base[128];
-        cnn_sanitize_name(stem, base, sizeof base);
+        cnn_outdir_name(stem, base, sizeof base);
         free(stem);
         char cand[160];
         snprintf(cand, sizeof cand, "%s", base);
@@ -606,7 +618,7 @@ done:
 static int write_npy(run_state *s, const char *rel, const float *data, const int64_t *shape, int ndim,
                      const char *kind, const char *role, const char *layer, const char *input)
 {
-    char *path = cnn_path_join(s->out_dir, rel);
+    char *path = cnn_path_join(s->wdir, rel);
     if (!path) return CNN_ERR_NOMEM;
     char *dir = cnn_path_dir(path);
     int status = dir ? cnn_mkdirs(dir, 0755) : CNN_ERR_NOMEM;
@@ -904,13 +916,13 @@ static int write_trace(run_state *s)
     }
     cnn_json_array_end(&j);
     cnn_json_object_end(&j);
-    char *p = cnn_path_join(s->out_dir, "trace.json");
+    char *p = cnn_path_join(s->wdir, "trace.json");
     int status = p ? cnn_json_write_file(&j, p) : CNN_ERR_NOMEM;
     cnn_json_free(&j);
     if (status == CNN_OK) {
         cnn_manifest_entry e = {.path = "trace.json", .kind = "trace", .channel = -1, .format = "json"};
         status = cnn_manifest_add(&s->manifest, &e);
-        if (!s->o.quiet) fprintf(stderr, "cnnviz-cl: wrote %s (open in chrome://tracing)\n", p);
+        if (!s->o.quiet) fprintf(stderr, "cnnviz-cl: writing %s/trace.json (open in chrome://tracing)\n", s->out_dir);
     }
     free(p);
     return status;
@@ -918,93 +930,6 @@ static int write_trace(run_state *s)
 
 /* ---------------------------------------------------------------------- */
 /* Gradient maps                                                          */
-
-/* The files an earlier run listed in <out>/manifest.json: the "path"
- * strings, kept only when they are plain relative paths of the characters
- * this tool writes (no "..", no escapes), so that a stale or edited manifest
- * can never name anything else.  A missing or unreadable manifest: none. */
-static void old_manifest(run_state *s)
-{
-    char *p = cnn_path_join(s->out_dir, "manifest.json"), *text = NULL;
-    size_t len = 0;
-    if (!p || cnn_file_read(p, 256u << 20, &text, &len) < 0) {
-        cnn_error_clear();
-        free(p);
-        return;
-    }
-    free(p);
-    for (const char *q = text; (q = strstr(q, "\"path\"")) != NULL;) {
-        q += 6;
-        while (*q == ' ' || *q == ':') q++;
-        if (*q++ != '"') continue;
-        const char *end = q;
-        bool ok = true;
-        while (*end && *end != '"') {
-            char c = *end++;
-            ok &= (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-                  c == '-' || c == '/';
-        }
-        size_t n = (size_t)(end - q);
-        ok &= *end == '"' && n > 0 && q[0] != '/';
-        for (size_t i = 0; ok && i + 1 < n; i++) ok &= !(q[i] == '.' && q[i + 1] == '.');
-        if (ok && s->n_old < 1000000) {
-            if (s->n_old == s->cap_old) {
-                int cap = s->cap_old ? 2 * s->cap_old : 64;
-                char **a = cnn_realloc(s->old, (size_t)cap * sizeof *a);
-                if (!a) break;
-                s->old = a;
-                s->cap_old = cap;
-            }
-            char *e = cnn_malloc(n + 1);
-            if (!e) break;
-            memcpy(e, q, n);
-            e[n] = '\0';
-            s->old[s->n_old++] = e;
-        }
-        q = end;
-    }
-    free(text);
-}
-
-static int cmp_str_ptr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* After the new manifest is written: the files of the earlier run that this
- * run did not write again are removed (and their folders, once empty), so
- * the folder holds what the manifest lists. */
-/* Removes <out>/rel and the folders that leaves empty below <out>; true
- * when the file was there. */
-static bool remove_output(const run_state *s, const char *rel)
-{
-    char *p = cnn_path_join(s->out_dir, rel);
-    bool gone = p && unlink(p) == 0;
-    if (gone)
-        for (char *slash = strrchr(p, '/'); slash && slash > p + strlen(s->out_dir); slash = strrchr(p, '/')) {
-            *slash = '\0';
-            if (rmdir(p) != 0) break;
-        }
-    free(p);
-    return gone;
-}
-
-static void remove_stale(run_state *s)
-{
-    int n = s->manifest.n;
-    char **now = cnn_malloc((size_t)(n ? n : 1) * sizeof *now);
-    if (!now) return;
-    for (int i = 0; i < n; i++) now[i] = s->manifest.e[i].path;
-    qsort(now, (size_t)n, sizeof *now, cmp_str_ptr);
-    int removed = 0;
-    for (int i = 0; i < s->n_old; i++) {
-        if (!strcmp(s->old[i], "manifest.json") ||
-            bsearch(&s->old[i], now, (size_t)n, sizeof *now, cmp_str_ptr))
-            continue;
-        removed += remove_output(s, s->old[i]);
-    }
-    free(now);
-    if (removed && !s->o.quiet)
-        fprintf(stderr, "cnnviz-cl: removed %d file%s of an earlier run that this run did not write\n", removed,
-                removed == 1 ? "" : "s");
-}
 
 /* Before any device allocation: the plan's memory at `batch` images (with
  * the gradient buffers, which mirror the activations, in gradient mode)
@@ -1047,14 +972,6 @@ static int check_memory(run_state *s, int batch)
                              "use a smaller --batch",
                              what, biggest / mib, batch, s->cl.device_name, s->cl.max_alloc / mib);
     return CNN_OK;
-}
-
-/* Removes the files this run wrote (they are in its manifest) and the
- * folders that leaves empty, the output folder too when this run made it. */
-static void remove_written(run_state *s)
-{
-    for (int i = 0; i < s->manifest.n; i++) remove_output(s, s->manifest.e[i].path);
-    if (s->made_out) rmdir(s->out_dir);
 }
 
 /* A SIGINT/SIGTERM arrived: stop here (long loops poll this between
@@ -1685,6 +1602,7 @@ done:
 static void run_state_free(run_state *s)
 {
     cnn_png_pool_free(s->pool); /* waits for files still being encoded */
+    cnn_outdir_close(&s->od);   /* without a commit, nothing of this run stays */
     free_gradients(s);
     for (int t = 0; t < s->n_taps; t++) cnn_vtap_release(&s->taps[t]);
     if (s->viz_ready) cnn_vctx_free(&s->viz);
@@ -1700,8 +1618,6 @@ static void run_state_free(run_state *s)
     if (s->stems)
         for (int i = 0; i < s->inputs.n; i++) free(s->stems[i]);
     free(s->stems);
-    for (int i = 0; i < s->n_old; i++) free(s->old[i]);
-    free(s->old);
     cnn_inputs_free(&s->inputs);
     free(s->logits);
     free(s->host_tmp);
@@ -1786,7 +1702,7 @@ static int setup_viz(run_state *s)
 {
     int level = s->o.png_level >= 0 ? s->o.png_level : s->l.pipe.png_level;
     CNN_TRY_RET(cnn_png_pool_create(0, level, 0, &s->pool));
-    CNN_TRY_RET(cnn_vctx_init(&s->viz, &s->cl, &s->l.graph, s->pool, &s->manifest, s->out_dir, s->o.quiet));
+    CNN_TRY_RET(cnn_vctx_init(&s->viz, &s->cl, &s->l.graph, s->pool, &s->manifest, s->wdir, s->o.quiet));
     s->viz.labels = s->l.labels;
     s->viz.n_labels = s->l.n_labels;
     s->viz_ready = true;
@@ -1824,13 +1740,42 @@ static int write_report(run_state *s)
                     .device = device, .files = &s->manifest, .inputs = s->rin, .n_inputs = s->n_rin,
                     .layers = layers, .n_layers = g->n, .notes = (const char *const *)s->viz.notes,
                     .n_notes = s->viz.n_notes};
-    char *p = cnn_path_join(s->out_dir, "index.html");
+    char *p = cnn_path_join(s->wdir, "index.html");
     int status = p ? cnn_report_write(p, &r) : CNN_ERR_NOMEM;
     free(p);
     free(layers);
     if (status < 0) return status;
     cnn_manifest_entry e = {.path = "index.html", .kind = "report", .channel = -1, .format = "html"};
     return cnn_manifest_add(&s->manifest, &e);
+}
+
+/* Locks and prepares the output folder (see io/outdir.h) and refuses at
+ * once when a top-level name the run will write is taken by a file that
+ * is not the earlier run's. */
+static int open_output(run_state *s)
+{
+    CNN_TRY_RET(cnn_outdir_open(&s->od, s->out_dir, s->o.wait_lock, s->o.quiet));
+    s->wdir = s->od.stage;
+    enum { FIXED = 5 };
+    static const char *const fixed[FIXED] = {"predictions.json", "predictions.csv", "index.html", "trace.json",
+                                             "model"};
+    const char **names = cnn_calloc((size_t)s->inputs.n + FIXED, sizeof *names);
+    bool *folder = cnn_calloc((size_t)s->inputs.n + FIXED, sizeof *folder);
+    int status = names && folder ? CNN_OK : CNN_ERR_NOMEM;
+    if (status == CNN_OK) {
+        for (int i = 0; i < FIXED; i++) {
+            names[i] = fixed[i];
+            folder[i] = i == FIXED - 1;
+        }
+        for (int i = 0; i < s->inputs.n; i++) {
+            names[FIXED + i] = s->stems[i];
+            folder[FIXED + i] = true;
+        }
+        status = cnn_outdir_check_names(&s->od, names, folder, FIXED + s->inputs.n);
+    }
+    free(names);
+    free(folder);
+    return status;
 }
 
 int cnn_cmd_run(int argc, char **argv)
@@ -1860,11 +1805,9 @@ int cnn_cmd_run(int argc, char **argv)
         status = CNN_ERR_NOMEM;
         goto done;
     }
-    struct stat ost;
-    if (stat(s.out_dir, &ost) == 0 && !S_ISDIR(ost.st_mode)) {
-        status = cnn_error_set(CNN_ERR_USAGE, "--out %s: exists and is not a folder", s.out_dir);
-        goto done;
-    }
+    /* The output folder first: a folder that is in use or not ours is
+     * refused before the device is touched. */
+    CNN_TRY(open_output(&s), done);
     if (s.o.npy) s.l.pipe.npy = true;
     s.o.npy = s.l.pipe.npy;
     bool report = s.l.pipe.report && !s.o.no_report && s.inputs.n > 0;
@@ -1911,10 +1854,6 @@ int cnn_cmd_run(int argc, char **argv)
     }
     /* before anything is written */
     CNN_TRY(check_memory(&s, net_batch), done);
-    struct stat dst;
-    s.made_out = stat(s.out_dir, &dst) != 0;
-    CNN_TRY(cnn_mkdirs(s.out_dir, 0755), done);
-    old_manifest(&s);
     if (s.images) CNN_TRY(setup_viz(&s), done);
     /* Nothing reads the host parameters after this: the network releases
      * each layer's once it is on the device (float32 tensors upload
@@ -1996,12 +1935,8 @@ loop_done:
     if (s.o.repeat && s.gradients) CNN_TRY(repeat_gradients(&s, batch), done);
     if (s.o.repeat && s.attrib) CNN_TRY(repeat_late(&s, batch), done);
     cnn_json_array_end(&s.preds);
-    if (s.inputs.n && !done_inputs) {
-        /* No input could be read: nothing of this run stays (the model's
-         * images were written before the first input was tried). */
-        remove_written(&s);
-    } else if (s.inputs.n) {
-        char *p = cnn_path_join(s.out_dir, "predictions.json");
+    if (s.inputs.n && done_inputs) {
+        char *p = cnn_path_join(s.wdir, "predictions.json");
         status = p ? cnn_json_write_file(&s.preds, p) : CNN_ERR_NOMEM;
         free(p);
         if (status < 0) goto done;
@@ -2015,7 +1950,7 @@ loop_done:
         }
         memcpy(csv, header, sizeof header - 1);
         if (s.csv_len) memcpy(csv + sizeof header - 1, s.csv, s.csv_len);
-        p = cnn_path_join(s.out_dir, "predictions.csv");
+        p = cnn_path_join(s.wdir, "predictions.csv");
         status = p ? cnn_file_write_atomic(p, csv, sizeof header - 1 + s.csv_len) : CNN_ERR_NOMEM;
         free(p);
         free(csv);
@@ -2023,12 +1958,10 @@ loop_done:
         e.path = "predictions.csv";
         e.format = "csv";
         CNN_TRY(cnn_manifest_add(&s.manifest, &e), done);
-        if (report && done_inputs) CNN_TRY(write_report(&s), done);
-        p = cnn_path_join(s.out_dir, "manifest.json");
-        status = p ? cnn_manifest_write(&s.manifest, p) : CNN_ERR_NOMEM;
-        free(p);
-        if (status < 0) goto done;
-        remove_stale(&s);
+        if (report) CNN_TRY(write_report(&s), done);
+        /* Everything is written: publish it (the earlier run's files stay
+         * until here, and whatever failed before left them as they were). */
+        CNN_TRY(cnn_outdir_commit(&s.od, &s.manifest), done);
     }
     if (!s.o.quiet && done_inputs) {
         fprintf(stderr,
@@ -2045,6 +1978,7 @@ loop_done:
         status = cnn_error_set(CNN_ERR_INPUT, "%d of %d inputs could not be read (the 'skipped' lines above say why)%s",
                                s.failed_inputs, s.inputs.n, done_inputs ? "" : "; nothing was written");
 done:
+    if (status < 0) cnn_outdir_fix_message(&s.od);
     run_state_free(&s);
     return status > 0 ? CNN_OK : status;
 }

@@ -1,8 +1,10 @@
 #include "io/manifest.h"
 #include "io/json.h"
+#include "io/jsonparse.h"
 #include "core/error.h"
 #include "core/util.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,11 +77,17 @@ static void json_curve(cnn_json *j, const char *key, const float *v, int n)
     cnn_json_array_end(j);
 }
 
-int cnn_manifest_write(const cnn_manifest *m, const char *path)
+int cnn_manifest_text(const cnn_manifest *m, char **text, size_t *len)
 {
     cnn_json j;
     cnn_json_init(&j, true);
     cnn_json_object_begin(&j);
+    cnn_json_key(&j, "tool");
+    cnn_json_string(&j, CNN_MANIFEST_TOOL);
+    cnn_json_key(&j, "version");
+    cnn_json_string(&j, CNNVIZ_VERSION);
+    cnn_json_key(&j, "schema");
+    cnn_json_int(&j, CNN_MANIFEST_SCHEMA);
     cnn_json_key(&j, "files");
     cnn_json_array_begin(&j);
     for (int i = 0; i < m->n; i++) {
@@ -89,6 +97,15 @@ int cnn_manifest_write(const cnn_manifest *m, const char *path)
         cnn_json_string(&j, e->path);
         cnn_json_key(&j, "kind");
         cnn_json_string(&j, e->kind);
+        if (e->has_stat) {
+            cnn_json_key(&j, "bytes");
+            cnn_json_int(&j, (long long)e->bytes);
+            cnn_json_key(&j, "mtime");
+            cnn_json_array_begin(&j);
+            cnn_json_int(&j, (long long)e->mtime_s);
+            cnn_json_int(&j, (long long)e->mtime_ns);
+            cnn_json_array_end(&j);
+        }
         if (e->role) {
             cnn_json_key(&j, "role");
             cnn_json_string(&j, e->role);
@@ -156,9 +173,13 @@ int cnn_manifest_write(const cnn_manifest *m, const char *path)
     }
     cnn_json_array_end(&j);
     cnn_json_object_end(&j);
-    int status = cnn_json_write_file(&j, path);
-    cnn_json_free(&j);
-    return status;
+    if (j.failed || !j.buf) {
+        cnn_json_free(&j);
+        return cnn_error_set(CNN_ERR_NOMEM, "manifest.json: out of host memory");
+    }
+    *text = j.buf;
+    *len = j.len;
+    return CNN_OK;
 }
 
 void cnn_manifest_free(cnn_manifest *m)
@@ -180,4 +201,101 @@ void cnn_manifest_free(cnn_manifest *m)
     }
     free(m->e);
     memset(m, 0, sizeof *m);
+}
+
+bool cnn_manifest_path_ok(const char *rel)
+{
+    if (!rel[0] || strlen(rel) > 4096) return false;
+    for (const char *c = rel; *c;) {
+        /* one component: [A-Za-z0-9._-]+, not starting with '.' */
+        const char *end = strchr(c, '/');
+        size_t n = end ? (size_t)(end - c) : strlen(c);
+        if (n == 0 || c[0] == '.') return false;
+        for (size_t i = 0; i < n; i++) {
+            char ch = c[i];
+            bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                      ch == '.' || ch == '_' || ch == '-';
+            if (!ok) return false;
+        }
+        c += n;
+        if (*c == '/') c++;
+        else break;
+        if (!*c) return false; /* trailing slash */
+    }
+    return true;
+}
+
+int cnn_manifest_parse_owned(const char *text, size_t len, cnn_owned *out)
+{
+    memset(out, 0, sizeof *out);
+    cnn_jv root;
+    int status = cnn_jv_parse(text, len, &root);
+    if (status == CNN_ERR_NOMEM) return status;
+    if (status < 0) return cnn_error_prefix(CNN_ERR_INPUT, "not valid JSON");
+    const cnn_jv *tool = cnn_jv_get(&root, "tool"), *files = cnn_jv_get(&root, "files");
+    long long schema = 0;
+    if (!tool || tool->type != CNN_JV_STRING || !cnn_jv_int(cnn_jv_get(&root, "schema"), 1, 1000000, &schema) ||
+        !files || files->type != CNN_JV_ARRAY) {
+        /* The unmarked manifest of versions before the marker: {"files":
+         * [{"path", "kind", "format", ...}]} and nothing else. */
+        bool earlier = root.type == CNN_JV_OBJECT && root.n == 1 && files && files->type == CNN_JV_ARRAY;
+        for (int i = 0; earlier && i < files->n; i++)
+            earlier = cnn_jv_get(&files->items[i], "path") && cnn_jv_get(&files->items[i], "kind") &&
+                      cnn_jv_get(&files->items[i], "format");
+        cnn_jv_free(&root);
+        if (earlier)
+            return cnn_error_set(CNN_ERR_INPUT, "an earlier version's, which does not record the sizes and times of "
+                                                "the files it wrote");
+        return cnn_error_set(CNN_ERR_INPUT, "no \"tool\": \"%s\" marker with a schema and files", CNN_MANIFEST_TOOL);
+    }
+    if (strcmp(tool->str, CNN_MANIFEST_TOOL) != 0) {
+        char name[64];
+        snprintf(name, sizeof name, "%s", tool->str);
+        for (char *c = name; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
+        cnn_jv_free(&root);
+        return cnn_error_set(CNN_ERR_INPUT, "written by another tool ('%s')", name);
+    }
+    if (schema > CNN_MANIFEST_SCHEMA) {
+        cnn_jv_free(&root);
+        return cnn_error_set(CNN_ERR_INPUT, "schema %lld is newer than this version's %d (a newer cnnviz-cl wrote it)",
+                             schema, CNN_MANIFEST_SCHEMA);
+    }
+    out->f = cnn_calloc((size_t)files->n + 1, sizeof *out->f);
+    if (!out->f) {
+        cnn_jv_free(&root);
+        return CNN_ERR_NOMEM;
+    }
+    for (int i = 0; i < files->n; i++) {
+        const cnn_jv *e = &files->items[i], *path = cnn_jv_get(e, "path"), *mt = cnn_jv_get(e, "mtime");
+        long long bytes, sec, nsec;
+        bool ok = path && path->type == CNN_JV_STRING && cnn_manifest_path_ok(path->str) &&
+                  strcmp(path->str, "manifest.json") != 0 &&
+                  cnn_jv_int(cnn_jv_get(e, "bytes"), 0, (1LL << 53), &bytes) && mt && mt->type == CNN_JV_ARRAY &&
+                  mt->n == 2 && cnn_jv_int(&mt->items[0], -(1LL << 53), (1LL << 53), &sec) &&
+                  cnn_jv_int(&mt->items[1], 0, 999999999, &nsec);
+        if (!ok) {
+            out->skipped++;
+            continue;
+        }
+        cnn_owned_file *f = &out->f[out->n];
+        if (!(f->path = cnn_strdup(path->str))) {
+            cnn_jv_free(&root);
+            cnn_owned_free(out);
+            return CNN_ERR_NOMEM;
+        }
+        f->bytes = bytes;
+        f->mtime_s = sec;
+        f->mtime_ns = nsec;
+        out->n++;
+    }
+    cnn_jv_free(&root);
+    return CNN_OK;
+}
+
+void cnn_owned_free(cnn_owned *o)
+{
+    for (int i = 0; i < o->n; i++) free(o->f[i].path);
+    free(o->f);
+    memset(o, 0, sizeof *o);
 }

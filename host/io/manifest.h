@@ -1,7 +1,13 @@
-/* manifest.json: one entry per file written in the output folder. */
+/* manifest.json: one entry per file written in the output folder, under a
+ * marker ("tool": "cnnviz-cl", "schema") that says who wrote it.  Each entry
+ * records the file's size and modification time as written, so that a
+ * later run removes only files it can prove are still the ones it wrote
+ * (see io/outdir.h). */
 #ifndef CNN_IO_MANIFEST_H
 #define CNN_IO_MANIFEST_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct cnn_manifest_entry {
@@ -37,6 +43,10 @@ typedef struct cnn_manifest_entry {
     int n_curve;
     float *deletion, *insertion;
     double auc[2];   /* deletion, insertion */
+    /* The file as written (set by the output folder when the run commits). */
+    int has_stat;
+    int64_t bytes;
+    int64_t mtime_s, mtime_ns;
 } cnn_manifest_entry;
 
 typedef struct cnn_manifest {
@@ -49,7 +59,37 @@ int cnn_manifest_add(cnn_manifest *m, const cnn_manifest_entry *e);
 /* Sets entry i's curves (copied). */
 int cnn_manifest_set_curves(cnn_manifest *m, int i, const float *deletion, const float *insertion, int n,
                             double auc_deletion, double auc_insertion);
-int cnn_manifest_write(const cnn_manifest *m, const char *path);
+/* The manifest's JSON text (heap, NUL-terminated), marker included. */
+int cnn_manifest_text(const cnn_manifest *m, char **text, size_t *len);
 void cnn_manifest_free(cnn_manifest *m);
+
+/* Schema of the manifests this version writes; older unmarked manifests
+ * (schema 1) and foreign ones are never trusted. */
+#define CNN_MANIFEST_SCHEMA 2
+#define CNN_MANIFEST_TOOL "cnnviz-cl"
+
+/* What an earlier run's manifest proves it wrote: the files it lists with
+ * their size and modification time. */
+typedef struct cnn_owned_file {
+    char *path; /* relative, plain components (no "", ".", "..", leading '.') */
+    int64_t bytes, mtime_s, mtime_ns;
+} cnn_owned_file;
+
+typedef struct cnn_owned {
+    cnn_owned_file *f;
+    int n;
+    int skipped; /* entries without a usable path or stat (never deleted) */
+} cnn_owned;
+
+/* Reads manifest text written by this tool.  Text that is not JSON, has no
+ * marker, names another tool or a newer schema: CNN_ERR_INPUT with a
+ * message that says which (callers prefix the file name).  Entries whose
+ * path is not a plain relative path of the shape this tool writes, or
+ * that have no size and time, are counted in `skipped` and not returned,
+ * so that an edited manifest can never name anything else. */
+int cnn_manifest_parse_owned(const char *text, size_t len, cnn_owned *out);
+void cnn_owned_free(cnn_owned *o);
+/* True when rel is a plain relative path this tool could have written. */
+bool cnn_manifest_path_ok(const char *rel);
 
 #endif

@@ -170,12 +170,36 @@ def images():
     out("fuzz_jpeg", "restart.jpg", jpeg_bytes(rgb, quality=70, optimize=True))
 
 
+# ---------------------------------------------------------------- manifests
+def manifests():
+    """Earlier-run manifests as the output folder reads them: one of this
+    tool's shape, and the kinds it must refuse or filter."""
+    entry = {"path": "cat/conv1/activations.png", "kind": "activations", "bytes": 1234,
+             "mtime": [1764000000, 123456789], "role": "montage", "layer": "conv1",
+             "input": "cat.jpg", "channel": None, "format": "png", "shape": [64, 112, 112]}
+    ours = {"tool": "cnnviz-cl", "version": "0.1.0", "schema": 2,
+            "files": [entry, dict(entry, path="predictions.json", kind="predictions"),
+                      dict(entry, path="cat/output.npy", format="npy", mtime=[0, 0])]}
+    out("fuzz_manifest", "ours.json", json.dumps(ours, indent=2).encode())
+    hostile = dict(ours, files=[dict(entry, path=p) for p in
+                                ["../x", "/etc/passwd", "a/../../b", ".git/config", "a//b", "manifest.json",
+                                 "caf\u00e9.png"]])
+    out("fuzz_manifest", "hostile_paths.json", json.dumps(hostile).encode())
+    out("fuzz_manifest", "foreign.json", b'{"name": "app", "icons": [{"path": "README.md"}]}')
+    out("fuzz_manifest", "old_schema.json", json.dumps({"files": [entry]}).encode())
+    out("fuzz_manifest", "newer.json", json.dumps(dict(ours, schema=3)).encode())
+    out("fuzz_manifest", "escapes.json",
+        b'{"tool": "cnnviz-cl", "schema": 2, "files": [{"path": "a\u0062c", "bytes": 1e2, '
+        b'"mtime": [-1, 999999999], "x": "\ud83d\ude00\n\t"}]}')
+
+
 def main():
     if os.path.isdir(CORPUS):
         shutil.rmtree(CORPUS)
     configs()
     weights()
     images()
+    manifests()
     total = sum(len(os.listdir(os.path.join(CORPUS, d))) for d in os.listdir(CORPUS))
     print(f"make_corpus: {total} files under {CORPUS}", file=sys.stderr)
 

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 
 SECONDS_PER_TARGET="${1:-60}"
 BUILD="${FUZZ_BUILD_DIR:-build-fuzz}"
-TARGETS=(${FUZZ_TARGETS:-fuzz_config fuzz_safetensors fuzz_png fuzz_jpeg})
+TARGETS=(${FUZZ_TARGETS:-fuzz_config fuzz_safetensors fuzz_png fuzz_jpeg fuzz_manifest})
 JOBS="${FUZZ_BUILD_JOBS:-$(nproc)}"
 
 # Largest input each target is given (bytes): a pipeline a few hundred

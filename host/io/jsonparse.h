@@ -1,0 +1,48 @@
+/* A small JSON reader for the files this tool reads back (an earlier run's
+ * manifest.json).  It parses the whole text into a tree of values; every
+ * size is bounded (depth, string length, element count by the text itself)
+ * and any input either parses or fails with a position.
+ *
+ * Strings are UTF-8 with escapes decoded; "\u0000" and invalid UTF-8 are
+ * refused, so every string is a C string.  Numbers are doubles. */
+#ifndef CNN_IO_JSONPARSE_H
+#define CNN_IO_JSONPARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define CNN_JV_MAX_DEPTH 64
+
+typedef enum cnn_jv_type {
+    CNN_JV_NULL,
+    CNN_JV_BOOL,
+    CNN_JV_NUMBER,
+    CNN_JV_STRING,
+    CNN_JV_ARRAY,
+    CNN_JV_OBJECT
+} cnn_jv_type;
+
+typedef struct cnn_jv {
+    cnn_jv_type type;
+    bool b;               /* BOOL */
+    double num;           /* NUMBER */
+    char *str;            /* STRING (NUL-terminated, valid UTF-8) */
+    struct cnn_jv *items; /* ARRAY / OBJECT: [n] values */
+    char **keys;          /* OBJECT: [n] keys, in the text's order */
+    int n;
+} cnn_jv;
+
+/* Parses `len` bytes (no NUL needed) into *out (free with cnn_jv_free).
+ * Errors: CNN_ERR_INPUT with "line L, column C: what" as the message
+ * (callers prefix the file name), CNN_ERR_NOMEM. */
+int cnn_jv_parse(const char *text, size_t len, cnn_jv *out);
+void cnn_jv_free(cnn_jv *v);
+
+/* The value of `key` in an object (the first, if repeated), or NULL when v
+ * is not an object or has no such key. */
+const cnn_jv *cnn_jv_get(const cnn_jv *v, const char *key);
+
+/* A number that is an integer in [lo, hi]: true and *out set. */
+bool cnn_jv_int(const cnn_jv *v, long long lo, long long hi, long long *out);
+
+#endif
