@@ -516,8 +516,10 @@ static int recover_stages(cnn_outdir *o)
     }
     char names[16][64];
     int n = 0;
-    for (struct dirent *e; (e = readdir(d)) != NULL && n < 16;)
-        if (stage_pid(e->d_name) > 0 && strlen(e->d_name) < sizeof names[0]) snprintf(names[n++], 64, "%s", e->d_name);
+    for (struct dirent *e; (e = readdir(d)) != NULL && n < 16;) {
+        size_t len = strlen(e->d_name);
+        if (stage_pid(e->d_name) > 0 && len < sizeof names[0]) memcpy(names[n++], e->d_name, len + 1);
+    }
     closedir(d);
     int status = CNN_OK;
     for (int i = 0; i < n && status == CNN_OK; i++) {
