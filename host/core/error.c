@@ -20,6 +20,8 @@ int cnn_error_set(int status, const char *fmt, ...)
 
 int cnn_error_prefix(int status, const char *fmt, ...)
 {
+    /* An interruption is the same wherever it stopped the run. */
+    if (status == CNN_ERR_INTERRUPTED) return status;
     char prefix[CNN_ERROR_MAX];
     char old[CNN_ERROR_MAX];
     va_list ap;

@@ -30,7 +30,8 @@ typedef enum cnn_status {
 int cnn_error_set(int status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Prepends "prefix: " (printf-style) to the current message; returns `status`. */
+/* Prepends "prefix: " (printf-style) to the current message; returns `status`.
+ * CNN_ERR_INTERRUPTED keeps its message as it is. */
 int cnn_error_prefix(int status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

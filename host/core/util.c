@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -74,38 +75,94 @@ char *cnn_strfmt(const char *fmt, ...)
     return p;
 }
 
-int cnn_file_read(const char *path, size_t max_bytes, char **data, size_t *len)
+int cnn_file_refuse_kind(const char *path, unsigned mode)
+{
+    const char *kind = S_ISDIR(mode)    ? "a folder"
+                       : S_ISFIFO(mode) ? "a FIFO (named pipe)"
+                       : S_ISCHR(mode)  ? "a character device"
+                       : S_ISBLK(mode)  ? "a block device"
+                       : S_ISSOCK(mode) ? "a socket"
+                                        : "a special file";
+    return cnn_error_set(CNN_ERR_INPUT, "%s: is %s, not a regular file", path, kind);
+}
+
+/* An error of errno `e` from a system call on `path`: a call cut short by
+ * SIGINT/SIGTERM is the interruption, not a problem with the file. */
+static int file_errno(int status, const char *path, const char *what, int e)
+{
+    if (e == EINTR && cnn_signal_pending()) return cnn_error_interrupted();
+    return cnn_error_set(status, "%s: %s%s%s", path, what, *what ? ": " : "", strerror(e));
+}
+
+int cnn_file_open_read(const char *path, struct stat *st)
+{
+    /* stat first: a socket cannot be opened at all (ENXIO), and a device
+     * is better never opened.  The open itself does not block on a FIFO
+     * (O_NONBLOCK) and fstat decides on what was actually opened, so a file
+     * swapped for a FIFO in between is refused all the same. */
+    if (stat(path, st) != 0) return file_errno(CNN_ERR_INPUT, path, "", errno);
+    if (!S_ISREG(st->st_mode)) return cnn_file_refuse_kind(path, st->st_mode);
+    int fd;
+    do fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    while (fd < 0 && errno == EINTR && !cnn_signal_pending());
+    if (fd < 0) return file_errno(CNN_ERR_INPUT, path, "cannot open", errno);
+    if (fstat(fd, st) != 0) {
+        int e = errno;
+        close(fd);
+        return file_errno(CNN_ERR_IO, path, "cannot stat", e);
+    }
+    if (!S_ISREG(st->st_mode)) {
+        close(fd);
+        return cnn_file_refuse_kind(path, st->st_mode);
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        int e = errno;
+        close(fd);
+        return file_errno(CNN_ERR_IO, path, "cannot open", e);
+    }
+    return fd;
+}
+
+int cnn_file_read_fd(int fd, const char *path, long long size, size_t max_bytes, char **data, size_t *len)
 {
     *data = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return cnn_error_set(CNN_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return cnn_error_set(CNN_ERR_INPUT, "%s: not a regular file", path);
-    }
-    if ((unsigned long long)st.st_size > max_bytes) {
-        fclose(f);
-        return cnn_error_set(CNN_ERR_INPUT, "%s: file is %lld bytes, more than the %zu allowed",
-                             path, (long long)st.st_size, max_bytes);
-    }
-    size_t n = (size_t)st.st_size;
+    if (size < 0 || (unsigned long long)size > max_bytes)
+        return cnn_error_set(CNN_ERR_INPUT, "%s: file is %lld bytes, more than the %zu allowed", path, size,
+                             max_bytes);
+    size_t n = (size_t)size;
     char *buf = cnn_malloc(n + 1);
-    if (!buf) {
-        fclose(f);
-        return CNN_ERR_NOMEM;
-    }
-    if (n && fread(buf, 1, n, f) != n) {
+    if (!buf) return CNN_ERR_NOMEM;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r > 0) {
+            got += (size_t)r;
+            continue;
+        }
+        if (r < 0 && errno == EINTR && !cnn_signal_pending()) continue;
+        int status = r == 0 ? cnn_error_set(CNN_ERR_IO, "%s: read failed: the file shrank while it was read", path)
+                            : file_errno(CNN_ERR_IO, path, "read failed", errno);
         free(buf);
-        fclose(f);
-        return cnn_error_set(CNN_ERR_IO, "%s: read failed", path);
+        return status;
     }
-    fclose(f);
     buf[n] = '\0';
     *data = buf;
     *len = n;
     return CNN_OK;
+}
+
+int cnn_file_read(const char *path, size_t max_bytes, char **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    struct stat st;
+    int fd = cnn_file_open_read(path, &st);
+    if (fd < 0) return fd;
+    int status = cnn_file_read_fd(fd, path, (long long)st.st_size, max_bytes, data, len);
+    close(fd);
+    return status;
 }
 
 /* Registry of temporary files in flight, so that a signal handler can remove
@@ -221,6 +278,8 @@ void cnn_signals_install(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGXFSZ, &sa, NULL);
     cnn_fault_guard_install();
 }
 
@@ -235,6 +294,32 @@ void cnn_fault_guard_install(void)
 }
 
 int cnn_signal_pending(void) { return (int)g_signal; }
+
+static _Thread_local int g_hold_depth;
+static _Thread_local sigset_t g_hold_saved;
+
+void cnn_signals_hold(void)
+{
+    if (g_hold_depth++ > 0) return;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, &g_hold_saved);
+}
+
+void cnn_signals_release(void)
+{
+    if (g_hold_depth == 0 || --g_hold_depth > 0) return;
+    pthread_sigmask(SIG_SETMASK, &g_hold_saved, NULL);
+}
+
+int cnn_error_interrupted(void)
+{
+    int sig = cnn_signal_pending();
+    return cnn_error_set(CNN_ERR_INTERRUPTED, "interrupted by %s: stopped without writing a partial file",
+                         sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal");
+}
 
 char *cnn_tmp_path(const char *path)
 {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 const char *const cnn_tune_param_names[CNN_TUNE_NPARAM] = {
     "GEMMK", "KREG", "KWG", "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB",
@@ -413,14 +414,12 @@ int cnn_tune_apply(cnn_cl *cl)
         cnn_error_clear();
         return 0;
     }
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (errno != ENOENT)
-            fprintf(stderr, "cnnviz-cl: warning: tuning file %s: %s; ignored\n", path, strerror(errno));
+    /* No tuning file is the usual case, and says nothing. */
+    struct stat st;
+    if (stat(path, &st) != 0 && errno == ENOENT) {
         free(path);
         return 0;
     }
-    fclose(f);
     char *text = NULL;
     size_t len = 0;
     int applied = 0;

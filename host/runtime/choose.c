@@ -56,9 +56,6 @@ static int load(const char *path, table *t)
 {
     char *text = NULL;
     size_t len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return CNN_OK;
-    fclose(f);
     if (cnn_file_read(path, FILE_MAX, &text, &len) < 0) {
         cnn_error_clear();
         return CNN_OK;

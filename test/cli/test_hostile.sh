@@ -209,7 +209,7 @@ bad_config_w "$TMP/nanvar.safetensors" "NaN running variance" \
   "w_nanvar\.yaml:$L:[0-9]+: layer 'bn3': tensor 'features\.8\.running_var' has a negative or NaN value"
 
 mkdir -p "$TMP/dir.safetensors"
-bad_weights "$TMP/dir.safetensors" "weights path is a folder" "dir\.safetensors: not a regular file"
+bad_weights "$TMP/dir.safetensors" "weights path is a folder" "dir\.safetensors: is a folder, not a regular file"
 
 # ==================================================================== YAML
 # mk NAME SED-ARGS...: $TMP/NAME.yaml, a variation of the base config
@@ -388,7 +388,7 @@ bad_config "$TMP/rootlist.yaml" "a list at the top" "rootlist\.yaml:1:1: a pipel
 mkdir -p "$TMP/dir.yaml"
 fresh_out dircfg
 runcmd "$BIN" run "$TMP/dir.yaml" --input "$IMG" --out "$OUTS/dircfg"
-check_error "config path is a folder" "dir\.yaml: not a regular file"
+check_error "config path is a folder" "dir\.yaml: is a folder, not a regular file"
 untouched dircfg "config path is a folder"
 
 # =================================================================== images

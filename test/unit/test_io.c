@@ -13,6 +13,9 @@
 #include <setjmp.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <png.h>
@@ -791,6 +794,57 @@ static void test_json(void)
     cnn_json_free(&j);
 }
 
+/* A file the user names is read only when it is a regular file: the open
+ * never blocks (a FIFO without a writer), and the message says what it is. */
+static void test_file_kinds(void)
+{
+    char *fifo = in_dir("pipe.png");
+    CHECK(mkfifo(fifo, 0600) == 0, "mkfifo %s", fifo);
+    char *dir = in_dir("folder.png");
+    CHECK_OK(cnn_mkdirs(dir, 0755));
+    char *sock = in_dir("sock.png");
+    int sfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
+    bool have_sock = strlen(sock) < sizeof sa.sun_path && sfd >= 0 &&
+                     bind(sfd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    static const char *const dev = "/dev/null";
+    const struct { const char *path, *kind; } cases[] = {
+        {fifo, "is a FIFO (named pipe), not a regular file"},
+        {dir, "is a folder, not a regular file"},
+        {dev, "is a character device, not a regular file"},
+        {have_sock ? sock : NULL, "is a socket, not a regular file"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (!cases[i].path) continue;
+        char *data = NULL;
+        size_t len = 0;
+        double t0 = cnn_now_ms();
+        int s = cnn_file_read(cases[i].path, 1 << 20, &data, &len);
+        CHECK(s == CNN_ERR_INPUT && data == NULL && strstr(cnn_error_message(), cases[i].path) &&
+                  strstr(cnn_error_message(), cases[i].kind),
+              "%s: %d %s", cases[i].path, s, cnn_error_message());
+        CHECK(cnn_now_ms() - t0 < 5000, "%s: took %.0f ms", cases[i].path, cnn_now_ms() - t0);
+        cnn_image img;
+        s = cnn_image_load(cases[i].path, &img);
+        CHECK(s == CNN_ERR_INPUT && strstr(cnn_error_message(), cases[i].kind), "image %s: %s", cases[i].path,
+              cnn_error_message());
+    }
+    char *missing = in_dir("missing.png");
+    char *data = NULL;
+    size_t len = 0;
+    int s = cnn_file_read(missing, 1 << 20, &data, &len);
+    CHECK(s == CNN_ERR_INPUT && strstr(cnn_error_message(), "No such file"), "missing: %s", cnn_error_message());
+    if (sfd >= 0) close(sfd);
+    unlink(fifo);
+    unlink(sock);
+    rmdir(dir);
+    free(fifo);
+    free(dir);
+    free(sock);
+    free(missing);
+}
+
 /* ------------------------------------------------------------ housekeeping */
 
 static int count_tmp_files(void)
@@ -839,6 +893,7 @@ int main(void)
     test_threads();
     test_npy();
     test_json();
+    test_file_kinds();
 
     CHECK(count_tmp_files() == 0, "temporary files left in %s", g_dir);
     int rc = test_summary("test_io");
