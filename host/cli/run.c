@@ -226,35 +226,55 @@ static void loaded_free(loaded *l)
     memset(l, 0, sizeof *l);
 }
 
+/* One class name per line, as many lines as the network has outputs: a
+ * count that differs means the file belongs to another network (or lost a
+ * line), and every name after the gap would be wrong.  Each '\n' ends a
+ * line (an empty line in the middle is a class without a name, counted);
+ * empty lines at the end, a CR before the newline and a UTF-8 byte order
+ * mark are not part of the names. */
 static int load_labels(loaded *l)
 {
     if (!l->pipe.labels) return CNN_OK;
+    const char *path = l->pipe.labels;
     char *text = NULL;
     size_t len = 0;
-    int status = cnn_file_read(l->pipe.labels, 16u << 20, &text, &len);
+    int status = cnn_file_read(path, 16u << 20, &text, &len);
+    if (status == CNN_ERR_INTERRUPTED) return status;
     if (status < 0) return cnn_pipeline_error_at(&l->pipe, l->pipe.labels_pos, "labels: %s", cnn_error_message());
-    int cap = 0;
+    size_t pos = len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+    while (len > pos && (text[len - 1] == '\n' || text[len - 1] == '\r')) len--;
+    text[len] = '\0';
+    const cnn_layer *last = &l->graph.layers[l->graph.n - 1];
+    size_t nout = cnn_layer_numel(last);
+    int n = 0;
+    for (size_t i = pos; i < len; i++) n += text[i] == '\n';
+    n += len > pos;
+    if (memchr(text, '\0', len)) {
+        status = cnn_pipeline_error_at(&l->pipe, l->pipe.labels_pos, "labels: %s: holds a NUL byte (not a text file?)",
+                                       path);
+    } else if ((size_t)n != nout) {
+        status = cnn_pipeline_error_at(&l->pipe, l->pipe.labels_pos,
+                                       "labels: %s has %d line%s, but the network has %zu outputs (layer '%s'): "
+                                       "one class name per output, in order",
+                                       path, n, n == 1 ? "" : "s", nout, last->spec->name);
+    } else if (n > 0 && !(l->labels = cnn_calloc((size_t)n, sizeof *l->labels))) {
+        status = CNN_ERR_NOMEM;
+    }
     char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        size_t n = strlen(line);
-        if (n && line[n - 1] == '\r') line[n - 1] = '\0';
-        if (l->n_labels == cap) {
-            cap = cap ? cap * 2 : 64;
-            char **p = cnn_realloc(l->labels, (size_t)cap * sizeof *p);
-            if (!p) {
-                free(text);
-                return CNN_ERR_NOMEM;
-            }
-            l->labels = p;
-        }
+    for (char *line = n && status == CNN_OK ? text + pos : NULL; line && l->n_labels < n; line = save) {
+        char *nl = strchr(line, '\n');
+        save = nl ? nl + 1 : NULL;
+        if (nl) *nl = '\0';
+        size_t m = strlen(line);
+        if (m && line[m - 1] == '\r') line[m - 1] = '\0';
         if (!(l->labels[l->n_labels] = cnn_strdup(line))) {
-            free(text);
-            return CNN_ERR_NOMEM;
+            status = CNN_ERR_NOMEM;
+            break;
         }
         l->n_labels++;
     }
     free(text);
-    return CNN_OK;
+    return status;
 }
 
 static int load_all(const run_opts *o, loaded *l)

@@ -181,6 +181,24 @@ if [ ! -e "$OUTS/wover" ]; then ok; else bad "--weights garbage: the output fold
 mk nolabels -e "s#^  labels: .*#  labels: $TMP/nosuch.txt#"
 config_error nolabels "labels file missing" "$TMP/nolabels\.yaml:6:[0-9]+: .*$TMP/nosuch\.txt"
 
+# One class name per network output: a line short or a line over is an
+# error naming both counts; empty lines at the end are not lines, CRLF is
+# fine, an empty line in the middle is a (nameless) class.
+LABELS="$SRC/samples/fashion_mnist/classes.txt"
+head -n 9 "$LABELS" > "$TMP/short.txt"
+{ cat "$LABELS"; echo extra; } > "$TMP/long.txt"
+{ head -n 5 "$LABELS"; echo; tail -n 5 "$LABELS"; } > "$TMP/gap.txt"
+{ cat "$LABELS"; printf '\n\n'; } | sed 's/$/\r/' > "$TMP/trailing.txt"
+mk shortlabels -e "s#^  labels: .*#  labels: $TMP/short.txt#"
+config_error shortlabels "labels file one line short" \
+  "$TMP/shortlabels\.yaml:6:[0-9]+: labels: $TMP/short\.txt has 9 lines, but the network has 10 outputs \(layer 'fc2'\)"
+mk longlabels -e "s#^  labels: .*#  labels: $TMP/long.txt#"
+config_error longlabels "labels file one line over" "$TMP/longlabels\.yaml:6:[0-9]+: labels: $TMP/long\.txt has 11 lines"
+mk gaplabels -e "s#^  labels: .*#  labels: $TMP/gap.txt#"
+config_error gaplabels "labels file with an empty line inserted" "$TMP/gaplabels\.yaml:6:[0-9]+: labels: $TMP/gap\.txt has 11 lines"
+mk trailinglabels -e "s#^  labels: .*#  labels: $TMP/trailing.txt#"
+expect_rc 0 "labels with CRLF and empty lines at the end" -- "$BIN" info "$TMP/trailinglabels.yaml"
+
 # -------------------------------------------------------------------- images
 expect_error "image missing" "$TMP/nosuch\.png" -- "$BIN" run "$TMP/base.yaml" --input "$TMP/nosuch.png" --out "$OUTS/imgmissing"
 if [ ! -e "$OUTS/imgmissing" ]; then ok; else bad "image missing: the output folder was created"; fi
