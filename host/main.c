@@ -64,7 +64,7 @@ int main(int argc, char **argv)
      * (a system call or a library's compile cut short): the signal is the
      * one thing to report, and 128 + its number the exit code. */
     if (status < 0 && status != CNN_ERR_INTERRUPTED && cnn_signal_pending()) status = cnn_error_interrupted();
-    if (status < 0 && cnn_error_message()[0]) fprintf(stderr, "cnnviz-cl: error: %s\n", cnn_error_message());
+    if (status < 0 && cnn_error_message()[0]) cnn_print_line(stderr, "cnnviz-cl: error: ", cnn_error_message());
     if (status == CNN_ERR_INTERRUPTED && cnn_signal_pending()) {
         /* Out at once: the runtime's threads may still be compiling or
          * running work queued before the stop, and the libraries' static

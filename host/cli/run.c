@@ -707,10 +707,9 @@ static int finish_input(run_state *s, int k, int b)
     for (size_t i = 0; i < nout; i++) idx[i] = (int)i;
     g_sort_values = logits;
     qsort(idx, nout, sizeof *idx, cmp_idx);
-    if (!s->o.quiet) printf("%s\n", path);
+    if (!s->o.quiet) cnn_print_line(stdout, "", path);
     cnn_json_object_begin(&s->preds);
-    cnn_json_key(&s->preds, "input");
-    cnn_json_string(&s->preds, path);
+    cnn_json_path(&s->preds, "input", path);
     cnn_json_key(&s->preds, "top");
     cnn_json_array_begin(&s->preds);
     for (int t = 0; t < top; t++) {
@@ -1742,7 +1741,7 @@ static int load_batch(run_state *s, int batch, int *k, int *slot_of, int *n, boo
         if (st == CNN_ERR_INPUT) {
             if (report) {
                 if (!s->first_skip[0]) snprintf(s->first_skip, sizeof s->first_skip, "%s", cnn_error_message());
-                if (s->inputs.n > 1) fprintf(stderr, "cnnviz-cl: skipped: %s\n", cnn_error_message());
+                if (s->inputs.n > 1) cnn_print_line(stderr, "cnnviz-cl: skipped: ", cnn_error_message());
                 s->failed_inputs++;
             }
             (*k)++;

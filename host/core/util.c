@@ -226,10 +226,12 @@ int cnn_mapped_file_register(const void *base, size_t len, const char *path)
     for (int i = 0; i < CNN_MAP_SLOTS; i++) {
         bool expected = false;
         if (!atomic_compare_exchange_strong(&g_maps[i].taken, &expected, true)) continue;
+        char shown[CNN_MAP_MSG / 2];
+        cnn_escape_line(shown, sizeof shown, path);
         int n = snprintf(g_maps[i].msg, CNN_MAP_MSG,
                          "cnnviz-cl: error: %s: the file shrank while in use (rewritten by another "
                          "program during the run?); nothing was finished, run again once the file is whole\n",
-                         path);
+                         shown);
         g_maps[i].msg_len = n < 0 ? 0 : (size_t)n < CNN_MAP_MSG ? (size_t)n : CNN_MAP_MSG - 1;
         atomic_store(&g_maps[i].len, len);
         atomic_store(&g_maps[i].base, (uintptr_t)base);
@@ -437,6 +439,23 @@ void cnn_sanitize_name(const char *name, char *out, size_t out_size)
     }
     out[j] = '\0';
     if (out[0] == '.') out[0] = '_'; /* no hidden files, no "..x" */
+}
+
+size_t cnn_utf8_seq_len(const unsigned char *s, size_t n)
+{
+    if (n == 0) return 0;
+    unsigned char c = s[0];
+    if (c < 0x80) return 1;
+    /* The second byte's range is what rules out overlong forms (E0, F0),
+     * surrogates (ED) and code points past U+10FFFF (F4). */
+    size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+    unsigned char lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+    unsigned char hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+    if (c < 0xc2 || c > 0xf4) return 0;
+    if (n < len || s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf) return 0;
+    return len;
 }
 
 uint64_t cnn_hash64(uint64_t h, const void *data, size_t n)

@@ -122,6 +122,12 @@ void cnn_sanitize_name(const char *name, char *out, size_t out_size);
 char *cnn_device_file_path(const char *cache_dir, const char *folder, const char *platform, const char *device,
                            const char *driver);
 
+/* Length of the well-formed UTF-8 sequence that starts at s (1 to 4, at
+ * most n), or 0 when the bytes there are not one: a stray continuation
+ * byte, an overlong form, a surrogate, a code point past U+10FFFF, a
+ * sequence cut short. */
+size_t cnn_utf8_seq_len(const unsigned char *s, size_t n);
+
 /* 64-bit FNV-1a, chainable: h = cnn_hash64(h, data, n); start with
  * CNN_HASH64_INIT. */
 #define CNN_HASH64_INIT 0xcbf29ce484222325ULL

@@ -426,14 +426,12 @@ int cnn_tune_apply(cnn_cl *cl)
     char why[300];
     cnn_tune_params p;
     if (cnn_file_read(path, FILE_MAX, &text, &len) < 0) {
-        fprintf(stderr, "cnnviz-cl: warning: tuning file %s: %s; ignored\n", path, cnn_error_message());
+        cnn_warn("tuning file %s: %s; ignored", path, cnn_error_message());
     } else if (!cnn_tune_parse(text, len, cl->platform_name, cl->device_name, cl->driver_version,
                                (size_t)cl->local_mem, cl->max_work_group, &p, why, sizeof why)) {
-        fprintf(stderr, "cnnviz-cl: warning: tuning file %s: %s; ignored (delete it or run 'cnnviz-cl tune')\n",
-                path, why);
+        cnn_warn("tuning file %s: %s; ignored (delete it or run 'cnnviz-cl tune')", path, why);
     } else if (cnn_tune_override(cl, &p) < 0) {
-        fprintf(stderr, "cnnviz-cl: warning: tuning file %s: %s; keeping the default GEMM parameters\n", path,
-                cnn_error_message());
+        cnn_warn("tuning file %s: %s; keeping the default GEMM parameters", path, cnn_error_message());
         cnn_blas_apply_defaults(cl);
     } else {
         applied = 1;

@@ -259,8 +259,7 @@ int cnn_choose_convs(cnn_cl *cl, const cnn_graph *g, int max_batch, signed char 
         status = load(path, &merged);
         for (int i = 0; i < t.n && status == CNN_OK; i++) status = add(&merged, &t.e[i]);
         if (status == CNN_OK && save(path, &merged) < 0) {
-            fprintf(stderr, "cnnviz-cl: warning: %s; the kernel choices will be measured again next run\n",
-                    cnn_error_message());
+            cnn_warn("%s; the kernel choices will be measured again next run", cnn_error_message());
             cnn_error_clear();
         }
         free(merged.e);

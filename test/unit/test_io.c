@@ -688,7 +688,7 @@ static void build_doc(cnn_json *j)
 
 static const char k_compact[] =
     "{\"name\":\"quote\\\" back\\\\ nl\\n tab\\t cr\\r bs\\b ff\\f bell\\u0007 esc\\u001b "
-    "del\x7f\",\"utf8 \xc3\xa9\xe2\x82\xac\":\"caf\xc3\xa9 \xff\","
+    "del\x7f\",\"utf8 \xc3\xa9\xe2\x82\xac\":\"caf\xc3\xa9 \xef\xbf\xbd\","
     "\"nums\":[1.5,-0.1,null,null,1.23456789e+11,-9223372036854775808,true,false,null,"
     "null],\"empty_obj\":{},\"empty_arr\":[],\"nested\":[{\"\":[[],0]}]}";
 
@@ -696,7 +696,7 @@ static const char k_pretty[] =
     "{\n"
     "  \"name\": \"quote\\\" back\\\\ nl\\n tab\\t cr\\r bs\\b ff\\f bell\\u0007 esc\\u001b "
     "del\x7f\",\n"
-    "  \"utf8 \xc3\xa9\xe2\x82\xac\": \"caf\xc3\xa9 \xff\",\n"
+    "  \"utf8 \xc3\xa9\xe2\x82\xac\": \"caf\xc3\xa9 \xef\xbf\xbd\",\n"
     "  \"nums\": [\n"
     "    1.5,\n"
     "    -0.1,\n"
@@ -792,6 +792,88 @@ static void test_json(void)
     CHECK(!j.failed && j.len == 2 * (CNN_JSON_MAX_DEPTH - 1), "depth %d failed",
           CNN_JSON_MAX_DEPTH - 1);
     cnn_json_free(&j);
+}
+
+/* Strings that are not UTF-8: every byte that does not begin a well-formed
+ * sequence becomes U+FFFD (overlong forms, surrogates, code points past
+ * U+10FFFF, cut sequences, stray continuation bytes); file names keep their
+ * bytes in base64. */
+static void test_json_utf8(void)
+{
+    static const struct { const char *in, *out; } cases[] = {
+        {"plain", "\"plain\""},
+        {"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\""},
+        {"a\xff" "b", "\"a\xef\xbf\xbd" "b\""},
+        {"\xc0\xaf", "\"\xef\xbf\xbd\xef\xbf\xbd\""},                  /* overlong '/' */
+        {"\xe0\x80\xaf", "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""},  /* overlong, 3 bytes */
+        {"\xed\xa0\x80", "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""},  /* surrogate U+D800 */
+        {"\xf4\x90\x80\x80", "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""}, /* U+110000 */
+        {"x\xe2\x82", "\"x\xef\xbf\xbd\xef\xbf\xbd\""},                /* cut at the end */
+        {"\x80" "a", "\"\xef\xbf\xbd" "a\""},                           /* stray continuation */
+        {"\xf4\x8f\xbf\xbf", "\"\xf4\x8f\xbf\xbf\""},                  /* U+10FFFF is fine */
+        {"\x01\x1f\x7f", "\"\\u0001\\u001f\x7f\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cnn_json j;
+        cnn_json_init(&j, false);
+        cnn_json_string(&j, cases[i].in);
+        CHECK(!j.failed && j.buf && strcmp(j.buf, cases[i].out) == 0, "case %zu: got %s", i, j.buf ? j.buf : "");
+        bool valid = strstr(cases[i].out, "\xef\xbf\xbd") == NULL;
+        CHECK(cnn_json_is_utf8(cases[i].in) == valid, "case %zu: is_utf8 says %d", i, !valid);
+        cnn_json_free(&j);
+    }
+
+    /* RFC 4648's test vectors. */
+    static const char *const b64[][2] = {{"", ""},           {"f", "Zg=="},         {"fo", "Zm8="},
+                                         {"foo", "Zm9v"},    {"foob", "Zm9vYg=="},  {"fooba", "Zm9vYmE="},
+                                         {"foobar", "Zm9vYmFy"}, {"\xff\xfe\xfd", "//79"}};
+    for (size_t i = 0; i < sizeof b64 / sizeof b64[0]; i++) {
+        cnn_json j;
+        cnn_json_init(&j, false);
+        cnn_json_base64(&j, b64[i][0], strlen(b64[i][0]));
+        char want[32];
+        snprintf(want, sizeof want, "\"%s\"", b64[i][1]);
+        CHECK(!j.failed && j.buf && strcmp(j.buf, want) == 0, "base64 of '%s': %s", b64[i][1], j.buf ? j.buf : "");
+        cnn_json_free(&j);
+    }
+
+    cnn_json j;
+    cnn_json_init(&j, false);
+    cnn_json_object_begin(&j);
+    cnn_json_path(&j, "input", "d/ok\xc3\xa9.png");
+    cnn_json_path(&j, "other", "d/\xff\xfe.png");
+    cnn_json_object_end(&j);
+    CHECK(!j.failed && j.buf &&
+              strcmp(j.buf, "{\"input\":\"d/ok\xc3\xa9.png\",\"other\":\"d/\xef\xbf\xbd\xef\xbf\xbd.png\","
+                            "\"other_b64\":\"ZC///i5wbmc=\"}") == 0,
+          "paths: %s", j.buf ? j.buf : "");
+    cnn_json_free(&j);
+}
+
+/* One terminal line whatever the text: controls and stray bytes escaped,
+ * UTF-8 kept, cut to the buffer without splitting an escape. */
+static void test_escape_line(void)
+{
+    static const struct { const char *in, *out; } cases[] = {
+        {"a\nb.png", "a\\nb.png"},
+        {"\r\t", "\\r\\t"},
+        {"\x1b[31mred\x7f", "\\x1b[31mred\\x7f"},
+        {"\xff\xfe.png", "\\xff\\xfe.png"},
+        {"caf\xc3\xa9", "caf\xc3\xa9"},
+        {"csi \xc2\x9b", "csi \\xc2\\x9b"}, /* C1 control as UTF-8 */
+        {"nbsp \xc2\xa0", "nbsp \xc2\xa0"},
+        {"back\\slash", "back\\slash"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[64];
+        size_t n = cnn_escape_line(out, sizeof out, cases[i].in);
+        CHECK(strcmp(out, cases[i].out) == 0 && n == strlen(out), "escape %zu: '%s'", i, out);
+    }
+    char small[5];
+    cnn_escape_line(small, sizeof small, "ab\ncd");
+    CHECK(strcmp(small, "ab\\n") == 0, "cut: '%s'", small);
+    cnn_escape_line(small, sizeof small, "abc\x01");
+    CHECK(strcmp(small, "abc") == 0, "cut before an escape: '%s'", small);
 }
 
 /* A file the user names is read only when it is a regular file: the open
@@ -893,6 +975,8 @@ int main(void)
     test_threads();
     test_npy();
     test_json();
+    test_json_utf8();
+    test_escape_line();
     test_file_kinds();
 
     CHECK(count_tmp_files() == 0, "temporary files left in %s", g_dir);
