@@ -4,16 +4,7 @@
 # line:column, tensor or image path) and what.  Errors in the pipeline or its
 # weights are raised before anything is written.
 . "$(dirname "$0")/lib.sh"
-
-PY=/usr/bin/python3
-CFG="$SRC/configs/fashion_mnist.yaml"
-IMAGES="$SRC/samples/fashion_mnist/images"
-IMG="$IMAGES/0_tshirt.png"
-WEIGHTS="$SRC/samples/fashion_mnist/fashion_mnist.safetensors"
-OUTS="$TMP/outs"   # every run writes under here; config errors must leave it empty
-
-# The sample pipeline with absolute weights and labels, so copies in $TMP resolve.
-sed -e "s#\.\./samples/#$SRC/samples/#" "$CFG" > "$TMP/base.yaml"
+use_sample # every run writes under $OUTS; config errors must leave it empty
 expect_rc 0 "the base config is good" -- "$BIN" info "$TMP/base.yaml"
 
 # mk NAME SED-ARGS...: $TMP/NAME.yaml, a variation of the base config

@@ -8,17 +8,7 @@
 # test_errors.sh covers the everyday mistakes; this file covers what a fuzzer
 # or an attacker would try.  Generated files live under $TMP.
 . "$(dirname "$0")/lib.sh"
-
-PY=/usr/bin/python3
-CFG="$SRC/configs/fashion_mnist.yaml"
-IMAGES="$SRC/samples/fashion_mnist/images"
-IMG="$IMAGES/0_tshirt.png"
-WEIGHTS="$SRC/samples/fashion_mnist/fashion_mnist.safetensors"
-OUTS="$TMP/outs"
-mkdir -p "$OUTS"
-
-# The sample pipeline with absolute weights and labels, so copies in $TMP resolve.
-sed -e "s#\.\./samples/#$SRC/samples/#" "$CFG" > "$TMP/base.yaml"
+use_sample
 expect_rc 0 "the base config is good" -- "$BIN" info "$TMP/base.yaml"
 WLINE=$(grep -n '^  weights:' "$TMP/base.yaml" | cut -d: -f1)
 

@@ -141,6 +141,16 @@ static void expect_fail(const char *arg, const char *const *phrases, const char 
     cnn_inputs_free(&l);
 }
 
+/* Writes the list `name` (unless text is NULL) and expects "@<dir>/name"
+ * to fail so. */
+static void list_fails(const char *name, const char *text, const char *const *phrases, const char *what)
+{
+    if (text) write_text(name, text);
+    char *arg = cnn_strfmt("@%s/%s", g_dir, name);
+    expect_fail(arg, phrases, what);
+    free(arg);
+}
+
 static void test_files(void)
 {
     char *sub = in_dir("imgs/sub");
@@ -177,24 +187,18 @@ static void test_files(void)
     free(arg);
 
     /* A list naming itself, two naming each other, a symlink to itself. */
-    write_text("self.txt", "one.png\n\n@self.txt\n");
-    arg = cnn_strfmt("@%s/self.txt", g_dir);
-    expect_fail(arg, (const char *const[]){"self.txt:3: @", "self.txt: this list is being read already", NULL},
-                "list naming itself");
-    free(arg);
-    write_text("ping.txt", "# ping\n@pong.txt\n");
+    list_fails("self.txt", "one.png\n\n@self.txt\n",
+               (const char *const[]){"self.txt:3: @", "self.txt: this list is being read already", NULL},
+               "list naming itself");
     write_text("pong.txt", "one.png\n@ping.txt\n");
-    arg = cnn_strfmt("@%s/ping.txt", g_dir);
-    expect_fail(arg, (const char *const[]){"pong.txt:2: @", "ping.txt: this list is being read already", NULL},
-                "lists naming each other");
-    free(arg);
+    list_fails("ping.txt", "# ping\n@pong.txt\n",
+               (const char *const[]){"pong.txt:2: @", "ping.txt: this list is being read already", NULL},
+               "lists naming each other");
     char *link = in_dir("alias.txt");
     CHECK(symlink("via.txt", link) == 0, "symlink %s", link);
-    write_text("via.txt", "@./alias.txt\n");
-    arg = cnn_strfmt("@%s/via.txt", g_dir);
-    expect_fail(arg, (const char *const[]){"via.txt:1: @", "alias.txt: this list is being read already", NULL},
-                "list naming itself through a symlink");
-    free(arg);
+    list_fails("via.txt", "@./alias.txt\n",
+               (const char *const[]){"via.txt:1: @", "alias.txt: this list is being read already", NULL},
+               "list naming itself through a symlink");
     free(link);
 
     /* A chain one deeper than allowed. */
@@ -204,11 +208,9 @@ static void test_files(void)
         snprintf(text, sizeof text, "@chain%d.txt\n", i + 1);
         write_text(name, i == CNN_INPUTS_MAX_LIST_DEPTH ? "one.png\n" : text);
     }
-    arg = cnn_strfmt("@%s/chain0.txt", g_dir);
     char want[64];
     snprintf(want, sizeof want, "chain%d.txt:1: @", CNN_INPUTS_MAX_LIST_DEPTH - 1);
-    expect_fail(arg, (const char *const[]){want, "nested more than", NULL}, "lists nested too deep");
-    free(arg);
+    list_fails("chain0.txt", NULL, (const char *const[]){want, "nested more than", NULL}, "lists nested too deep");
     /* One level less is fine. */
     arg = cnn_strfmt("@%s/chain1.txt", g_dir);
     CHECK_OK(expand(arg, &l));
@@ -217,18 +219,14 @@ static void test_files(void)
     free(arg);
 
     /* A missing entry, a FIFO entry, a FIFO in a folder, a FIFO list. */
-    write_text("missing.txt", "one.png\n# gone:\nmissing.png\n");
-    arg = cnn_strfmt("@%s/missing.txt", g_dir);
-    expect_fail(arg, (const char *const[]){"missing.txt:3: ", "/missing.png: No such file or directory", NULL},
-                "missing entry");
-    free(arg);
+    list_fails("missing.txt", "one.png\n# gone:\nmissing.png\n",
+               (const char *const[]){"missing.txt:3: ", "/missing.png: No such file or directory", NULL},
+               "missing entry");
     char *fifo = in_dir("pipe.png");
     CHECK(mkfifo(fifo, 0600) == 0, "mkfifo %s", fifo);
-    write_text("fifo.txt", "one.png\npipe.png\n");
-    arg = cnn_strfmt("@%s/fifo.txt", g_dir);
-    expect_fail(arg, (const char *const[]){"fifo.txt:2: ", "pipe.png: is a FIFO (named pipe), not a regular file", NULL},
-                "FIFO in a list");
-    free(arg);
+    list_fails("fifo.txt", "one.png\npipe.png\n",
+               (const char *const[]){"fifo.txt:2: ", "pipe.png: is a FIFO (named pipe), not a regular file", NULL},
+               "FIFO in a list");
     expect_fail(fifo, (const char *const[]){"--input ", "pipe.png: is a FIFO", NULL}, "FIFO as --input");
     arg = cnn_strfmt("@%s", fifo);
     expect_fail(arg, (const char *const[]){"--input @", "pipe.png: is a FIFO", NULL}, "FIFO as the list");
