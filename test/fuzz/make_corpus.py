@@ -187,6 +187,16 @@ def images():
     out("fuzz_jpeg", "exif_orientation6.jpg", jpeg_bytes(rgb, quality=85, exif=exif.tobytes()))
 
 
+# ---------------------------------------------------------------- @lists
+def lists():
+    out("fuzz_list", "plain.txt", b"images/a.png\nimages/b.jpg\n")
+    out("fuzz_list", "windows.txt", b"\xef\xbb\xbfa.png\r\n  b c.png \t\r\n\r\n# comment\r\nsub/\r\n")
+    out("fuzz_list", "nested.txt", b"# lists of lists\n@more.txt\n  @../other/list.txt\t\n/abs/x.jpeg\n")
+    out("fuzz_list", "odd_names.txt", b"caf\xc3\xa9.png\n\xff\xfe.png\nesc\x1b[31m.png\n\xc2\x9bx.png\nlast.png")
+    out("fuzz_list", "long.txt", b"ok.png\n" + b"d/" * 2047 + b"x.png\n")
+    out("fuzz_list", "bare_at.txt", b"a.png\n@\n")
+    out("fuzz_list", "nul.txt", b"a.png\nb\x00.png\n")
+
 
 def main():
     if os.path.isdir(CORPUS):
@@ -194,6 +204,7 @@ def main():
     configs()
     weights()
     images()
+    lists()
     total = sum(len(os.listdir(os.path.join(CORPUS, d))) for d in os.listdir(CORPUS))
     print(f"make_corpus: {total} files under {CORPUS}", file=sys.stderr)
 
