@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char USAGE[] =
     "usage: cnnviz-cl <command> [options]\n"
@@ -59,8 +60,19 @@ int main(int argc, char **argv)
     } else {
         status = cnn_error_set(CNN_ERR_USAGE, "unknown command '%s' (try 'cnnviz-cl --help')", cmd);
     }
-    if (status < 0 && cnn_error_message()[0])
-        fprintf(stderr, "cnnviz-cl: error: %s\n", cnn_error_message());
-    if (status == CNN_ERR_INTERRUPTED && cnn_signal_pending()) return 128 + cnn_signal_pending();
+    /* Whatever failed while SIGINT/SIGTERM was pending failed because of it
+     * (a system call or a library's compile cut short): the signal is the
+     * one thing to report, and 128 + its number the exit code. */
+    if (status < 0 && status != CNN_ERR_INTERRUPTED && cnn_signal_pending()) status = cnn_error_interrupted();
+    if (status < 0 && cnn_error_message()[0]) cnn_print_line(stderr, "cnnviz-cl: error: ", cnn_error_message());
+    if (status == CNN_ERR_INTERRUPTED && cnn_signal_pending()) {
+        /* Out at once: the runtime's threads may still be compiling or
+         * running work queued before the stop, and the libraries' static
+         * destructors, which exit() would run, pull their state away under
+         * them (LLVM inside PoCL then crashes). */
+        fflush(NULL);
+        cnn_tmp_cleanup_all();
+        _exit(128 + cnn_signal_pending());
+    }
     return cnn_status_exit_code(status);
 }

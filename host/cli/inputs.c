@@ -4,11 +4,14 @@
 #include "core/util.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MAX_INPUTS 10000000
 #define MAX_DEPTH 32
@@ -40,6 +43,16 @@ static bool is_image_name(const char *name)
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* Errors about an entry carry where it was named: "--input " or
+ * "list.txt:3: " before the message (an interruption stays as it is). */
+static int located(int status, const char *where)
+{
+    if (status == CNN_ERR_INTERRUPTED || !where) return status;
+    char msg[CNN_ERROR_MAX];
+    snprintf(msg, sizeof msg, "%s", cnn_error_message());
+    return cnn_error_set(status, "%s%s", where, msg);
+}
+
 static int add_dir(cnn_input_list *l, const char *dir, int depth)
 {
     if (depth > MAX_DEPTH) return cnn_error_set(CNN_ERR_INPUT, "%s: folders nested too deep", dir);
@@ -56,8 +69,12 @@ static int add_dir(cnn_input_list *l, const char *dir, int depth)
             break;
         }
         struct stat st;
-        if (stat(p, &st) == 0 && (S_ISDIR(st.st_mode) || (S_ISREG(st.st_mode) && is_image_name(e->d_name))))
-            status = push(&sub, p);
+        if (stat(p, &st) == 0) {
+            if (S_ISDIR(st.st_mode) || (S_ISREG(st.st_mode) && is_image_name(e->d_name)))
+                status = push(&sub, p);
+            else if (is_image_name(e->d_name) && !S_ISREG(st.st_mode))
+                status = cnn_file_refuse_kind(p, st.st_mode);
+        }
         free(p);
     }
     closedir(d);
@@ -73,39 +90,126 @@ static int add_dir(cnn_input_list *l, const char *dir, int depth)
     return status;
 }
 
-static int add_list(cnn_input_list *l, const char *listfile)
+/* The lists being read, outermost first, by device and inode: the same
+ * file under another name (a link, "./x.txt") is still the same list. */
+typedef struct open_lists {
+    dev_t dev[CNN_INPUTS_MAX_LIST_DEPTH];
+    ino_t ino[CNN_INPUTS_MAX_LIST_DEPTH];
+    int n;
+} open_lists;
+
+static int add_list(cnn_input_list *l, const char *listfile, const char *where, open_lists *open);
+
+/* A file or folder, named by `where` ("--input " or "list.txt:3: "). */
+static int add_path(cnn_input_list *l, const char *path, const char *where)
 {
+    struct stat st;
+    if (stat(path, &st) != 0) return cnn_error_set(CNN_ERR_INPUT, "%s%s: %s", where, path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) {
+        int before = l->n;
+        int status = add_dir(l, path, 0);
+        if (status == CNN_OK && l->n == before)
+            return cnn_error_set(CNN_ERR_INPUT, "%s%s: no .png/.jpg/.jpeg files in this folder", where, path);
+        return status;
+    }
+    if (!S_ISREG(st.st_mode)) return located(cnn_file_refuse_kind(path, st.st_mode), where);
+    return push(l, path);
+}
+
+typedef struct list_reader {
+    cnn_input_list *l;
+    const char *name; /* the list file, as named */
+    char *dir;        /* entries are relative to this folder */
+    open_lists *open;
+} list_reader;
+
+static int on_entry(void *ctx, int line, const char *entry)
+{
+    list_reader *r = ctx;
+    bool is_list = entry[0] == '@';
+    char *path = cnn_path_join(r->dir, entry + is_list);
+    char *where = cnn_strfmt("%s:%d: %s", r->name, line, is_list ? "@" : "");
+    int status = path && where ? CNN_OK : CNN_ERR_NOMEM;
+    if (status == CNN_OK)
+        status = is_list ? add_list(r->l, path, where, r->open) : add_path(r->l, path, where);
+    free(where);
+    free(path);
+    return status;
+}
+
+static int add_list(cnn_input_list *l, const char *listfile, const char *where, open_lists *open)
+{
+    struct stat st;
+    int fd = cnn_file_open_read(listfile, &st);
+    if (fd < 0) return located(fd, where);
+    int status = CNN_OK;
+    for (int i = 0; i < open->n && status == CNN_OK; i++)
+        if (open->dev[i] == st.st_dev && open->ino[i] == st.st_ino)
+            status = cnn_error_set(CNN_ERR_INPUT,
+                                   "%s%s: this list is being read already (lists that name themselves or each "
+                                   "other would never end)",
+                                   where, listfile);
+    if (status == CNN_OK && open->n == CNN_INPUTS_MAX_LIST_DEPTH)
+        status = cnn_error_set(CNN_ERR_INPUT, "%s%s: lists nested more than %d deep", where, listfile,
+                               CNN_INPUTS_MAX_LIST_DEPTH);
     char *text = NULL;
     size_t len = 0;
-    int status = cnn_file_read(listfile, 64u << 20, &text, &len);
+    if (status == CNN_OK)
+        status = located(cnn_file_read_fd(fd, listfile, (long long)st.st_size, 64u << 20, &text, &len), where);
+    close(fd);
     if (status < 0) return status;
-    char *dir = cnn_path_dir(listfile);
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\r\n", &save); line && status == CNN_OK; line = strtok_r(NULL, "\r\n", &save)) {
-        while (*line == ' ' || *line == '\t') line++;
-        if (!*line || *line == '#') continue;
-        char *p = cnn_path_join(dir, line);
-        status = p ? cnn_inputs_add(l, p) : CNN_ERR_NOMEM;
-        free(p);
+    list_reader r = {.l = l, .name = listfile, .dir = cnn_path_dir(listfile), .open = open};
+    if (!r.dir) {
+        free(text);
+        return CNN_ERR_NOMEM;
     }
-    free(dir);
+    open->dev[open->n] = st.st_dev;
+    open->ino[open->n] = st.st_ino;
+    open->n++;
+    status = cnn_inputs_parse_list(listfile, text, len, on_entry, &r);
+    open->n--;
+    free(r.dir);
     free(text);
     return status;
 }
 
+int cnn_inputs_parse_list(const char *name, const char *text, size_t len, cnn_list_entry_fn fn, void *ctx)
+{
+    char entry[CNN_INPUTS_MAX_LINE + 1];
+    size_t pos = len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+    for (int line = 1; pos < len; line++) {
+        const char *s = text + pos;
+        const char *nl = memchr(s, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - s) : len - pos;
+        pos += n + (nl != NULL);
+        if (memchr(s, '\0', n))
+            return cnn_error_set(CNN_ERR_INPUT, "%s:%d: the line holds a NUL byte (not a text file?)", name, line);
+        while (n && (*s == ' ' || *s == '\t')) {
+            s++;
+            n--;
+        }
+        while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r')) n--;
+        if (n == 0 || *s == '#') continue;
+        if (n > CNN_INPUTS_MAX_LINE)
+            return cnn_error_set(CNN_ERR_INPUT, "%s:%d: the entry is %zu bytes long, more than the %d allowed",
+                                 name, line, n, CNN_INPUTS_MAX_LINE);
+        if (n == 1 && *s == '@') return cnn_error_set(CNN_ERR_INPUT, "%s:%d: '@' without a list file", name, line);
+        memcpy(entry, s, n);
+        entry[n] = '\0';
+        int status = fn(ctx, line, entry);
+        if (status < 0) return status;
+    }
+    return CNN_OK;
+}
+
 int cnn_inputs_add(cnn_input_list *l, const char *arg)
 {
-    if (arg[0] == '@') return add_list(l, arg + 1);
-    struct stat st;
-    if (stat(arg, &st) != 0) return cnn_error_set(CNN_ERR_INPUT, "--input %s: %s", arg, strerror(errno));
-    if (S_ISDIR(st.st_mode)) {
-        int before = l->n;
-        int status = add_dir(l, arg, 0);
-        if (status == CNN_OK && l->n == before)
-            return cnn_error_set(CNN_ERR_INPUT, "--input %s: no .png/.jpg/.jpeg files in this folder", arg);
-        return status;
+    if (arg[0] == '@') {
+        if (!arg[1]) return cnn_error_set(CNN_ERR_INPUT, "--input @: no list file after the '@'");
+        open_lists open = {.n = 0};
+        return add_list(l, arg + 1, "--input @", &open);
     }
-    return push(l, arg);
+    return add_path(l, arg, "--input ");
 }
 
 void cnn_inputs_free(cnn_input_list *l)

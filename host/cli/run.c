@@ -239,35 +239,55 @@ static void loaded_free(loaded *l)
     memset(l, 0, sizeof *l);
 }
 
+/* One class name per line, as many lines as the network has outputs: a
+ * count that differs means the file belongs to another network (or lost a
+ * line), and every name after the gap would be wrong.  Each '\n' ends a
+ * line (an empty line in the middle is a class without a name, counted);
+ * empty lines at the end, a CR before the newline and a UTF-8 byte order
+ * mark are not part of the names. */
 static int load_labels(loaded *l)
 {
     if (!l->pipe.labels) return CNN_OK;
+    const char *path = l->pipe.labels;
     char *text = NULL;
     size_t len = 0;
-    int status = cnn_file_read(l->pipe.labels, 16u << 20, &text, &len);
+    int status = cnn_file_read(path, 16u << 20, &text, &len);
+    if (status == CNN_ERR_INTERRUPTED) return status;
     if (status < 0) return cnn_pipeline_error_at(&l->pipe, l->pipe.labels_pos, "labels: %s", cnn_error_message());
-    int cap = 0;
+    size_t pos = len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+    while (len > pos && (text[len - 1] == '\n' || text[len - 1] == '\r')) len--;
+    text[len] = '\0';
+    const cnn_layer *last = &l->graph.layers[l->graph.n - 1];
+    size_t nout = cnn_layer_numel(last);
+    int n = 0;
+    for (size_t i = pos; i < len; i++) n += text[i] == '\n';
+    n += len > pos;
+    if (memchr(text, '\0', len)) {
+        status = cnn_pipeline_error_at(&l->pipe, l->pipe.labels_pos, "labels: %s: holds a NUL byte (not a text file?)",
+                                       path);
+    } else if ((size_t)n != nout) {
+        status = cnn_pipeline_error_at(&l->pipe, l->pipe.labels_pos,
+                                       "labels: %s has %d line%s, but the network has %zu outputs (layer '%s'): "
+                                       "one class name per output, in order",
+                                       path, n, n == 1 ? "" : "s", nout, last->spec->name);
+    } else if (n > 0 && !(l->labels = cnn_calloc((size_t)n, sizeof *l->labels))) {
+        status = CNN_ERR_NOMEM;
+    }
     char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        size_t n = strlen(line);
-        if (n && line[n - 1] == '\r') line[n - 1] = '\0';
-        if (l->n_labels == cap) {
-            cap = cap ? cap * 2 : 64;
-            char **p = cnn_realloc(l->labels, (size_t)cap * sizeof *p);
-            if (!p) {
-                free(text);
-                return CNN_ERR_NOMEM;
-            }
-            l->labels = p;
-        }
+    for (char *line = n && status == CNN_OK ? text + pos : NULL; line && l->n_labels < n; line = save) {
+        char *nl = strchr(line, '\n');
+        save = nl ? nl + 1 : NULL;
+        if (nl) *nl = '\0';
+        size_t m = strlen(line);
+        if (m && line[m - 1] == '\r') line[m - 1] = '\0';
         if (!(l->labels[l->n_labels] = cnn_strdup(line))) {
-            free(text);
-            return CNN_ERR_NOMEM;
+            status = CNN_ERR_NOMEM;
+            break;
         }
         l->n_labels++;
     }
     free(text);
-    return CNN_OK;
+    return status;
 }
 
 static int load_all(const run_opts *o, loaded *l)
@@ -699,10 +719,9 @@ static int finish_input(run_state *s, int k, int b)
     for (size_t i = 0; i < nout; i++) idx[i] = (int)i;
     g_sort_values = logits;
     qsort(idx, nout, sizeof *idx, cmp_idx);
-    if (!s->o.quiet) printf("%s\n", path);
+    if (!s->o.quiet) cnn_print_line(stdout, "", path);
     cnn_json_object_begin(&s->preds);
-    cnn_json_key(&s->preds, "input");
-    cnn_json_string(&s->preds, path);
+    cnn_json_path(&s->preds, "input", path);
     cnn_json_key(&s->preds, "top");
     cnn_json_array_begin(&s->preds);
     for (int t = 0; t < top; t++) {
@@ -978,13 +997,10 @@ static int check_memory(run_state *s, int batch)
  * device passes); queued PNGs are dropped, temporary files removed. */
 static int interrupted(run_state *s)
 {
-    int sig = cnn_signal_pending();
-    if (!sig) return CNN_OK;
-    char msg[96];
-    snprintf(msg, sizeof msg, "interrupted by %s: stopped without writing a partial file",
-             sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal");
-    cnn_png_pool_cancel(s->pool, CNN_ERR_INTERRUPTED, msg);
-    return cnn_error_set(CNN_ERR_INTERRUPTED, "%s", msg);
+    if (!cnn_signal_pending()) return CNN_OK;
+    int status = cnn_error_interrupted();
+    cnn_png_pool_cancel(s->pool, status, cnn_error_message());
+    return status;
 }
 
 static int n_in_px(const run_state *s) { return s->l.graph.in_h * s->l.graph.in_w; }
@@ -1638,7 +1654,7 @@ static int load_batch(run_state *s, int batch, int *k, int *slot_of, int *n, boo
         if (st == CNN_ERR_INPUT) {
             if (report) {
                 if (!s->first_skip[0]) snprintf(s->first_skip, sizeof s->first_skip, "%s", cnn_error_message());
-                if (s->inputs.n > 1) fprintf(stderr, "cnnviz-cl: skipped: %s\n", cnn_error_message());
+                if (s->inputs.n > 1) cnn_print_line(stderr, "cnnviz-cl: skipped: ", cnn_error_message());
                 s->failed_inputs++;
             }
             (*k)++;
@@ -1969,8 +1985,13 @@ loop_done:
                 "peak memory %.0f MiB\n",
                 done_inputs, done_inputs == 1 ? "" : "s", loop_ms / 1000.0, done_inputs / (loop_ms / 1000.0), t_first,
                 s.pool ? cnn_png_pool_written(s.pool) : 0L, peak_rss_mib());
-        if (report) fprintf(stderr, "cnnviz-cl: wrote %s/index.html\n", s.out_dir);
-        fprintf(stderr, "cnnviz-cl: wrote %s/manifest.json\n", s.out_dir);
+        char line[1200];
+        if (report) {
+            snprintf(line, sizeof line, "wrote %s/index.html", s.out_dir);
+            cnn_print_line(stderr, "cnnviz-cl: ", line);
+        }
+        snprintf(line, sizeof line, "wrote %s/manifest.json", s.out_dir);
+        cnn_print_line(stderr, "cnnviz-cl: ", line);
     }
     if (s.failed_inputs && s.inputs.n == 1)
         status = cnn_error_set(CNN_ERR_INPUT, "%s", s.first_skip);

@@ -1,7 +1,9 @@
 #define _POSIX_C_SOURCE 200809L
 #include "core/error.h"
+#include "core/util.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,6 +22,8 @@ int cnn_error_set(int status, const char *fmt, ...)
 
 int cnn_error_prefix(int status, const char *fmt, ...)
 {
+    /* An interruption is the same wherever it stopped the run. */
+    if (status == CNN_ERR_INTERRUPTED) return status;
     char prefix[CNN_ERROR_MAX];
     char old[CNN_ERROR_MAX];
     va_list ap;
@@ -42,6 +46,65 @@ int cnn_error_prefix(int status, const char *fmt, ...)
 const char *cnn_error_message(void) { return g_message; }
 
 void cnn_error_clear(void) { g_message[0] = '\0'; }
+
+size_t cnn_escape_line(char *out, size_t size, const char *text)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)text;
+    size_t n = strlen(text), j = 0;
+    if (size == 0) return 0;
+    for (size_t i = 0; i < n;) {
+        size_t seq = cnn_utf8_seq_len(p + i, n - i);
+        unsigned char c = p[i];
+        bool c1 = seq == 2 && c == 0xc2 && p[i + 1] < 0xa0;
+        char esc[4] = {'\\', c == '\n' ? 'n' : c == '\r' ? 'r' : 't'};
+        size_t len = seq;
+        bool raw = false;
+        if (seq == 1 && (c == '\n' || c == '\r' || c == '\t')) {
+            len = 2;
+        } else if (seq == 0 || c1 || (seq == 1 && (c < 0x20 || c == 0x7f))) {
+            /* A C1 control is escaped byte by byte, like a stray byte. */
+            seq = 1;
+            esc[1] = 'x';
+            esc[2] = hex[c >> 4];
+            esc[3] = hex[c & 15];
+            len = 4;
+        } else {
+            raw = true;
+        }
+        if (j + len >= size) break;
+        memcpy(out + j, raw ? (const char *)p + i : esc, len);
+        j += len;
+        i += seq;
+    }
+    out[j] = '\0';
+    return j;
+}
+
+void cnn_print_line(FILE *f, const char *prefix, const char *message)
+{
+    /* Four output bytes at most per input byte. */
+    size_t cap = 4 * strlen(message) + 1;
+    char stack[4 * CNN_ERROR_MAX + 1];
+    char *buf = cap <= sizeof stack ? stack : malloc(cap);
+    if (!buf) {
+        buf = stack;
+        cap = sizeof stack;
+    }
+    cnn_escape_line(buf, cap, message);
+    fprintf(f, "%s%s\n", prefix, buf);
+    if (buf != stack) free(buf);
+}
+
+void cnn_warn(const char *fmt, ...)
+{
+    char msg[CNN_ERROR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cnn_print_line(stderr, "cnnviz-cl: warning: ", msg);
+}
 
 int cnn_status_exit_code(int status)
 {

@@ -8,6 +8,8 @@
 #ifndef CNN_CORE_ERROR_H
 #define CNN_CORE_ERROR_H
 
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <CL/cl.h>
 #include <CL/cl_ext.h>
@@ -30,13 +32,29 @@ typedef enum cnn_status {
 int cnn_error_set(int status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Prepends "prefix: " (printf-style) to the current message; returns `status`. */
+/* Prepends "prefix: " (printf-style) to the current message; returns `status`.
+ * CNN_ERR_INTERRUPTED keeps its message as it is. */
 int cnn_error_prefix(int status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* The current message ("" when none was set). */
 const char *cnn_error_message(void);
 void cnn_error_clear(void);
+
+/* Copies text into out (NUL-terminated, cut to fit `size`) so that it is
+ * safe on one terminal line: a newline, CR and tab become \n, \r, \t; the
+ * other control bytes (C0, DEL, and C1 written as UTF-8), and bytes that are
+ * not well-formed UTF-8, become \xHH; everything else (valid UTF-8 text,
+ * backslashes too) is kept.  Returns the length written. */
+size_t cnn_escape_line(char *out, size_t size, const char *text);
+
+/* Prints "<prefix><message>\n" with the message escaped as above, so that a
+ * file name with a newline or an escape sequence in it can neither split the
+ * line nor drive the terminal.  For the error, skipped and warning lines. */
+void cnn_print_line(FILE *f, const char *prefix, const char *message);
+
+/* "cnnviz-cl: warning: <message>" on stderr, printf-style, escaped. */
+void cnn_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* 0 for CNN_OK, 2 for usage and input errors, 1 for the rest. */
 int cnn_status_exit_code(int status);

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -74,38 +75,94 @@ char *cnn_strfmt(const char *fmt, ...)
     return p;
 }
 
-int cnn_file_read(const char *path, size_t max_bytes, char **data, size_t *len)
+int cnn_file_refuse_kind(const char *path, unsigned mode)
+{
+    const char *kind = S_ISDIR(mode)    ? "a folder"
+                       : S_ISFIFO(mode) ? "a FIFO (named pipe)"
+                       : S_ISCHR(mode)  ? "a character device"
+                       : S_ISBLK(mode)  ? "a block device"
+                       : S_ISSOCK(mode) ? "a socket"
+                                        : "a special file";
+    return cnn_error_set(CNN_ERR_INPUT, "%s: is %s, not a regular file", path, kind);
+}
+
+/* An error of errno `e` from a system call on `path`: a call cut short by
+ * SIGINT/SIGTERM is the interruption, not a problem with the file. */
+static int file_errno(int status, const char *path, const char *what, int e)
+{
+    if (e == EINTR && cnn_signal_pending()) return cnn_error_interrupted();
+    return cnn_error_set(status, "%s: %s%s%s", path, what, *what ? ": " : "", strerror(e));
+}
+
+int cnn_file_open_read(const char *path, struct stat *st)
+{
+    /* stat first: a socket cannot be opened at all (ENXIO), and a device
+     * is better never opened.  The open itself does not block on a FIFO
+     * (O_NONBLOCK) and fstat decides on what was actually opened, so a file
+     * swapped for a FIFO in between is refused all the same. */
+    if (stat(path, st) != 0) return file_errno(CNN_ERR_INPUT, path, "", errno);
+    if (!S_ISREG(st->st_mode)) return cnn_file_refuse_kind(path, st->st_mode);
+    int fd;
+    do fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    while (fd < 0 && errno == EINTR && !cnn_signal_pending());
+    if (fd < 0) return file_errno(CNN_ERR_INPUT, path, "cannot open", errno);
+    if (fstat(fd, st) != 0) {
+        int e = errno;
+        close(fd);
+        return file_errno(CNN_ERR_IO, path, "cannot stat", e);
+    }
+    if (!S_ISREG(st->st_mode)) {
+        close(fd);
+        return cnn_file_refuse_kind(path, st->st_mode);
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        int e = errno;
+        close(fd);
+        return file_errno(CNN_ERR_IO, path, "cannot open", e);
+    }
+    return fd;
+}
+
+int cnn_file_read_fd(int fd, const char *path, long long size, size_t max_bytes, char **data, size_t *len)
 {
     *data = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return cnn_error_set(CNN_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return cnn_error_set(CNN_ERR_INPUT, "%s: not a regular file", path);
-    }
-    if ((unsigned long long)st.st_size > max_bytes) {
-        fclose(f);
-        return cnn_error_set(CNN_ERR_INPUT, "%s: file is %lld bytes, more than the %zu allowed",
-                             path, (long long)st.st_size, max_bytes);
-    }
-    size_t n = (size_t)st.st_size;
+    if (size < 0 || (unsigned long long)size > max_bytes)
+        return cnn_error_set(CNN_ERR_INPUT, "%s: file is %lld bytes, more than the %zu allowed", path, size,
+                             max_bytes);
+    size_t n = (size_t)size;
     char *buf = cnn_malloc(n + 1);
-    if (!buf) {
-        fclose(f);
-        return CNN_ERR_NOMEM;
-    }
-    if (n && fread(buf, 1, n, f) != n) {
+    if (!buf) return CNN_ERR_NOMEM;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r > 0) {
+            got += (size_t)r;
+            continue;
+        }
+        if (r < 0 && errno == EINTR && !cnn_signal_pending()) continue;
+        int status = r == 0 ? cnn_error_set(CNN_ERR_IO, "%s: read failed: the file shrank while it was read", path)
+                            : file_errno(CNN_ERR_IO, path, "read failed", errno);
         free(buf);
-        fclose(f);
-        return cnn_error_set(CNN_ERR_IO, "%s: read failed", path);
+        return status;
     }
-    fclose(f);
     buf[n] = '\0';
     *data = buf;
     *len = n;
     return CNN_OK;
+}
+
+int cnn_file_read(const char *path, size_t max_bytes, char **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    struct stat st;
+    int fd = cnn_file_open_read(path, &st);
+    if (fd < 0) return fd;
+    int status = cnn_file_read_fd(fd, path, (long long)st.st_size, max_bytes, data, len);
+    close(fd);
+    return status;
 }
 
 /* Registry of temporary files in flight, so that a signal handler can remove
@@ -169,10 +226,12 @@ int cnn_mapped_file_register(const void *base, size_t len, const char *path)
     for (int i = 0; i < CNN_MAP_SLOTS; i++) {
         bool expected = false;
         if (!atomic_compare_exchange_strong(&g_maps[i].taken, &expected, true)) continue;
+        char shown[CNN_MAP_MSG / 2];
+        cnn_escape_line(shown, sizeof shown, path);
         int n = snprintf(g_maps[i].msg, CNN_MAP_MSG,
                          "cnnviz-cl: error: %s: the file shrank while in use (rewritten by another "
                          "program during the run?); nothing was finished, run again once the file is whole\n",
-                         path);
+                         shown);
         g_maps[i].msg_len = n < 0 ? 0 : (size_t)n < CNN_MAP_MSG ? (size_t)n : CNN_MAP_MSG - 1;
         atomic_store(&g_maps[i].len, len);
         atomic_store(&g_maps[i].base, (uintptr_t)base);
@@ -221,6 +280,8 @@ void cnn_signals_install(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGXFSZ, &sa, NULL);
     cnn_fault_guard_install();
 }
 
@@ -235,6 +296,32 @@ void cnn_fault_guard_install(void)
 }
 
 int cnn_signal_pending(void) { return (int)g_signal; }
+
+static _Thread_local int g_hold_depth;
+static _Thread_local sigset_t g_hold_saved;
+
+void cnn_signals_hold(void)
+{
+    if (g_hold_depth++ > 0) return;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, &g_hold_saved);
+}
+
+void cnn_signals_release(void)
+{
+    if (g_hold_depth == 0 || --g_hold_depth > 0) return;
+    pthread_sigmask(SIG_SETMASK, &g_hold_saved, NULL);
+}
+
+int cnn_error_interrupted(void)
+{
+    int sig = cnn_signal_pending();
+    return cnn_error_set(CNN_ERR_INTERRUPTED, "interrupted by %s: stopped without writing a partial file",
+                         sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal");
+}
 
 char *cnn_tmp_path(const char *path)
 {
@@ -352,6 +439,23 @@ void cnn_sanitize_name(const char *name, char *out, size_t out_size)
     }
     out[j] = '\0';
     if (out[0] == '.') out[0] = '_'; /* no hidden files, no "..x" */
+}
+
+size_t cnn_utf8_seq_len(const unsigned char *s, size_t n)
+{
+    if (n == 0) return 0;
+    unsigned char c = s[0];
+    if (c < 0x80) return 1;
+    /* The second byte's range is what rules out overlong forms (E0, F0),
+     * surrogates (ED) and code points past U+10FFFF (F4). */
+    size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+    unsigned char lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+    unsigned char hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+    if (c < 0xc2 || c > 0xf4) return 0;
+    if (n < len || s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf) return 0;
+    return len;
 }
 
 uint64_t cnn_hash64(uint64_t h, const void *data, size_t n)

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <stdbool.h>
 
+struct stat;
+
 /* Overflow-checked size arithmetic: return false (and leave *out unchanged)
  * when the result does not fit in size_t. */
 bool cnn_mul_size(size_t a, size_t b, size_t *out);
@@ -19,10 +21,28 @@ char *cnn_strdup(const char *s);
 /* printf into a new heap string (NULL + error message on failure). */
 char *cnn_strfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Reads a whole file (at most max_bytes) into a NUL-terminated heap buffer.
- * Errors name the path: missing/unreadable -> CNN_ERR_INPUT, too big ->
- * CNN_ERR_INPUT. */
+/* Opens a file the user named, for reading, without ever blocking: FIFOs,
+ * character and block devices, sockets and folders are refused before any
+ * read ("PATH: is a FIFO (named pipe), not a regular file"), so a named pipe
+ * with no writer cannot hang the run.  Returns the descriptor (close-on-exec,
+ * blocking again) and fills *st; or a negative status: CNN_ERR_INPUT naming
+ * the path (missing, unreadable, not a regular file), CNN_ERR_INTERRUPTED
+ * when SIGINT/SIGTERM cut the open short. */
+int cnn_file_open_read(const char *path, struct stat *st);
+
+/* The message for a file that is not a regular one: "PATH: is a folder, not
+ * a regular file", ...; returns CNN_ERR_INPUT. */
+int cnn_file_refuse_kind(const char *path, unsigned mode);
+
+/* Reads a whole file (at most max_bytes) into a NUL-terminated heap buffer,
+ * opened with cnn_file_open_read().  Errors name the path: missing,
+ * unreadable, not a regular file, too big -> CNN_ERR_INPUT; a failed read
+ * -> CNN_ERR_IO; a signal -> CNN_ERR_INTERRUPTED. */
 int cnn_file_read(const char *path, size_t max_bytes, char **data, size_t *len);
+
+/* Same, from a descriptor of cnn_file_open_read() whose size is st_size
+ * (the caller closes fd). */
+int cnn_file_read_fd(int fd, const char *path, long long size, size_t max_bytes, char **data, size_t *len);
 
 /* Writes `len` bytes to `path` atomically: a temporary name in the same
  * folder, fsync-free write, then rename().  Never leaves a partial file at
@@ -42,9 +62,28 @@ void cnn_tmp_cleanup_all(void); /* async-signal-safe: unlink only */
 /* SIGINT / SIGTERM: the first one is recorded (cnn_signal_pending() returns
  * its number; long loops poll it and stop cleanly, leaving no partial
  * file); a second one removes the registered temporary files and exits at
- * once with 128 + its number. */
+ * once with 128 + its number.  The handler does not ask for SA_RESTART, so
+ * a blocking call returns EINTR and the run stops instead of waiting on.
+ * SIGXFSZ is ignored: a write past a `ulimit -f` limit then fails with
+ * EFBIG and is reported like a full disk, instead of killing the process
+ * with its temporary files left behind. */
 void cnn_signals_install(void);
 int cnn_signal_pending(void);
+/* Holds SIGINT and SIGTERM back in the calling thread while an OpenCL
+ * runtime or a compiler works: threads it starts and programs it runs (PoCL
+ * runs a linker per kernel) inherit the mask, so a Ctrl-C, which the
+ * terminal sends to the whole process group, neither kills a linker halfway
+ * (PoCL then aborts the process) nor cuts the compiler's system calls short.
+ * The signal stays pending and is taken by cnn_signals_release(), which
+ * restores the mask; the run then stops at its next check.  Nests; a
+ * second signal during a hold acts only once it is released. */
+void cnn_signals_hold(void);
+void cnn_signals_release(void);
+/* The interruption as an error: "interrupted by SIGINT: stopped without
+ * writing a partial file"; returns CNN_ERR_INTERRUPTED.  For a call that
+ * failed while a signal was pending (EINTR, or a library that gave up
+ * because its own system call was interrupted). */
+int cnn_error_interrupted(void);
 
 /* Mapped input files.  A file that shrinks while it is mapped (rewritten in
  * place by another program during the run) makes the next read of a lost
@@ -82,6 +121,12 @@ void cnn_sanitize_name(const char *name, char *out, size_t out_size);
  * sanitising and the length cap would give one name. */
 char *cnn_device_file_path(const char *cache_dir, const char *folder, const char *platform, const char *device,
                            const char *driver);
+
+/* Length of the well-formed UTF-8 sequence that starts at s (1 to 4, at
+ * most n), or 0 when the bytes there are not one: a stray continuation
+ * byte, an overlong form, a surrogate, a code point past U+10FFFF, a
+ * sequence cut short. */
+size_t cnn_utf8_seq_len(const unsigned char *s, size_t n);
 
 /* 64-bit FNV-1a, chainable: h = cnn_hash64(h, data, n); start with
  * CNN_HASH64_INIT. */

@@ -19,7 +19,10 @@ typedef struct cnn_image {
  * PNG: gray, gray+alpha, RGB, RGBA, palette, 1/2/4/8/16-bit; alpha is dropped
  * (composited on black is NOT done: the colour channels are kept as stored),
  * 16-bit is reduced to 8 by rounding (v * 255 + 32767) / 65535.
- * JPEG: gray or YCbCr/RGB; CMYK is refused.
+ * JPEG: gray or YCbCr/RGB; CMYK is refused (RGB from CMYK needs the
+ * file's colour profile).  An EXIF orientation is not applied: the pixels
+ * come as stored, as PIL.Image.open and torchvision's decoders give them
+ * (test/io/test_decode.py checks the layouts against Pillow).
  * Errors: CNN_ERR_INPUT with "path: what" (not an image, truncated, zero or
  * absurd size beyond the limits above, CMYK). */
 int cnn_image_load(const char *path, cnn_image *img);

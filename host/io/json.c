@@ -96,18 +96,26 @@ static bool value_begin(cnn_json *j)
     return !j->failed;
 }
 
+/* Strings are written as valid UTF-8 whatever the bytes: a byte that does
+ * not start a well-formed sequence becomes U+FFFD.  Control characters are
+ * escaped as JSON requires. */
 static void put_escaped(cnn_json *j, const char *s)
 {
     put(j, "\"", 1);
     const unsigned char *p = (const unsigned char *)s;
-    const unsigned char *run = p; /* start of bytes that need no escaping */
-    for (;; p++) {
-        unsigned char ch = *p;
-        if (ch != '\0' && ch != '"' && ch != '\\' && ch >= 0x20) continue;
-        put(j, (const char *)run, (size_t)(p - run));
-        if (ch == '\0') break;
+    size_t n = strlen(s);
+    size_t run = 0; /* start of bytes that go out as they are */
+    for (size_t i = 0; i < n;) {
+        unsigned char ch = p[i];
+        size_t seq = cnn_utf8_seq_len(p + i, n - i);
+        if (seq > 1 || (seq == 1 && ch != '"' && ch != '\\' && ch >= 0x20)) {
+            i += seq;
+            continue;
+        }
+        put(j, s + run, i - run);
         char esc[8];
-        switch (ch) {
+        switch (seq == 0 ? 0x100 : ch) {
+        case 0x100: put_str(j, "\xef\xbf\xbd"); break;
         case '"': put_str(j, "\\\""); break;
         case '\\': put_str(j, "\\\\"); break;
         case '\b': put_str(j, "\\b"); break;
@@ -120,8 +128,9 @@ static void put_escaped(cnn_json *j, const char *s)
             put_str(j, esc);
             break;
         }
-        run = p + 1;
+        run = ++i;
     }
+    put(j, s + run, n - run);
     put(j, "\"", 1);
 }
 
@@ -199,6 +208,44 @@ void cnn_json_int(cnn_json *j, long long v)
     char tmp[32];
     snprintf(tmp, sizeof tmp, "%lld", v);
     put_str(j, tmp);
+}
+
+bool cnn_json_is_utf8(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    for (size_t i = 0, seq; i < n; i += seq)
+        if ((seq = cnn_utf8_seq_len(p + i, n - i)) == 0) return false;
+    return true;
+}
+
+void cnn_json_base64(cnn_json *j, const void *data, size_t n)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (!value_begin(j)) return;
+    const unsigned char *p = data;
+    put(j, "\"", 1);
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)p[i] << 16;
+        if (i + 1 < n) v |= (unsigned)p[i + 1] << 8;
+        if (i + 2 < n) v |= p[i + 2];
+        char q[4] = {abc[v >> 18], abc[(v >> 12) & 63], abc[(v >> 6) & 63], abc[v & 63]};
+        if (i + 1 >= n) q[2] = '=';
+        if (i + 2 >= n) q[3] = '=';
+        put(j, q, 4);
+    }
+    put(j, "\"", 1);
+}
+
+void cnn_json_path(cnn_json *j, const char *key, const char *path)
+{
+    cnn_json_key(j, key);
+    cnn_json_string(j, path);
+    if (j->failed || !path || cnn_json_is_utf8(path)) return;
+    char key_b64[128];
+    snprintf(key_b64, sizeof key_b64, "%s_b64", key);
+    cnn_json_key(j, key_b64);
+    cnn_json_base64(j, path, strlen(path));
 }
 
 void cnn_json_bool(cnn_json *j, bool v)

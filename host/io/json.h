@@ -1,6 +1,11 @@
 /* A small JSON writer (manifest.json, predictions.json, traces): builds the
  * text in memory with correct escaping and commas; numbers that are NaN or
- * infinite are written as null. */
+ * infinite are written as null.  The text is always valid UTF-8, so strict
+ * readers accept it: in strings, each byte that does not begin a well-formed
+ * UTF-8 sequence is written as U+FFFD, and control characters are escaped
+ * (\n, \t, ..., \u00XX).  A file name is a string of bytes, not of
+ * characters: cnn_json_path() keeps the exact bytes of a name that is not
+ * UTF-8 in a second, base64 field. */
 #ifndef CNN_IO_JSON_H
 #define CNN_IO_JSON_H
 
@@ -26,7 +31,16 @@ void cnn_json_object_end(cnn_json *j);
 void cnn_json_array_begin(cnn_json *j);
 void cnn_json_array_end(cnn_json *j);
 void cnn_json_key(cnn_json *j, const char *key);
-void cnn_json_string(cnn_json *j, const char *s); /* NULL -> null */
+void cnn_json_string(cnn_json *j, const char *s); /* NULL -> null; see above for bytes that are not UTF-8 */
+/* True when s is well-formed UTF-8 throughout. */
+bool cnn_json_is_utf8(const char *s);
+/* n bytes as a string value in standard base64 (RFC 4648, '+/', padded). */
+void cnn_json_base64(cnn_json *j, const void *data, size_t n);
+/* "key": path, and when path is not valid UTF-8 (its string then holds
+ * U+FFFD for the odd bytes) also "key_b64": the path's raw bytes in base64,
+ * so that a reader can find the file again: key "input" gives
+ * "input_b64". */
+void cnn_json_path(cnn_json *j, const char *key, const char *path);
 void cnn_json_number(cnn_json *j, double v);     /* %.9g; NaN/inf -> null */
 void cnn_json_int(cnn_json *j, long long v);
 void cnn_json_bool(cnn_json *j, bool v);

@@ -112,8 +112,12 @@ int cnn_manifest_text(const cnn_manifest *m, char **text, size_t *len)
         }
         cnn_json_key(&j, "layer");
         cnn_json_string(&j, e->layer);
-        cnn_json_key(&j, "input");
-        cnn_json_string(&j, e->input);
+        if (e->input) {
+            cnn_json_path(&j, "input", e->input);
+        } else {
+            cnn_json_key(&j, "input");
+            cnn_json_null(&j);
+        }
         cnn_json_key(&j, "channel");
         if (e->channel >= 0) cnn_json_int(&j, e->channel);
         else cnn_json_null(&j);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,19 @@
 #define MANIFEST "manifest.json"
 #define MAX_REL 4096
 #define MAX_MANIFEST_BYTES (256u << 20)
+
+/* An information line on stderr (escaped: OUT may hold any byte). */
+static void note(const cnn_outdir *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(const cnn_outdir *o, const char *fmt, ...)
+{
+    if (o->quiet) return;
+    char line[CNN_ERROR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    cnn_print_line(stderr, "cnnviz-cl: ", line);
+}
 
 /* ---------------------------------------------------------------------- */
 /* Paths relative to a folder, one component at a time, never following a
@@ -293,14 +307,12 @@ static int finish_commit(cnn_outdir *o, int sfd, char **paths, int n, const cnn_
         }
         close(d);
     }
-    if (!o->quiet && removed)
-        fprintf(stderr, "cnnviz-cl: removed %d file%s of an earlier run that this run did not write\n", removed,
-                removed == 1 ? "" : "s");
-    if (!o->quiet && changed)
-        fprintf(stderr,
-                "cnnviz-cl: left %d file%s of an earlier run in place: changed since that run wrote %s (%s/%s%s)\n",
-                changed, changed == 1 ? "" : "s", changed == 1 ? "it" : "them", o->path, first_changed,
-                changed > 1 ? ", ..." : "");
+    if (removed)
+        note(o, "removed %d file%s of an earlier run that this run did not write", removed, removed == 1 ? "" : "s");
+    if (changed)
+        note(o, "left %d file%s of an earlier run in place: changed since that run wrote %s (%s/%s%s)", changed,
+             changed == 1 ? "" : "s", changed == 1 ? "it" : "them", o->path, first_changed,
+             changed > 1 ? ", ..." : "");
     return CNN_OK;
 }
 
@@ -439,9 +451,7 @@ static int take_lock(cnn_outdir *o, bool wait)
                                      "--wait-lock, or choose another --out",
                                      o->path, holder);
             }
-            if (!o->quiet)
-                fprintf(stderr, "cnnviz-cl: %s is in use by another run (%s); waiting for it (--wait-lock)\n",
-                        o->path, holder);
+            note(o, "%s is in use by another run (%s); waiting for it (--wait-lock)", o->path, holder);
             while (flock(fd, LOCK_EX) != 0) {
                 if (errno == EINTR && !cnn_signal_pending()) continue;
                 int err = errno;
@@ -536,12 +546,10 @@ static int recover_stages(cnn_outdir *o)
             for (int k = 0; paths && k < fresh.n; k++) paths[k] = fresh.f[k].path;
             if (paths) status = finish_commit(o, sfd, paths, fresh.n, &old);
             free(paths);
-            if (status == CNN_OK && !o->quiet)
-                fprintf(stderr, "cnnviz-cl: %s: finished publishing the results of an interrupted run (pid %ld)\n",
-                        o->path, pid);
-        } else if (status == CNN_OK && !o->quiet) {
-            fprintf(stderr, "cnnviz-cl: %s: removed the unfinished files of an interrupted run (pid %ld)\n", o->path,
-                    pid);
+            if (status == CNN_OK)
+                note(o, "%s: finished publishing the results of an interrupted run (pid %ld)", o->path, pid);
+        } else if (status == CNN_OK) {
+            note(o, "%s: removed the unfinished files of an interrupted run (pid %ld)", o->path, pid);
         }
         if (sfd >= 0) close(sfd);
         cnn_owned_free(&fresh);
@@ -580,9 +588,7 @@ static void remove_dead_temporaries(cnn_outdir *o)
         }
         closedir(d);
     }
-    if (removed && !o->quiet)
-        fprintf(stderr, "cnnviz-cl: %s: removed %d temporary file%s of interrupted runs\n", o->path, removed,
-                removed == 1 ? "" : "s");
+    if (removed) note(o, "%s: removed %d temporary file%s of interrupted runs", o->path, removed, removed == 1 ? "" : "s");
 }
 
 int cnn_outdir_open(cnn_outdir *o, const char *path, bool wait_lock, bool quiet)

@@ -684,13 +684,9 @@ int cnn_weights_open_memory(const char *name, const void *buf, size_t len, cnn_w
 int cnn_weights_open(const char *path, cnn_weights *w)
 {
     memset(w, 0, sizeof *w);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return cnn_error_set(CNN_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return cnn_error_set(CNN_ERR_INPUT, "%s: not a regular file", path);
-    }
+    int fd = cnn_file_open_read(path, &st);
+    if (fd < 0) return fd;
     /* Size checks before mmap: a zero-length map fails with a confusing
      * EINVAL, and the length must fit in size_t. */
     if (st.st_size < 8) {

@@ -1,6 +1,7 @@
 #include "ops/blas.h"
 #include "ops/ops.h"
 #include "core/error.h"
+#include "core/util.h"
 
 #include <clblast_c.h>
 #include <stdint.h>
@@ -79,9 +80,15 @@ int cnn_blas_sgemm_beta(cnn_cl *cl, bool ta, bool tb, size_t m, size_t n, size_t
     if (ta && !tb && (beta == 0.0f || beta == 1.0f) && k > 0 && cnn_blas_own_gemm_fits(cl, n, m))
         return own_gemm(cl, 1, n, m, k, (own_operand){b, b_off, ldb, 0}, (own_operand){a, a_off, lda, 0},
                         (own_operand){c, c_off, ldc, 0}, beta == 1.0f, layer);
+    /* CLBlast compiles its kernels on first use, in this call: signals are
+     * held as for our own builds (cnn_signals_hold), and a call that fails
+     * with one pending failed because of it. */
+    cnn_signals_hold();
     CLBlastStatusCode s = CLBlastSgemm(CLBlastLayoutRowMajor, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
                                        tb ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, 1.0f, a,
                                        a_off, lda, b, b_off, ldb, beta, c, c_off, ldc, &cl->queue, NULL);
+    cnn_signals_release();
+    if (s != CLBlastSuccess && cnn_signal_pending()) return cnn_error_interrupted();
     if (s != CLBlastSuccess)
         return cnn_error_set(CNN_ERR_DEVICE, "CLBlastSgemm(%zu x %zu x %zu) failed: %s (layer '%s')", m, n,
                              k, cnn_clblast_error_name(s), layer);
@@ -147,12 +154,16 @@ int cnn_blas_sgemm_native_n(cnn_cl *cl, size_t count, size_t m, size_t n, size_t
                     break;
                 }
             }
+            cnn_signals_hold(); /* as in cnn_blas_sgemm_beta */
             CLBlastStatusCode s = CLBlastSgemm(CLBlastLayoutColMajor, CLBlastTransposeNo, CLBlastTransposeYes, m,
                                                n, kc, 1.0f, sa, 0, m, sb, 0, n, k0 ? 1.0f : 0.0f, sc, 0, m,
                                                &cl->queue, NULL);
+            cnn_signals_release();
             if (sa != a) clReleaseMemObject(sa);
             if (sb != b) clReleaseMemObject(sb);
-            if (s != CLBlastSuccess)
+            if (s != CLBlastSuccess && cnn_signal_pending())
+                status = cnn_error_interrupted();
+            else if (s != CLBlastSuccess)
                 status = cnn_error_set(CNN_ERR_DEVICE,
                                        "CLBlastSgemm(native %zu x %zu x %zu) failed: %s (layer '%s')", m, n, kc,
                                        cnn_clblast_error_name(s), layer);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 const char *const cnn_tune_param_names[CNN_TUNE_NPARAM] = {
     "GEMMK", "KREG", "KWG", "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB",
@@ -413,28 +414,24 @@ int cnn_tune_apply(cnn_cl *cl)
         cnn_error_clear();
         return 0;
     }
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (errno != ENOENT)
-            fprintf(stderr, "cnnviz-cl: warning: tuning file %s: %s; ignored\n", path, strerror(errno));
+    /* No tuning file is the usual case, and says nothing. */
+    struct stat st;
+    if (stat(path, &st) != 0 && errno == ENOENT) {
         free(path);
         return 0;
     }
-    fclose(f);
     char *text = NULL;
     size_t len = 0;
     int applied = 0;
     char why[300];
     cnn_tune_params p;
     if (cnn_file_read(path, FILE_MAX, &text, &len) < 0) {
-        fprintf(stderr, "cnnviz-cl: warning: tuning file %s: %s; ignored\n", path, cnn_error_message());
+        cnn_warn("tuning file %s: %s; ignored", path, cnn_error_message());
     } else if (!cnn_tune_parse(text, len, cl->platform_name, cl->device_name, cl->driver_version,
                                (size_t)cl->local_mem, cl->max_work_group, &p, why, sizeof why)) {
-        fprintf(stderr, "cnnviz-cl: warning: tuning file %s: %s; ignored (delete it or run 'cnnviz-cl tune')\n",
-                path, why);
+        cnn_warn("tuning file %s: %s; ignored (delete it or run 'cnnviz-cl tune')", path, why);
     } else if (cnn_tune_override(cl, &p) < 0) {
-        fprintf(stderr, "cnnviz-cl: warning: tuning file %s: %s; keeping the default GEMM parameters\n", path,
-                cnn_error_message());
+        cnn_warn("tuning file %s: %s; keeping the default GEMM parameters", path, cnn_error_message());
         cnn_blas_apply_defaults(cl);
     } else {
         applied = 1;

@@ -56,9 +56,6 @@ static int load(const char *path, table *t)
 {
     char *text = NULL;
     size_t len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return CNN_OK;
-    fclose(f);
     if (cnn_file_read(path, FILE_MAX, &text, &len) < 0) {
         cnn_error_clear();
         return CNN_OK;
@@ -262,8 +259,7 @@ int cnn_choose_convs(cnn_cl *cl, const cnn_graph *g, int max_batch, signed char 
         status = load(path, &merged);
         for (int i = 0; i < t.n && status == CNN_OK; i++) status = add(&merged, &t.e[i]);
         if (status == CNN_OK && save(path, &merged) < 0) {
-            fprintf(stderr, "cnnviz-cl: warning: %s; the kernel choices will be measured again next run\n",
-                    cnn_error_message());
+            cnn_warn("%s; the kernel choices will be measured again next run", cnn_error_message());
             cnn_error_clear();
         }
         free(merged.e);

@@ -253,7 +253,25 @@ char *cnn_cl_cache_dir(void)
     return NULL;
 }
 
+static int cl_init(cnn_cl *cl, const char *platform_sel, const char *device_sel, bool profiling);
+
 int cnn_cl_init(cnn_cl *cl, const char *platform_sel, const char *device_sel, bool profiling)
+{
+    /* The runtime starts its worker threads here (PoCL: when the platform
+     * is first queried); they are to be born with SIGINT/SIGTERM held, so
+     * that a Ctrl-C reaches this thread alone and never the linker a
+     * worker runs to finish a kernel. */
+    cnn_signals_hold();
+    int status = cl_init(cl, platform_sel, device_sel, profiling);
+    cnn_signals_release();
+    if (status == CNN_OK && cnn_signal_pending()) {
+        cnn_cl_free(cl);
+        status = cnn_error_interrupted();
+    }
+    return status;
+}
+
+static int cl_init(cnn_cl *cl, const char *platform_sel, const char *device_sel, bool profiling)
 {
     memset(cl, 0, sizeof *cl);
     int status = CNN_OK;
@@ -529,20 +547,40 @@ static int build_program(cnn_cl *cl, const char *file, const char *options, cons
         return CNN_ERR_NOMEM;
     }
     uint64_t key = program_key(cl, src, len, opts);
+    /* A build takes seconds: a signal that came before it stops the run
+     * here; one that comes during it waits (held) until it is done. */
+    if (cnn_signal_pending()) {
+        status = cnn_error_interrupted();
+        goto done;
+    }
+    cnn_signals_hold();
     cl_program prog = cache_load(cl, key, opts);
-    if (prog) {
+    bool cached = prog != NULL;
+    cl_int err = CL_SUCCESS, build_err = CL_SUCCESS;
+    if (!cached) {
+        const char *srcs[1] = {src};
+        prog = clCreateProgramWithSource(cl->ctx, 1, srcs, &len, &err);
+        if (err == CL_SUCCESS) build_err = clBuildProgram(prog, 1, &cl->device, opts, NULL, NULL);
+    }
+    cnn_signals_release();
+    if (cached) {
         cl->cache_hits++;
     } else {
         cl->cache_misses++;
-        cl_int err;
-        const char *srcs[1] = {src};
-        prog = clCreateProgramWithSource(cl->ctx, 1, srcs, &len, &err);
         if (err != CL_SUCCESS) {
             status = cnn_error_set(CNN_ERR_DEVICE, "clCreateProgramWithSource failed: %s (cl/%s)",
                                    cnn_cl_error_name(err), file);
             goto done;
         }
-        err = clBuildProgram(prog, 1, &cl->device, opts, NULL, NULL);
+        err = build_err;
+        if (err != CL_SUCCESS && cnn_signal_pending()) {
+            /* Held signals cannot cut a build short, but a runtime may
+             * still fail for one: the signal is the reason, no log. */
+            clReleaseProgram(prog);
+            prog = NULL;
+            status = cnn_error_interrupted();
+            goto done;
+        }
         if (err != CL_SUCCESS) {
             size_t logsize = 0;
             clGetProgramBuildInfo(prog, cl->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &logsize);

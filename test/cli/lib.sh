@@ -26,6 +26,20 @@ expect_grep() {
   if grep -qE -- "$2" "$1"; then ok; else bad "$3: /$2/ not in $(basename "$1")"; head -5 "$1" | sed 's/^/  /' >&2; fi
 }
 
+# use_sample: the Fashion-MNIST sample's paths (CFG IMAGES IMG WEIGHTS), PY,
+# an empty $OUTS for --out folders, and $TMP/base.yaml: the sample pipeline
+# with absolute weights and labels, so copies in $TMP resolve.
+use_sample() {
+  PY=/usr/bin/python3
+  CFG="$SRC/configs/fashion_mnist.yaml"
+  IMAGES="$SRC/samples/fashion_mnist/images"
+  IMG="$IMAGES/0_tshirt.png"
+  WEIGHTS="$SRC/samples/fashion_mnist/fashion_mnist.safetensors"
+  OUTS="$TMP/outs"
+  mkdir -p "$OUTS"
+  sed -e "s#\.\./samples/#$SRC/samples/#" "$CFG" > "$TMP/base.yaml"
+}
+
 finish() {
   echo "$passed passed, $failed failed"
   rm -rf "$TMP"

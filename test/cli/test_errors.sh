@@ -4,16 +4,7 @@
 # line:column, tensor or image path) and what.  Errors in the pipeline or its
 # weights are raised before anything is written.
 . "$(dirname "$0")/lib.sh"
-
-PY=/usr/bin/python3
-CFG="$SRC/configs/fashion_mnist.yaml"
-IMAGES="$SRC/samples/fashion_mnist/images"
-IMG="$IMAGES/0_tshirt.png"
-WEIGHTS="$SRC/samples/fashion_mnist/fashion_mnist.safetensors"
-OUTS="$TMP/outs"   # every run writes under here; config errors must leave it empty
-
-# The sample pipeline with absolute weights and labels, so copies in $TMP resolve.
-sed -e "s#\.\./samples/#$SRC/samples/#" "$CFG" > "$TMP/base.yaml"
+use_sample # every run writes under $OUTS; config errors must leave it empty
 expect_rc 0 "the base config is good" -- "$BIN" info "$TMP/base.yaml"
 
 # mk NAME SED-ARGS...: $TMP/NAME.yaml, a variation of the base config
@@ -180,6 +171,24 @@ if [ ! -e "$OUTS/wover" ]; then ok; else bad "--weights garbage: the output fold
 
 mk nolabels -e "s#^  labels: .*#  labels: $TMP/nosuch.txt#"
 config_error nolabels "labels file missing" "$TMP/nolabels\.yaml:6:[0-9]+: .*$TMP/nosuch\.txt"
+
+# One class name per network output: a line short or a line over is an
+# error naming both counts; empty lines at the end are not lines, CRLF is
+# fine, an empty line in the middle is a (nameless) class.
+LABELS="$SRC/samples/fashion_mnist/classes.txt"
+head -n 9 "$LABELS" > "$TMP/short.txt"
+{ cat "$LABELS"; echo extra; } > "$TMP/long.txt"
+{ head -n 5 "$LABELS"; echo; tail -n 5 "$LABELS"; } > "$TMP/gap.txt"
+{ cat "$LABELS"; printf '\n\n'; } | sed 's/$/\r/' > "$TMP/trailing.txt"
+mk shortlabels -e "s#^  labels: .*#  labels: $TMP/short.txt#"
+config_error shortlabels "labels file one line short" \
+  "$TMP/shortlabels\.yaml:6:[0-9]+: labels: $TMP/short\.txt has 9 lines, but the network has 10 outputs \(layer 'fc2'\)"
+mk longlabels -e "s#^  labels: .*#  labels: $TMP/long.txt#"
+config_error longlabels "labels file one line over" "$TMP/longlabels\.yaml:6:[0-9]+: labels: $TMP/long\.txt has 11 lines"
+mk gaplabels -e "s#^  labels: .*#  labels: $TMP/gap.txt#"
+config_error gaplabels "labels file with an empty line inserted" "$TMP/gaplabels\.yaml:6:[0-9]+: labels: $TMP/gap\.txt has 11 lines"
+mk trailinglabels -e "s#^  labels: .*#  labels: $TMP/trailing.txt#"
+expect_rc 0 "labels with CRLF and empty lines at the end" -- "$BIN" info "$TMP/trailinglabels.yaml"
 
 # -------------------------------------------------------------------- images
 expect_error "image missing" "$TMP/nosuch\.png" -- "$BIN" run "$TMP/base.yaml" --input "$TMP/nosuch.png" --out "$OUTS/imgmissing"

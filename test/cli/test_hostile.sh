@@ -8,17 +8,7 @@
 # test_errors.sh covers the everyday mistakes; this file covers what a fuzzer
 # or an attacker would try.  Generated files live under $TMP.
 . "$(dirname "$0")/lib.sh"
-
-PY=/usr/bin/python3
-CFG="$SRC/configs/fashion_mnist.yaml"
-IMAGES="$SRC/samples/fashion_mnist/images"
-IMG="$IMAGES/0_tshirt.png"
-WEIGHTS="$SRC/samples/fashion_mnist/fashion_mnist.safetensors"
-OUTS="$TMP/outs"
-mkdir -p "$OUTS"
-
-# The sample pipeline with absolute weights and labels, so copies in $TMP resolve.
-sed -e "s#\.\./samples/#$SRC/samples/#" "$CFG" > "$TMP/base.yaml"
+use_sample
 expect_rc 0 "the base config is good" -- "$BIN" info "$TMP/base.yaml"
 WLINE=$(grep -n '^  weights:' "$TMP/base.yaml" | cut -d: -f1)
 
@@ -209,7 +199,7 @@ bad_config_w "$TMP/nanvar.safetensors" "NaN running variance" \
   "w_nanvar\.yaml:$L:[0-9]+: layer 'bn3': tensor 'features\.8\.running_var' has a negative or NaN value"
 
 mkdir -p "$TMP/dir.safetensors"
-bad_weights "$TMP/dir.safetensors" "weights path is a folder" "dir\.safetensors: not a regular file"
+bad_weights "$TMP/dir.safetensors" "weights path is a folder" "dir\.safetensors: is a folder, not a regular file"
 
 # ==================================================================== YAML
 # mk NAME SED-ARGS...: $TMP/NAME.yaml, a variation of the base config
@@ -388,7 +378,7 @@ bad_config "$TMP/rootlist.yaml" "a list at the top" "rootlist\.yaml:1:1: a pipel
 mkdir -p "$TMP/dir.yaml"
 fresh_out dircfg
 runcmd "$BIN" run "$TMP/dir.yaml" --input "$IMG" --out "$OUTS/dircfg"
-check_error "config path is a folder" "dir\.yaml: not a regular file"
+check_error "config path is a folder" "dir\.yaml: is a folder, not a regular file"
 untouched dircfg "config path is a folder"
 
 # =================================================================== images

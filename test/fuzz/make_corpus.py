@@ -124,12 +124,13 @@ ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (
 
 
 def raw_png(w, h, depth, color, rows, interlace=0, extra=b""):
-    """rows: bytes per row; interlaced images must be 8-bit with one channel."""
+    """rows: bytes per row; interlaced images must have whole bytes per pixel."""
     if interlace:
+        bpp = len(rows[0]) // w
         raw = b""
         for x0, y0, dx, dy in ADAM7:
             for y in range(y0, h, dy):
-                sub = bytes(rows[y][x] for x in range(x0, w, dx))
+                sub = b"".join(rows[y][x * bpp:(x + 1) * bpp] for x in range(x0, w, dx))
                 if sub:
                     raw += b"\x00" + sub
     else:
@@ -161,6 +162,16 @@ def images():
     out("fuzz_png", "gray4_text.png", raw_png(4, 2, 4, 0, [b"\x01\x23", b"\x45\x67"],
                                               extra=chunk(b"tEXt", b"Comment\x00seed")))
 
+    # Layouts met in real files: 8-bit palette with partial transparency,
+    # interlaced colour (8- and 16-bit).
+    pal = rgb.convert("P", palette=Image.ADAPTIVE, colors=32)
+    out("fuzz_png", "palette8_trns.png", png_bytes(pal, transparency=bytes(range(0, 256, 8))))
+    rows = [bytes((x * 37 + y * 11 + c * 80) & 0xff for x in range(9) for c in range(3)) for y in range(7)]
+    out("fuzz_png", "interlaced_rgb.png", raw_png(9, 7, 8, 2, rows, interlace=1))
+    rows = [struct.pack(">27H", *[(x * 7919 + y * 2311 + c * 20011) & 0xffff for x in range(9) for c in range(3)])
+            for y in range(7)]
+    out("fuzz_png", "interlaced_rgb16.png", raw_png(9, 7, 16, 2, rows, interlace=1))
+
     out("fuzz_jpeg", "rgb420.jpg", jpeg_bytes(rgb, quality=80))
     out("fuzz_jpeg", "rgb444.jpg", jpeg_bytes(rgb, quality=90, subsampling=0))
     out("fuzz_jpeg", "gray.jpg", jpeg_bytes(gray, quality=80))
@@ -168,6 +179,23 @@ def images():
     out("fuzz_jpeg", "gray_progressive.jpg", jpeg_bytes(gray, progressive=True))
     out("fuzz_jpeg", "cmyk.jpg", jpeg_bytes(rgb.convert("CMYK"), quality=80))
     out("fuzz_jpeg", "restart.jpg", jpeg_bytes(rgb, quality=70, optimize=True))
+    # A camera's portrait photo: stored landscape, EXIF orientation 6 (rotate
+    # 90 degrees clockwise to view).  Decoders that follow PIL.Image.open
+    # give the pixels as stored.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out("fuzz_jpeg", "exif_orientation6.jpg", jpeg_bytes(rgb, quality=85, exif=exif.tobytes()))
+
+
+# ---------------------------------------------------------------- @lists
+def lists():
+    out("fuzz_list", "plain.txt", b"images/a.png\nimages/b.jpg\n")
+    out("fuzz_list", "windows.txt", b"\xef\xbb\xbfa.png\r\n  b c.png \t\r\n\r\n# comment\r\nsub/\r\n")
+    out("fuzz_list", "nested.txt", b"# lists of lists\n@more.txt\n  @../other/list.txt\t\n/abs/x.jpeg\n")
+    out("fuzz_list", "odd_names.txt", b"caf\xc3\xa9.png\n\xff\xfe.png\nesc\x1b[31m.png\n\xc2\x9bx.png\nlast.png")
+    out("fuzz_list", "long.txt", b"ok.png\n" + b"d/" * 2047 + b"x.png\n")
+    out("fuzz_list", "bare_at.txt", b"a.png\n@\n")
+    out("fuzz_list", "nul.txt", b"a.png\nb\x00.png\n")
 
 
 # ---------------------------------------------------------------- manifests
@@ -200,6 +228,7 @@ def main():
     weights()
     images()
     manifests()
+    lists()
     total = sum(len(os.listdir(os.path.join(CORPUS, d))) for d in os.listdir(CORPUS))
     print(f"make_corpus: {total} files under {CORPUS}", file=sys.stderr)
 

@@ -11,15 +11,17 @@ cd "$(dirname "$0")/../.."
 
 SECONDS_PER_TARGET="${1:-60}"
 BUILD="${FUZZ_BUILD_DIR:-build-fuzz}"
-TARGETS=(${FUZZ_TARGETS:-fuzz_config fuzz_safetensors fuzz_png fuzz_jpeg fuzz_manifest})
+TARGETS=(${FUZZ_TARGETS:-fuzz_config fuzz_safetensors fuzz_png fuzz_jpeg fuzz_manifest fuzz_list})
 JOBS="${FUZZ_BUILD_JOBS:-$(nproc)}"
 
 # Largest input each target is given (bytes): a pipeline a few hundred
-# lines long, a header with a handful of tensors, small images.
+# lines long, a header with a handful of tensors, small images, a list of a
+# few hundred names.
 max_len() {
   case $1 in
     fuzz_config) echo 65536 ;;
     fuzz_safetensors) echo 16384 ;;
+    fuzz_list) echo 16384 ;; # room for an entry past the 4096-byte limit
     *) echo 65536 ;;
   esac
 }

@@ -13,6 +13,9 @@
 #include <setjmp.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <png.h>
@@ -685,7 +688,7 @@ static void build_doc(cnn_json *j)
 
 static const char k_compact[] =
     "{\"name\":\"quote\\\" back\\\\ nl\\n tab\\t cr\\r bs\\b ff\\f bell\\u0007 esc\\u001b "
-    "del\x7f\",\"utf8 \xc3\xa9\xe2\x82\xac\":\"caf\xc3\xa9 \xff\","
+    "del\x7f\",\"utf8 \xc3\xa9\xe2\x82\xac\":\"caf\xc3\xa9 \xef\xbf\xbd\","
     "\"nums\":[1.5,-0.1,null,null,1.23456789e+11,-9223372036854775808,true,false,null,"
     "null],\"empty_obj\":{},\"empty_arr\":[],\"nested\":[{\"\":[[],0]}]}";
 
@@ -693,7 +696,7 @@ static const char k_pretty[] =
     "{\n"
     "  \"name\": \"quote\\\" back\\\\ nl\\n tab\\t cr\\r bs\\b ff\\f bell\\u0007 esc\\u001b "
     "del\x7f\",\n"
-    "  \"utf8 \xc3\xa9\xe2\x82\xac\": \"caf\xc3\xa9 \xff\",\n"
+    "  \"utf8 \xc3\xa9\xe2\x82\xac\": \"caf\xc3\xa9 \xef\xbf\xbd\",\n"
     "  \"nums\": [\n"
     "    1.5,\n"
     "    -0.1,\n"
@@ -791,6 +794,139 @@ static void test_json(void)
     cnn_json_free(&j);
 }
 
+/* Strings that are not UTF-8: every byte that does not begin a well-formed
+ * sequence becomes U+FFFD (overlong forms, surrogates, code points past
+ * U+10FFFF, cut sequences, stray continuation bytes); file names keep their
+ * bytes in base64. */
+static void test_json_utf8(void)
+{
+    static const struct { const char *in, *out; } cases[] = {
+        {"plain", "\"plain\""},
+        {"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\""},
+        {"a\xff" "b", "\"a\xef\xbf\xbd" "b\""},
+        {"\xc0\xaf", "\"\xef\xbf\xbd\xef\xbf\xbd\""},                  /* overlong '/' */
+        {"\xe0\x80\xaf", "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""},  /* overlong, 3 bytes */
+        {"\xed\xa0\x80", "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""},  /* surrogate U+D800 */
+        {"\xf4\x90\x80\x80", "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""}, /* U+110000 */
+        {"x\xe2\x82", "\"x\xef\xbf\xbd\xef\xbf\xbd\""},                /* cut at the end */
+        {"\x80" "a", "\"\xef\xbf\xbd" "a\""},                           /* stray continuation */
+        {"\xf4\x8f\xbf\xbf", "\"\xf4\x8f\xbf\xbf\""},                  /* U+10FFFF is fine */
+        {"\x01\x1f\x7f", "\"\\u0001\\u001f\x7f\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cnn_json j;
+        cnn_json_init(&j, false);
+        cnn_json_string(&j, cases[i].in);
+        CHECK(!j.failed && j.buf && strcmp(j.buf, cases[i].out) == 0, "case %zu: got %s", i, j.buf ? j.buf : "");
+        bool valid = strstr(cases[i].out, "\xef\xbf\xbd") == NULL;
+        CHECK(cnn_json_is_utf8(cases[i].in) == valid, "case %zu: is_utf8 says %d", i, !valid);
+        cnn_json_free(&j);
+    }
+
+    /* RFC 4648's test vectors. */
+    static const char *const b64[][2] = {{"", ""},           {"f", "Zg=="},         {"fo", "Zm8="},
+                                         {"foo", "Zm9v"},    {"foob", "Zm9vYg=="},  {"fooba", "Zm9vYmE="},
+                                         {"foobar", "Zm9vYmFy"}, {"\xff\xfe\xfd", "//79"}};
+    for (size_t i = 0; i < sizeof b64 / sizeof b64[0]; i++) {
+        cnn_json j;
+        cnn_json_init(&j, false);
+        cnn_json_base64(&j, b64[i][0], strlen(b64[i][0]));
+        char want[32];
+        snprintf(want, sizeof want, "\"%s\"", b64[i][1]);
+        CHECK(!j.failed && j.buf && strcmp(j.buf, want) == 0, "base64 of '%s': %s", b64[i][1], j.buf ? j.buf : "");
+        cnn_json_free(&j);
+    }
+
+    cnn_json j;
+    cnn_json_init(&j, false);
+    cnn_json_object_begin(&j);
+    cnn_json_path(&j, "input", "d/ok\xc3\xa9.png");
+    cnn_json_path(&j, "other", "d/\xff\xfe.png");
+    cnn_json_object_end(&j);
+    CHECK(!j.failed && j.buf &&
+              strcmp(j.buf, "{\"input\":\"d/ok\xc3\xa9.png\",\"other\":\"d/\xef\xbf\xbd\xef\xbf\xbd.png\","
+                            "\"other_b64\":\"ZC///i5wbmc=\"}") == 0,
+          "paths: %s", j.buf ? j.buf : "");
+    cnn_json_free(&j);
+}
+
+/* One terminal line whatever the text: controls and stray bytes escaped,
+ * UTF-8 kept, cut to the buffer without splitting an escape. */
+static void test_escape_line(void)
+{
+    static const struct { const char *in, *out; } cases[] = {
+        {"a\nb.png", "a\\nb.png"},
+        {"\r\t", "\\r\\t"},
+        {"\x1b[31mred\x7f", "\\x1b[31mred\\x7f"},
+        {"\xff\xfe.png", "\\xff\\xfe.png"},
+        {"caf\xc3\xa9", "caf\xc3\xa9"},
+        {"csi \xc2\x9b", "csi \\xc2\\x9b"}, /* C1 control as UTF-8 */
+        {"nbsp \xc2\xa0", "nbsp \xc2\xa0"},
+        {"back\\slash", "back\\slash"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[64];
+        size_t n = cnn_escape_line(out, sizeof out, cases[i].in);
+        CHECK(strcmp(out, cases[i].out) == 0 && n == strlen(out), "escape %zu: '%s'", i, out);
+    }
+    char small[5];
+    cnn_escape_line(small, sizeof small, "ab\ncd");
+    CHECK(strcmp(small, "ab\\n") == 0, "cut: '%s'", small);
+    cnn_escape_line(small, sizeof small, "abc\x01");
+    CHECK(strcmp(small, "abc") == 0, "cut before an escape: '%s'", small);
+}
+
+/* A file the user names is read only when it is a regular file: the open
+ * never blocks (a FIFO without a writer), and the message says what it is. */
+static void test_file_kinds(void)
+{
+    char *fifo = in_dir("pipe.png");
+    CHECK(mkfifo(fifo, 0600) == 0, "mkfifo %s", fifo);
+    char *dir = in_dir("folder.png");
+    CHECK_OK(cnn_mkdirs(dir, 0755));
+    char *sock = in_dir("sock.png");
+    int sfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
+    bool have_sock = strlen(sock) < sizeof sa.sun_path && sfd >= 0 &&
+                     bind(sfd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    static const char *const dev = "/dev/null";
+    const struct { const char *path, *kind; } cases[] = {
+        {fifo, "is a FIFO (named pipe), not a regular file"},
+        {dir, "is a folder, not a regular file"},
+        {dev, "is a character device, not a regular file"},
+        {have_sock ? sock : NULL, "is a socket, not a regular file"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (!cases[i].path) continue;
+        char *data = NULL;
+        size_t len = 0;
+        double t0 = cnn_now_ms();
+        int s = cnn_file_read(cases[i].path, 1 << 20, &data, &len);
+        CHECK(s == CNN_ERR_INPUT && data == NULL && strstr(cnn_error_message(), cases[i].path) &&
+                  strstr(cnn_error_message(), cases[i].kind),
+              "%s: %d %s", cases[i].path, s, cnn_error_message());
+        CHECK(cnn_now_ms() - t0 < 5000, "%s: took %.0f ms", cases[i].path, cnn_now_ms() - t0);
+        cnn_image img;
+        s = cnn_image_load(cases[i].path, &img);
+        CHECK(s == CNN_ERR_INPUT && strstr(cnn_error_message(), cases[i].kind), "image %s: %s", cases[i].path,
+              cnn_error_message());
+    }
+    char *missing = in_dir("missing.png");
+    char *data = NULL;
+    size_t len = 0;
+    int s = cnn_file_read(missing, 1 << 20, &data, &len);
+    CHECK(s == CNN_ERR_INPUT && strstr(cnn_error_message(), "No such file"), "missing: %s", cnn_error_message());
+    if (sfd >= 0) close(sfd);
+    unlink(fifo);
+    unlink(sock);
+    rmdir(dir);
+    free(fifo);
+    free(dir);
+    free(sock);
+    free(missing);
+}
+
 /* ------------------------------------------------------------ housekeeping */
 
 static int count_tmp_files(void)
@@ -839,6 +975,9 @@ int main(void)
     test_threads();
     test_npy();
     test_json();
+    test_json_utf8();
+    test_escape_line();
+    test_file_kinds();
 
     CHECK(count_tmp_files() == 0, "temporary files left in %s", g_dir);
     int rc = test_summary("test_io");
