@@ -44,6 +44,7 @@ static const char RUN_HELP[] =
     "  --input PATH      image (PNG/JPEG), folder (searched recursively) or @list.txt;\n"
     "                    repeatable\n"
     "  --weights FILE    .safetensors weights (default: model.weights of CONFIG)\n"
+    "  --strict          weights holding NaN or Inf are an error (exit 2), not a warning\n"
     "  --out DIR         output folder (default: output.dir of CONFIG, else out/<model>)\n"
     "  --tap LAYER[:KIND]  add a tap (repeatable); KIND defaults to activations\n"
     "  --npy             also write each tapped tensor as .npy\n"
@@ -88,11 +89,12 @@ static const char RUN_HELP[] =
     "the activations of the conv and pool layers (a subset for large networks).\n";
 
 static const char INFO_HELP[] =
-    "usage: cnnviz-cl info CONFIG [--weights FILE] [--batch N]\n"
+    "usage: cnnviz-cl info CONFIG [--weights FILE] [--batch N] [--strict]\n"
     "\n"
     "Checks CONFIG and its weights without touching a device and prints every\n"
     "layer: op, inputs, output shape, parameters and multiply-accumulates, the\n"
-    "totals, and the device memory the plan needs at peak.\n";
+    "totals, and the device memory the plan needs at peak.  Tensors holding NaN\n"
+    "or Inf are named in a warning (--strict: an error, exit 2).\n";
 
 typedef struct run_opts {
     const char *config, *weights, *out, *platform, *device;
@@ -102,6 +104,7 @@ typedef struct run_opts {
     int n_taps;
     const char *cls, *score;
     bool npy, no_taps, no_report, profile, quiet;
+    bool strict; /* --strict: non-finite weights are an error */
     int top, batch, repeat, png_level;
     int curves; /* --curves N; -1: the pipeline's */
 } run_opts;
@@ -143,6 +146,8 @@ static int parse_args(int argc, char **argv, run_opts *o, bool info)
         } else if (!strcmp(a, "--batch")) {
             NEED_VALUE();
             if (parse_int(a, v, 1, 4096, &o->batch) < 0) return CNN_ERR_USAGE;
+        } else if (!strcmp(a, "--strict")) {
+            o->strict = true;
         } else if (info) {
             if (a[0] == '-' || o->config)
                 return cnn_error_set(CNN_ERR_USAGE, "info: unexpected argument '%s' (see 'cnnviz-cl info --help')", a);
@@ -257,6 +262,48 @@ static int load_labels(loaded *l)
     return CNN_OK;
 }
 
+/* "12 NaN, 1 +Inf" for tensor e (the kinds it holds). */
+static void fmt_nonfinite(const cnn_nonfinite *e, char *buf, size_t size)
+{
+    const size_t v[3] = {e->count.nan, e->count.pos_inf, e->count.neg_inf};
+    static const char *const kind[3] = {"NaN", "+Inf", "-Inf"};
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int k = 0; k < 3; k++)
+        if (v[k] && n < size) n += (size_t)snprintf(buf + n, size - n, "%s%zu %s", n ? ", " : "", v[k], kind[k]);
+}
+
+/* Weights holding NaN or Inf: one warning line naming the first tensors
+ * and their counts (the run goes on and its outputs follow the NaN as
+ * PyTorch's would), or with --strict one error naming the first tensor. */
+static int check_nonfinite(const run_opts *o, const loaded *l)
+{
+    const cnn_graph *g = &l->graph;
+    enum { SHOWN = 3 };
+    char counts[96], list[1024];
+    size_t n = 0;
+    fmt_nonfinite(&g->nonfinite[0], counts, sizeof counts);
+    if (o->strict) {
+        char more[64] = "";
+        if (g->n_nonfinite > 1) snprintf(more, sizeof more, " (%d tensors in all)", g->n_nonfinite);
+        return cnn_error_set(CNN_ERR_INPUT, "%s: tensor '%.160s' holds %s%s; --strict refuses NaN and Inf in the "
+                             "weights", l->weights.path, g->nonfinite[0].tensor, counts, more);
+    }
+    list[0] = '\0';
+    for (int i = 0; i < g->n_nonfinite && i < SHOWN && n < sizeof list; i++) {
+        fmt_nonfinite(&g->nonfinite[i], counts, sizeof counts);
+        n += (size_t)snprintf(list + n, sizeof list - n, "%s%.160s: %s", i ? "; " : "", g->nonfinite[i].tensor,
+                              counts);
+    }
+    if (g->n_nonfinite > SHOWN && n < sizeof list)
+        snprintf(list + n, sizeof list - n, "; and %d more", g->n_nonfinite - SHOWN);
+    fprintf(stderr, "cnnviz-cl: warning: %s: %d tensor%s hold%s NaN or Inf (%s); the outputs %s reaches will "
+            "hold NaN or Inf, as in PyTorch (--strict makes this an error)\n", l->weights.path, g->n_nonfinite,
+            g->n_nonfinite == 1 ? "" : "s", g->n_nonfinite == 1 ? "s" : "", list,
+            g->n_nonfinite == 1 ? "it" : "each");
+    return CNN_OK;
+}
+
 static int load_all(const run_opts *o, loaded *l)
 {
     memset(l, 0, sizeof *l);
@@ -284,6 +331,7 @@ static int load_all(const run_opts *o, loaded *l)
     }
     status = cnn_graph_build(&l->pipe, needs_weights ? &l->weights : NULL, &l->graph);
     if (status < 0) return status;
+    if (l->graph.n_nonfinite) CNN_TRY_RET(check_nonfinite(o, l));
     return load_labels(l);
 }
 
