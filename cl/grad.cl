@@ -17,7 +17,10 @@ __kernel void kernel_grad_accum_f32(__global const float *dy, __global float *dx
  * arguments: the branch is uniform over the launch and the op is bound by
  * memory, so one program serves every variant.  Selects rather than
  * products by 0/1, like PyTorch's threshold_backward, so an infinite dy
- * blocked by the derivative gives 0, not NaN. */
+ * blocked by the derivative gives 0, not NaN.  The tests that block are
+ * those of PyTorch, false for NaN: relu and relu6 pass dy at a NaN input
+ * (threshold_backward, hardtanh_backward), leaky_relu scales it by the
+ * slope; the deconvnet and guided rules keep a NaN dy (relu(dy)). */
 __kernel void kernel_grad_act_f32(__global const float *x, __global const float *y,
                                   __global const float *dy, __global float *dx, const uint n,
                                   const uint act, const uint mode, const float slope)
@@ -29,16 +32,16 @@ __kernel void kernel_grad_act_f32(__global const float *x, __global const float 
     if (act >= 1 && act <= 3) {
         /* relu family: 1 relu, 2 relu6, 3 leaky_relu */
         if (mode == 2) {
-            d = g > 0.0f ? g : 0.0f;
+            d = g <= 0.0f ? 0.0f : g;
         } else {
             float v = x[i];
             if (act == 1)
-                d = v > 0.0f ? g : 0.0f;
+                d = v <= 0.0f ? 0.0f : g;
             else if (act == 2)
-                d = (v > 0.0f && v < 6.0f) ? g : 0.0f;
+                d = (v <= 0.0f || v >= 6.0f) ? 0.0f : g;
             else
                 d = v > 0.0f ? g : g * slope;
-            if (mode == 1 && !(g > 0.0f)) d = 0.0f;
+            if (mode == 1 && g <= 0.0f) d = 0.0f;
         }
     } else if (act == 4) {
         float v = y[i];

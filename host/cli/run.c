@@ -45,6 +45,7 @@ static const char RUN_HELP[] =
     "  --input PATH      image (PNG/JPEG), folder (searched recursively) or @list.txt;\n"
     "                    repeatable\n"
     "  --weights FILE    .safetensors weights (default: model.weights of CONFIG)\n"
+    "  --strict          weights holding NaN or Inf are an error (exit 2), not a warning\n"
     "  --out DIR         output folder (default: output.dir of CONFIG, else out/<model>)\n"
     "  --wait-lock       when another run writes into DIR, wait for it instead of\n"
     "                    stopping at once\n"
@@ -99,11 +100,12 @@ static const char RUN_HELP[] =
     "DIR (DIR/.cnnviz.lock).\n";
 
 static const char INFO_HELP[] =
-    "usage: cnnviz-cl info CONFIG [--weights FILE] [--batch N]\n"
+    "usage: cnnviz-cl info CONFIG [--weights FILE] [--batch N] [--strict]\n"
     "\n"
     "Checks CONFIG and its weights without touching a device and prints every\n"
     "layer: op, inputs, output shape, parameters and multiply-accumulates, the\n"
-    "totals, and the device memory the plan needs at peak.\n";
+    "totals, and the device memory the plan needs at peak.  Tensors holding NaN\n"
+    "or Inf are named in a warning (--strict: an error, exit 2).\n";
 
 typedef struct run_opts {
     const char *config, *weights, *out, *platform, *device;
@@ -113,6 +115,7 @@ typedef struct run_opts {
     int n_taps;
     const char *cls, *score;
     bool npy, no_taps, no_report, profile, quiet, wait_lock;
+    bool strict; /* --strict: non-finite weights are an error */
     int top, batch, repeat, png_level;
     int curves; /* --curves N; -1: the pipeline's */
 } run_opts;
@@ -154,6 +157,8 @@ static int parse_args(int argc, char **argv, run_opts *o, bool info)
         } else if (!strcmp(a, "--batch")) {
             NEED_VALUE();
             if (parse_int(a, v, 1, 4096, &o->batch) < 0) return CNN_ERR_USAGE;
+        } else if (!strcmp(a, "--strict")) {
+            o->strict = true;
         } else if (info) {
             if (a[0] == '-' || o->config)
                 return cnn_error_set(CNN_ERR_USAGE, "info: unexpected argument '%s' (see 'cnnviz-cl info --help')", a);
@@ -290,6 +295,48 @@ static int load_labels(loaded *l)
     return status;
 }
 
+/* "12 NaN, 1 +Inf" for tensor e (the kinds it holds). */
+static void fmt_nonfinite(const cnn_nonfinite *e, char *buf, size_t size)
+{
+    const size_t v[3] = {e->count.nan, e->count.pos_inf, e->count.neg_inf};
+    static const char *const kind[3] = {"NaN", "+Inf", "-Inf"};
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int k = 0; k < 3; k++)
+        if (v[k] && n < size) n += (size_t)snprintf(buf + n, size - n, "%s%zu %s", n ? ", " : "", v[k], kind[k]);
+}
+
+/* Weights holding NaN or Inf: one warning line naming the first tensors
+ * and their counts (the run goes on and its outputs follow the NaN as
+ * PyTorch's would), or with --strict one error naming the first tensor. */
+static int check_nonfinite(const run_opts *o, const loaded *l)
+{
+    const cnn_graph *g = &l->graph;
+    enum { SHOWN = 3 };
+    char counts[96], list[1024];
+    size_t n = 0;
+    fmt_nonfinite(&g->nonfinite[0], counts, sizeof counts);
+    if (o->strict) {
+        char more[64] = "";
+        if (g->n_nonfinite > 1) snprintf(more, sizeof more, " (%d tensors in all)", g->n_nonfinite);
+        return cnn_error_set(CNN_ERR_INPUT, "%s: tensor '%.160s' holds %s%s; --strict refuses NaN and Inf in the "
+                             "weights", l->weights.path, g->nonfinite[0].tensor, counts, more);
+    }
+    list[0] = '\0';
+    for (int i = 0; i < g->n_nonfinite && i < SHOWN && n < sizeof list; i++) {
+        fmt_nonfinite(&g->nonfinite[i], counts, sizeof counts);
+        n += (size_t)snprintf(list + n, sizeof list - n, "%s%.160s: %s", i ? "; " : "", g->nonfinite[i].tensor,
+                              counts);
+    }
+    if (g->n_nonfinite > SHOWN && n < sizeof list)
+        snprintf(list + n, sizeof list - n, "; and %d more", g->n_nonfinite - SHOWN);
+    fprintf(stderr, "cnnviz-cl: warning: %s: %d tensor%s hold%s NaN or Inf (%s); the outputs %s reaches will "
+            "hold NaN or Inf, as in PyTorch (--strict makes this an error)\n", l->weights.path, g->n_nonfinite,
+            g->n_nonfinite == 1 ? "" : "s", g->n_nonfinite == 1 ? "s" : "", list,
+            g->n_nonfinite == 1 ? "it" : "each");
+    return CNN_OK;
+}
+
 static int load_all(const run_opts *o, loaded *l)
 {
     memset(l, 0, sizeof *l);
@@ -317,6 +364,7 @@ static int load_all(const run_opts *o, loaded *l)
     }
     status = cnn_graph_build(&l->pipe, needs_weights ? &l->weights : NULL, &l->graph);
     if (status < 0) return status;
+    if (l->graph.n_nonfinite) CNN_TRY_RET(check_nonfinite(o, l));
     return load_labels(l);
 }
 
@@ -426,6 +474,9 @@ typedef struct run_state {
     int n_img8;
     int *rank;            /* [batch * 10] each image's classes by score */
     bool images;          /* write PNGs (taps or the report) */
+    int nonfinite_inputs;  /* inputs whose network output holds NaN or Inf */
+    int first_nonfinite;   /* ... the first of them (index into inputs) */
+    bool output_nan, output_inf; /* ... which of the two occurred */
     cnn_report_input *rin; /* [inputs.n] predictions for the report */
     cnn_report_pred *rpred; /* [inputs.n * top] */
     int n_rin;
@@ -652,6 +703,15 @@ static int write_npy(run_state *s, const char *rel, const float *data, const int
     return cnn_manifest_add(&s->manifest, &e);
 }
 
+/* A probability as printed and written to predictions.csv: "nan" for NaN
+ * whatever its sign bit (printf would write "-nan" for x86's default NaN). */
+static const char *fmt_prob(double p, int digits, char *buf, size_t size)
+{
+    if (isnan(p)) snprintf(buf, size, "nan");
+    else snprintf(buf, size, "%.*f", digits, p);
+    return buf;
+}
+
 /* Appends one CSV row; fields with a comma, quote or newline are quoted. */
 static int csv_append(run_state *s, const char *input, int index, const char *label, double prob)
 {
@@ -669,7 +729,8 @@ static int csv_append(run_state *s, const char *input, int index, const char *la
         if (quote && n < sizeof row) row[n++] = '"';
         if (f == 0) n += (size_t)snprintf(row + n, sizeof row - n, ",%d,", index);
     }
-    n += (size_t)snprintf(row + n, sizeof row - n, ",%.6f\n", prob);
+    char pb[32];
+    n += (size_t)snprintf(row + n, sizeof row - n, ",%s\n", fmt_prob(prob, 6, pb, sizeof pb));
     if (n >= sizeof row) n = sizeof row - 1;
     if (s->csv_len + n + 1 > s->csv_cap) {
         size_t cap = s->csv_cap ? s->csv_cap * 2 : 4096;
@@ -687,12 +748,18 @@ static int csv_append(run_state *s, const char *input, int index, const char *la
 /* qsort has no context argument: the values being ranked. */
 static const float *g_sort_values;
 
-/* Descending by value, ties by index, so the order is deterministic. */
+/* Descending by value, ties by index, so the order is deterministic.  NaN
+ * ranks above everything, as torch.topk and torch.argmax rank it; among
+ * NaNs the order is the index's (torch.sort(descending=True, stable=True)
+ * and argmax; topk's own order among NaNs varies with the length). */
 static int cmp_idx(const void *a, const void *b)
 {
     int ia = *(const int *)a, ib = *(const int *)b;
-    const float *v = g_sort_values;
-    return v[ia] < v[ib] ? 1 : v[ia] > v[ib] ? -1 : (ia > ib) - (ia < ib);
+    float va = g_sort_values[ia], vb = g_sort_values[ib];
+    bool na = isnan(va), nb = isnan(vb);
+    if (na != nb) return na ? -1 : 1;
+    if (!na && va != vb) return va < vb ? 1 : -1;
+    return (ia > ib) - (ia < ib);
 }
 
 /* Predictions, raw output and taps of image k (slot b of the batch). */
@@ -708,7 +775,10 @@ static int finish_input(run_state *s, int k, int b)
     int64_t shape[4];
     int status;
 
-    /* Softmax in double over the network output, for the printed top-k. */
+    /* Softmax in double over the network output, for the printed top-k.
+     * As torch.softmax: a NaN or +Inf anywhere, or -Inf everywhere, makes
+     * every probability NaN (fmax skips NaN; exp(nan) and inf - inf do
+     * the rest). */
     double mx = -INFINITY, sum = 0;
     for (size_t i = 0; i < nout; i++) mx = fmax(mx, (double)logits[i]);
     for (size_t i = 0; i < nout; i++) sum += exp((double)logits[i] - mx);
@@ -728,7 +798,8 @@ static int finish_input(run_state *s, int k, int b)
         int c = idx[t];
         double prob = exp((double)logits[c] - mx) / sum;
         const char *label = c < s->l.n_labels ? s->l.labels[c] : "";
-        if (!s->o.quiet) printf("  %2d. %5d  %-32s %.4f\n", t + 1, c, label, prob);
+        char pb[32];
+        if (!s->o.quiet) printf("  %2d. %5d  %-32s %s\n", t + 1, c, label, fmt_prob(prob, 4, pb, sizeof pb));
         if (s->rpred) s->rpred[(size_t)s->n_rin * top + t] = (cnn_report_pred){c, label, prob};
         cnn_json_object_begin(&s->preds);
         cnn_json_key(&s->preds, "index");
@@ -743,6 +814,16 @@ static int finish_input(run_state *s, int k, int b)
     cnn_json_object_end(&s->preds);
     int best = idx[0];
     free(idx);
+    bool has_nan = false, has_inf = false;
+    for (size_t i = 0; i < nout; i++) {
+        has_nan |= isnan(logits[i]) != 0;
+        has_inf |= isinf(logits[i]) != 0;
+    }
+    if (has_nan || has_inf) {
+        if (!s->nonfinite_inputs++) s->first_nonfinite = k;
+        s->output_nan |= has_nan;
+        s->output_inf |= has_inf;
+    }
     if (s->rin) {
         s->rin[s->n_rin] = (cnn_report_input){path, s->rpred + (size_t)s->n_rin * top, top};
         s->n_rin++;
@@ -787,6 +868,18 @@ static int finish_input(run_state *s, int k, int b)
         if (status < 0) return status;
     }
     return CNN_OK;
+}
+
+/* One line for the whole run, not one per input: how many outputs held
+ * NaN or Inf, the first such input, and the likely cause. */
+static void warn_nonfinite_outputs(const run_state *s, int done_inputs)
+{
+    const char *what = s->output_nan && s->output_inf ? "NaN and Inf" : s->output_nan ? "NaN" : "Inf";
+    fprintf(stderr, "cnnviz-cl: warning: the network's output holds %s for %d of %d input%s (first: %s); classes "
+            "rank as torch.topk ranks them (NaN first), probabilities are NaN where torch.softmax's are; %s\n",
+            what, s->nonfinite_inputs, done_inputs, done_inputs == 1 ? "" : "s", s->inputs.paths[s->first_nonfinite],
+            s->l.graph.n_nonfinite ? "the weights hold NaN or Inf (warning above)"
+                                   : "the weights are finite, so an activation overflowed float32");
 }
 
 /* Progress on stderr: a bar redrawn in place on a terminal, a plain line
@@ -1752,14 +1845,33 @@ static int write_report(run_state *s)
     }
     char device[600];
     snprintf(device, sizeof device, "%s (%s)", s->cl.device_name, s->cl.platform_name);
+    /* The taps' notes, then what the warnings of NaN and Inf said. */
+    const char **notes = cnn_calloc((size_t)s->viz.n_notes + 2, sizeof *notes);
+    if (!notes) {
+        free(layers);
+        return CNN_ERR_NOMEM;
+    }
+    int n_notes = 0;
+    for (int i = 0; i < s->viz.n_notes; i++) notes[n_notes++] = s->viz.notes[i];
+    char wnote[256], onote[256];
+    if (g->n_nonfinite) {
+        snprintf(wnote, sizeof wnote, "%d weight tensor%s hold%s NaN or Inf (the first: %.120s)", g->n_nonfinite,
+                 g->n_nonfinite == 1 ? "" : "s", g->n_nonfinite == 1 ? "s" : "", g->nonfinite[0].tensor);
+        notes[n_notes++] = wnote;
+    }
+    if (s->nonfinite_inputs) {
+        snprintf(onote, sizeof onote, "the network's output holds NaN or Inf for %d of %d inputs", s->nonfinite_inputs,
+                 s->n_rin);
+        notes[n_notes++] = onote;
+    }
     cnn_report r = {.title = s->l.pipe.model_name ? s->l.pipe.model_name : "model", .config = s->o.config,
                     .device = device, .files = &s->manifest, .inputs = s->rin, .n_inputs = s->n_rin,
-                    .layers = layers, .n_layers = g->n, .notes = (const char *const *)s->viz.notes,
-                    .n_notes = s->viz.n_notes};
+                    .layers = layers, .n_layers = g->n, .notes = notes, .n_notes = n_notes};
     char *p = cnn_path_join(s->wdir, "index.html");
     int status = p ? cnn_report_write(p, &r) : CNN_ERR_NOMEM;
     free(p);
     free(layers);
+    free(notes);
     if (status < 0) return status;
     cnn_manifest_entry e = {.path = "index.html", .kind = "report", .channel = -1, .format = "html"};
     return cnn_manifest_add(&s->manifest, &e);
@@ -1933,6 +2045,7 @@ int cnn_cmd_run(int argc, char **argv)
 loop_done:
     free(slot_of);
     if (status < 0) goto done;
+    if (s.nonfinite_inputs) warn_nonfinite_outputs(&s, done_inputs);
     if (s.pool) CNN_TRY(cnn_png_pool_wait(s.pool), done);
     double loop_ms = cnn_now_ms() - t_loop;
     char measured[96] = "";

@@ -36,6 +36,12 @@ typedef struct cnn_layer {
     uint64_t macs;              /* multiply-accumulates for one image */
 } cnn_layer;
 
+/* A bound tensor that holds NaN or Inf. */
+typedef struct cnn_nonfinite {
+    char *tensor;              /* its name in the weights file */
+    cnn_nonfinite_count count;
+} cnn_nonfinite;
+
 typedef struct cnn_graph {
     const cnn_pipeline *pipe;   /* borrowed */
     const cnn_weights *weights; /* borrowed; the parameters may point into it */
@@ -43,10 +49,14 @@ typedef struct cnn_graph {
     int n;
     int in_c, in_h, in_w;       /* network input */
     uint64_t total_params, total_macs;
+    cnn_nonfinite *nonfinite;   /* [n_nonfinite] bound tensors holding NaN or Inf, in binding order */
+    int n_nonfinite;
 } cnn_graph;
 
 /* Builds the graph.  `weights` may be NULL to check shapes only (then no
- * parameter is bound and no tensor is checked).  Errors: CNN_ERR_INPUT with
+ * parameter is bound and no tensor is checked).  NaN and Inf in a bound
+ * tensor are no error: they are listed in g->nonfinite for the caller to
+ * warn about or refuse.  Errors: CNN_ERR_INPUT with
  * "config:line:col: ..." (impossible geometry, mismatched shapes, missing or
  * misshapen tensors, unsupported dtypes). */
 int cnn_graph_build(const cnn_pipeline *pipe, const cnn_weights *weights, cnn_graph *g);

@@ -8,6 +8,7 @@
 #ifndef CNN_MODEL_WEIGHTS_H
 #define CNN_MODEL_WEIGHTS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,6 +63,18 @@ const cnn_weight_tensor *cnn_weights_find(const cnn_weights *w, const char *name
 /* Converts tensor t (F32, F16 or BF16) to `numel` floats in `out`.
  * CNN_ERR_INPUT naming the tensor for other dtypes. */
 int cnn_weights_to_f32(const cnn_weights *w, const cnn_weight_tensor *t, float *out);
+
+/* Non-finite values among floats: NaN (any payload, either sign) and
+ * infinities by sign. */
+typedef struct cnn_nonfinite_count {
+    size_t nan, pos_inf, neg_inf;
+} cnn_nonfinite_count;
+
+/* Counts the NaN and Inf among v[0, n) into *c; true when there is any.
+ * v needs only float alignment (it may point into the file's map).  A
+ * vectorised test over the whole tensor, and a second, counting pass only
+ * over a tensor that holds some. */
+bool cnn_weights_scan_f32(const float *v, size_t n, cnn_nonfinite_count *c);
 
 /* Drops the file pages of tensor t from memory once it has been converted
  * (they are read again if touched), so that loading a model never holds

@@ -359,9 +359,15 @@ static int net_create(cnn_net *net, cnn_cl *cl, const cnn_graph *g, cnn_graph *c
         /* Winograd or im2col for each 3x3 convolution, as measured */
         wino = cnn_calloc((size_t)g->n, 1);
         if (!wino) return CNN_ERR_NOMEM;
-        double t0 = cnn_now_ms();
-        status = cnn_choose_convs(cl, g, max_batch, wino, &net->choices_measured);
-        net->choices_ms = cnn_now_ms() - t0;
+        /* Weights with NaN or Inf get no Winograd (wino stays 0: im2col).
+         * Its transforms add and subtract the values of a tile, so one Inf
+         * becomes inf - inf = NaN in outputs that a direct product (and
+         * PyTorch) leaves at +-Inf or finite; im2col is that product. */
+        if (!g->n_nonfinite) {
+            double t0 = cnn_now_ms();
+            status = cnn_choose_convs(cl, g, max_batch, wino, &net->choices_measured);
+            net->choices_ms = cnn_now_ms() - t0;
+        }
     }
     if (status == CNN_OK) status = cnn_plan_build_with(g, keep, max_batch, cnn_blas_packing(cl), wino, &net->plan);
     free(wino);

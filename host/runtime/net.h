@@ -7,7 +7,9 @@
  * away; batch norm right after a convolution is folded into its weights and
  * an activation right after a conv/linear/batchnorm/add runs in its epilogue
  * when no kept tensor sits between; 3x3 convolutions may run Winograd
- * F(2x2, 3x3) unless every layer is kept (gradient mode); flatten and dropout are views of their input. */
+ * F(2x2, 3x3) unless every layer is kept (gradient mode) or the weights
+ * hold NaN or Inf (g->nonfinite); flatten and dropout are views of their
+ * input. */
 #ifndef CNN_RUNTIME_NET_H
 #define CNN_RUNTIME_NET_H
 

@@ -501,7 +501,7 @@ static const char *const k_css[] = {
     "contain-intrinsic-size:auto 44px}\n"
     "details.in>summary{padding:8px 12px;cursor:pointer;font-size:15px;overflow-wrap:anywhere}\n"
     "details.in>summary .n{color:var(--mut);margin-right:6px}details.in>summary .t1{color:var(--mut);"
-    "margin-left:10px;font-size:13px}\n"
+    "margin-left:10px;font-size:13px}details.in>summary .t1.warn{color:var(--warn)}\n"
     ".inb{padding:4px 12px 14px}.inh{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}\n"
     "figure{margin:0}figcaption{color:var(--mut);font-size:12px;margin-top:4px;overflow-wrap:anywhere}\n"
     "figure.input img{width:224px;max-width:100%;height:auto;display:block;border-radius:4px}\n",
@@ -1006,6 +1006,12 @@ static int put_explanations(ctx *x, const dinput *d)
 static void put_top(sbuf *b, const cnn_report_input *in)
 {
     if (in->n_top <= 0) return;
+    bool nan = false;
+    for (int t = 0; t < in->n_top; t++) nan |= isnan(in->top[t].prob) != 0;
+    if (nan)
+        put_str(b, "<p class=\"warn\">The network's output holds NaN or Inf: its probabilities are NaN, as "
+                   "torch.softmax gives them, and its classes rank as torch.topk ranks them (NaN first). No class "
+                   "is predicted.</p>\n");
     put_str(b, "<table class=\"top\"><thead><tr><th class=\"num\">#</th><th class=\"num\">class</th><th>label</th>"
                "<th>probability</th></tr></thead><tbody>\n");
     for (int t = 0; t < in->n_top; t++) {
@@ -1017,6 +1023,11 @@ static void put_top(sbuf *b, const cnn_report_input *in)
         put_str(b, "</td><td><div class=\"pb\"><i style=\"width:");
         put_num(b, "%.2f", w);
         put_str(b, "%\"></i><span>");
+        /* NaN (the output held NaN or Inf) is shown as such, never as 0 %. */
+        if (isnan(p->prob)) {
+            put_str(b, "NaN</span></div></td></tr>\n");
+            continue;
+        }
         put_num(b, pct >= 0.01 || pct == 0 ? "%.2f" : "%.1e", pct);
         put_str(b, "%</span></div></td></tr>\n");
     }
@@ -1032,7 +1043,11 @@ static int put_input(ctx *x, int k)
          k < REPORT_OPEN_INPUTS ? " open" : "", k + 1);
     esc(b, d->path);
     put_str(b, "</b>");
-    if (pred && pred->n_top > 0) {
+    if (pred && pred->n_top > 0 && isnan(pred->top[0].prob)) {
+        /* No class is predicted from an output with NaN or Inf: the title
+         * says so rather than name the class that ranks first. */
+        put_str(b, "<span class=\"t1 warn\">output holds NaN or Inf</span>");
+    } else if (pred && pred->n_top > 0) {
         put_str(b, "<span class=\"t1\">");
         if (pred->top[0].label && pred->top[0].label[0]) esc(b, pred->top[0].label);
         else putf(b, "class %d", pred->top[0].index);

@@ -89,4 +89,33 @@ static inline int close_enough(const float *got, const double *ref, size_t n, do
     return bad == 0;
 }
 
+/* Replaces about one element in `every` of x (at random positions) with
+ * NaN, +Inf and -Inf in turn: the values PyTorch propagates. */
+static inline void sprinkle_nonfinite(float *x, size_t n, int every)
+{
+    static const float special[3] = {NAN, INFINITY, -INFINITY};
+    int k = 0;
+    for (size_t i = (size_t)rng_uniform(0.0f, (float)every); i < n; i += 1 + (size_t)rng_uniform(0.0f, 2.0f * every))
+        x[i] = special[k++ % 3];
+}
+
+/* close_enough for outputs that may hold NaN and Inf: where ref is NaN, got
+ * must be NaN; where ref is infinite, got must be the same infinity; the
+ * rest within atol + rtol * |ref|.  Reports the first mismatch. */
+static inline int close_enough_nf(const float *got, const double *ref, size_t n, double atol, double rtol,
+                                  const char *what)
+{
+    int bad = 0;
+    size_t first = n;
+    for (size_t i = 0; i < n; i++) {
+        double g = got[i], r = ref[i];
+        int ok = isnan(r) ? isnan(g) : isinf(r) ? g == r : fabs(g - r) <= atol + rtol * fabs(r);
+        if (!ok && !bad++) first = i;
+    }
+    if (bad)
+        fprintf(stderr, "  %s: %d of %zu elements differ; first [%zu] got %.9g ref %.9g\n", what, bad, n, first,
+                (double)got[first], ref[first]);
+    return bad == 0;
+}
+
 #endif

@@ -14,7 +14,10 @@
  * one product is ~0.25 on average).  Activations are evaluated in float on
  * the device (exp/tanh within a few ulp), which rtol 1e-4 covers.  Pure
  * elementwise ops (act, affine, add) are one or two float roundings plus an
- * activation: atol 1e-6, rtol 1e-5. */
+ * activation: atol 1e-6, rtol 1e-5.  Cases with NaN and +-Inf in inputs,
+ * weights or biases (PyTorch's semantics in act_ref and conv_ref) must
+ * match every NaN and infinity of the reference exactly: whether a sum is
+ * NaN, +Inf or -Inf does not depend on the order it is added in. */
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
 #include "ops/blas.h"
@@ -33,19 +36,22 @@ static const char *act_name(cnn_act a)
     return (unsigned)a < sizeof names / sizeof names[0] ? names[a] : "?";
 }
 
+/* PyTorch 1.13's activations, NaN and Inf included: the clamps of relu,
+ * relu6 and hardswish pass NaN through (torch.relu(nan) is nan), relu(-inf)
+ * is 0, relu6(inf) 6, leaky_relu(-inf) -inf, sigmoid(-+inf) 0 and 1,
+ * tanh(+-inf) +-1, hardswish(inf) inf and hardswish(-inf) = -inf * 0 = nan
+ * (each checked against torch). */
+static double relu6_ref(double x) { return x <= 0 ? 0.0 : x >= 6 ? 6.0 : x; }
+
 static double act_ref(cnn_act a, double x, double slope)
 {
     switch (a) {
-    case CNN_ACT_RELU: return x > 0 ? x : 0.0;
-    case CNN_ACT_RELU6: return x < 0 ? 0.0 : x > 6 ? 6.0 : x;
+    case CNN_ACT_RELU: return x <= 0 ? 0.0 : x;
+    case CNN_ACT_RELU6: return relu6_ref(x);
     case CNN_ACT_LEAKY_RELU: return x >= 0 ? x : x * slope;
     case CNN_ACT_SIGMOID: return 1.0 / (1.0 + exp(-x));
     case CNN_ACT_TANH: return tanh(x);
-    case CNN_ACT_HARDSWISH: {
-        double r = x + 3.0;
-        r = r < 0 ? 0 : r > 6 ? 6 : r;
-        return x * r / 6.0;
-    }
+    case CNN_ACT_HARDSWISH: return x * relu6_ref(x + 3.0) / 6.0;
     case CNN_ACT_NONE:
     default: return x;
     }
@@ -88,7 +94,7 @@ static void download_check(cnn_cl *cl, cl_mem b, size_t n, const double *ref, do
     float *got = xmalloc((n + GUARD) * sizeof *got);
     for (size_t i = 0; i < n + GUARD; i++) got[i] = NAN;
     CHECK_OK(cnn_cl_read(cl, b, 0, (n + GUARD) * sizeof *got, got, what));
-    CHECK(close_enough(got, ref, n, atol, rtol, what), "%s differs from the C reference", what);
+    CHECK(close_enough_nf(got, ref, n, atol, rtol, what), "%s differs from the C reference", what);
     int guard_ok = 1;
     for (size_t i = 0; i < GUARD; i++) guard_ok &= got[n + i] == SENTINEL;
     CHECK(guard_ok, "%s wrote past the end of its output", what);
@@ -123,6 +129,8 @@ typedef struct conv_case {
     cnn_act act;
     float slope;
     const char *what;
+    int specials; /* 0: finite data; 1: NaN/Inf in the input, one +Inf weight, NaN/-Inf biases;
+                     2: NaN weights and NaN/+-Inf biases, finite input */
 } conv_case;
 
 static void conv_ref(const cnn_conv_geom *g, int n, const float *x, const float *w,
@@ -135,16 +143,18 @@ static void conv_ref(const cnn_conv_geom *g, int n, const float *x, const float 
             for (int oy = 0; oy < g->ho; oy++)
                 for (int ox = 0; ox < g->wo; ox++) {
                     double acc = bias ? bias[o] : 0.0;
+                    /* Taps in the padding multiply a zero, as PyTorch's
+                     * convolutions do (0 * Inf weight = NaN there; only
+                     * its float32 depthwise kernel skips them). */
                     for (int c = 0; c < cig; c++) {
                         int cin = grp * cig + c;
                         for (int i = 0; i < g->kh; i++) {
                             int iy = oy * g->sh - g->pt + i * g->dh;
-                            if (iy < 0 || iy >= g->hi) continue;
                             for (int j = 0; j < g->kw; j++) {
                                 int ix = ox * g->sw - g->pl + j * g->dw;
-                                if (ix < 0 || ix >= g->wi) continue;
-                                acc += (double)x[(((size_t)b * g->ci + cin) * g->hi + iy) * g->wi + ix] *
-                                       (double)w[(((size_t)o * cig + c) * g->kh + i) * g->kw + j];
+                                bool in = iy >= 0 && iy < g->hi && ix >= 0 && ix < g->wi;
+                                double v = in ? x[(((size_t)b * g->ci + cin) * g->hi + iy) * g->wi + ix] : 0.0;
+                                acc += v * (double)w[(((size_t)o * cig + c) * g->kh + i) * g->kw + j];
                             }
                         }
                     }
@@ -179,6 +189,18 @@ static void run_conv_case(cnn_cl *cl, const conv_case *c)
     fill_nonzero(x, nx, -1.0f, 1.0f);
     fill_nonzero(w, nw, -1.0f, 1.0f);
     fill_nonzero(bias, (size_t)c->co, -1.0f, 1.0f);
+    if (c->specials == 1) {
+        sprinkle_nonfinite(x, nx, 60);
+        w[nw / 3] = INFINITY;
+        bias[0] = NAN;
+        bias[c->co - 1] = -INFINITY;
+    } else if (c->specials == 2) {
+        w[nw / 5] = NAN;
+        w[nw - 1] = NAN;
+        bias[1] = NAN;
+        bias[2] = INFINITY;
+        bias[c->co - 2] = -INFINITY;
+    }
     conv_ref(&g, c->n, x, w, c->bias ? bias : NULL, c->act, c->slope, ref);
 
     size_t scratch_n = cnn_op_conv2d_scratch(&g);
@@ -206,7 +228,10 @@ static void run_conv_case(cnn_cl *cl, const conv_case *c)
         bool ok = v % 3 == 0   ? cnn_op_conv2d_pack_layout(&g, c->n, cl->own_gemm, &pk)
                   : v % 3 == 1 ? cnn_op_conv2d_pack_plain(&g, c->n * mb, cl->own_gemm, &pk)
                                : cnn_op_conv2d_pack_winograd(&g, c->n, cl->own_gemm, &pk);
-        if (!ok)
+        /* Winograd's input transform mixes a tile: NaN and Inf in the
+         * input reach outputs a direct product keeps finite (the network
+         * runs no Winograd when its weights hold them). */
+        if (!ok || (c->specials == 1 && pk.winograd))
             continue;
         char pwhat[320];
         snprintf(pwhat, sizeof pwhat, "%s packed(%sk%d co%d p%d max_batch %d, %s GEMM)", what,
@@ -236,53 +261,61 @@ static void test_conv(cnn_cl *cl)
 {
     static const conv_case cases[] = {
         /* n  ci  hi  wi  co kh kw sh sw dh dw pt pb pl pr  g  bias act */
-        {1, 3, 7, 9, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_NONE, 0, "3x3 same"},
-        {3, 3, 7, 9, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "3x3 batch"},
-        {3, 5, 7, 9, 3, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, CNN_ACT_NONE, 0, "3x3 valid"},
-        {3, 5, 7, 9, 3, 5, 5, 2, 2, 1, 1, 2, 1, 1, 2, 1, 1, CNN_ACT_RELU6, 0, "5x5 s2 asym"},
-        {1, 3, 9, 7, 5, 5, 5, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, CNN_ACT_NONE, 0, "5x5 valid"},
-        {1, 3, 7, 9, 5, 1, 3, 1, 2, 1, 1, 0, 0, 1, 1, 1, 1, CNN_ACT_LEAKY_RELU, 0.1f, "1x3 sw2"},
-        {3, 5, 9, 7, 4, 3, 1, 2, 1, 1, 1, 1, 0, 0, 0, 1, 0, CNN_ACT_TANH, 0, "3x1 sh2"},
-        {1, 3, 9, 7, 5, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 1, 0, CNN_ACT_SIGMOID, 0, "dil2"},
-        {3, 3, 9, 11, 4, 3, 3, 2, 1, 2, 1, 3, 0, 0, 2, 1, 1, CNN_ACT_TANH, 0, "dil2,1 asym"},
-        {1, 5, 8, 8, 3, 3, 3, 2, 2, 1, 1, 1, 0, 1, 0, 1, 1, CNN_ACT_HARDSWISH, 0, "s2 tl-pad"},
-        {3, 4, 7, 9, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 1, CNN_ACT_HARDSWISH, 0, "groups2 direct"},
-        {1, 4, 7, 9, 6, 3, 3, 2, 2, 1, 1, 0, 1, 1, 0, 2, 0, CNN_ACT_LEAKY_RELU, 0.1f, "groups2 s2"},
-        {3, 10, 7, 9, 6, 3, 3, 2, 2, 1, 1, 1, 0, 0, 1, 2, 1, CNN_ACT_RELU, 0, "groups2 gemm"},
-        {1, 12, 7, 9, 9, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 3, 0, CNN_ACT_NONE, 0, "groups3 gemm dil2"},
-        {3, 8, 7, 9, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8, 1, CNN_ACT_RELU6, 0, "depthwise"},
-        {1, 8, 9, 7, 8, 5, 5, 2, 2, 1, 1, 2, 2, 2, 2, 8, 0, CNN_ACT_NONE, 0, "depthwise 5x5 s2"},
-        {3, 8, 7, 9, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8, 1, CNN_ACT_SIGMOID, 0, "depthwise x2"},
+        {1, 3, 7, 9, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_NONE, 0, "3x3 same", 0},
+        {3, 3, 7, 9, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "3x3 batch", 0},
+        {3, 5, 7, 9, 3, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, CNN_ACT_NONE, 0, "3x3 valid", 0},
+        {3, 5, 7, 9, 3, 5, 5, 2, 2, 1, 1, 2, 1, 1, 2, 1, 1, CNN_ACT_RELU6, 0, "5x5 s2 asym", 0},
+        {1, 3, 9, 7, 5, 5, 5, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, CNN_ACT_NONE, 0, "5x5 valid", 0},
+        {1, 3, 7, 9, 5, 1, 3, 1, 2, 1, 1, 0, 0, 1, 1, 1, 1, CNN_ACT_LEAKY_RELU, 0.1f, "1x3 sw2", 0},
+        {3, 5, 9, 7, 4, 3, 1, 2, 1, 1, 1, 1, 0, 0, 0, 1, 0, CNN_ACT_TANH, 0, "3x1 sh2", 0},
+        {1, 3, 9, 7, 5, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 1, 0, CNN_ACT_SIGMOID, 0, "dil2", 0},
+        {3, 3, 9, 11, 4, 3, 3, 2, 1, 2, 1, 3, 0, 0, 2, 1, 1, CNN_ACT_TANH, 0, "dil2,1 asym", 0},
+        {1, 5, 8, 8, 3, 3, 3, 2, 2, 1, 1, 1, 0, 1, 0, 1, 1, CNN_ACT_HARDSWISH, 0, "s2 tl-pad", 0},
+        {3, 4, 7, 9, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 1, CNN_ACT_HARDSWISH, 0, "groups2 direct", 0},
+        {1, 4, 7, 9, 6, 3, 3, 2, 2, 1, 1, 0, 1, 1, 0, 2, 0, CNN_ACT_LEAKY_RELU, 0.1f, "groups2 s2", 0},
+        {3, 10, 7, 9, 6, 3, 3, 2, 2, 1, 1, 1, 0, 0, 1, 2, 1, CNN_ACT_RELU, 0, "groups2 gemm", 0},
+        {1, 12, 7, 9, 9, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 3, 0, CNN_ACT_NONE, 0, "groups3 gemm dil2", 0},
+        {3, 8, 7, 9, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8, 1, CNN_ACT_RELU6, 0, "depthwise", 0},
+        {1, 8, 9, 7, 8, 5, 5, 2, 2, 1, 1, 2, 2, 2, 2, 8, 0, CNN_ACT_NONE, 0, "depthwise 5x5 s2", 0},
+        {3, 8, 7, 9, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8, 1, CNN_ACT_SIGMOID, 0, "depthwise x2", 0},
         {1, 8, 9, 11, 16, 3, 3, 2, 1, 2, 2, 2, 1, 1, 2, 8, 0, CNN_ACT_LEAKY_RELU, 0.1f,
-         "depthwise x2 dil2 asym"},
-        {1, 5, 7, 9, 7, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, CNN_ACT_NONE, 0, "pointwise"},
-        {3, 5, 7, 9, 7, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, CNN_ACT_RELU, 0, "pointwise batch"},
-        {3, 12, 7, 9, 8, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 2, 1, CNN_ACT_NONE, 0, "pointwise groups2"},
-        {3, 5, 7, 9, 7, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 1, 1, CNN_ACT_NONE, 0, "1x1 s2 (im2col)"},
-        {1, 5, 7, 9, 7, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, CNN_ACT_TANH, 0, "1x1 padded (im2col)"},
+         "depthwise x2 dil2 asym", 0},
+        {1, 5, 7, 9, 7, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, CNN_ACT_NONE, 0, "pointwise", 0},
+        {3, 5, 7, 9, 7, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, CNN_ACT_RELU, 0, "pointwise batch", 0},
+        {3, 12, 7, 9, 8, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 2, 1, CNN_ACT_NONE, 0, "pointwise groups2", 0},
+        {3, 5, 7, 9, 7, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 1, 1, CNN_ACT_NONE, 0, "1x1 s2 (im2col)", 0},
+        {1, 5, 7, 9, 7, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, CNN_ACT_TANH, 0, "1x1 padded (im2col)", 0},
         /* K = 576 and m = 70 > one GEMM tile */
-        {1, 64, 11, 13, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "wide K"},
+        {1, 64, 11, 13, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "wide K", 0},
         {3, 16, 13, 11, 33, 5, 5, 2, 2, 1, 1, 2, 2, 2, 2, 1, 1, CNN_ACT_LEAKY_RELU, 0.1f,
-         "5x5 s2 K400"},
+         "5x5 s2 K400", 0},
         /* packed path: K, co and n*ho*wo off the 32/64/128 tiles, several tiles */
-        {2, 40, 15, 15, 130, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "K360 co130 batch"},
-        {1, 3, 30, 30, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "K27 first layer"},
-        {2, 3, 29, 29, 64, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3, 1, 0, CNN_ACT_NONE, 0, "7x7 s2 stem"},
-        {1, 96, 7, 7, 200, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU6, 0, "7x7 map co200"},
-        {3, 64, 9, 9, 128, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 1, 1, CNN_ACT_NONE, 0, "1x1 s2 downsample"},
+        {2, 40, 15, 15, 130, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "K360 co130 batch", 0},
+        {1, 3, 30, 30, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "K27 first layer", 0},
+        {2, 3, 29, 29, 64, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3, 1, 0, CNN_ACT_NONE, 0, "7x7 s2 stem", 0},
+        {1, 96, 7, 7, 200, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU6, 0, "7x7 map co200", 0},
+        {3, 64, 9, 9, 128, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 1, 1, CNN_ACT_NONE, 0, "1x1 s2 downsample", 0},
         /* K = 1152 > CNN_GEMM_KSPLIT: the GEMM runs in K slices on PoCL */
-        {1, 128, 6, 5, 64, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "K1152 sliced"},
+        {1, 128, 6, 5, 64, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "K1152 sliced", 0},
         /* Winograd F(2x2, 3x3): odd and even sizes, asymmetric/no/large padding, batch, ci > 512 */
-        {1, 32, 9, 7, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "winograd odd"},
-        {3, 40, 8, 10, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, CNN_ACT_LEAKY_RELU, 0.1f, "winograd batch"},
-        {2, 33, 11, 6, 130, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, CNN_ACT_NONE, 0, "winograd valid"},
-        {1, 64, 7, 9, 64, 3, 3, 1, 1, 1, 1, 2, 0, 0, 1, 1, 1, CNN_ACT_TANH, 0, "winograd asym pad"},
-        {1, 64, 5, 5, 32, 3, 3, 1, 1, 1, 1, 3, 3, 3, 3, 1, 1, CNN_ACT_SIGMOID, 0, "winograd pad 3"},
-        {1, 520, 4, 4, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "winograd ci520 sliced"},
-        {2, 256, 14, 14, 256, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "winograd resnet layer3"},
+        {1, 32, 9, 7, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "winograd odd", 0},
+        {3, 40, 8, 10, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, CNN_ACT_LEAKY_RELU, 0.1f, "winograd batch", 0},
+        {2, 33, 11, 6, 130, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, CNN_ACT_NONE, 0, "winograd valid", 0},
+        {1, 64, 7, 9, 64, 3, 3, 1, 1, 1, 1, 2, 0, 0, 1, 1, 1, CNN_ACT_TANH, 0, "winograd asym pad", 0},
+        {1, 64, 5, 5, 32, 3, 3, 1, 1, 1, 1, 3, 3, 3, 3, 1, 1, CNN_ACT_SIGMOID, 0, "winograd pad 3", 0},
+        {1, 520, 4, 4, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "winograd ci520 sliced", 0},
+        {2, 256, 14, 14, 256, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "winograd resnet layer3", 0},
+        /* NaN and Inf as PyTorch propagates them (GEMM paths; the direct
+         * kernel skips padded taps, as PyTorch's float32 depthwise does) */
+        {2, 5, 7, 9, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "nan/inf 3x3", 1},
+        {1, 40, 9, 7, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU6, 0, "nan/inf K360", 1},
+        {1, 32, 8, 16, 64, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, CNN_ACT_HARDSWISH, 0, "nan/inf pointwise", 1},
+        {1, 128, 6, 5, 64, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "nan/inf K1152 sliced", 1},
+        {1, 32, 9, 7, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU, 0, "nan weights winograd", 2},
+        {2, 64, 7, 9, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_RELU6, 0, "nan weights winograd batch", 2},
         /* 1x1 on one image with ci and h*w on the tile: the input is the column matrix */
-        {1, 32, 8, 16, 64, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, CNN_ACT_RELU, 0, "pointwise as col"},
-        {4, 32, 8, 16, 64, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, CNN_ACT_HARDSWISH, 0, "pointwise batch4"},
+        {1, 32, 8, 16, 64, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, CNN_ACT_RELU, 0, "pointwise as col", 0},
+        {4, 32, 8, 16, 64, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, CNN_ACT_HARDSWISH, 0, "pointwise batch4", 0},
     };
     rng_seed(1234);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_conv_case(cl, &cases[i]);
@@ -411,12 +444,14 @@ static void test_gemm(cnn_cl *cl)
 
 /* -------------------------------------------------------------- linear --- */
 
+/* specials: +Inf and NaN weights in rows 1 and 2, a -Inf last bias, and
+ * NaN/Inf in the second image's input (batch > 1). */
 static void run_linear_case(cnn_cl *cl, int n, int in, int out, int with_bias, cnn_act act,
-                            float slope)
+                            float slope, int specials)
 {
     char what[160];
-    snprintf(what, sizeof what, "linear n%d in%d out%d %s%s", n, in, out, with_bias ? "bias " : "",
-             act_name(act));
+    snprintf(what, sizeof what, "linear n%d in%d out%d %s%s%s", n, in, out, with_bias ? "bias " : "",
+             act_name(act), specials ? " NaN/Inf" : "");
     size_t nx = (size_t)n * in, nw = (size_t)out * in, ny = (size_t)n * out;
     float *x = xmalloc(nx * sizeof *x), *w = xmalloc(nw * sizeof *w);
     float *bias = xmalloc((size_t)out * sizeof *bias);
@@ -424,6 +459,12 @@ static void run_linear_case(cnn_cl *cl, int n, int in, int out, int with_bias, c
     rng_fill(x, nx, -1.0f, 1.0f);
     rng_fill(w, nw, -1.0f, 1.0f);
     rng_fill(bias, (size_t)out, -1.0f, 1.0f);
+    if (specials) {
+        w[(size_t)in + 3] = INFINITY;
+        w[2 * (size_t)in + 5] = NAN;
+        bias[out - 1] = -INFINITY;
+        if (n > 1) sprinkle_nonfinite(x + in, (size_t)in, 100);
+    }
     for (int b = 0; b < n; b++)
         for (int o = 0; o < out; o++) {
             double acc = with_bias ? bias[o] : 0.0;
@@ -445,19 +486,22 @@ static void test_linear(cnn_cl *cl)
 {
     rng_seed(777);
     /* batch 1: the GEMV kernel (work-group 64 striding over `in`) */
-    run_linear_case(cl, 1, 1000, 37, 1, CNN_ACT_RELU, 0);
-    run_linear_case(cl, 1, 1000, 37, 0, CNN_ACT_NONE, 0);
-    run_linear_case(cl, 1, 1000, 37, 0, CNN_ACT_RELU, 0);
-    run_linear_case(cl, 1, 64, 5, 1, CNN_ACT_NONE, 0);
-    run_linear_case(cl, 1, 30, 3, 1, CNN_ACT_TANH, 0);  /* in < work-group */
-    run_linear_case(cl, 1, 1, 7, 1, CNN_ACT_NONE, 0);   /* in = 1 */
-    run_linear_case(cl, 1, 577, 130, 1, CNN_ACT_LEAKY_RELU, 0.1f);
+    run_linear_case(cl, 1, 1000, 37, 1, CNN_ACT_RELU, 0, 0);
+    run_linear_case(cl, 1, 1000, 37, 0, CNN_ACT_NONE, 0, 0);
+    run_linear_case(cl, 1, 1000, 37, 0, CNN_ACT_RELU, 0, 0);
+    run_linear_case(cl, 1, 64, 5, 1, CNN_ACT_NONE, 0, 0);
+    run_linear_case(cl, 1, 30, 3, 1, CNN_ACT_TANH, 0, 0);  /* in < work-group */
+    run_linear_case(cl, 1, 1, 7, 1, CNN_ACT_NONE, 0, 0);   /* in = 1 */
+    run_linear_case(cl, 1, 577, 130, 1, CNN_ACT_LEAKY_RELU, 0.1f, 0);
     /* batch 4: CLBlast GEMM with B transposed */
-    run_linear_case(cl, 4, 1000, 37, 1, CNN_ACT_RELU, 0);
-    run_linear_case(cl, 4, 1000, 37, 0, CNN_ACT_NONE, 0);
-    run_linear_case(cl, 4, 300, 37, 0, CNN_ACT_RELU, 0);
-    run_linear_case(cl, 4, 577, 130, 1, CNN_ACT_SIGMOID, 0);
-    run_linear_case(cl, 3, 9, 1, 1, CNN_ACT_NONE, 0);
+    run_linear_case(cl, 4, 1000, 37, 1, CNN_ACT_RELU, 0, 0);
+    run_linear_case(cl, 4, 1000, 37, 0, CNN_ACT_NONE, 0, 0);
+    run_linear_case(cl, 4, 300, 37, 0, CNN_ACT_RELU, 0, 0);
+    run_linear_case(cl, 4, 577, 130, 1, CNN_ACT_SIGMOID, 0, 0);
+    run_linear_case(cl, 3, 9, 1, 1, CNN_ACT_NONE, 0, 0);
+    /* NaN and Inf: the GEMV (batch 1) and the GEMM (batch 4), through relu */
+    run_linear_case(cl, 1, 577, 130, 1, CNN_ACT_RELU, 0, 1);
+    run_linear_case(cl, 4, 577, 130, 1, CNN_ACT_RELU, 0, 1);
 }
 
 /* ---------------------------------------------------------- elementwise --- */
@@ -581,6 +625,59 @@ static void test_add(cnn_cl *cl)
     release(ba), release(bb), release(by);
 }
 
+/* NaN and +-Inf through every activation, alone and in the fused forms
+ * (scale + shift as batch norm, a shift that is itself NaN or Inf, a
+ * residual add), against act_ref's PyTorch semantics: NaN exactly where
+ * the reference has NaN, the same infinity where it has one. */
+static void test_act_nonfinite(cnn_cl *cl)
+{
+    enum { NB = 2, C = 6, PLANE = 7 * 13, COUNT = NB * C * PLANE };
+    static float x[COUNT], b[COUNT];
+    static double ref[COUNT];
+    float scale[C], shift[C];
+    rng_seed(4242);
+    fill_nonzero(x, COUNT, -8.0f, 8.0f);
+    sprinkle_nonfinite(x, COUNT, 9);
+    fill_nonzero(b, COUNT, -1.0f, 1.0f);
+    for (int c = 0; c < C; c++) {
+        scale[c] = rng_uniform(0.5f, 1.5f) * (c % 2 ? -1.0f : 1.0f); /* a negative scale flips an Inf */
+        shift[c] = rng_uniform(-1.0f, 1.0f);
+    }
+    shift[1] = NAN;
+    shift[4] = INFINITY;
+    shift[5] = -INFINITY;
+    for (size_t a = 0; a < N_ACTS; a++) {
+        cnn_act act = ALL_ACTS[a];
+        float slope = act == CNN_ACT_LEAKY_RELU ? 0.1f : 0.0f;
+        char what[96];
+        cl_mem bx = upload(cl, x, COUNT, "x"), by = upload(cl, NULL, COUNT, "y");
+        for (int i = 0; i < COUNT; i++) ref[i] = act_ref(act, x[i], slope);
+        snprintf(what, sizeof what, "act %s on NaN/Inf", act_name(act));
+        CHECK_OK(cnn_op_act(cl, act, slope, bx, by, COUNT, "test_act_nf"));
+        download_check(cl, by, COUNT, ref, 1e-6, 1e-5, what);
+
+        cl_mem bsc = upload(cl, scale, C, "scale"), bsh = upload(cl, shift, C, "shift");
+        for (int i = 0; i < COUNT; i++) {
+            int c = (i / PLANE) % C;
+            ref[i] = act_ref(act, (double)x[i] * scale[c] + shift[c], slope);
+        }
+        snprintf(what, sizeof what, "affine_act %s on NaN/Inf", act_name(act));
+        CHECK_OK(cnn_op_affine_act(cl, bx, by, bsc, bsh, COUNT, PLANE, C, act, slope, "test_act_nf"));
+        download_check(cl, by, COUNT, ref, 1e-6, 1e-5, what);
+        for (int i = 0; i < COUNT; i++) ref[i] = act_ref(act, (double)x[i] + shift[(i / PLANE) % C], slope);
+        snprintf(what, sizeof what, "bias_act %s on NaN/Inf", act_name(act));
+        CHECK_OK(cnn_op_affine_act(cl, bx, by, NULL, bsh, COUNT, PLANE, C, act, slope, "test_act_nf"));
+        download_check(cl, by, COUNT, ref, 1e-6, 1e-5, what);
+
+        cl_mem bb = upload(cl, b, COUNT, "b");
+        for (int i = 0; i < COUNT; i++) ref[i] = act_ref(act, (double)x[i] + b[i], slope);
+        snprintf(what, sizeof what, "add + %s on NaN/Inf", act_name(act));
+        CHECK_OK(cnn_op_add_act(cl, bx, bb, by, COUNT, act, slope, "test_act_nf"));
+        download_check(cl, by, COUNT, ref, 1e-6, 1e-5, what);
+        release(bx), release(by), release(bsc), release(bsh), release(bb);
+    }
+}
+
 static void test_zero(cnn_cl *cl)
 {
     /* lengths around the 4-float step, on NaN poison, guard intact */
@@ -651,6 +748,7 @@ int main(void)
     test_act(&cl);
     test_affine(&cl);
     test_add(&cl);
+    test_act_nonfinite(&cl);
     test_zero(&cl);
     test_errors(&cl);
     cnn_cl_free(&cl);

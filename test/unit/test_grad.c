@@ -94,7 +94,7 @@ static void check_accum(cl_mem dx, const float *before, const double *ref, size_
     float *got = download(dx, n, what);
     double *want = xmalloc(n * sizeof *want);
     for (size_t i = 0; i < n; i++) want[i] = (double)before[i] + ref[i];
-    CHECK(close_enough(got, want, n, atol, rtol, what), "%s differs from dx_before + reference", what);
+    CHECK(close_enough_nf(got, want, n, atol, rtol, what), "%s differs from dx_before + reference", what);
     free(want);
     free(got);
 }
@@ -862,33 +862,34 @@ static const char *act_name(cnn_act a)
     return (unsigned)a < sizeof names / sizeof names[0] ? names[a] : "?";
 }
 
+/* PyTorch's forward, NaN and Inf included (test_conv.c's act_ref). */
+static double relu6_fwd_ref(double x) { return x <= 0 ? 0.0 : x >= 6 ? 6.0 : x; }
+
 static double act_fwd_ref(cnn_act a, double x, double slope)
 {
     switch (a) {
-    case CNN_ACT_RELU: return x > 0 ? x : 0.0;
-    case CNN_ACT_RELU6: return x < 0 ? 0.0 : x > 6 ? 6.0 : x;
+    case CNN_ACT_RELU: return x <= 0 ? 0.0 : x;
+    case CNN_ACT_RELU6: return relu6_fwd_ref(x);
     case CNN_ACT_LEAKY_RELU: return x >= 0 ? x : x * slope;
     case CNN_ACT_SIGMOID: return 1.0 / (1.0 + exp(-x));
     case CNN_ACT_TANH: return tanh(x);
-    case CNN_ACT_HARDSWISH: {
-        double r = x + 3.0;
-        r = r < 0 ? 0 : r > 6 ? 6 : r;
-        return x * r / 6.0;
-    }
+    case CNN_ACT_HARDSWISH: return x * relu6_fwd_ref(x + 3.0) / 6.0;
     case CNN_ACT_NONE:
     default: return x;
     }
 }
 
-/* grad.h's table (PyTorch autograd at the kinks) and the modes. */
+/* grad.h's table (PyTorch autograd at the kinks, and at NaN: relu and
+ * relu6 pass dy, as threshold_backward and hardtanh_backward do) and the
+ * modes (deconvnet and guided keep a NaN dy, as relu(dy) does). */
 static double act_bwd_ref(cnn_act a, cnn_grad_mode mode, double x, double y, double dy, double slope)
 {
     int relu_family = a == CNN_ACT_RELU || a == CNN_ACT_RELU6 || a == CNN_ACT_LEAKY_RELU;
-    if (relu_family && mode == CNN_GRAD_DECONV) return dy > 0 ? dy : 0.0;
+    if (relu_family && mode == CNN_GRAD_DECONV) return dy <= 0 ? 0.0 : dy;
     double d;
     switch (a) {
-    case CNN_ACT_RELU: d = x > 0 ? 1 : 0; break;
-    case CNN_ACT_RELU6: d = x > 0 && x < 6 ? 1 : 0; break;
+    case CNN_ACT_RELU: d = x <= 0 ? 0 : 1; break;
+    case CNN_ACT_RELU6: d = x <= 0 || x >= 6 ? 0 : 1; break;
     case CNN_ACT_LEAKY_RELU: d = x > 0 ? 1 : slope; break;
     case CNN_ACT_SIGMOID: d = y * (1 - y); break;
     case CNN_ACT_TANH: d = 1 - y * y; break;
@@ -896,8 +897,9 @@ static double act_bwd_ref(cnn_act a, cnn_grad_mode mode, double x, double y, dou
     case CNN_ACT_NONE:
     default: d = 1; break;
     }
-    if (relu_family && mode == CNN_GRAD_GUIDED && !(dy > 0)) return 0.0;
-    return dy * d;
+    if (relu_family && mode == CNN_GRAD_GUIDED && dy <= 0) return 0.0;
+    /* a select, not a product: a blocked NaN or Inf dy gives 0 */
+    return d == 0 ? 0.0 : dy * d;
 }
 
 static const cnn_act ALL_ACTS[] = {CNN_ACT_NONE,    CNN_ACT_RELU, CNN_ACT_RELU6,    CNN_ACT_LEAKY_RELU,
@@ -920,7 +922,7 @@ static void test_act(void)
 {
     enum { N = 1000 }; /* not a multiple of the work-group */
     static const float kinks[] = {0.0f, -0.0f, 6.0f, -3.0f, 3.0f, 1e-30f, -1e-30f, 5.9999995f, 6.0000005f,
-                                  -3.0000002f, 3.0000002f};
+                                  -3.0000002f, 3.0000002f, NAN, INFINITY, -INFINITY};
     enum { NK = sizeof kinks / sizeof kinks[0] };
     float x[N], y[N];
     double ref[N];

@@ -5,7 +5,10 @@
  * Tolerances: max pool, concat and preprocessing without resize are exact
  * (no arithmetic, or integer arithmetic before one float normalisation,
  * 1e-6); float accumulations (avg pools, softmax, LRN) use atol 1e-6 and
- * rtol 1e-5: a handful of float adds, exp/pow within a few ulp.
+ * rtol 1e-5: a handful of float adds, exp/pow within a few ulp.  With NaN,
+ * +Inf and -Inf among the inputs the references follow PyTorch (a NaN in a
+ * max-pool window wins; sums and softmax propagate them) and every NaN and
+ * infinity of the reference must be matched exactly.
  *
  * `test_pool preprocess IN SH SW SC RH RW TOP LEFT C OH OW OUT` runs
  * cnn_op_preprocess on the raw uint8 HWC pixels of IN and writes the float
@@ -61,8 +64,9 @@ static int pool_out(int in, int k, int s, int d, int p0, int p1, int ceil_mode)
     return o;
 }
 
-/* PyTorch's max_pool2d: -inf padding.  Returns 0 when some window has no
- * input tap (PyTorch refuses such geometry; the test skips it). */
+/* PyTorch's max_pool2d: -inf padding, and a NaN in the window wins.
+ * Returns 0 when some window has no input tap (PyTorch refuses such
+ * geometry; the test skips it). */
 static int ref_maxpool(const cnn_pool_geom *g, const float *x, double *y)
 {
     for (int nc = 0; nc < PN * g->c; nc++)
@@ -75,7 +79,7 @@ static int ref_maxpool(const cnn_pool_geom *g, const float *x, double *y)
                         int yy = oy * g->sh - g->pt + i * g->dh, xx = ox * g->sw - g->pl + j * g->dw;
                         if (yy < 0 || yy >= g->hi || xx < 0 || xx >= g->wi) continue;
                         double v = x[(nc * g->hi + yy) * g->wi + xx];
-                        if (v > m) m = v;
+                        if (v > m || isnan(v)) m = v;
                         taps++;
                     }
                 if (!taps) return 0;
@@ -136,11 +140,14 @@ static void ref_avgpool(const cnn_pool_geom *g, const float *x, double *y)
 static void test_pools(void)
 {
     size_t nin = (size_t)PN * PC * PH * PW, nout_max = (size_t)PN * PC * (PH + 2) * (PW + 2);
-    float *x = malloc(nin * sizeof *x);
+    float *x = malloc(nin * sizeof *x), *xs = malloc(nin * sizeof *xs);
     double *ref = malloc(nout_max * sizeof *ref);
     rng_seed(7);
     fill_nonzero(x, nin, -2.0f, 2.0f);
-    cl_mem bx = upload(x, nin), by = NULL;
+    /* the same values with NaN, +Inf and -Inf sprinkled in */
+    memcpy(xs, x, nin * sizeof *x);
+    sprinkle_nonfinite(xs, nin, 12);
+    cl_mem bx = upload(x, nin), bxs = upload(xs, nin), by = NULL;
     CHECK_OK(cnn_cl_buffer(&g_cl, nout_max * sizeof(float), &by, "y"));
     static const int strides[][2] = {{1, 1}, {2, 2}, {3, 3}, {2, 1}, {1, 3}};
     static const int dils[][2] = {{1, 1}, {2, 2}, {1, 2}};
@@ -192,20 +199,39 @@ static void test_pools(void)
                                 free(y);
                                 runs++;
                             }
+                            /* NaN and Inf (no padding, or all four sides) */
+                            if (pads % 15 == 0 && ref_maxpool(&g, xs, ref)) {
+                                poison(by, nout);
+                                CHECK_OK(cnn_op_maxpool(&g_cl, &g, PN, bxs, by, "maxpool"));
+                                float *y = download(by, nout);
+                                CHECK(close_enough_nf(y, ref, nout, 0, 0, "maxpool nan/inf"), "maxpool NaN/Inf %s",
+                                      what);
+                                free(y);
+                                ref_avgpool(&g, xs, ref);
+                                poison(by, nout);
+                                CHECK_OK(cnn_op_avgpool(&g_cl, &g, PN, bxs, by, "avgpool"));
+                                y = download(by, nout);
+                                CHECK(close_enough_nf(y, ref, nout, ATOL, RTOL, "avgpool nan/inf"),
+                                      "avgpool NaN/Inf %s count_include_pad 1", what);
+                                free(y);
+                                runs += 2;
+                            }
                         }
     printf("pool geometries: %d runs, %d skipped (PyTorch would refuse them)\n", runs, skipped);
     clReleaseMemObject(bx);
+    clReleaseMemObject(bxs);
     clReleaseMemObject(by);
     free(x);
+    free(xs);
     free(ref);
 }
 
 /* Refusals: a crop outside the resized image, a channel count not 1|3. */
 /* Max pooling over rows wide enough for the stride-2 kernel's eight-output
  * steps (VGG's 2x2/2, ResNet's 3x3/2 and mixed windows), with and without
- * padding and ceil mode, and with NaNs sprinkled in: compared exactly (a
- * maximum is one of its inputs) with a double reference in which a NaN in
- * the window wins, as in PyTorch. */
+ * padding and ceil mode, and with NaN, +Inf and -Inf sprinkled in:
+ * compared exactly (a maximum is one of its inputs) with a double reference
+ * in which a NaN in the window wins, as in PyTorch. */
 static void test_maxpool_wide(void)
 {
     static const int sizes[][2] = {{6, 40}, {5, 37}, {4, 56}, {3, 17}, {7, 33}};
@@ -229,8 +255,7 @@ static void test_maxpool_wide(void)
                         double *ref = malloc(nout * sizeof *ref);
                         rng_seed((uint64_t)(1000 + runs));
                         fill_nonzero(x, nin, -2.0f, 2.0f);
-                        if (nans)
-                            for (size_t i = 0; i < nin; i += 1 + (size_t)rng_uniform(0.0f, 97.0f)) x[i] = NAN;
+                        if (nans) sprinkle_nonfinite(x, nin, 48);
                         for (int nc = 0; nc < PN * C; nc++)
                             for (int oy = 0; oy < g.ho; oy++)
                                 for (int ox = 0; ox < g.wo; ox++) {
@@ -302,13 +327,16 @@ static void test_avgpool_zero_dilation(void)
     clReleaseMemObject(by);
 }
 
-static void test_adaptive(int hi, int wi, int ho, int wo)
+/* specials: NaN, +Inf and -Inf among the inputs (as in the three tests
+ * below); the reference then has them where PyTorch has them. */
+static void test_adaptive(int hi, int wi, int ho, int wo, int specials)
 {
     int n = 2, c = 3;
     size_t nin = (size_t)n * c * hi * wi, nout = (size_t)n * c * ho * wo;
     float *x = malloc(nin * sizeof *x);
     double *ref = malloc(nout * sizeof *ref);
     fill_nonzero(x, nin, -2.0f, 2.0f);
+    if (specials) sprinkle_nonfinite(x, nin, 40);
     for (int nc = 0; nc < n * c; nc++)
         for (int oy = 0; oy < ho; oy++)
             for (int ox = 0; ox < wo; ox++) {
@@ -325,8 +353,8 @@ static void test_adaptive(int hi, int wi, int ho, int wo)
     poison(by, nout);
     CHECK_OK(cnn_op_adaptive_avgpool(&g_cl, n, c, hi, wi, ho, wo, bx, by, "adaptive"));
     float *y = download(by, nout);
-    CHECK(close_enough(y, ref, nout, ATOL, RTOL, "adaptive"), "adaptive %dx%d -> %dx%d", hi, wi,
-          ho, wo);
+    CHECK(close_enough_nf(y, ref, nout, ATOL, RTOL, "adaptive"), "adaptive %dx%d -> %dx%d%s", hi, wi, ho, wo,
+          specials ? " NaN/Inf" : "");
     free(y);
     free(x);
     free(ref);
@@ -334,12 +362,15 @@ static void test_adaptive(int hi, int wi, int ho, int wo)
     clReleaseMemObject(by);
 }
 
-static void test_softmax(int n, int c, int plane, float lo, float hi)
+/* As torch.softmax: a NaN or +Inf in a column, or -Inf everywhere in it,
+ * makes the whole column NaN; -Inf alone gives 0. */
+static void test_softmax(int n, int c, int plane, float lo, float hi, int specials)
 {
     size_t total = (size_t)n * c * plane;
     float *x = malloc(total * sizeof *x);
     double *ref = malloc(total * sizeof *ref);
     fill_nonzero(x, total, lo, hi);
+    if (specials) sprinkle_nonfinite(x, total, specials);
     for (int b = 0; b < n; b++)
         for (int p = 0; p < plane; p++) {
             double m = -INFINITY, s = 0;
@@ -355,14 +386,15 @@ static void test_softmax(int n, int c, int plane, float lo, float hi)
     poison(by, total);
     CHECK_OK(cnn_op_softmax(&g_cl, n, c, plane, bx, by, "softmax"));
     float *y = download(by, total);
-    CHECK(close_enough(y, ref, total, ATOL, RTOL, "softmax"), "softmax n%d c%d plane %d [%g, %g)",
-          n, c, plane, lo, hi);
+    CHECK(close_enough_nf(y, ref, total, ATOL, RTOL, "softmax"), "softmax n%d c%d plane %d [%g, %g)%s", n, c,
+          plane, lo, hi, specials ? " NaN/Inf" : "");
     double worst = 0;
     for (int b = 0; b < n; b++)
         for (int p = 0; p < plane; p++) {
             double s = 0;
             for (int i = 0; i < c; i++) s += y[((size_t)b * c + i) * plane + p];
             double e = fabs(s - 1);
+            if (isnan(ref[(size_t)b * c * plane + p])) continue; /* a NaN column (checked above) */
             if (isnan(e) || e > worst) worst = e; /* a NaN sticks */
         }
     CHECK(worst <= 1e-5, "softmax sums differ from 1 by %g", worst);
@@ -376,7 +408,7 @@ static void test_softmax(int n, int c, int plane, float lo, float hi)
 /* The reference follows torch.nn.functional.local_response_norm step by
  * step: square, zero-pad channels by size//2 before and (size-1)//2 after,
  * average over windows of `size` (padding counted), then k + alpha * avg. */
-static void test_lrn(int size, float alpha, float beta, float k)
+static void test_lrn(int size, float alpha, float beta, float k, int specials)
 {
     int n = 2, c = 7, plane = 5 * 3;
     size_t total = (size_t)n * c * plane;
@@ -384,6 +416,7 @@ static void test_lrn(int size, float alpha, float beta, float k)
     float *x = malloc(total * sizeof *x);
     double *ref = malloc(total * sizeof *ref), *sq = malloc((size_t)padded * sizeof *sq);
     fill_nonzero(x, total, -3.0f, 3.0f);
+    if (specials) sprinkle_nonfinite(x, total, 30);
     for (int b = 0; b < n; b++)
         for (int p = 0; p < plane; p++) {
             for (int i = 0; i < padded; i++) {
@@ -404,8 +437,8 @@ static void test_lrn(int size, float alpha, float beta, float k)
     poison(by, total);
     CHECK_OK(cnn_op_lrn(&g_cl, n, c, plane, size, alpha, beta, k, bx, by, "lrn"));
     float *y = download(by, total);
-    CHECK(close_enough(y, ref, total, ATOL, RTOL, "lrn"), "lrn size %d alpha %g beta %g k %g",
-          size, alpha, beta, k);
+    CHECK(close_enough_nf(y, ref, total, ATOL, RTOL, "lrn"), "lrn size %d alpha %g beta %g k %g%s", size, alpha,
+          beta, k, specials ? " NaN/Inf" : "");
     free(y);
     free(x);
     free(ref);
@@ -560,18 +593,21 @@ int main(int argc, char **argv)
     test_maxpool_wide();
     test_avgpool_zero_dilation();
     rng_seed(11);
-    test_adaptive(13, 13, 7, 7);
-    test_adaptive(13, 13, 6, 6);
-    test_adaptive(13, 13, 1, 1);
-    test_adaptive(7, 9, 4, 5);
-    test_adaptive(5, 4, 7, 9); /* upsampling: overlapping single-tap windows */
-    test_softmax(2, 10, 7 * 9, -10.0f, 10.0f);
-    test_softmax(3, 1000, 1, -10.0f, 10.0f);
-    test_softmax(2, 5, 13, 50.0f, 100.0f); /* exp would overflow without the max */
-    test_lrn(5, 1e-4f, 0.75f, 2.0f);       /* AlexNet */
-    test_lrn(4, 0.5f, 0.75f, 1.0f);
-    test_lrn(3, 1.0f, 0.5f, 1.0f);
-    test_lrn(1, 0.3f, 1.0f, 1.5f);
+    test_adaptive(13, 13, 7, 7, 0);
+    test_adaptive(13, 13, 6, 6, 0);
+    test_adaptive(13, 13, 1, 1, 0);
+    test_adaptive(7, 9, 4, 5, 0);
+    test_adaptive(5, 4, 7, 9, 0); /* upsampling: overlapping single-tap windows */
+    test_adaptive(13, 13, 6, 6, 1);
+    test_softmax(2, 10, 7 * 9, -10.0f, 10.0f, 0);
+    test_softmax(3, 1000, 1, -10.0f, 10.0f, 0);
+    test_softmax(2, 5, 13, 50.0f, 100.0f, 0); /* exp would overflow without the max */
+    test_softmax(2, 10, 7 * 9, -10.0f, 10.0f, 60); /* some columns NaN, some with a -Inf */
+    test_lrn(5, 1e-4f, 0.75f, 2.0f, 0);       /* AlexNet */
+    test_lrn(4, 0.5f, 0.75f, 1.0f, 0);
+    test_lrn(3, 1.0f, 0.5f, 1.0f, 0);
+    test_lrn(1, 0.3f, 1.0f, 1.5f, 0);
+    test_lrn(5, 1e-4f, 0.75f, 2.0f, 1);
     test_concat();
     test_preprocess_noresize(3, 3);
     test_preprocess_noresize(3, 1);

@@ -430,6 +430,33 @@ static void test_empty(void)
     free(dir);
 }
 
+/* An output with NaN (probabilities NaN) next to a finite one: its title
+ * names no class and its table says NaN, never 0 %; the finite input's
+ * page is unchanged. */
+static void test_nan_predictions(void)
+{
+    static const cnn_report_pred nan_top[] = {{4, "coat", NAN}, {1, "trouser", NAN}};
+    const cnn_report_input inputs[] = {{"in/nan.png", nan_top, 2}, {"in/ok.png", g_top_plain, 2}};
+    cnn_manifest m = {0};
+    cnn_report r = {.title = "nan", .files = &m, .inputs = inputs, .n_inputs = 2};
+    char *index = in_dir("nan.html");
+    CHECK_OK(cnn_report_write(index, &r));
+    char *html = read_text(index);
+    if (html) {
+        const char *nan_in = strstr(html, "in/nan.png"), *ok_in = strstr(html, "in/ok.png");
+        const char *warn = strstr(html, "<span class=\"t1 warn\">output holds NaN or Inf</span>");
+        CHECK(nan_in && ok_in && warn && nan_in < warn && warn < ok_in, "NaN input's title does not say so");
+        CHECK(count_of(html, "t1 warn") == 1, "%d titles flagged", count_of(html, "t1 warn"));
+        CHECK(count_of(html, "<span>NaN</span>") == 2, "%d NaN probabilities", count_of(html, "<span>NaN</span>"));
+        CHECK(count_of(html, "No class is predicted") == 1, "NaN note shown %d times",
+              count_of(html, "No class is predicted"));
+        CHECK(!strstr(html, "coat 0.0%") && strstr(html, "<span>100.00%</span>"), "probabilities rendered wrong");
+    }
+    free(html);
+    unlink(index);
+    free(index);
+}
+
 /* 5000 inputs: fast to write, and nothing but one image per tap up front. */
 static void test_many_inputs(void)
 {
@@ -558,6 +585,7 @@ int main(void)
 
     test_full_run();
     test_empty();
+    test_nan_predictions();
     test_many_inputs();
     if (chromium) test_checker_rejects();
 

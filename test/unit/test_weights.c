@@ -560,8 +560,55 @@ static void test_files(void)
     free(missing);
 }
 
+/* ---- NaN and Inf scan ---------------------------------------------------- */
+
+static float from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* cnn_weights_scan_f32 against isnan/isinf on random lengths (0, around the
+ * vector widths, large) of random non-zero floats with NaN of several
+ * payloads and signs (quiet, signalling, x86's negative default), +-Inf,
+ * and the finite values nearest them (FLT_MAX, subnormals), which must not
+ * count. */
+static void test_scan(void)
+{
+    static const size_t lens[] = {0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 1000, 65537};
+    const float special[] = {NAN, from_bits(0x7f800001u), from_bits(0xffc00000u), from_bits(0x7fffffffu),
+                             INFINITY, -INFINITY, 3.4028235e38f, -3.4028235e38f, from_bits(1u),
+                             from_bits(0x807fffffu)};
+    enum { N_SPECIAL = sizeof special / sizeof special[0] };
+    rng_seed(31);
+    for (size_t t = 0; t < sizeof lens / sizeof lens[0]; t++)
+        for (int density = 0; density < 3; density++) {
+            size_t n = lens[t];
+            float *v = malloc((n ? n : 1) * sizeof *v);
+            fill_nonzero(v, n, -5.0f, 5.0f);
+            /* density 0: none; 1: one special at a random place; 2: many */
+            size_t put = density == 0 ? 0 : density == 1 ? (n > 0) : n / 5 + 1;
+            for (size_t k = 0; k < put && n; k++)
+                v[(size_t)rng_uniform(0.0f, (float)n) % n] = special[(size_t)rng_uniform(0.0f, N_SPECIAL) % N_SPECIAL];
+            size_t nan = 0, pinf = 0, ninf = 0;
+            for (size_t i = 0; i < n; i++) {
+                nan += isnan(v[i]) != 0;
+                pinf += isinf(v[i]) && v[i] > 0;
+                ninf += isinf(v[i]) && v[i] < 0;
+            }
+            cnn_nonfinite_count c;
+            bool any = cnn_weights_scan_f32(v, n, &c);
+            CHECK(any == (nan + pinf + ninf > 0) && c.nan == nan && c.pos_inf == pinf && c.neg_inf == ninf,
+                  "scan of %zu floats (density %d): any %d, %zu NaN %zu +Inf %zu -Inf; expected %zu %zu %zu", n,
+                  density, any, c.nan, c.pos_inf, c.neg_inf, nan, pinf, ninf);
+            free(v);
+        }
+}
+
 int main(void)
 {
+    test_scan();
     test_valid_memory();
     test_valid_variants();
     test_lengths();
