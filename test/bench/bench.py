@@ -7,11 +7,19 @@ target logit).
 
   /usr/bin/python3 test/bench/bench.py [--bin build-release/cnnviz-cl] [--runs 10] [--grad] [NET ...]
   python3 test/bench/bench.py --torch-device cuda --cl-arg=--platform --cl-arg=0 ...   (a GPU)
+  /usr/bin/python3 test/bench/bench.py --peers "$(test/bench/setup-peers.sh)" [--rounds 5] ...
+
+With --peers PYTHON, ONNX Runtime and OpenVINO join (each in its own
+process, test/bench/peers.py, on the model torch.onnx.export writes from
+the same weights): the forward is timed in rounds, each round runs every
+framework `runs` times in turn, and each figure is the median of its round
+medians, so that a slow phase of the machine hits all four alike.
 
 Writes a markdown table to stdout (and BENCHMARKS.md with --write, or the
 file given by --md).
 """
 import argparse
+import json
 import os
 import platform
 import re
@@ -153,6 +161,70 @@ def ours_grad_medians(binary, config, weights, image, runs, out, extra, layer):
     return got["saliency"], got["gradcam"]
 
 
+def isa_of(device_name):
+    """The instruction set PoCL compiles for, from its device name
+    ("pthread-skylake-avx512-...", "pthread-haswell-...")."""
+    n = device_name.lower()
+    if "avx512" in n:
+        return "AVX-512"
+    if any(k in n for k in ("haswell", "broadwell", "skylake", "znver", "alderlake", "zen")):
+        return "AVX2"
+    return "unknown ISA"
+
+
+class Peer:
+    """A runtime in its own process (peers.py), timed on request."""
+
+    def __init__(self, python, runtime, model, inp, threads):
+        self.p = subprocess.Popen([python, os.path.join(HERE, "peers.py"), runtime, model, inp, "--threads",
+                                   str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        head = self.p.stdout.readline()
+        if not head:
+            sys.exit("peers.py %s failed on %s" % (runtime, model))
+        info = json.loads(head)
+        self.name, self.version, self.output = info["name"], info["version"].split("-")[0], np.array(info["output"])
+
+    def times(self, n):
+        self.p.stdin.write("%d\n" % n)
+        self.p.stdin.flush()
+        return json.loads(self.p.stdout.readline())
+
+    def close(self):
+        try:
+            self.p.stdin.write("quit\n")
+            self.p.stdin.close()
+        except OSError:
+            pass
+        self.p.wait()
+
+
+def peers_row(a, name, model, x, config, weights, image, out):
+    """Interleaved rounds of cnnviz-cl, PyTorch, ONNX Runtime and OpenVINO:
+    (ours, torch, ort, openvino) medians of round medians, plus the peers'
+    output error against PyTorch."""
+    onnx_path = os.path.join(a.tmp, name + ".onnx")
+    if not os.path.exists(onnx_path):
+        torch.onnx.export(model.cpu(), x.cpu(), onnx_path, opset_version=13, input_names=["input"],
+                          output_names=["logits"])
+    inp = os.path.join(a.tmp, name + "_input.npy")
+    np.save(inp, x.cpu().numpy())
+    with torch.no_grad():
+        ref = model(x).cpu().numpy().ravel()
+    peers = [Peer(a.peers, r, onnx_path, inp, a.threads) for r in ("ort", "openvino")]
+    errs = [float(np.linalg.norm(p.output - ref) / np.linalg.norm(ref)) for p in peers]
+    rounds = {k: [] for k in ("ours", "torch", "ort", "openvino")}
+    for _ in range(a.rounds):
+        rounds["ours"].append(ours_median(a.bin, config, weights, image, a.runs, out, a.cl_arg))
+        rounds["torch"].append(torch_median(model, x, a.runs))
+        for key, p in zip(("ort", "openvino"), peers):
+            rounds[key].append(float(np.median(p.times(a.runs))))
+    versions = [(p.name, p.version) for p in peers]
+    for p in peers:
+        p.close()
+    med = {k: float(np.median(v)) for k, v in rounds.items()}
+    return med, errs, versions
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "cnnviz-cl"))
@@ -168,8 +240,12 @@ def main():
     ap.add_argument("--torch-device", default="cpu", help="cpu or cuda")
     ap.add_argument("--cl-arg", action="append", default=[],
                     help="argument for cnnviz-cl (repeat: --cl-arg=--platform --cl-arg=1)")
+    ap.add_argument("--peers", metavar="PYTHON",
+                    help="also ONNX Runtime and OpenVINO, run by this python (test/bench/setup-peers.sh)")
+    ap.add_argument("--rounds", type=int, default=5, help="with --peers: interleaved rounds")
     ap.add_argument("nets", nargs="*", default=["vgg16", "resnet18", "mobilenet_v2"])
     a = ap.parse_args()
+    load_before = os.getloadavg()[0]
     torch.set_num_threads(a.threads)
     dev = torch.device(a.torch_device)
     if dev.type == "cuda":  # float32 as we compute it: no TF32 shortcuts
@@ -181,7 +257,8 @@ def main():
     image = os.path.join(a.tmp, "scene.png")
     netref.save_png(img, image)
     x = netref.preprocess(img).float().to(dev)
-    rows, grows, srows = [], [], []
+    rows, grows, srows, prows = [], [], [], []
+    peer_versions = []
     for name in a.nets:
         weights = os.path.join(a.tmp, name + ".safetensors")
         model = netref.make_model(name, seed=0)
@@ -190,8 +267,15 @@ def main():
         model = model.float().eval().to(dev)
         config = os.path.join(ROOT, "configs", name + ".yaml")
         out = os.path.join(a.tmp, "out")
-        ours = ours_median(a.bin, config, weights, image, a.runs, out, a.cl_arg)
-        ref = torch_median(model, x, a.runs)
+        if a.peers:
+            med, errs, peer_versions = peers_row(a, name, model, x, config, weights, image, out)
+            prows.append((name, med, errs))
+            ours, ref = med["ours"], med["torch"]
+            print("%-14s cnnviz-cl %.1f  PyTorch %.1f  ONNX Runtime %.1f  OpenVINO %.1f ms  (peer output error "
+                  "%.1e, %.1e)" % (name, ours, ref, med["ort"], med["openvino"], errs[0], errs[1]), flush=True)
+        else:
+            ours = ours_median(a.bin, config, weights, image, a.runs, out, a.cl_arg)
+            ref = torch_median(model, x, a.runs)
         rows.append((name, ours, ref))
         print("%-14s cnnviz-cl %9.1f ms   PyTorch %9.1f ms   ratio %.2f" % (name, ours, ref, ours / ref),
               flush=True)
@@ -221,15 +305,31 @@ def main():
         tdesc = "PyTorch %s CUDA on %s (float32, TF32 off)" % (torch.__version__, torch.cuda.get_device_name())
     else:
         tdesc = "PyTorch %s CPU with %d threads" % (torch.__version__, a.threads)
+    load_after = os.getloadavg()[0]
+    device_name = sel[0].split(":", 2)[-1].strip() if sel else "?"
     text = ["# Benchmarks", "",
             "Batch-1 forward, median of %d runs after one warm-up, measured in one run of "
             "`test/bench/bench.py` on the same machine and the same random weights." % a.runs, "",
             "- CPU: %s, %d cores; %s" % (cpu_name(), os.cpu_count(), tdesc),
-            "- cnnviz-cl device: %s" % (sel[0].split(":", 2)[-1].strip() if sel else "?"), "",
+            "- cnnviz-cl device: %s (%s)" % (device_name, isa_of(device_name)),
+            "- machine state: 1-minute load average %.2f before the run, %.2f after (2 cores: near 0 "
+            "is quiet)" % (load_before, load_after), "",
             "| network | cnnviz-cl ms | PyTorch ms | ratio (lower is better) |",
             "| --- | ---: | ---: | ---: |"]
     for name, ours, ref in rows:
         text.append("| %s | %.1f | %.1f | %.2f× |" % (name, ours, ref, ours / ref))
+    if prows:
+        text += ["", "CPU inference runtimes on the same weights (torch.onnx.export, opset 13), each in its "
+                 "own process, %d interleaved rounds of %d runs, medians of the round medians; %d threads "
+                 "each, float32, latency settings, no spinning: %s." % (
+                     a.rounds, a.runs, a.threads, ", ".join("%s %s" % v for v in peer_versions)), "",
+                 "| network | cnnviz-cl ms | PyTorch ms | ONNX Runtime ms | OpenVINO ms | ratio to the faster "
+                 "peer | peers' output vs PyTorch (rel. L2) |", "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+        for name, med, errs in prows:
+            best = min(med["ort"], med["openvino"])
+            text.append("| %s | %.1f | %.1f | %.1f | %.1f | %.2f× | %.1e, %.1e |" % (
+                name, med["ours"], med["torch"], med["ort"], med["openvino"], med["ours"] / best, errs[0],
+                errs[1]))
     if srows:
         text += ["", "Start-up, one image, no taps, whole process (`--start`), medians of %d cold and %d warm "
                  "runs: cold = empty PoCL and program caches (every kernel compiled), warm = the same command "
