@@ -5,6 +5,7 @@
 
 #include <clblast_c.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,7 +48,10 @@ static int own_gemm(cnn_cl *cl, size_t count, size_t m, size_t n, size_t k, own_
         return cnn_error_set(CNN_ERR_INPUT, "GEMM %zu x %zu x %zu too large for the kernel's 32-bit rows (layer '%s')",
                              m, n, k, layer);
     cl_kernel kr;
-    int status = cnn_cl_kernel(cl, "gemm.cl", NULL, "kernel_gemm_native_f32", &kr);
+    char opts[64];
+    int vw = cl->gemm_vw ? cl->gemm_vw : 16, nr_ = cl->gemm_nr ? cl->gemm_nr : 8;
+    snprintf(opts, sizeof opts, "-DGEMM_VW=%d -DGEMM_NR=%d", vw, nr_);
+    int status = cnn_cl_kernel(cl, "gemm.cl", opts, "kernel_gemm_native_f32", &kr);
     if (status < 0) return cnn_error_prefix(status, "layer '%s'", layer);
     const own_operand *ops[3] = {&a, &b, &c};
     for (cl_uint o = 0; o < 3; o++) {
@@ -60,7 +64,8 @@ static int own_gemm(cnn_cl *cl, size_t count, size_t m, size_t n, size_t k, own_
     cl_uint mm = (cl_uint)m, nn = (cl_uint)n;
     if ((status = CNN_ARG(kr, 12, mm, layer)) < 0 || (status = CNN_ARG(kr, 13, nn, layer)) < 0) return status;
     size_t step = own_k_slice(k);
-    const size_t global[3] = {(n + 7) / 8, (m + 63) / 64, count}, local[3] = {1, 1, 1};
+    const size_t nr = (size_t)nr_, mi = 4 * (size_t)vw; /* an item: two halves of two vectors */
+    const size_t global[3] = {(n + nr - 1) / nr, (m + mi - 1) / mi, count}, local[3] = {1, 1, 1};
     for (size_t k0 = 0; k0 < k; k0 += step) {
         cl_uint lo = (cl_uint)k0, hi = (cl_uint)(k - k0 < step ? k : k0 + step), add = acc || k0 > 0;
         if ((status = CNN_ARG(kr, 14, lo, layer)) < 0 || (status = CNN_ARG(kr, 15, hi, layer)) < 0 ||
@@ -189,11 +194,45 @@ static const size_t XGEMM_POCL_CPU[] = {0, 1, CNN_GEMM_KWG, 2, 8, 8, CNN_GEMM_MW
 static const char *const ROUTINE_NAMES[] = {"XGEMM_MIN_INDIRECT_SIZE"};
 static const size_t ROUTINE_POCL_CPU[] = {64};
 
+/* LLVM's names of the CPUs with AVX-512 (PoCL's CPU device is called
+ * "pthread-<LLVM CPU name>-<model>"). */
+static const char *const AVX512_CPUS[] = {"avx512", "knl", "knm", "cannonlake", "icelake", "tigerlake",
+                                          "cascadelake", "cooperlake", "sapphirerapids", "graniterapids",
+                                          "emeraldrapids", "rocketlake", "znver4", "znver5", NULL};
+
+bool cnn_blas_cpu_has_avx512(const char *device_name)
+{
+    for (int i = 0; AVX512_CPUS[i]; i++)
+        if (strstr(device_name, AVX512_CPUS[i])) return true;
+    return false;
+}
+
+/* The own kernel's block for the device's vector registers: 32 of 16
+ * floats (AVX-512) hold a 16 x 8 block's 16 accumulators; 16 of 8 floats
+ * (AVX2 and the rest) an 8 x 6 block's 12.  CNNVIZ_GEMM_BLOCK=VWxNR
+ * (16x8, 8x6, 8x4, 16x6...) overrides it for measurements. */
+static void own_block(cnn_cl *cl)
+{
+    bool wide = cnn_blas_cpu_has_avx512(cl->device_name);
+    cl->gemm_vw = wide ? 16 : 8;
+    cl->gemm_nr = wide ? 8 : 6;
+    const char *env = getenv("CNNVIZ_GEMM_BLOCK");
+    int vw, nr;
+    if (env && sscanf(env, "%dx%d", &vw, &nr) == 2 && (vw == 4 || vw == 8 || vw == 16) &&
+        (nr == 4 || nr == 6 || nr == 8)) {
+        cl->gemm_vw = vw;
+        cl->gemm_nr = nr;
+    }
+}
+
 void cnn_blas_apply_defaults(cnn_cl *cl)
 {
+    cl->gemm_vw = 16;
+    cl->gemm_nr = 8;
     if (!cl->is_pocl || !(cl->type & CL_DEVICE_TYPE_CPU)) return;
     const char *env = getenv("CNNVIZ_GEMM");
     cl->own_gemm = !(env && !strcmp(env, "clblast"));
+    own_block(cl);
     const char *names[sizeof XGEMM_NAMES / sizeof XGEMM_NAMES[0]];
     memcpy(names, XGEMM_NAMES, sizeof names);
     /* A failure here only costs speed: CLBlast keeps its own defaults. */

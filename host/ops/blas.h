@@ -47,6 +47,11 @@ int cnn_blas_sgemm_native_n(cnn_cl *cl, size_t count, size_t m, size_t n, size_t
  * first (beta = 0) and needs no alignment of blocks or offsets. */
 bool cnn_blas_own_gemm_fits(const cnn_cl *cl, size_t m, size_t n);
 
+/* Whether a PoCL CPU device name ("pthread-<LLVM CPU>-...") names a CPU
+ * with AVX-512, whose 32 wide registers take the own kernel's larger block
+ * (cnn_blas_apply_defaults sets cl->gemm_vw / gemm_nr from it). */
+bool cnn_blas_cpu_has_avx512(const char *device_name);
+
 /* The packing a plan for this device uses (CPUs only; own kernel or not). */
 cnn_packing cnn_blas_packing(const cnn_cl *cl);
 

@@ -28,6 +28,7 @@ typedef struct cnn_cl {
     bool profiling;      /* queue created with CL_QUEUE_PROFILING_ENABLE */
     bool is_pocl;        /* PoCL: small work-groups are slow, prefer >= 64 */
     bool own_gemm;       /* native-layout GEMMs on cl/gemm.cl (PoCL CPUs) */
+    int gemm_vw, gemm_nr; /* its block: floats per vector, columns (ops/blas.h) */
     char *cache_dir;     /* NULL when the program cache is off */
     cnn_cl_program_entry *programs;
     cnn_cl_kernel_entry *kernels;

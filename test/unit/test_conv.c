@@ -751,6 +751,21 @@ int main(void)
     test_act_nonfinite(&cl);
     test_zero(&cl);
     test_errors(&cl);
+    /* The own GEMM's other block shapes (each instruction set gets one,
+     * cnn_blas_apply_defaults): the products and the convolutions on them
+     * again, whatever this machine's own. */
+    static const int blocks[][2] = {{16, 8}, {8, 6}, {8, 4}};
+    int vw = cl.gemm_vw, nr = cl.gemm_nr;
+    for (size_t i = 0; cl.own_gemm && i < sizeof blocks / sizeof *blocks; i++) {
+        if (blocks[i][0] == vw && blocks[i][1] == nr) continue;
+        cl.gemm_vw = blocks[i][0];
+        cl.gemm_nr = blocks[i][1];
+        printf("own GEMM block %dx%d\n", cl.gemm_vw, cl.gemm_nr);
+        test_gemm(&cl);
+        test_conv(&cl);
+    }
+    cl.gemm_vw = vw;
+    cl.gemm_nr = nr;
     cnn_cl_free(&cl);
     return test_summary("test_conv");
 }
