@@ -2,7 +2,8 @@
  * every kernel returns early past n (the host rounds the global size up). */
 
 #ifndef ACT
-#define ACT 0 /* 0 none, 1 relu, 2 relu6, 3 leaky_relu, 4 sigmoid, 5 tanh, 6 hardswish */
+#define ACT 0 /* 0 none, 1 relu, 2 relu6, 3 leaky_relu, 4 sigmoid, 5 tanh, 6 hardswish,
+                 7 silu, 8 gelu (erf), 9 gelu (tanh) */
 #endif
 
 /* NaN goes through every activation as in PyTorch (torch.relu(nan) is nan;
@@ -30,6 +31,14 @@ inline float act_apply(float x, float slope)
     return tanh(x);
 #elif ACT == 6
     return x * act_relu6(x + 3.0f) / 6.0f;
+#elif ACT == 7
+    /* PyTorch's form: silu(-inf) = -inf / inf = nan there too */
+    return x / (1.0f + exp(-x));
+#elif ACT == 8
+    return x * 0.5f * (1.0f + erf(x * M_SQRT1_2_F));
+#elif ACT == 9
+    /* sqrt(2 / pi) (x + 0.044715 x^3), PyTorch's kBeta and kKappa */
+    return 0.5f * x * (1.0f + tanh(0.7978845608f * (x + 0.044715f * x * x * x)));
 #else
     return x;
 #endif
@@ -66,6 +75,59 @@ __kernel void kernel_bias_act_f32(__global const float *x, __global float *y,
     if (i >= n) return;
     uint c = (i / plane) % channels;
     y[i] = act_apply(x[i] + shift[c], slope);
+}
+
+/* y[i] = clamp(a * x[i] + b, lo, hi): hardsigmoid and clip.  The clamps
+ * are comparisons in the form of act_relu, so a NaN passes through. */
+__kernel void kernel_clamp_f32(__global const float *x, __global float *y, const uint n, const float a,
+                               const float b, const float lo, const float hi)
+{
+    uint i = get_global_id(0);
+    if (i >= n) return;
+    float v = a * x[i] + b;
+    v = lo > v ? lo : v;
+    y[i] = hi < v ? hi : v;
+}
+
+/* cnn_binop: 0 add, 1 sub, 2 mul, 3 div; the branch is uniform over a
+ * launch. */
+inline float bin_apply(uint op, float a, float b)
+{
+    return op == 0 ? a + b : op == 1 ? a - b : op == 2 ? a * b : a / b;
+}
+
+/* y[i] = act(a[i] op b[i]) where both operands have y's shape, or one is
+ * the scalar `value` (scalar_side 1: a, 2: b; its buffer is not read). */
+__kernel void kernel_binary_flat_f32(__global const float *a, __global const float *b, __global float *y,
+                                     const uint n, const uint op, const uint scalar_side, const float value,
+                                     const float slope)
+{
+    uint i = get_global_id(0);
+    if (i >= n) return;
+    float va = scalar_side == 1 ? value : a[i];
+    float vb = scalar_side == 2 ? value : b[i];
+    y[i] = act_apply(bin_apply(op, va, vb), slope);
+}
+
+/* y[n, c, h, w] = act(a[.] op b[.]) with numpy broadcasting: operand k is
+ * read at n * s.x + c * s.y + h * s.z + w * s.w, a stride 0 along each of
+ * its dimensions of size 1 (and along n for a constant).  2-D range:
+ * dimension 0 is w, dimension 1 the row (n, c, h). */
+__kernel void kernel_binary_bcast_f32(__global const float *a, __global const float *b, __global float *y,
+                                      const uint rows, const uint c, const uint h, const uint w, const uint4 sa,
+                                      const uint4 sb, const uint op, const uint scalar_side, const float value,
+                                      const float slope)
+{
+    uint xx = get_global_id(0);
+    uint r = get_global_id(1);
+    if (xx >= w || r >= rows) return;
+    uint yy = r % h;
+    uint rest = r / h;
+    uint ch = rest % c;
+    uint bn = rest / c;
+    float va = scalar_side == 1 ? value : a[bn * sa.x + ch * sa.y + yy * sa.z + xx * sa.w];
+    float vb = scalar_side == 2 ? value : b[bn * sb.x + ch * sb.y + yy * sb.z + xx * sb.w];
+    y[(size_t)r * w + xx] = act_apply(bin_apply(op, va, vb), slope);
 }
 
 /* y[0, n) = 0, four floats per item: clEnqueueFillBuffer runs on one

@@ -52,6 +52,25 @@ __kernel void kernel_grad_act_f32(__global const float *x, __global const float 
     } else if (act == 6) {
         float v = x[i];
         d = v < -3.0f ? 0.0f : v <= 3.0f ? g * (v / 3.0f + 0.5f) : g;
+    } else if (act == 7) {
+        /* silu: PyTorch's silu_backward, s (1 + x (1 - s)) */
+        float v = x[i];
+        float sg = 1.0f / (1.0f + exp(-v));
+        d = g * sg * (1.0f + v * (1.0f - sg));
+    } else if (act == 8) {
+        /* gelu (erf): Phi(x) + x phi(x) */
+        float v = x[i];
+        float cdf = 0.5f * (1.0f + erf(v * M_SQRT1_2_F));
+        float pdf = exp(-0.5f * v * v) * (M_2_SQRTPI_F * M_SQRT1_2_F * 0.5f);
+        d = g * (cdf + v * pdf);
+    } else if (act == 9) {
+        /* gelu (tanh): PyTorch's GeluBackward with approximate tanh */
+        float v = x[i];
+        float inner = 0.7978845608f * (v + 0.044715f * v * v * v);
+        float t = tanh(inner);
+        float left = 0.5f * v, right = 1.0f + t;
+        float dright = left * (1.0f - t * t) * 0.7978845608f * (1.0f + 3.0f * 0.044715f * v * v);
+        d = g * (0.5f * right + dright);
     } else {
         d = g;
     }
@@ -426,4 +445,136 @@ __kernel void kernel_lrn_bwd_f32(__global const float *x, __global const float *
         s += dy[j] * x[j] * pow(di, -beta - 1.0f);
     }
     dx[idx] += g - 2.0f * alpha * beta / (float)size * x[idx] * s;
+}
+
+/* ---- clamp, broadcasting binary ops, layer norm, channel selection ---- */
+
+/* y = clamp(a x + b, lo, hi): dx += dy * a where the clamp passes; the
+ * bounds themselves pass when `inclusive` (torch.clamp's backward) and
+ * block otherwise (F.hardsigmoid's).  NaN blocks (its tests are false), a
+ * select so that a blocked infinite dy gives 0. */
+__kernel void kernel_clamp_bwd_f32(__global const float *x, __global const float *dy, __global float *dx,
+                                   const uint n, const float a, const float b, const float lo, const float hi,
+                                   const uint inclusive)
+{
+    uint i = get_global_id(0);
+    if (i >= n) return;
+    float v = a * x[i] + b;
+    bool pass = inclusive ? (v >= lo && v <= hi) : (v > lo && v < hi);
+    dx[i] += pass ? dy[i] * a : 0.0f;
+}
+
+/* Gradient of one operand (`which`: 0 for a, 1 for b) of y = a op b with
+ * broadcasting (kernel_binary_bcast_f32's strides sa, sb; scalar_side as
+ * there).  One work-item per element (n, c, h, w) of that operand, of
+ * shape [tc, th, tw] per image: it sums, in a fixed order, over the
+ * outputs it was broadcast to (the whole output axis where its size is 1)
+ *   add: dy   sub: +-dy   mul: dy * other   div: dy / b, -dy * a / (b * b)
+ * (PyTorch's div_backward forms). */
+__kernel void kernel_binary_bwd_f32(__global const float *a, __global const float *b, __global const float *dy,
+                                    __global float *dx, const uint total, const uint c, const uint h,
+                                    const uint w, const uint tc, const uint th, const uint tw, const uint4 sa,
+                                    const uint4 sb, const uint op, const uint which, const uint scalar_side,
+                                    const float value)
+{
+    uint idx = get_global_id(0);
+    if (idx >= total) return;
+    uint xx = idx % tw;
+    uint yy = (idx / tw) % th;
+    uint ch = (idx / (tw * th)) % tc;
+    uint bn = idx / (tw * th * tc);
+    uint c0 = tc == c ? ch : 0, c1 = tc == c ? ch + 1 : c;
+    uint y0 = th == h ? yy : 0, y1 = th == h ? yy + 1 : h;
+    uint x0 = tw == w ? xx : 0, x1 = tw == w ? xx + 1 : w;
+    float acc = 0.0f;
+    for (uint oc = c0; oc < c1; oc++)
+        for (uint oy = y0; oy < y1; oy++)
+            for (uint ox = x0; ox < x1; ox++) {
+                float g = dy[((size_t)(bn * c + oc) * h + oy) * w + ox];
+                float va = scalar_side == 1 ? value : a[bn * sa.x + oc * sa.y + oy * sa.z + ox * sa.w];
+                float vb = scalar_side == 2 ? value : b[bn * sb.x + oc * sb.y + oy * sb.z + ox * sb.w];
+                float d;
+                if (op == 0)
+                    d = g;
+                else if (op == 1)
+                    d = which ? -g : g;
+                else if (op == 2)
+                    d = g * (which ? va : vb);
+                else
+                    d = which ? -g * va / (vb * vb) : g / vb;
+                acc += d;
+            }
+    dx[idx] += acc;
+}
+
+/* Layer norm over channels backward, one work-item per (n, position):
+ * with xhat = (x - mean) rstd and g = dy * w (dy without affine),
+ *   dx_c += rstd (g_c - mean_c(g) - xhat_c mean_c(g xhat)),
+ * mean and rstd recomputed as the forward computes them. */
+__kernel void kernel_layernorm_bwd_f32(__global const float *x, __global const float *w, __global const float *dy,
+                                       __global float *dx, const uint total, const uint c, const uint plane,
+                                       const float eps, const uint affine)
+{
+    uint i = get_global_id(0);
+    if (i >= total) return;
+    size_t base = (size_t)(i / plane) * c * plane + i % plane;
+    float mean = 0.0f;
+    for (uint ch = 0; ch < c; ch++) mean += x[base + (size_t)ch * plane];
+    mean /= (float)c;
+    float var = 0.0f;
+    for (uint ch = 0; ch < c; ch++) {
+        float d = x[base + (size_t)ch * plane] - mean;
+        var += d * d;
+    }
+    float rstd = 1.0f / sqrt(var / (float)c + eps);
+    float s1 = 0.0f, s2 = 0.0f;
+    for (uint ch = 0; ch < c; ch++) {
+        size_t k = base + (size_t)ch * plane;
+        float g = affine ? dy[k] * w[ch] : dy[k];
+        s1 += g;
+        s2 += g * (x[k] - mean) * rstd;
+    }
+    s1 /= (float)c;
+    s2 /= (float)c;
+    for (uint ch = 0; ch < c; ch++) {
+        size_t k = base + (size_t)ch * plane;
+        float g = affine ? dy[k] * w[ch] : dy[k];
+        dx[k] += rstd * (g - s1 - (x[k] - mean) * rstd * s2);
+    }
+}
+
+/* Global max pool backward, one work-item per (n, c): dy goes to the
+ * position the forward's scan picks (the first maximum, or the last NaN,
+ * as kernel_maxpool_bwd_f32). */
+__kernel void kernel_global_maxpool_bwd_f32(__global const float *x, __global const float *dy, __global float *dx,
+                                            const uint total, const uint plane)
+{
+    uint i = get_global_id(0);
+    if (i >= total) return;
+    __global const float *src = x + (size_t)i * plane;
+    float m = -INFINITY;
+    uint arg = 0;
+    for (uint p = 0; p < plane; p++) {
+        float v = src[p];
+        if (v > m || isnan(v)) {
+            m = v;
+            arg = p;
+        }
+    }
+    dx[(size_t)i * plane + arg] += dy[i];
+}
+
+/* Channel selection backward: dx[n, src(j), q] += dy[n, j, q]
+ * (kernel_channel_gather_f32's map).  A scatter, but src is one-to-one, so
+ * no two items write the same element. */
+__kernel void kernel_channel_gather_bwd_f32(__global const float *dy, __global float *dx, const uint rows,
+                                            const uint plane, const uint cx, const uint cy, const uint start,
+                                            const uint step, const uint groups, const uint k)
+{
+    uint q = get_global_id(0);
+    uint r = get_global_id(1);
+    if (q >= plane || r >= rows) return;
+    uint j = r % cy;
+    uint src = start + (j / groups) * step + (j % groups) * k;
+    dx[((size_t)(r / cy) * cx + src) * plane + q] += dy[(size_t)r * plane + q];
 }

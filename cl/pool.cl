@@ -1,5 +1,6 @@
-/* Pooling and channel-wise ops: max/avg/adaptive-avg pooling, softmax and
- * local response norm over channels, concat.  One work-item per output
+/* Pooling and channel-wise ops: max/avg/adaptive-avg/global-max pooling,
+ * softmax, layer norm and local response norm over channels, concat and
+ * channel selection (slice, shuffle).  One work-item per output
  * element (softmax: per (n, position)); every kernel returns early past its
  * item count because the host rounds the global size up to the work-group. */
 
@@ -246,4 +247,61 @@ __kernel void kernel_concat_f32(__global const float *x, __global float *y, cons
     uint idx = get_global_id(0);
     if (idx >= total) return;
     y[(idx / block) * ystride + yoffset + idx % block] = x[idx];
+}
+
+/* Global max pool, one work-item per (n, c) plane: NaN wins, as in the
+ * window kernels above. */
+__kernel void kernel_global_maxpool_f32(__global const float *x, __global float *y, const uint total,
+                                        const uint plane)
+{
+    uint i = get_global_id(0);
+    if (i >= total) return;
+    __global const float *src = x + (size_t)i * plane;
+    float m = -INFINITY;
+    for (uint p = 0; p < plane; p++) {
+        float v = src[p];
+        if (v > m || isnan(v)) m = v;
+    }
+    y[i] = m;
+}
+
+/* Layer norm over channels, one work-item per (n, position): mean, then
+ * the biased variance of the deviations (two passes, as exact as float
+ * allows), y = (x - mean) / sqrt(var + eps) (* w[c] + b[c] when affine). */
+__kernel void kernel_layernorm_f32(__global const float *x, __global const float *w, __global const float *b,
+                                   __global float *y, const uint total, const uint c, const uint plane,
+                                   const float eps, const uint affine)
+{
+    uint i = get_global_id(0);
+    if (i >= total) return;
+    size_t base = (size_t)(i / plane) * c * plane + i % plane;
+    float mean = 0.0f;
+    for (uint ch = 0; ch < c; ch++) mean += x[base + (size_t)ch * plane];
+    mean /= (float)c;
+    float var = 0.0f;
+    for (uint ch = 0; ch < c; ch++) {
+        float d = x[base + (size_t)ch * plane] - mean;
+        var += d * d;
+    }
+    float rstd = 1.0f / sqrt(var / (float)c + eps);
+    for (uint ch = 0; ch < c; ch++) {
+        size_t k = base + (size_t)ch * plane;
+        float v = (x[k] - mean) * rstd;
+        y[k] = affine ? v * w[ch] + b[ch] : v;
+    }
+}
+
+/* Channel selection (slice, channel shuffle): y[n, j, q] =
+ * x[n, start + (j / groups) * step + (j % groups) * k, q].  2-D range:
+ * dimension 0 is q, dimension 1 the row (n, j). */
+__kernel void kernel_channel_gather_f32(__global const float *x, __global float *y, const uint rows,
+                                        const uint plane, const uint cx, const uint cy, const uint start,
+                                        const uint step, const uint groups, const uint k)
+{
+    uint q = get_global_id(0);
+    uint r = get_global_id(1);
+    if (q >= plane || r >= rows) return;
+    uint j = r % cy;
+    uint src = start + (j / groups) * step + (j % groups) * k;
+    y[(size_t)r * plane + q] = x[((size_t)(r / cy) * cx + src) * plane + q];
 }

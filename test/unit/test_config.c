@@ -377,8 +377,8 @@ static void test_errors(void)
     EXPECT_ERROR(H "layers:\n  - {name: a}\n", "7:5", "has no 'op'");
     EXPECT_ERROR(H "layers:\n  - {name: a, op: relu}\n  - {name: b, op: add, in: a}\n", "8:28",
                  "needs 'in': a list of two or more");
-    EXPECT_ERROR(H "layers:\n  - {name: a, op: relu}\n  - {name: b, op: concat}\n", "8:5",
-                 "needs 'in': a list of two or more");
+    EXPECT_ERROR(H "layers:\n  - {name: a, op: relu}\n  - {name: b, op: mul}\n", "8:5",
+                 "needs 'in': a list of two layers, or one layer and 'const' or 'value'");
     EXPECT_ERROR(H "layers:\n  - {name: a, op: relu}\n  - {name: b, op: relu, in: [a, a]}\n",
                  "8:29", "takes one input");
     EXPECT_ERROR(H "layers:\n  - {name: p, op: maxpool, kernel: 2, groups: 2}\n", "7:39",
