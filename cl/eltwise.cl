@@ -17,6 +17,11 @@
 inline float act_relu(float x) { return 0.0f > x ? 0.0f : x; }
 inline float act_relu6(float x) { return act_relu(6.0f < x ? 6.0f : x); }
 
+/* tanh with exact +-1 beyond |v| > 9 (where float tanh rounds to +-1
+ * anyway): PoCL's tanh(-inf) is not exactly -1, and gelu's tanh form needs
+ * 1 + tanh(-inf) == 0 to give PyTorch's nan at -inf. */
+inline float tanh_sat(float v) { return v < -9.0f ? -1.0f : v > 9.0f ? 1.0f : tanh(v); }
+
 inline float act_apply(float x, float slope)
 {
 #if ACT == 1
@@ -38,7 +43,7 @@ inline float act_apply(float x, float slope)
     return x * 0.5f * (1.0f + erf(x * M_SQRT1_2_F));
 #elif ACT == 9
     /* sqrt(2 / pi) (x + 0.044715 x^3), PyTorch's kBeta and kKappa */
-    return 0.5f * x * (1.0f + tanh(0.7978845608f * (x + 0.044715f * x * x * x)));
+    return 0.5f * x * (1.0f + tanh_sat(0.7978845608f * (x + 0.044715f * x * x * x)));
 #else
     return x;
 #endif

@@ -67,7 +67,10 @@ __kernel void kernel_grad_act_f32(__global const float *x, __global const float 
         /* gelu (tanh): PyTorch's GeluBackward with approximate tanh */
         float v = x[i];
         float inner = 0.7978845608f * (v + 0.044715f * v * v * v);
-        float t = tanh(inner);
+        /* exact +-1 beyond |inner| > 9 (where float tanh rounds to it):
+         * PoCL's tanh(+-inf) is not exactly +-1, and PyTorch's nan at
+         * +-inf needs 1 - t * t == 0 */
+        float t = inner < -9.0f ? -1.0f : inner > 9.0f ? 1.0f : tanh(inner);
         float left = 0.5f * v, right = 1.0f + t;
         float dright = left * (1.0f - t * t) * 0.7978845608f * (1.0f + 3.0f * 0.044715f * v * v);
         d = g * (0.5f * right + dright);
