@@ -13,6 +13,18 @@ __kernel void kernel_grad_accum_f32(__global const float *dy, __global float *dx
     dx[i] += dy[i];
 }
 
+/* erfc as eltwise.cl's erfc_fast (a relative error below 1.2e-7; PoCL's
+ * erf is a slow scalar call). */
+inline float grad_erfc(float x)
+{
+    float z = fabs(x);
+    float t = 1.0f / (1.0f + 0.5f * z);
+    float p = -1.26551223f + t * (1.00002368f + t * (0.37409196f + t * (0.09678418f + t * (-0.18628806f +
+              t * (0.27886807f + t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f))))))));
+    float r = t * exp(-z * z + p);
+    return x >= 0.0f ? r : 2.0f - r;
+}
+
 /* Activation backward; act (cnn_act) and mode (cnn_grad_mode) are run-time
  * arguments: the branch is uniform over the launch and the op is bound by
  * memory, so one program serves every variant.  Selects rather than
@@ -58,22 +70,19 @@ __kernel void kernel_grad_act_f32(__global const float *x, __global const float 
         float sg = 1.0f / (1.0f + exp(-v));
         d = g * sg * (1.0f + v * (1.0f - sg));
     } else if (act == 8) {
-        /* gelu (erf): Phi(x) + x phi(x) */
+        /* gelu (erf): Phi(x) + x phi(x), Phi(x) = erfc(-x / sqrt 2) / 2 */
         float v = x[i];
-        float cdf = 0.5f * (1.0f + erf(v * M_SQRT1_2_F));
+        float cdf = 0.5f * grad_erfc(-v * M_SQRT1_2_F);
         float pdf = exp(-0.5f * v * v) * (M_2_SQRTPI_F * M_SQRT1_2_F * 0.5f);
         d = g * (cdf + v * pdf);
     } else if (act == 9) {
-        /* gelu (tanh): PyTorch's GeluBackward with approximate tanh */
+        /* gelu (tanh): PyTorch's GeluBackward with approximate tanh,
+         * 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 kappa x^2) with t = tanh(u)
+         * written through s = sigmoid(2u): 0.5 (1 + t) = s, 1 - t^2 =
+         * 4 s (1 - s) (as the forward, eltwise.cl) */
         float v = x[i];
-        float inner = 0.7978845608f * (v + 0.044715f * v * v * v);
-        /* exact +-1 beyond |inner| > 9 (where float tanh rounds to it):
-         * PoCL's tanh(+-inf) is not exactly +-1, and PyTorch's nan at
-         * +-inf needs 1 - t * t == 0 */
-        float t = inner < -9.0f ? -1.0f : inner > 9.0f ? 1.0f : tanh(inner);
-        float left = 0.5f * v, right = 1.0f + t;
-        float dright = left * (1.0f - t * t) * 0.7978845608f * (1.0f + 3.0f * 0.044715f * v * v);
-        d = g * (0.5f * right + dright);
+        float sg = 1.0f / (1.0f + exp(-2.0f * 0.7978845608f * (v + 0.044715f * v * v * v)));
+        d = g * (sg + 2.0f * v * sg * (1.0f - sg) * 0.7978845608f * (1.0f + 3.0f * 0.044715f * v * v));
     } else {
         d = g;
     }

@@ -446,8 +446,13 @@ static int run_binary(cnn_net *net, int i, int n, cnn_act act, float slope)
     const cnn_layer *l = &net->g->layers[i];
     cl_mem ops[2];
     cnn_net_operands(net, i, ops);
-    return cnn_op_binary(net->cl, &l->bin, n, ops[0], ops[1], net->slots[net->plan.slot[i]], act, slope,
-                         l->spec->name);
+    cl_mem y = net->slots[net->plan.slot[i]];
+    const cnn_bin_geom *g = &l->bin;
+    /* A residual add of two equal shapes: the add kernel it always ran. */
+    if (g->op == CNN_BIN_ADD && l->n_in == 2 && !memcmp(g->shape[0], g->shape[1], sizeof g->shape[0]) &&
+        g->shape[0][0] == g->c && g->shape[0][1] == g->h && g->shape[0][2] == g->w)
+        return cnn_op_add_act(net->cl, ops[0], ops[1], y, (size_t)n * cnn_layer_numel(l), act, slope, l->spec->name);
+    return cnn_op_binary(net->cl, g, n, ops[0], ops[1], y, act, slope, l->spec->name);
 }
 
 static int run_layer(cnn_net *net, int i, int n)
