@@ -61,6 +61,39 @@ inline float act_apply(float x, float slope)
 #endif
 }
 
+/* Derivative of the smooth activations (SiLU, the GELUs) at x, here
+ * beside their forwards so both use erfc_fast and the same forms:
+ *   silu       s (1 + x (1 - s)), s = sigmoid(x)      (PyTorch's silu_backward)
+ *   gelu       Phi(x) + x phi(x), Phi(x) = erfc(-x / sqrt 2) / 2
+ *   gelu tanh  s + 2 x s (1 - s) k (1 + 3 kappa x^2), s = sigmoid(2u):
+ *              PyTorch's 0.5 (1 + t) + 0.5 x (1 - t^2) k (...) with
+ *              t = tanh(u) = 2s - 1
+ * At +-inf each gives PyTorch's nan (inf * 0). */
+inline float act_derivative(float x)
+{
+#if ACT == 7
+    float s = 1.0f / (1.0f + exp(-x));
+    return s * (1.0f + x * (1.0f - s));
+#elif ACT == 8
+    return 0.5f * erfc_fast(-x * M_SQRT1_2_F) + x * exp(-0.5f * x * x) * (M_2_SQRTPI_F * M_SQRT1_2_F * 0.5f);
+#elif ACT == 9
+    float s = 1.0f / (1.0f + exp(-2.0f * 0.7978845608f * (x + 0.044715f * x * x * x)));
+    return s + 2.0f * x * s * (1.0f - s) * 0.7978845608f * (1.0f + 3.0f * 0.044715f * x * x);
+#else
+    return 1.0f;
+#endif
+}
+
+/* dx[i] += dy[i] * act'(x[i]) for the smooth activations (cl/grad.cl
+ * conventions: the backward ADDS into dx). */
+__kernel void kernel_act_bwd_f32(__global const float *x, __global const float *dy, __global float *dx,
+                                 const uint n)
+{
+    uint i = get_global_id(0);
+    if (i >= n) return;
+    dx[i] += dy[i] * act_derivative(x[i]);
+}
+
 /* y[i] = act(x[i]) */
 __kernel void kernel_act_f32(__global const float *x, __global float *y, const uint n,
                              const float slope)

@@ -13,18 +13,6 @@ __kernel void kernel_grad_accum_f32(__global const float *dy, __global float *dx
     dx[i] += dy[i];
 }
 
-/* erfc as eltwise.cl's erfc_fast (a relative error below 1.2e-7; PoCL's
- * erf is a slow scalar call). */
-inline float grad_erfc(float x)
-{
-    float z = fabs(x);
-    float t = 1.0f / (1.0f + 0.5f * z);
-    float p = -1.26551223f + t * (1.00002368f + t * (0.37409196f + t * (0.09678418f + t * (-0.18628806f +
-              t * (0.27886807f + t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f))))))));
-    float r = t * exp(-z * z + p);
-    return x >= 0.0f ? r : 2.0f - r;
-}
-
 /* Activation backward; act (cnn_act) and mode (cnn_grad_mode) are run-time
  * arguments: the branch is uniform over the launch and the op is bound by
  * memory, so one program serves every variant.  Selects rather than
@@ -64,25 +52,6 @@ __kernel void kernel_grad_act_f32(__global const float *x, __global const float 
     } else if (act == 6) {
         float v = x[i];
         d = v < -3.0f ? 0.0f : v <= 3.0f ? g * (v / 3.0f + 0.5f) : g;
-    } else if (act == 7) {
-        /* silu: PyTorch's silu_backward, s (1 + x (1 - s)) */
-        float v = x[i];
-        float sg = 1.0f / (1.0f + exp(-v));
-        d = g * sg * (1.0f + v * (1.0f - sg));
-    } else if (act == 8) {
-        /* gelu (erf): Phi(x) + x phi(x), Phi(x) = erfc(-x / sqrt 2) / 2 */
-        float v = x[i];
-        float cdf = 0.5f * grad_erfc(-v * M_SQRT1_2_F);
-        float pdf = exp(-0.5f * v * v) * (M_2_SQRTPI_F * M_SQRT1_2_F * 0.5f);
-        d = g * (cdf + v * pdf);
-    } else if (act == 9) {
-        /* gelu (tanh): PyTorch's GeluBackward with approximate tanh,
-         * 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 kappa x^2) with t = tanh(u)
-         * written through s = sigmoid(2u): 0.5 (1 + t) = s, 1 - t^2 =
-         * 4 s (1 - s) (as the forward, eltwise.cl) */
-        float v = x[i];
-        float sg = 1.0f / (1.0f + exp(-2.0f * 0.7978845608f * (v + 0.044715f * v * v * v)));
-        d = g * (sg + 2.0f * v * sg * (1.0f - sg) * 0.7978845608f * (1.0f + 3.0f * 0.044715f * v * v));
     } else {
         d = g;
     }
@@ -459,7 +428,7 @@ __kernel void kernel_lrn_bwd_f32(__global const float *x, __global const float *
     dx[idx] += g - 2.0f * alpha * beta / (float)size * x[idx] * s;
 }
 
-/* ---- clamp, broadcasting binary ops, layer norm, channel selection ---- */
+/* ---- clamp, broadcasting binary ops, global max pool ---- */
 
 /* y = clamp(a x + b, lo, hi): dx += dy * a where the clamp passes; the
  * bounds themselves pass when `inclusive` (torch.clamp's backward) and
@@ -519,42 +488,6 @@ __kernel void kernel_binary_bwd_f32(__global const float *a, __global const floa
     dx[idx] += acc;
 }
 
-/* Layer norm over channels backward, one work-item per (n, position):
- * with xhat = (x - mean) rstd and g = dy * w (dy without affine),
- *   dx_c += rstd (g_c - mean_c(g) - xhat_c mean_c(g xhat)),
- * mean and rstd recomputed as the forward computes them. */
-__kernel void kernel_layernorm_bwd_f32(__global const float *x, __global const float *w, __global const float *dy,
-                                       __global float *dx, const uint total, const uint c, const uint plane,
-                                       const float eps, const uint affine)
-{
-    uint i = get_global_id(0);
-    if (i >= total) return;
-    size_t base = (size_t)(i / plane) * c * plane + i % plane;
-    float mean = 0.0f;
-    for (uint ch = 0; ch < c; ch++) mean += x[base + (size_t)ch * plane];
-    mean /= (float)c;
-    float var = 0.0f;
-    for (uint ch = 0; ch < c; ch++) {
-        float d = x[base + (size_t)ch * plane] - mean;
-        var += d * d;
-    }
-    float rstd = 1.0f / sqrt(var / (float)c + eps);
-    float s1 = 0.0f, s2 = 0.0f;
-    for (uint ch = 0; ch < c; ch++) {
-        size_t k = base + (size_t)ch * plane;
-        float g = affine ? dy[k] * w[ch] : dy[k];
-        s1 += g;
-        s2 += g * (x[k] - mean) * rstd;
-    }
-    s1 /= (float)c;
-    s2 /= (float)c;
-    for (uint ch = 0; ch < c; ch++) {
-        size_t k = base + (size_t)ch * plane;
-        float g = affine ? dy[k] * w[ch] : dy[k];
-        dx[k] += rstd * (g - s1 - (x[k] - mean) * rstd * s2);
-    }
-}
-
 /* Global max pool backward, one work-item per (n, c): dy goes to the
  * position the forward's scan picks (the first maximum, or the last NaN,
  * as kernel_maxpool_bwd_f32). */
@@ -574,19 +507,4 @@ __kernel void kernel_global_maxpool_bwd_f32(__global const float *x, __global co
         }
     }
     dx[(size_t)i * plane + arg] += dy[i];
-}
-
-/* Channel selection backward: dx[n, src(j), q] += dy[n, j, q]
- * (kernel_channel_gather_f32's map).  A scatter, but src is one-to-one, so
- * no two items write the same element. */
-__kernel void kernel_channel_gather_bwd_f32(__global const float *dy, __global float *dx, const uint rows,
-                                            const uint plane, const uint cx, const uint cy, const uint start,
-                                            const uint step, const uint groups, const uint k)
-{
-    uint q = get_global_id(0);
-    uint r = get_global_id(1);
-    if (q >= plane || r >= rows) return;
-    uint j = r % cy;
-    uint src = start + (j / groups) * step + (j % groups) * k;
-    dx[((size_t)(r / cy) * cx + src) * plane + q] += dy[(size_t)r * plane + q];
 }

@@ -1,6 +1,9 @@
 /* Backward ops (cl/grad.cl): gradients with respect to activations and the
  * input, every one ADDING into dx.  One program (grad.cl without options)
- * serves every kernel; the activation and the mode are run-time arguments.
+ * serves most kernels; the activation and the mode are run-time arguments.
+ * A few backward kernels live beside their forwards to share its index or
+ * math functions: SiLU and GELU (eltwise.cl), layer norm and channel
+ * selection (pool.cl), pad and resize (resample.cl).
  *
  * Convolution backward-data has three paths, chosen like the forward's:
  *  - thin groups (depthwise; the forward's direct kernel): a direct gather
@@ -17,6 +20,7 @@
 #include "core/error.h"
 
 #include <limits.h>
+#include <stdio.h>
 
 /* Kernels index with uint: refuse anything that would wrap. */
 static int check_count(size_t count, const char *op, const char *layer)
@@ -80,6 +84,18 @@ int cnn_grad_act(cnn_cl *cl, cnn_act act, float slope, cnn_grad_mode mode, cl_me
         return cnn_error_set(CNN_ERR_USAGE, "grad act layer '%s': unknown activation %d or mode %d", layer,
                              (int)act, (int)mode);
     cl_kernel k;
+    if (act >= CNN_ACT_SILU) {
+        /* SiLU and GELU: their derivatives live with their forwards
+         * (eltwise.cl, one program per activation); no mode changes them */
+        char opts[32];
+        snprintf(opts, sizeof opts, "-DACT=%d", (int)act);
+        if ((status = cnn_cl_kernel(cl, "eltwise.cl", opts, "kernel_act_bwd_f32", &k)) < 0)
+            return cnn_error_prefix(status, "layer '%s'", layer);
+        cl_mem b[] = {x, dy, dx};
+        cl_uint v[] = {(cl_uint)n};
+        if ((status = set_args(k, b, 3, v, 1, layer)) < 0) return status;
+        return cnn_cl_run1d(cl, k, n, layer);
+    }
     if ((status = grad_kernel(cl, "kernel_grad_act_f32", layer, &k)) < 0) return status;
     /* Each activation reads x or y only; the other may be NULL. */
     cl_mem xb = x ? x : y, yb = y ? y : x;
@@ -403,7 +419,8 @@ int cnn_grad_layernorm(cnn_cl *cl, int n, int c, int plane, float eps, cl_mem x,
     int status = check_count(items * (size_t)c, "grad layernorm", layer);
     if (status < 0) return status;
     cl_kernel k;
-    if ((status = grad_kernel(cl, "kernel_layernorm_bwd_f32", layer, &k)) < 0) return status;
+    if ((status = cnn_cl_kernel(cl, "pool.cl", NULL, "kernel_layernorm_bwd_f32", &k)) < 0)
+        return cnn_error_prefix(status, "layer '%s'", layer);
     cl_mem bufs[] = {x, w ? w : x, dy, dx};
     cl_uint v[] = {(cl_uint)items, (cl_uint)c, (cl_uint)plane};
     cl_uint affine = w != NULL;
@@ -434,7 +451,8 @@ int cnn_grad_channel_gather(cnn_cl *cl, const cnn_chan_map *m, int n, int plane,
     if (status < 0) return status;
     size_t rows = (size_t)n * m->cy;
     cl_kernel k;
-    if ((status = grad_kernel(cl, "kernel_channel_gather_bwd_f32", layer, &k)) < 0) return status;
+    if ((status = cnn_cl_kernel(cl, "pool.cl", NULL, "kernel_channel_gather_bwd_f32", &k)) < 0)
+        return cnn_error_prefix(status, "layer '%s'", layer);
     cl_mem bufs[] = {dy, dx};
     cl_uint v[] = {(cl_uint)rows,     (cl_uint)plane,   (cl_uint)m->cx,     (cl_uint)m->cy,
                    (cl_uint)m->start, (cl_uint)m->step, (cl_uint)m->groups, (cl_uint)m->k};

@@ -48,6 +48,7 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import netref  # noqa: E402
+import test_gradients as tg  # noqa: E402
 import test_networks as tn  # noqa: E402
 
 from torchvision.models import convnext, efficientnet, mobilenetv3, shufflenetv2  # noqa: E402
@@ -61,17 +62,7 @@ SIZE = 32
 INPUT = {"shape": [3, SIZE, SIZE], "resize": "none", "scale": 1.0 / 255.0,
          "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
-failures = []
-checks = 0
-
-
-def check(cond, msg):
-    global checks
-    checks += 1
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg, file=sys.stderr, flush=True)
-
+check = tg.check  # one count of checks and failures
 
 # ---- pipeline helpers --------------------------------------------------------
 
@@ -107,6 +98,23 @@ def conv_bn_act(name, out, k, params, act, stride=1, groups=1, src=None):
     return ls
 
 
+def inverted(p, src, cin, cout, e, k, stride, act, se_act, gate, sq):
+    """An inverted residual with squeeze-excitation (torchvision's MBConv
+    and MobileNetV3 InvertedResidual): expand 1x1, depthwise k x k, SE
+    (pool, 1x1, se_act, 1x1, gate, x * gate), project 1x1, and the skip
+    when the shape allows."""
+    ls = conv_bn_act(p + "_exp", e, 1, p + ".block.0", act, src=src)
+    ls += conv_bn_act(p + "_dw", e, k, p + ".block.1", act, stride=stride, groups=e)
+    ls += [layer(p + "_se_pool", "global_avgpool"),
+           conv(p + "_se_fc1", sq, 1, p + ".block.2.fc1", bias=True), layer(p + "_se_act", se_act),
+           conv(p + "_se_fc2", e, 1, p + ".block.2.fc2", bias=True), layer(p + "_se_gate", gate),
+           layer(p + "_se", "mul", [p + "_dw_" + act, p + "_se_gate"])]
+    ls += conv_bn_act(p + "_proj", cout, 1, p + ".block.3", None)
+    if stride == 1 and cin == cout:
+        ls.append(layer(p, "add", [p + "_proj_bn", src]))
+    return ls
+
+
 def head(classes_in, pool="global_avgpool"):
     return [layer("pool", pool), layer("flat", "flatten"),
             {"name": "fc", "op": "linear", "out": 10, "params": "fc"}]
@@ -124,22 +132,9 @@ def efficientnet_net():
         ("b2", efficientnet.MBConv(cfg2, 0.0, norm)),
         ("pool", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(24, 10))]))
 
-    def mbconv(p, src, cin, cout, expand, k, stride):
-        e, sq = cin * expand, max(1, cin // 4)
-        ls = conv_bn_act(p + "_exp", e, 1, p + ".block.0", "silu", src=src)
-        ls += conv_bn_act(p + "_dw", e, k, p + ".block.1", "silu", stride=stride, groups=e)
-        ls += [layer(p + "_se_pool", "global_avgpool"),
-               conv(p + "_se_fc1", sq, 1, p + ".block.2.fc1", bias=True), layer(p + "_se_act", "silu"),
-               conv(p + "_se_fc2", e, 1, p + ".block.2.fc2", bias=True), layer(p + "_se_gate", "sigmoid"),
-               layer(p + "_se", "mul", [p + "_dw_silu", p + "_se_gate"])]
-        ls += conv_bn_act(p + "_proj", cout, 1, p + ".block.3", None)
-        if stride == 1 and cin == cout:
-            ls.append(layer(p, "add", [p + "_proj_bn", src]))
-        return ls
-
     layers = conv_bn_act("stem", 16, 3, "stem", "silu")
-    layers += mbconv("b1", "stem_silu", 16, 16, 4, 3, 1)
-    layers += mbconv("b2", "b1", 16, 24, 6, 5, 2)
+    layers += inverted("b1", "stem_silu", 16, 16, 64, 3, 1, "silu", "silu", "sigmoid", 4)
+    layers += inverted("b2", "b1", 16, 24, 96, 5, 2, "silu", "silu", "sigmoid", 4)
     layers += head(24)
     for d in layers:
         if d["op"] == "batchnorm":
@@ -157,22 +152,11 @@ def mobilenetv3_net():
         ("b2", mobilenetv3.InvertedResidual(c2, norm)),
         ("pool", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(24, 10))]))
 
-    def block(p, src, mod, cin, cout, e, k, stride):
-        sq = mod.block[2].fc1.out_channels
-        ls = conv_bn_act(p + "_exp", e, 1, p + ".block.0", "hardswish", src=src)
-        ls += conv_bn_act(p + "_dw", e, k, p + ".block.1", "hardswish", stride=stride, groups=e)
-        ls += [layer(p + "_se_pool", "global_avgpool"),
-               conv(p + "_se_fc1", sq, 1, p + ".block.2.fc1", bias=True), layer(p + "_se_relu", "relu"),
-               conv(p + "_se_fc2", e, 1, p + ".block.2.fc2", bias=True), layer(p + "_se_gate", "hardsigmoid"),
-               layer(p + "_se", "mul", [p + "_dw_hardswish", p + "_se_gate"])]
-        ls += conv_bn_act(p + "_proj", cout, 1, p + ".block.3", None)
-        if stride == 1 and cin == cout:
-            ls.append(layer(p, "add", [p + "_proj_bn", src]))
-        return ls
-
     layers = conv_bn_act("stem", 16, 3, "stem", "hardswish", stride=2)
-    layers += block("b1", "stem_hardswish", m.b1, 16, 24, 64, 3, 2)
-    layers += block("b2", "b1_proj_bn", m.b2, 24, 24, 72, 5, 1)
+    for p, src, mod, cin, e, k, stride in [("b1", "stem_hardswish", m.b1, 16, 64, 3, 2),
+                                           ("b2", "b1_proj_bn", m.b2, 24, 72, 5, 1)]:
+        layers += inverted(p, src, cin, 24, e, k, stride, "hardswish", "relu", "hardsigmoid",
+                           mod.block[2].fc1.out_channels)
     layers += head(24)
     for d in layers:
         if d["op"] == "batchnorm":
@@ -323,18 +307,6 @@ def seed_weights(model, seed):
     return model
 
 
-class GuidedReLU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x.clamp(min=0)
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g * (x > 0).to(g.dtype) * (g > 0).to(g.dtype)
-
-
 def maps(layers, sd, x, cls, cam, guided):
     """autograd maps in x's dtype: saliency, Grad-CAM at `cam`, guided."""
     out = {}
@@ -349,7 +321,7 @@ def maps(layers, sd, x, cls, cam, guided):
     out["gradcam"] = torch.relu((w * act).sum(1))[0].detach().numpy().astype(np.float64)
     if guided:
         xg = x.clone().requires_grad_(True)
-        y, _ = netref.run_config(layers, sd, xg, relu=GuidedReLU.apply)
+        y, _ = netref.run_config(layers, sd, xg, relu=tg.GuidedReLU.apply)
         y[0, cls].backward()
         out["guided"] = xg.grad[0].abs().amax(0).numpy().astype(np.float64)
     return out
@@ -439,8 +411,8 @@ def main():
     netref.save_png(img, img_path)
     for k, (name, build) in enumerate(NETWORKS):
         test_network(name, build, work, img_path, img, 100 + k)
-    print("test_modern_ops: %d passed, %d failed" % (checks - len(failures), len(failures)))
-    return 1 if failures else 0
+    print("test_modern_ops: %d passed, %d failed" % (tg.checks - len(tg.failures), len(tg.failures)))
+    return 1 if tg.failures else 0
 
 
 if __name__ == "__main__":

@@ -67,16 +67,6 @@ static double mm_atol(size_t k)
     return a > 1e-4 ? a : 1e-4;
 }
 
-static void *xmalloc(size_t bytes)
-{
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    return p;
-}
-
 /* Device buffer holding `n` floats of `data` (NULL: NaN poison) followed by
  * GUARD sentinels. */
 static cl_mem upload(cnn_cl *cl, const float *data, size_t n, const char *what)

@@ -44,16 +44,6 @@
 
 static cnn_cl g_cl;
 
-static void *xmalloc(size_t bytes)
-{
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    return p;
-}
-
 
 static float *rand_buf(size_t n, float lo, float hi)
 {
