@@ -73,10 +73,19 @@ static int back_binary(cnn_backward *bw, int i, int n)
     cl_mem ops[2];
     cnn_net_operands(bw->net, i, ops);
     int status = CNN_OK;
+    const cnn_bin_geom *g = &l->bin;
+    size_t count = (size_t)n * cnn_layer_numel(l);
     for (int k = 0; k < 2 && status == CNN_OK; k++) {
-        if (!l->bin.batched[k]) continue; /* the constant or scalar: no gradient */
+        if (!g->batched[k]) continue; /* the constant or scalar: no gradient */
         int src = l->n_in == 2 ? l->in[k] : l->in[0];
-        status = cnn_grad_binary(bw->net->cl, &l->bin, n, k, ops[0], ops[1], bw->d[i], cnn_backward_grad(bw, src),
+        /* an operand of the output's shape in a sum: dy as it is (the
+         * residual add's path, as before broadcasting) */
+        bool whole = g->shape[k][0] == g->c && g->shape[k][1] == g->h && g->shape[k][2] == g->w;
+        if (g->op == CNN_BIN_ADD && whole) {
+            status = cnn_grad_accum(bw->net->cl, bw->d[i], cnn_backward_grad(bw, src), count, l->spec->name);
+            continue;
+        }
+        status = cnn_grad_binary(bw->net->cl, g, n, k, ops[0], ops[1], bw->d[i], cnn_backward_grad(bw, src),
                                  l->spec->name);
     }
     return status;
