@@ -411,7 +411,7 @@ static void test_binary(void)
             float *ops_h[2];
             for (int k = 0; k < 2; k++) {
                 size_t n = operand_size(&g, k);
-                ops_h[k] = randf(n ? n : 1, 0.5f, 2.0f);
+                ops_h[k] = randf(n + 1, 0.5f, 2.0f); /* one more: a scalar's buffer is still passed */
                 for (size_t i = 0; i < n; i++)
                     if (rng_uniform(0, 1) < 0.5f) ops_h[k][i] = -ops_h[k][i];
             }
