@@ -6,6 +6,7 @@
 #include "config/config.h"
 #include "core/error.h"
 #include "core/util.h"
+#include "import/import.h"
 #include "io/image.h"
 #include "io/json.h"
 #include "io/manifest.h"
@@ -118,6 +119,8 @@ typedef struct run_opts {
     bool strict; /* --strict: non-finite weights are an error */
     int top, batch, repeat, png_level;
     int curves; /* --curves N; -1: the pipeline's */
+    cnn_import_opts imp;  /* --preprocess, --mean, --std, --size (ONNX models) */
+    const char *imp_flag; /* the first of them given, for the message when CONFIG is YAML */
 } run_opts;
 
 static int parse_int(const char *flag, const char *v, int lo, int hi, int *out)
@@ -148,6 +151,13 @@ static int parse_args(int argc, char **argv, run_opts *o, bool info)
         if (!v) return cnn_error_set(CNN_ERR_USAGE, "%s: option %s needs a value", cmd, a);               \
         i++;                                                                                               \
     } while (0)
+        int used = cnn_cli_import_option(a, v, &o->imp);
+        if (used < 0) return used;
+        if (used) {
+            if (!o->imp_flag) o->imp_flag = a;
+            i++;
+            continue;
+        }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(info ? INFO_HELP : RUN_HELP, stdout);
             return 1;
@@ -221,6 +231,12 @@ static int parse_args(int argc, char **argv, run_opts *o, bool info)
     }
     if (!o->config)
         return cnn_error_set(CNN_ERR_USAGE, "%s: no pipeline file given (see 'cnnviz-cl %s --help')", cmd, cmd);
+    if (o->imp_flag && !cnn_import_is_onnx(o->config))
+        return cnn_error_set(CNN_ERR_USAGE, "%s: %s applies to ONNX models (MODEL.onnx); a pipeline file sets its "
+                             "preprocessing under model.input", cmd, o->imp_flag);
+    if (o->weights && cnn_import_is_onnx(o->config))
+        return cnn_error_set(CNN_ERR_USAGE, "%s: --weights does not apply to an ONNX model: its weights are in it",
+                             cmd);
     return CNN_OK;
 }
 
@@ -232,12 +248,15 @@ typedef struct loaded {
     cnn_graph graph;
     char **labels;
     int n_labels;
+    unsigned char *onnx_weights; /* an ONNX model's weights, imported in memory (the weights read them) */
+    char assumed[400];           /* ... and the preprocessing the import assumed */
 } loaded;
 
 static void loaded_free(loaded *l)
 {
     cnn_graph_free(&l->graph);
     cnn_weights_close(&l->weights);
+    free(l->onnx_weights);
     cnn_pipeline_free(&l->pipe);
     for (int i = 0; i < l->n_labels; i++) free(l->labels[i]);
     free(l->labels);
@@ -337,9 +356,41 @@ static int check_nonfinite(const run_opts *o, const loaded *l)
     return CNN_OK;
 }
 
+/* An ONNX model: imported in memory, then parsed and opened as a pipeline
+ * file and its weights would be. */
+static int load_onnx(const run_opts *o, loaded *l)
+{
+    cnn_import imp;
+    int status = cnn_import_onnx(o->config, &o->imp, &imp);
+    if (status < 0) return status;
+    if (imp.newer[0] && !imp.checked) {
+        status = cnn_error_set(CNN_ERR_INPUT, "%s: the model needs %s, which this build of cnnviz-cl cannot run",
+                               o->config, imp.newer);
+        cnn_import_free(&imp);
+        return status;
+    }
+    snprintf(l->assumed, sizeof l->assumed, "%s", imp.assumed);
+    char *name = cnn_strfmt("%s (imported)", o->config), *dir = cnn_path_dir(o->config);
+    status = name && dir ? cnn_pipeline_parse(name, dir, imp.yaml, imp.yaml_len, &l->pipe) : CNN_ERR_NOMEM;
+    free(name);
+    free(dir);
+    l->onnx_weights = imp.weights;
+    size_t len = imp.weights_len;
+    imp.weights = NULL;
+    cnn_import_free(&imp);
+    if (status < 0) return status;
+    return cnn_weights_open_memory(o->config, l->onnx_weights, len, &l->weights);
+}
+
 static int load_all(const run_opts *o, loaded *l)
 {
     memset(l, 0, sizeof *l);
+    if (cnn_import_is_onnx(o->config)) {
+        int status = load_onnx(o, l);
+        if (status == CNN_OK) status = cnn_graph_build(&l->pipe, &l->weights, &l->graph);
+        if (status == CNN_OK && l->graph.n_nonfinite) status = check_nonfinite(o, l);
+        return status;
+    }
     int status = cnn_pipeline_load(o->config, &l->pipe);
     if (status < 0) return status;
     if (o->weights) {
@@ -390,6 +441,11 @@ int cnn_cmd_info(int argc, char **argv)
     const cnn_graph *g = &l.graph;
     printf("%s: model '%s', input [%d, %d, %d], %d layers\n", o.config, l.pipe.model_name ? l.pipe.model_name : "?",
            g->in_c, g->in_h, g->in_w, g->n);
+    if (l.assumed[0]) {
+        char line[700];
+        snprintf(line, sizeof line, "preprocessing (not part of an ONNX model): %s", l.assumed);
+        cnn_print_line(stdout, "", line);
+    }
     printf("%-28s %-16s %-28s %-18s %10s %10s\n", "layer", "op", "inputs", "output", "params", "MACs");
     for (int i = 0; i < g->n; i++) {
         const cnn_layer *ly = &g->layers[i];
@@ -1915,6 +1971,12 @@ int cnn_cmd_run(int argc, char **argv)
     if (status != CNN_OK) goto done;
     double t_start = cnn_now_ms();
     CNN_TRY(load_all(&s.o, &s.l), done);
+    if (s.l.assumed[0] && !s.o.quiet) {
+        char line[700];
+        snprintf(line, sizeof line, "%s: preprocessing is not part of an ONNX model; assumed %s (--preprocess, "
+                 "--mean, --std, --size change it)", s.o.config, s.l.assumed);
+        cnn_print_line(stderr, "cnnviz-cl: ", line);
+    }
     CNN_TRY(collect_taps(&s), done);
     if (s.o.n_inputs == 0 && s.o.repeat == 0) {
         status = cnn_error_set(CNN_ERR_USAGE, "run: no input: give images with --input (files, folders or @list.txt)");
