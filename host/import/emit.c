@@ -33,6 +33,7 @@ typedef struct emitter {
     int *tslots;                /* hash of tensor names */
     size_t tmask;
     int last;                   /* the last layer written */
+    bool *bare;                 /* [n_nodes] the node's layer takes its module path as it is */
 } emitter;
 
 /* ---------------------------------------------------------------------- */
@@ -181,20 +182,77 @@ static void module_path(const char *node, const char *op, char *out, size_t size
 
 /* A unique layer name for node ni writing op `op`: its module path, else
  * "<path>.<op>", else "<path>.<op>_2", ... */
-static int new_name(emitter *e, int ni, const char *op, char *out, size_t size)
+static void base_name(const emitter *e, int ni, char *base, size_t size)
 {
     const ir_node *n = &e->g->nodes[ni];
     int head = n->fhead >= 0 ? n->fhead : ni;
     const Onnx__NodeProto *p = e->g->nodes[head].p;
-    char raw[512], base[NAME_MAX_LEN + 1];
+    char raw[512];
     module_path(p->name, p->op_type ? p->op_type : "node", raw, sizeof raw);
-    sanitize(raw, base, sizeof base);
+    sanitize(raw, base, size);
+}
+
+/* A unique layer name for node ni writing op `op`: its module path when it
+ * is the module's last layer (what a forward hook on the module sees),
+ * else "<path>.<op>", "<path>.<op>_2", ... */
+static int new_name(emitter *e, int ni, const char *op, char *out, size_t size)
+{
+    char base[NAME_MAX_LEN + 1];
+    base_name(e, ni, base, sizeof base);
     snprintf(out, size, "%s", base);
-    for (int k = 1; name_used(e, out); k++) {
+    if (e->bare[ni] && !name_used(e, out)) return CNN_OK;
+    for (int k = 1;; k++) {
         if (k == 1) snprintf(out, size, "%s.%s", base, op);
         else snprintf(out, size, "%s.%s_%d", base, op, k);
+        if (!name_used(e, out)) return CNN_OK;
     }
-    return CNN_OK;
+}
+
+/* Which nodes are the last of their module (bare[ni]): among the nodes
+ * that write a layer, by their module path. */
+static int find_bare(emitter *e)
+{
+    cnn_ir *g = e->g;
+    e->bare = cnn_calloc((size_t)g->n_nodes + 1, sizeof *e->bare);
+    int *last = cnn_malloc(((size_t)g->n_nodes + 1) * sizeof *last);
+    char **bases = cnn_calloc((size_t)g->n_nodes + 1, sizeof *bases);
+    size_t slots = 64;
+    while (slots < 2 * (size_t)g->n_nodes + 2) slots *= 2;
+    int *map = cnn_malloc(slots * sizeof *map);
+    int status = CNN_OK;
+    if (!e->bare || !last || !bases || !map) {
+        status = CNN_ERR_NOMEM;
+        goto done;
+    }
+    for (size_t i = 0; i < slots; i++) map[i] = -1;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ir_node *n = &g->nodes[i];
+        last[i] = -1;
+        if (!n->live || n->folded || n->skip || (!n->fused && (n->op == OP_IDENTITY || n->op == OP_DROPOUT ||
+                                                             n->op == OP_TRANSPOSE)))
+            continue;
+        char base[NAME_MAX_LEN + 1];
+        base_name(e, i, base, sizeof base);
+        if (!(bases[i] = cnn_strdup(base))) {
+            status = CNN_ERR_NOMEM;
+            goto done;
+        }
+        size_t h = str_hash(base) & (slots - 1);
+        while (map[h] >= 0 && strcmp(bases[map[h]], base) != 0) h = (h + 1) & (slots - 1);
+        if (map[h] >= 0) last[map[h]] = i; /* the first of the path points to the latest */
+        else {
+            map[h] = i;
+            last[i] = i;
+        }
+    }
+    for (size_t h = 0; h < slots; h++)
+        if (map[h] >= 0) e->bare[last[map[h]]] = true;
+done:
+    for (int i = 0; i < g->n_nodes && bases; i++) free(bases[i]);
+    free(bases);
+    free(last);
+    free(map);
+    return status;
 }
 
 static int remember_name(emitter *e, const char *name)
@@ -1380,6 +1438,7 @@ int cnn_ir_emit(cnn_ir *g, cnn_ir_out *o)
     e.tmask = 15;
     for (size_t i = 0; i < slots; i++) e.slots[i] = -1;
     for (int i = 0; i < 16; i++) e.tslots[i] = -1;
+    CNN_TRY(find_bare(&e), done);
     const ir_val *in = &g->vals[g->input];
     int64_t pd[3];
     phys_dims(in, pd);
@@ -1420,6 +1479,7 @@ done:
     free(e.names);
     free(e.slots);
     free(e.tslots);
+    free(e.bare);
     if (status < 0) cnn_ir_out_free(o);
     return status;
 }
