@@ -357,6 +357,32 @@ static int check_nonfinite(const run_opts *o, const loaded *l)
     return CNN_OK;
 }
 
+/* Tensors of the weights file that no layer binds: one warning line with
+ * their count and the first names (a layer left out of the pipeline, a
+ * misspelt params: prefix).  PyTorch's batch-norm counters
+ * (num_batches_tracked) are bookkeeping, never weights: not counted. */
+static void warn_unused(const loaded *l)
+{
+    enum { SHOWN = 3 };
+    const cnn_weights *w = &l->weights;
+    char list[600] = "";
+    size_t n = 0;
+    int count = 0;
+    static const char skip[] = ".num_batches_tracked";
+    for (int i = 0; i < w->n; i++) {
+        const char *name = w->tensors[i].name;
+        size_t len = strlen(name);
+        if (l->graph.used[i] || (len >= sizeof skip - 1 && !strcmp(name + len - (sizeof skip - 1), skip))) continue;
+        if (count++ < SHOWN && n < sizeof list)
+            n += (size_t)snprintf(list + n, sizeof list - n, "%s%.160s", n ? ", " : "", name);
+    }
+    if (!count) return;
+    char more[48] = "";
+    if (count > SHOWN) snprintf(more, sizeof more, ", and %d more", count - SHOWN);
+    cnn_warn("%s: %d tensor%s no layer uses: %s%s (a layer missing from the pipeline, or a params: prefix that "
+             "does not match?)", w->path, count, count == 1 ? "" : "s", list, more);
+}
+
 /* An ONNX model: imported in memory, then parsed and opened as a pipeline
  * file and its weights would be. */
 static int load_onnx(const run_opts *o, loaded *l)
@@ -417,6 +443,7 @@ static int load_all(const run_opts *o, loaded *l)
     status = cnn_graph_build(&l->pipe, needs_weights ? &l->weights : NULL, &l->graph);
     if (status < 0) return status;
     if (l->graph.n_nonfinite) CNN_TRY_RET(check_nonfinite(o, l));
+    if (needs_weights) warn_unused(l);
     return load_labels(l);
 }
 
