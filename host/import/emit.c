@@ -578,6 +578,15 @@ static int need_nchw(emitter *e, int ni, int v)
     return CNN_OK;
 }
 
+/* [N, C, H, W] as C, H, W, or [N, C, L] as C and H (convolutions and
+ * pools over L alone). */
+static int need_spatial(emitter *e, int ni, int v)
+{
+    const ir_val *x = &e->g->vals[v];
+    if (x->rank == 3 && !x->is_const && x->phys[1] == 0 && x->phys[2] == 1 && !x->flat) return CNN_OK;
+    return need_nchw(e, ni, v);
+}
+
 /* The axis a of value v must be its physical C. */
 static int need_channel_axis(emitter *e, int ni, int v, int a, const char *what)
 {
@@ -610,10 +619,10 @@ static int emit_conv(emitter *e, int ni)
     cnn_ir *g = e->g;
     const ir_node *n = &g->nodes[ni];
     int x = n->in[0], w = n->in[1], b = n->n_in > 2 ? n->in[2] : -1;
-    CNN_TRY_RET(need_nchw(e, ni, x));
+    CNN_TRY_RET(need_spatial(e, ni, x));
     const ir_val *wv = &g->vals[w];
     ir_window win;
-    CNN_TRY_RET(cnn_ir_window(g, ni, g->vals[x].dims, wv->dims + 2, &win));
+    CNN_TRY_RET(cnn_ir_window(g, ni, g->vals[x].dims, g->vals[x].rank, wv->dims + 2, &win));
     char extra[300], k[32], s[32], d[32], p[48];
     fmt_hw(win.k[0], win.k[1], k, sizeof k);
     fmt_hw(win.s[0], win.s[1], s, sizeof s);
@@ -626,8 +635,9 @@ static int emit_conv(emitter *e, int ni)
     if (win.d[0] != 1 || win.d[1] != 1) m += (size_t)snprintf(extra + m, sizeof extra - m, ", dilation: %s", d);
     if (win.group != 1) m += (size_t)snprintf(extra + m, sizeof extra - m, ", groups: %d", win.group);
     if (b < 0) snprintf(extra + m, sizeof extra - m, ", bias: false");
-    param ps[2] = {{.suffix = "weight", .src = w, .ndim = 4, .data = wv->f}};
-    memcpy(ps[0].dims, wv->dims, 4 * sizeof wv->dims[0]);
+    /* a 1-D weight [out, in, k] is the 2-D [out, in, k, 1] */
+    param ps[2] = {{.suffix = "weight", .src = w, .ndim = 4, .data = wv->f,
+                    .dims = {wv->dims[0], wv->dims[1], wv->dims[2], wv->rank == 4 ? wv->dims[3] : 1}}};
     int nps = 1;
     if (b >= 0) ps[nps++] = vec_param(g, "bias", b);
     return put_layer(e, ni, "conv2d", &x, 1, extra, ps, nps, n->out[0]);
@@ -661,9 +671,9 @@ static int emit_pool(emitter *e, int ni)
     const ir_node *n = &g->nodes[ni];
     bool avg = n->op == OP_AVGPOOL;
     int x = n->fused == FUSED_PADPOOL ? n->fx : n->in[0];
-    CNN_TRY_RET(need_nchw(e, ni, x));
+    CNN_TRY_RET(need_spatial(e, ni, x));
     ir_window win;
-    CNN_TRY_RET(cnn_ir_window(g, ni, g->vals[n->in[0]].dims, NULL, &win));
+    CNN_TRY_RET(cnn_ir_window(g, ni, g->vals[n->in[0]].dims, g->vals[n->in[0]].rank, NULL, &win));
     if (n->fused == FUSED_PADPOOL) {
         int64_t pads[2 * IR_MAX_RANK];
         double value;

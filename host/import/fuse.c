@@ -273,7 +273,7 @@ static void match_padpool(fuse_ctx *c, int ni)
     bool avg = g->nodes[p].op == OP_AVGPOOL;
     if (avg ? value != 0 : !(value < 0 && isinf(value))) return;
     ir_window w;
-    if (cnn_ir_window(g, p, g->vals[out0(g, ni)].dims, NULL, &w) < 0) {
+    if (cnn_ir_window(g, p, g->vals[out0(g, ni)].dims, 4, NULL, &w) < 0) {
         cnn_error_clear();
         return;
     }

@@ -1383,27 +1383,40 @@ static int need_const(const cnn_ir *g, int ni, int k, const char *what, bool opt
     return CNN_OK;
 }
 
-int cnn_ir_window(const cnn_ir *g, int ni, const int64_t *in, const int64_t *kernel, ir_window *w)
+int cnn_ir_window(const cnn_ir *g, int ni, const int64_t *dims, int rank, const int64_t *kernel, ir_window *w)
 {
     const ir_node *n = &g->nodes[ni];
     bool pool = n->op == OP_MAXPOOL || n->op == OP_AVGPOOL;
     memset(w, 0, sizeof *w);
     int64_t k[IR_MAX_RANK], s[IR_MAX_RANK], d[IR_MAX_RANK], p[IR_MAX_RANK], v;
-    int nk, ns, nd, np;
+    int nk, ns, nd, np, sr = rank - 2;
     char autopad[32];
+    if (sr != 1 && sr != 2)
+        return cnn_ir_node_error(g, ni, "input of rank %d; 1-D and 2-D ([N, C, L], [N, C, H, W]) are supported", rank);
     CNN_TRY_RET(cnn_ir_attr_ints(g, ni, "kernel_shape", k, IR_MAX_RANK, &nk));
     CNN_TRY_RET(cnn_ir_attr_ints(g, ni, "strides", s, IR_MAX_RANK, &ns));
     CNN_TRY_RET(cnn_ir_attr_ints(g, ni, "dilations", d, IR_MAX_RANK, &nd));
     CNN_TRY_RET(cnn_ir_attr_ints(g, ni, "pads", p, IR_MAX_RANK, &np));
     CNN_TRY_RET(cnn_ir_attr_string(g, ni, "auto_pad", "NOTSET", autopad, sizeof autopad));
     if (pool && nk < 0) return cnn_ir_node_error(g, ni, "kernel_shape is required");
-    if (!pool && nk >= 0 && (nk != 2 || k[0] != kernel[0] || k[1] != kernel[1]))
+    if (!pool && nk >= 0 && (nk != sr || k[0] != kernel[0] || (sr == 2 && k[1] != kernel[1])))
         return cnn_ir_node_error(g, ni, "kernel_shape does not match the weight's shape");
-    if (pool && nk != 2) return cnn_ir_node_error(g, ni, "kernel_shape has %d entries; 2-D pooling is supported", nk);
-    if ((ns >= 0 && ns != 2) || (nd >= 0 && nd != 2) || (np >= 0 && np != 4))
-        return cnn_ir_node_error(g, ni, "strides, dilations and pads must have 2, 2 and 4 entries");
+    if (pool && nk != sr)
+        return cnn_ir_node_error(g, ni, "kernel_shape has %d entries for an input of rank %d", nk, rank);
+    if ((ns >= 0 && ns != sr) || (nd >= 0 && nd != sr) || (np >= 0 && np != 2 * sr))
+        return cnn_ir_node_error(g, ni, "strides, dilations and pads must have %d, %d and %d entries", sr, sr, 2 * sr);
+    /* 1-D: the length is the pipeline's H, with a window of width 1 */
+    int64_t in[4] = {dims[0], dims[1], dims[2], sr == 2 ? dims[3] : 1};
+    if (sr == 1) {
+        k[1] = s[1] = d[1] = 1;
+        if (np >= 0) {
+            p[2] = p[1];
+            p[1] = p[3] = 0;
+            np = 4;
+        }
+    }
     for (int i = 0; i < 2; i++) {
-        int64_t kk = pool ? k[i] : kernel[i], ss = ns >= 0 ? s[i] : 1, dd = nd >= 0 ? d[i] : 1;
+        int64_t kk = pool ? k[i] : i < sr ? kernel[i] : 1, ss = ns >= 0 ? s[i] : 1, dd = nd >= 0 ? d[i] : 1;
         if (kk < 1 || kk > 65535 || ss < 1 || ss > 65535 || dd < 1 || dd > 65535)
             return cnn_ir_node_error(g, ni, "kernel %lld, stride %lld, dilation %lld out of range", (long long)kk,
                                      (long long)ss, (long long)dd);
@@ -1540,14 +1553,14 @@ static int infer(cnn_ir *g, int ni)
         break;
     }
     case OP_CONV: {
-        if (rank != 4) return cnn_ir_node_error(g, ni, "input of rank %d; 2-D convolution ([N, C, H, W]) is "
-                                                "supported", rank);
         CNN_TRY_RET(need_const(g, ni, 1, "weight", false));
         CNN_TRY_RET(need_const(g, ni, 2, "bias", true));
         const ir_val *w = &g->vals[n->in[1]];
-        if (w->rank != 4) return cnn_ir_node_error(g, ni, "weight of rank %d", w->rank);
+        if (w->rank != rank || (rank != 3 && rank != 4))
+            return cnn_ir_node_error(g, ni, "input of rank %d, weight of rank %d; 1-D and 2-D convolutions are "
+                                     "supported", rank, w->rank);
         ir_window win;
-        CNN_TRY_RET(cnn_ir_window(g, ni, dims, w->dims + 2, &win));
+        CNN_TRY_RET(cnn_ir_window(g, ni, dims, rank, w->dims + 2, &win));
         if (dims[1] % win.group || w->dims[0] % win.group || w->dims[1] * win.group != dims[1])
             return cnn_ir_node_error(g, ni, "weight %lldx%lld does not fit %lld input channels in %d groups",
                                      (long long)w->dims[0], (long long)w->dims[1], (long long)dims[1], win.group);
@@ -1557,16 +1570,14 @@ static int infer(cnn_ir *g, int ni)
                                      (long long)w->dims[0]);
         dims[1] = w->dims[0];
         dims[2] = win.out[0];
-        dims[3] = win.out[1];
+        if (rank == 4) dims[3] = win.out[1];
         break;
     }
     case OP_MAXPOOL: case OP_AVGPOOL: {
-        if (rank != 4) return cnn_ir_node_error(g, ni, "input of rank %d; 2-D pooling ([N, C, H, W]) is supported",
-                                                rank);
         ir_window win;
-        CNN_TRY_RET(cnn_ir_window(g, ni, dims, NULL, &win));
+        CNN_TRY_RET(cnn_ir_window(g, ni, dims, rank, NULL, &win));
         dims[2] = win.out[0];
-        dims[3] = win.out[1];
+        if (rank == 4) dims[3] = win.out[1];
         break;
     }
     case OP_GLOBALAVGPOOL: case OP_GLOBALMAXPOOL:

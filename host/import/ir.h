@@ -116,10 +116,11 @@ typedef struct cnn_ir {
 int cnn_ir_build(cnn_onnx_file *f, const int size_hw[2], cnn_ir *g);
 void cnn_ir_free(cnn_ir *g);
 
-/* Geometry of Conv / MaxPool / AveragePool on input in[N, C, H, W] (kernel:
- * the weight's [kh, kw] for Conv): kernel_shape, strides, dilations, pads
- * or auto_pad, ceil_mode, count_include_pad, group, checked; out = ONNX's
- * output size, which must agree with PyTorch's (else an error). */
+/* Geometry of Conv / MaxPool / AveragePool on input dims[rank] ([N, C, H,
+ * W], or [N, C, L] taken as [N, C, L, 1]; kernel: the weight's spatial
+ * sizes for Conv): kernel_shape, strides, dilations, pads or auto_pad,
+ * ceil_mode, count_include_pad, group, checked; out = ONNX's output size,
+ * which must agree with PyTorch's (else an error). */
 typedef struct ir_window {
     int k[2], s[2], d[2];
     int pad[4];                 /* top, bottom, left, right */
@@ -127,7 +128,7 @@ typedef struct ir_window {
     int64_t out[2];
     int group;
 } ir_window;
-int cnn_ir_window(const cnn_ir *g, int node, const int64_t *in, const int64_t *kernel, ir_window *w);
+int cnn_ir_window(const cnn_ir *g, int node, const int64_t *dims, int rank, const int64_t *kernel, ir_window *w);
 
 /* Pad's parameters: pads[2 * rank] (begins, then ends), the constant
  * value, the mode ("constant", "reflect", "edge"). */
