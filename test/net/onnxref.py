@@ -262,6 +262,11 @@ def run_models(binary, plan, extra=None):
         for f in fails:
             log("  FAIL " + f)
         failures += fails
+        if not fails:
+            # the imported weights and outputs: as large as the model, not needed any more
+            for d in os.listdir(work):
+                if d == key or d.endswith("-" + key):
+                    shutil.rmtree(os.path.join(work, d), ignore_errors=True)
         log("  %s: %s (%.1f s)" % (key, "FAIL" if fails else "ok", time.time() - t0))
         gc.collect()
     log("%d failure(s)" % len(failures) if failures else "all %d exports match PyTorch" % len(plan))
