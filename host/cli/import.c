@@ -123,6 +123,9 @@ int cnn_cmd_import(int argc, char **argv)
         opts.weights_file = slash ? slash + 1 : w_path;
         status = cnn_import_onnx(model, &opts, &r);
     }
+    char *dir = status == CNN_OK ? cnn_path_dir(yaml_path) : NULL;
+    if (status == CNN_OK) status = dir ? cnn_mkdirs(dir, 0755) : CNN_ERR_NOMEM;
+    free(dir);
     /* the weights first: a pipeline file never names weights that are not there */
     if (status == CNN_OK) status = cnn_file_write_atomic(w_path, r.weights, r.weights_len);
     if (status == CNN_OK) status = cnn_file_write_atomic(yaml_path, r.yaml, r.yaml_len);

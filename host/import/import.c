@@ -342,14 +342,23 @@ int cnn_import_onnx(const char *path, const cnn_import_opts *opt, cnn_import *r)
 {
     memset(r, 0, sizeof *r);
     cnn_onnx_file f;
+    int status = cnn_onnx_open(path, &f);
+    if (status == CNN_OK) status = cnn_import_file(&f, opt, r);
+    cnn_onnx_close(&f);
+    return cnn_onnx_one_line(status);
+}
+
+int cnn_import_file(cnn_onnx_file *file, const cnn_import_opts *opt, cnn_import *r)
+{
+    memset(r, 0, sizeof *r);
+    const char *path = file->path;
     cnn_ir g;
     cnn_ir_out o;
     memset(&g, 0, sizeof g);
     memset(&o, 0, sizeof o);
     text t = {0};
-    int status = cnn_onnx_open(path, &f);
-    if (status < 0) goto done;
-    CNN_TRY(cnn_ir_build(&f, opt->size, &g), done);
+    int status = CNN_OK;
+    CNN_TRY(cnn_ir_build(file, opt->size, &g), done);
     CNN_TRY(cnn_ir_fuse(&g), done);
     CNN_TRY(cnn_ir_emit(&g, &o), done);
     snprintf(r->newer, sizeof r->newer, "%s", o.newer);
@@ -362,8 +371,8 @@ int cnn_import_onnx(const char *path, const cnn_import_opts *opt, cnn_import *r)
     char name[128], prod[96] = "", pver[64] = "";
     cnn_sanitize_name(stem, name, sizeof name);
     free(stem);
-    ascii(f.model->producer_name, prod, sizeof prod);
-    ascii(f.model->producer_version, pver, sizeof pver);
+    ascii(file->model->producer_name, prod, sizeof prod);
+    ascii(file->model->producer_version, pver, sizeof pver);
     base = strrchr(path, '/') ? cnn_strdup(strrchr(path, '/') + 1) : cnn_strdup(path);
     if (!base) {
         status = CNN_ERR_NOMEM;
@@ -372,7 +381,7 @@ int cnn_import_onnx(const char *path, const cnn_import_opts *opt, cnn_import *r)
     char shown[200];
     ascii(base, shown, sizeof shown);
     add(&t, "# Imported from %s by cnnviz-cl import (ONNX IR version %lld, opset %lld%s%s%s%s).\n", shown,
-        (long long)(f.model->has_ir_version ? f.model->ir_version : 0), (long long)f.opset, prod[0] ? ", from " : "",
+        (long long)(file->model->has_ir_version ? file->model->ir_version : 0), (long long)file->opset, prod[0] ? ", from " : "",
         prod, pver[0] ? " " : "", pver);
     add(&t, "# Each layer is named after the module (or node) it came from; the comment names the ONNX node.\n");
     add(&t, "version: 1\nmodel:\n  name: %s\n", name);
@@ -413,7 +422,6 @@ done:
     free(t.s);
     cnn_ir_out_free(&o);
     cnn_ir_free(&g);
-    cnn_onnx_close(&f);
     if (status < 0) cnn_import_free(r);
-    return status;
+    return cnn_onnx_one_line(status);
 }

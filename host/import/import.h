@@ -54,6 +54,12 @@ bool cnn_import_is_onnx(const char *path);
 int cnn_import_onnx(const char *path, const cnn_import_opts *o, cnn_import *r);
 void cnn_import_free(cnn_import *r);
 
+/* The same for a model read already (cnn_onnx_open / cnn_onnx_parse; its
+ * path names it in messages), for tests and fuzzing.  f stays the
+ * caller's to close (after r no longer needs it: r holds copies). */
+struct cnn_onnx_file;
+int cnn_import_file(struct cnn_onnx_file *f, const cnn_import_opts *o, cnn_import *r);
+
 /* Parses "imagenet" / "none" / "raw"; CNN_ERR_USAGE otherwise. */
 int cnn_import_parse_preprocess(const char *s, cnn_preprocess *out);
 /* Parses "0.5" or "0.485,0.456,0.406" into out[1 or 3] (*n set). */

@@ -163,7 +163,14 @@ void cnn_onnx_close(cnn_onnx_file *f)
 
 static bool is_default_domain(const char *d) { return !d || !d[0] || !strcmp(d, "ai.onnx"); }
 
+static int parse(const char *name, const char *dir, const void *buf, size_t len, cnn_onnx_file *f);
+
 int cnn_onnx_parse(const char *name, const char *dir, const void *buf, size_t len, cnn_onnx_file *f)
+{
+    return cnn_onnx_one_line(parse(name, dir, buf, len, f));
+}
+
+static int parse(const char *name, const char *dir, const void *buf, size_t len, cnn_onnx_file *f)
 {
     memset(f, 0, sizeof *f);
     f->path = cnn_strdup(name);
@@ -237,12 +244,12 @@ int cnn_onnx_open(const char *path, cnn_onnx_file *f)
     close(fd);
     int slot = len ? cnn_mapped_file_register(map, len, path) : -1;
     char *dir = cnn_path_dir(path);
-    int status = dir ? cnn_onnx_parse(path, dir, map, len, f) : CNN_ERR_NOMEM;
+    int status = dir ? parse(path, dir, map, len, f) : CNN_ERR_NOMEM;
     free(dir);
     /* Everything decoded is a copy: the file is not needed any more. */
     if (slot >= 0) cnn_mapped_file_unregister(slot);
     if (len) munmap(map, len);
-    return status;
+    return cnn_onnx_one_line(status);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -359,12 +366,15 @@ static int map_external(cnn_onnx_file *f, const char *tname, const char *loc, cn
         int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | (next ? O_DIRECTORY : O_NONBLOCK);
         int nfd = strcmp(tok, ".") == 0 && next ? dup(dfd) : openat(dfd, tok, flags);
         int e = errno;
+        struct stat lst;
+        bool link = nfd < 0 && fstatat(dfd, tok, &lst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(lst.st_mode);
         close(dfd);
         dfd = -1;
         if (nfd < 0) {
-            const char *why = e == ELOOP || e == EMLINK ? "is or passes through a symbolic link (refused: external "
-                                                          "data must lie inside the model's folder)"
-                              : e == ENOTDIR ? "passes through something that is not a folder (or a symbolic link)"
+            const char *why = link || e == ELOOP || e == EMLINK
+                                  ? "is or passes through a symbolic link (refused: external data must lie inside "
+                                    "the model's folder)"
+                              : e == ENOTDIR ? "passes through something that is not a folder"
                                              : strerror(e);
             free(copy);
             return cnn_error_set(CNN_ERR_INPUT, "%s: tensor '%s': external data '%s': %s", f->path, tname, shown,
@@ -588,6 +598,14 @@ int cnn_onnx_to_i64(const Onnx__TensorProto *t, const cnn_onnx_tensor *in, int64
                              cnn_onnx_type_name(in->dtype));
     for (size_t k = 0; k < in->numel; k++) out[k] = int_at(t, in, k);
     return CNN_OK;
+}
+
+int cnn_onnx_one_line(int status)
+{
+    if (status >= 0 || status == CNN_ERR_INTERRUPTED) return status;
+    char buf[CNN_ERROR_MAX];
+    cnn_escape_line(buf, sizeof buf, cnn_error_message());
+    return cnn_error_set(status, "%s", buf);
 }
 
 const Onnx__AttributeProto *cnn_onnx_attr(const Onnx__NodeProto *n, const char *name)

@@ -81,6 +81,11 @@ int cnn_onnx_to_i64(const Onnx__TensorProto *t, const cnn_onnx_tensor *info, int
 /* "FLOAT", "INT64", ... ("type 42" for unknown ones; static or thread-local). */
 const char *cnn_onnx_type_name(int dtype);
 
+/* Names in an ONNX file are any bytes: a message that quotes one is made
+ * one line (cnn_escape_line) before it leaves the importer.  Returns
+ * status. */
+int cnn_onnx_one_line(int status);
+
 /* The attribute called `name` of node n, or NULL. */
 const Onnx__AttributeProto *cnn_onnx_attr(const Onnx__NodeProto *n, const char *name);
 
