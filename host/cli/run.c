@@ -38,16 +38,20 @@
 static const char RUN_HELP[] =
     "usage: cnnviz-cl run CONFIG [options]\n"
     "\n"
-    "Runs the pipeline CONFIG (YAML, see configs/README.md) on each input image:\n"
+    "Runs the pipeline CONFIG (YAML, see configs/README.md; or an ONNX model,\n"
+    "MODEL.onnx, imported in memory: see 'cnnviz-cl import --help') on each input:\n"
     "prints the top classes, writes predictions.json, each input's raw network\n"
     "output (<out>/<image>/output.npy), the taps as PNG images, the report\n"
     "<out>/index.html, and lists every file in <out>/manifest.json.\n"
     "\n"
     "options:\n"
-    "  --input PATH      image (PNG/JPEG), folder (searched recursively) or @list.txt;\n"
-    "                    repeatable\n"
+    "  --input PATH      image (PNG/JPEG), .npy (float32 [C,H,W] or [N,C,H,W], fed as\n"
+    "                    it is), folder (searched recursively) or @list.txt; repeatable\n"
     "  --weights FILE    .safetensors weights (default: model.weights of CONFIG)\n"
     "  --strict          weights holding NaN or Inf are an error (exit 2), not a warning\n"
+    "  --preprocess imagenet|none|raw, --mean M[,M,M], --std S[,S,S], --size N|H,W\n"
+    "                    an ONNX model's input preprocessing (it is not in the model;\n"
+    "                    default: ImageNet's, printed at the start)\n"
     "  --out DIR         output folder (default: output.dir of CONFIG, else out/<model>)\n"
     "  --wait-lock       when another run writes into DIR, wait for it instead of\n"
     "                    stopping at once\n"
@@ -65,7 +69,10 @@ static const char RUN_HELP[] =
     "  --platform SEL    OpenCL platform: index or part of its name\n"
     "  --device SEL      OpenCL device: index, part of its name, or gpu/cpu\n"
     "  -q, --quiet       no per-input lines\n"
-    "\n"
+    "\n";
+
+/* The rest of the help (C11 caps a string literal's length). */
+static const char RUN_HELP_TAPS[] =
     "tap kinds (YAML taps: show: KIND, or --tap LAYER:KIND):\n"
     "  activations   a layer's output per input: one PNG per channel + a montage\n"
     "  filters       a conv layer's weights: one tile per (filter, input channel),\n"
@@ -103,11 +110,13 @@ static const char RUN_HELP[] =
 
 static const char INFO_HELP[] =
     "usage: cnnviz-cl info CONFIG [--weights FILE] [--batch N] [--strict]\n"
+    "       cnnviz-cl info MODEL.onnx [--preprocess ...] [--mean M] [--std S] [--size N|H,W]\n"
     "\n"
-    "Checks CONFIG and its weights without touching a device and prints every\n"
-    "layer: op, inputs, output shape, parameters and multiply-accumulates, the\n"
-    "totals, and the device memory the plan needs at peak.  Tensors holding NaN\n"
-    "or Inf are named in a warning (--strict: an error, exit 2).\n";
+    "Checks CONFIG and its weights (or imports MODEL.onnx in memory) without\n"
+    "touching a device and prints every layer: op, inputs, output shape,\n"
+    "parameters and multiply-accumulates, the totals, and the device memory the\n"
+    "plan needs at peak.  Tensors holding NaN or Inf are named in a warning\n"
+    "(--strict: an error, exit 2), and so are tensors no layer uses.\n";
 
 typedef struct run_opts {
     const char *config, *weights, *out, *platform, *device;
@@ -161,6 +170,7 @@ static int parse_args(int argc, char **argv, run_opts *o, bool info)
         }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(info ? INFO_HELP : RUN_HELP, stdout);
+            if (!info) fputs(RUN_HELP_TAPS, stdout);
             return 1;
         } else if (!strcmp(a, "--weights")) {
             NEED_VALUE();

@@ -840,15 +840,8 @@ static int emit_reducemean(emitter *e, int ni)
         if (red[i] != (xv->phys[i] == 1 || xv->phys[i] == 2) && xv->dims[i] != 1) spatial = false;
     }
     if (spatial && !chan && is_nchw(xv)) return emit_global(e, ni, x, keep != 0);
-    if (chan && keep) {
-        for (int i = 1; i < xv->rank; i++)
-            if (red[i] && xv->dims[i] != 1 && xv->phys[i] != 0)
-                return cnn_ir_node_error(g, ni, "a mean over these axes is not supported");
-        add_newer(e->o, "reduce_mean");
-        return emit_unary(e, ni, "reduce_mean", "axes: channels", x);
-    }
     return cnn_ir_node_error(g, ni, "a mean over these axes is not supported (over H and W it is a global "
-                             "average pool, over channels with keepdims a reduce_mean)");
+                             "average pool; over the last axis, inside a LayerNorm pattern)");
 }
 
 /* Reshape, Flatten, Squeeze, Unsqueeze of a computed tensor: a view when
