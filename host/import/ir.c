@@ -262,7 +262,7 @@ static int make_const(cnn_ir *g, int node, int v, int dtype, int rank, const int
     val_free_data(x);
     x->dtype = dtype;
     x->rank = rank;
-    memcpy(x->dims, dims, (size_t)rank * sizeof dims[0]);
+    if (rank) memcpy(x->dims, dims, (size_t)rank * sizeof dims[0]);
     x->numel = n;
     x->known = x->is_const = true;
     x->owned = true;
@@ -285,7 +285,7 @@ static void alias_const(cnn_ir *g, int dst, int src, int rank, const int64_t *di
     val_free_data(d);
     d->dtype = s->dtype;
     d->rank = rank;
-    memcpy(d->dims, dims, (size_t)rank * sizeof dims[0]);
+    if (rank) memcpy(d->dims, dims, (size_t)rank * sizeof dims[0]);
     d->numel = s->numel;
     d->known = d->is_const = true;
     d->f = s->f;
@@ -746,7 +746,7 @@ static int set_shape(cnn_ir *g, int ni, int v, int rank, const int64_t *dims)
     }
     x->dtype = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
     x->rank = rank;
-    memcpy(x->dims, dims, (size_t)rank * sizeof dims[0]);
+    if (rank) memcpy(x->dims, dims, (size_t)rank * sizeof dims[0]);
     x->numel = n;
     x->known = true;
     x->is_const = false;
@@ -1709,10 +1709,56 @@ static int infer(cnn_ir *g, int ni)
     return set_shape(g, ni, o, rank, dims);
 }
 
+/* How many inputs op takes at this opset: [lo, hi] (hi -1: any number);
+ * the first lo must be given, and for the variadic ops every one. */
+static void input_range(ir_op op, int64_t opset, int *lo, int *hi)
+{
+    *lo = *hi = 1;
+    switch (op) {
+    case OP_CONSTANT: *lo = *hi = 0; break;
+    case OP_DROPOUT: case OP_CLIP: *hi = 3; break;
+    case OP_CONV: case OP_GEMM: *lo = 2, *hi = 3; break;
+    case OP_BATCHNORM: *lo = *hi = 5; break;
+    case OP_MATMUL: case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_POW: case OP_EQUAL: case OP_LESS:
+    case OP_GREATER: case OP_GATHER: case OP_EXPAND:
+        *lo = *hi = 2;
+        break;
+    case OP_WHERE: case OP_RANGE: *lo = *hi = 3; break;
+    case OP_MIN: case OP_MAX: case OP_CONCAT: *hi = -1; break;
+    case OP_REDUCEMEAN: case OP_SQUEEZE: case OP_UNSQUEEZE: case OP_SPLIT: *hi = 2; break;
+    case OP_RESHAPE: *lo = *hi = opset >= 5 ? 2 : 1; break;
+    case OP_SLICE:
+        if (opset >= 10) *lo = 3, *hi = 5;
+        break;
+    case OP_PAD:
+        if (opset >= 11) *lo = 2, *hi = 4;
+        break;
+    case OP_LAYERNORM: *lo = 2, *hi = 3; break;
+    default: break;
+    }
+}
+
+static int check_inputs(const cnn_ir *g, int ni)
+{
+    const ir_node *n = &g->nodes[ni];
+    int lo, hi;
+    input_range(n->op, g->opset, &lo, &hi);
+    if (n->n_in < lo || (hi >= 0 && n->n_in > hi)) {
+        if (hi < 0) return cnn_ir_node_error(g, ni, "it has %d inputs; it takes %d or more", n->n_in, lo);
+        if (lo == hi) return cnn_ir_node_error(g, ni, "it has %d inputs; it takes %d", n->n_in, lo);
+        return cnn_ir_node_error(g, ni, "it has %d inputs; it takes %d to %d", n->n_in, lo, hi);
+    }
+    for (int k = 0; k < (hi < 0 ? n->n_in : lo); k++)
+        if (n->in[k] < 0) return cnn_ir_node_error(g, ni, "its input #%d is missing", k);
+    if (n->n_out < 1 || n->out[0] < 0) return cnn_ir_node_error(g, ni, "it has no output");
+    return CNN_OK;
+}
+
 static int visit(cnn_ir *g, int ni)
 {
     ir_node *n = &g->nodes[ni];
     if (n->op == OP_UNKNOWN) return cnn_ir_unsupported(g, ni, "not supported");
+    CNN_TRY_RET(check_inputs(g, ni));
     for (int k = 0; k < n->n_in; k++) {
         int v = n->in[k];
         if (v >= 0 && g->vals[v].init && !g->vals[v].known) CNN_TRY_RET(load_tensor(g, v, g->vals[v].init));
