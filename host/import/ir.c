@@ -827,15 +827,44 @@ static int fold_elementwise(cnn_ir *g, int ni)
         double b = nv > 1 ? cnn_ir_const_at(&g->vals[vs[1]], bcast_index(&g->vals[vs[1]], rank, dims, j)) : 0;
         double c = nv > 2 ? cnn_ir_const_at(&g->vals[vs[2]], bcast_index(&g->vals[vs[2]], rank, dims, j)) : 0;
         double r = 0;
-        int64_t ia = (int64_t)a, ib = (int64_t)b;
+        bool ints = true;
+        for (int k = 0; k < nv; k++) ints &= g->vals[vs[k]].i != NULL;
+        if (ints && n->op != OP_POW && n->op != OP_RECIPROCAL && n->op != OP_EXP && n->op != OP_SQRT) {
+            /* integers (shape arithmetic: INT64_MAX is Slice's "to the end") exactly, overflow refused */
+            int64_t iv[3] = {0, 0, 0}, v = 0;
+            for (int k = 0; k < nv; k++) iv[k] = g->vals[vs[k]].i[bcast_index(&g->vals[vs[k]], rank, dims, j)];
+            bool over = false;
+            switch (n->op) {
+            case OP_ADD: over = __builtin_add_overflow(iv[0], iv[1], &v); break;
+            case OP_SUB: over = __builtin_sub_overflow(iv[0], iv[1], &v); break;
+            case OP_MUL: over = __builtin_mul_overflow(iv[0], iv[1], &v); break;
+            case OP_DIV:
+                if (iv[1] == 0) return cnn_ir_node_error(g, ni, "integer division by zero");
+                over = iv[0] == INT64_MIN && iv[1] == -1;
+                v = over ? 0 : iv[0] / iv[1];
+                break;
+            case OP_NEG: case OP_ABS:
+                over = iv[0] == INT64_MIN;
+                v = over ? 0 : n->op == OP_NEG || iv[0] < 0 ? -iv[0] : iv[0];
+                break;
+            case OP_MIN: v = nv == 1 ? iv[0] : iv[0] < iv[1] ? iv[0] : iv[1]; v = nv > 2 && iv[2] < v ? iv[2] : v; break;
+            case OP_MAX: v = nv == 1 ? iv[0] : iv[0] > iv[1] ? iv[0] : iv[1]; v = nv > 2 && iv[2] > v ? iv[2] : v; break;
+            case OP_EQUAL: v = iv[0] == iv[1]; break;
+            case OP_LESS: v = iv[0] < iv[1]; break;
+            case OP_GREATER: v = iv[0] > iv[1]; break;
+            case OP_WHERE: v = iv[0] ? iv[1] : iv[2]; break;
+            case OP_NOT: v = iv[0] == 0; break;
+            default: v = iv[0]; /* Floor, Ceil */
+            }
+            if (over) return cnn_ir_node_error(g, ni, "integer result out of range");
+            y->i[j] = v;
+            continue;
+        }
         switch (n->op) {
         case OP_ADD: r = a + b; break;
         case OP_SUB: r = a - b; break;
         case OP_MUL: r = a * b; break;
-        case OP_DIV:
-            if (!isf && ib == 0) return cnn_ir_node_error(g, ni, "integer division by zero");
-            r = isf ? a / b : (double)(ia / ib);
-            break;
+        case OP_DIV: r = a / b; break;
         case OP_POW: r = pow(a, b); break;
         case OP_MIN: r = nv == 1 ? a : fmin(a, nv > 2 ? fmin(b, c) : b); break;
         case OP_MAX: r = nv == 1 ? a : fmax(a, nv > 2 ? fmax(b, c) : b); break;
@@ -855,7 +884,7 @@ static int fold_elementwise(cnn_ir *g, int ni)
         }
         if (y->f) y->f[j] = (float)r;
         else if (!(r >= -9.2e18 && r <= 9.2e18)) return cnn_ir_node_error(g, ni, "integer result out of range");
-        else y->i[j] = (int64_t)r;
+        else y->i[j] = (int64_t)r; /* Pow of integers; comparisons of floats */
     }
     return CNN_OK;
 }
@@ -1267,6 +1296,7 @@ static int fold_misc(cnn_ir *g, int ni)
         for (int64_t k = 0; k < len; k++) {
             double v = s + (double)k * d;
             if (g->vals[o].f) g->vals[o].f[k] = (float)v;
+            else if (!(v >= -9.2e18 && v <= 9.2e18)) return cnn_ir_node_error(g, ni, "integer result out of range");
             else g->vals[o].i[k] = (int64_t)v;
         }
         return CNN_OK;
@@ -1277,12 +1307,14 @@ static int fold_misc(cnn_ir *g, int ni)
         CNN_TRY_RET(const_ints(g, ni, 0, "shape", shape, IR_MAX_RANK, &ns));
         const Onnx__AttributeProto *a = attr(g, ni, "value");
         double v = 0;
+        int64_t iv = 0;
         int dtype = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
         if (a && a->t) {
             /* read the one-element tensor through the output value */
             CNN_TRY_RET(load_tensor(g, o, a->t));
             if (g->vals[o].numel != 1) return cnn_ir_node_error(g, ni, "value must hold one element");
             v = cnn_ir_const_at(&g->vals[o], 0);
+            if (g->vals[o].i) iv = g->vals[o].i[0];
             dtype = g->vals[o].f ? ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT : ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
         }
         for (int i = 0; i < ns; i++)
@@ -1290,7 +1322,7 @@ static int fold_misc(cnn_ir *g, int ni)
         CNN_TRY_RET(make_const(g, ni, o, dtype, ns < 0 ? 0 : ns, shape));
         for (size_t j = 0; j < g->vals[o].numel; j++) {
             if (g->vals[o].f) g->vals[o].f[j] = (float)v;
-            else g->vals[o].i[j] = (int64_t)v;
+            else g->vals[o].i[j] = iv;
         }
         return CNN_OK;
     }
