@@ -2,7 +2,8 @@
  * every kernel returns early past n (the host rounds the global size up). */
 
 #ifndef ACT
-#define ACT 0 /* 0 none, 1 relu, 2 relu6, 3 leaky_relu, 4 sigmoid, 5 tanh, 6 hardswish */
+#define ACT 0 /* 0 none, 1 relu, 2 relu6, 3 leaky_relu, 4 sigmoid, 5 tanh, 6 hardswish,
+                 7 silu, 8 gelu (erf), 9 gelu (tanh) */
 #endif
 
 /* NaN goes through every activation as in PyTorch (torch.relu(nan) is nan;
@@ -15,6 +16,21 @@
  * slower on cached data). */
 inline float act_relu(float x) { return 0.0f > x ? 0.0f : x; }
 inline float act_relu6(float x) { return act_relu(6.0f < x ? 6.0f : x); }
+
+/* erfc(x) with a relative error below 1.2e-7 in exact arithmetic
+ * (Numerical Recipes' erfcc, a Chebyshev fit times exp): PoCL's erf is a
+ * scalar library call that made a GELU epilogue 4x slower than SiLU's,
+ * this vectorizes like exp.  GELU uses 1 + erf(x) = erfc(-x): no
+ * cancellation for x < 0, and erfc(+inf) = 0 gives PyTorch's nan at -inf. */
+inline float erfc_fast(float x)
+{
+    float z = fabs(x);
+    float t = 1.0f / (1.0f + 0.5f * z);
+    float p = -1.26551223f + t * (1.00002368f + t * (0.37409196f + t * (0.09678418f + t * (-0.18628806f +
+              t * (0.27886807f + t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f))))))));
+    float r = t * exp(-z * z + p);
+    return x >= 0.0f ? r : 2.0f - r;
+}
 
 inline float act_apply(float x, float slope)
 {
@@ -30,9 +46,52 @@ inline float act_apply(float x, float slope)
     return tanh(x);
 #elif ACT == 6
     return x * act_relu6(x + 3.0f) / 6.0f;
+#elif ACT == 7
+    /* PyTorch's form: silu(-inf) = -inf / inf = nan there too */
+    return x / (1.0f + exp(-x));
+#elif ACT == 8
+    return 0.5f * x * erfc_fast(-x * M_SQRT1_2_F);
+#elif ACT == 9
+    /* 0.5 (1 + tanh(u)) = sigmoid(2u), u = sqrt(2 / pi) (x + 0.044715 x^3)
+     * (PyTorch's kBeta and kKappa): no tanh call, no cancellation, and
+     * -inf / inf gives PyTorch's nan at -inf */
+    return x / (1.0f + exp(-2.0f * 0.7978845608f * (x + 0.044715f * x * x * x)));
 #else
     return x;
 #endif
+}
+
+/* Derivative of the smooth activations (SiLU, the GELUs) at x, here
+ * beside their forwards so both use erfc_fast and the same forms:
+ *   silu       s (1 + x (1 - s)), s = sigmoid(x)      (PyTorch's silu_backward)
+ *   gelu       Phi(x) + x phi(x), Phi(x) = erfc(-x / sqrt 2) / 2
+ *   gelu tanh  s + 2 x s (1 - s) k (1 + 3 kappa x^2), s = sigmoid(2u):
+ *              PyTorch's 0.5 (1 + t) + 0.5 x (1 - t^2) k (...) with
+ *              t = tanh(u) = 2s - 1
+ * At +-inf each gives PyTorch's nan (inf * 0). */
+inline float act_derivative(float x)
+{
+#if ACT == 7
+    float s = 1.0f / (1.0f + exp(-x));
+    return s * (1.0f + x * (1.0f - s));
+#elif ACT == 8
+    return 0.5f * erfc_fast(-x * M_SQRT1_2_F) + x * exp(-0.5f * x * x) * (M_2_SQRTPI_F * M_SQRT1_2_F * 0.5f);
+#elif ACT == 9
+    float s = 1.0f / (1.0f + exp(-2.0f * 0.7978845608f * (x + 0.044715f * x * x * x)));
+    return s + 2.0f * x * s * (1.0f - s) * 0.7978845608f * (1.0f + 3.0f * 0.044715f * x * x);
+#else
+    return 1.0f;
+#endif
+}
+
+/* dx[i] += dy[i] * act'(x[i]) for the smooth activations (cl/grad.cl
+ * conventions: the backward ADDS into dx). */
+__kernel void kernel_act_bwd_f32(__global const float *x, __global const float *dy, __global float *dx,
+                                 const uint n)
+{
+    uint i = get_global_id(0);
+    if (i >= n) return;
+    dx[i] += dy[i] * act_derivative(x[i]);
 }
 
 /* y[i] = act(x[i]) */
@@ -66,6 +125,59 @@ __kernel void kernel_bias_act_f32(__global const float *x, __global float *y,
     if (i >= n) return;
     uint c = (i / plane) % channels;
     y[i] = act_apply(x[i] + shift[c], slope);
+}
+
+/* y[i] = clamp(a * x[i] + b, lo, hi): hardsigmoid and clip.  The clamps
+ * are comparisons in the form of act_relu, so a NaN passes through. */
+__kernel void kernel_clamp_f32(__global const float *x, __global float *y, const uint n, const float a,
+                               const float b, const float lo, const float hi)
+{
+    uint i = get_global_id(0);
+    if (i >= n) return;
+    float v = a * x[i] + b;
+    v = lo > v ? lo : v;
+    y[i] = hi < v ? hi : v;
+}
+
+/* cnn_binop: 0 add, 1 sub, 2 mul, 3 div; the branch is uniform over a
+ * launch. */
+inline float bin_apply(uint op, float a, float b)
+{
+    return op == 0 ? a + b : op == 1 ? a - b : op == 2 ? a * b : a / b;
+}
+
+/* y[i] = act(a[i] op b[i]) where both operands have y's shape, or one is
+ * the scalar `value` (scalar_side 1: a, 2: b; its buffer is not read). */
+__kernel void kernel_binary_flat_f32(__global const float *a, __global const float *b, __global float *y,
+                                     const uint n, const uint op, const uint scalar_side, const float value,
+                                     const float slope)
+{
+    uint i = get_global_id(0);
+    if (i >= n) return;
+    float va = scalar_side == 1 ? value : a[i];
+    float vb = scalar_side == 2 ? value : b[i];
+    y[i] = act_apply(bin_apply(op, va, vb), slope);
+}
+
+/* y[n, c, h, w] = act(a[.] op b[.]) with numpy broadcasting: operand k is
+ * read at n * s.x + c * s.y + h * s.z + w * s.w, a stride 0 along each of
+ * its dimensions of size 1 (and along n for a constant).  2-D range:
+ * dimension 0 is w, dimension 1 the row (n, c, h). */
+__kernel void kernel_binary_bcast_f32(__global const float *a, __global const float *b, __global float *y,
+                                      const uint rows, const uint c, const uint h, const uint w, const uint4 sa,
+                                      const uint4 sb, const uint op, const uint scalar_side, const float value,
+                                      const float slope)
+{
+    uint xx = get_global_id(0);
+    uint r = get_global_id(1);
+    if (xx >= w || r >= rows) return;
+    uint yy = r % h;
+    uint rest = r / h;
+    uint ch = rest % c;
+    uint bn = rest / c;
+    float va = scalar_side == 1 ? value : a[bn * sa.x + ch * sa.y + yy * sa.z + xx * sa.w];
+    float vb = scalar_side == 2 ? value : b[bn * sb.x + ch * sb.y + yy * sb.z + xx * sb.w];
+    y[(size_t)r * w + xx] = act_apply(bin_apply(op, va, vb), slope);
 }
 
 /* y[0, n) = 0, four floats per item: clEnqueueFillBuffer runs on one

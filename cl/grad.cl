@@ -427,3 +427,84 @@ __kernel void kernel_lrn_bwd_f32(__global const float *x, __global const float *
     }
     dx[idx] += g - 2.0f * alpha * beta / (float)size * x[idx] * s;
 }
+
+/* ---- clamp, broadcasting binary ops, global max pool ---- */
+
+/* y = clamp(a x + b, lo, hi): dx += dy * a where the clamp passes; the
+ * bounds themselves pass when `inclusive` (torch.clamp's backward) and
+ * block otherwise (F.hardsigmoid's).  NaN blocks (its tests are false), a
+ * select so that a blocked infinite dy gives 0. */
+__kernel void kernel_clamp_bwd_f32(__global const float *x, __global const float *dy, __global float *dx,
+                                   const uint n, const float a, const float b, const float lo, const float hi,
+                                   const uint inclusive)
+{
+    uint i = get_global_id(0);
+    if (i >= n) return;
+    float v = a * x[i] + b;
+    bool pass = inclusive ? (v >= lo && v <= hi) : (v > lo && v < hi);
+    dx[i] += pass ? dy[i] * a : 0.0f;
+}
+
+/* Gradient of one operand (`which`: 0 for a, 1 for b) of y = a op b with
+ * broadcasting (kernel_binary_bcast_f32's strides sa, sb; scalar_side as
+ * there).  One work-item per element (n, c, h, w) of that operand, of
+ * shape [tc, th, tw] per image: it sums, in a fixed order, over the
+ * outputs it was broadcast to (the whole output axis where its size is 1)
+ *   add: dy   sub: +-dy   mul: dy * other   div: dy / b, -dy * a / (b * b)
+ * (PyTorch's div_backward forms). */
+__kernel void kernel_binary_bwd_f32(__global const float *a, __global const float *b, __global const float *dy,
+                                    __global float *dx, const uint total, const uint c, const uint h,
+                                    const uint w, const uint tc, const uint th, const uint tw, const uint4 sa,
+                                    const uint4 sb, const uint op, const uint which, const uint scalar_side,
+                                    const float value)
+{
+    uint idx = get_global_id(0);
+    if (idx >= total) return;
+    uint xx = idx % tw;
+    uint yy = (idx / tw) % th;
+    uint ch = (idx / (tw * th)) % tc;
+    uint bn = idx / (tw * th * tc);
+    uint c0 = tc == c ? ch : 0, c1 = tc == c ? ch + 1 : c;
+    uint y0 = th == h ? yy : 0, y1 = th == h ? yy + 1 : h;
+    uint x0 = tw == w ? xx : 0, x1 = tw == w ? xx + 1 : w;
+    float acc = 0.0f;
+    for (uint oc = c0; oc < c1; oc++)
+        for (uint oy = y0; oy < y1; oy++)
+            for (uint ox = x0; ox < x1; ox++) {
+                float g = dy[((size_t)(bn * c + oc) * h + oy) * w + ox];
+                float va = scalar_side == 1 ? value : a[bn * sa.x + oc * sa.y + oy * sa.z + ox * sa.w];
+                float vb = scalar_side == 2 ? value : b[bn * sb.x + oc * sb.y + oy * sb.z + ox * sb.w];
+                float d;
+                if (op == 0)
+                    d = g;
+                else if (op == 1)
+                    d = which ? -g : g;
+                else if (op == 2)
+                    d = g * (which ? va : vb);
+                else
+                    d = which ? -g * va / (vb * vb) : g / vb;
+                acc += d;
+            }
+    dx[idx] += acc;
+}
+
+/* Global max pool backward, one work-item per (n, c): dy goes to the
+ * position the forward's scan picks (the first maximum, or the last NaN,
+ * as kernel_maxpool_bwd_f32). */
+__kernel void kernel_global_maxpool_bwd_f32(__global const float *x, __global const float *dy, __global float *dx,
+                                            const uint total, const uint plane)
+{
+    uint i = get_global_id(0);
+    if (i >= total) return;
+    __global const float *src = x + (size_t)i * plane;
+    float m = -INFINITY;
+    uint arg = 0;
+    for (uint p = 0; p < plane; p++) {
+        float v = src[p];
+        if (v > m || isnan(v)) {
+            m = v;
+            arg = p;
+        }
+    }
+    dx[(size_t)i * plane + arg] += dy[i];
+}

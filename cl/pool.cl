@@ -1,5 +1,6 @@
-/* Pooling and channel-wise ops: max/avg/adaptive-avg pooling, softmax and
- * local response norm over channels, concat.  One work-item per output
+/* Pooling and channel-wise ops: max/avg/adaptive-avg/global-max pooling,
+ * softmax, layer norm and local response norm over channels, concat and
+ * channel selection (slice, shuffle).  One work-item per output
  * element (softmax: per (n, position)); every kernel returns early past its
  * item count because the host rounds the global size up to the work-group. */
 
@@ -246,4 +247,118 @@ __kernel void kernel_concat_f32(__global const float *x, __global float *y, cons
     uint idx = get_global_id(0);
     if (idx >= total) return;
     y[(idx / block) * ystride + yoffset + idx % block] = x[idx];
+}
+
+/* Global max pool, one work-item per (n, c) plane: NaN wins, as in the
+ * window kernels above. */
+__kernel void kernel_global_maxpool_f32(__global const float *x, __global float *y, const uint total,
+                                        const uint plane)
+{
+    uint i = get_global_id(0);
+    if (i >= total) return;
+    __global const float *src = x + (size_t)i * plane;
+    float m = -INFINITY;
+    for (uint p = 0; p < plane; p++) {
+        float v = src[p];
+        if (v > m || isnan(v)) m = v;
+    }
+    y[i] = m;
+}
+
+/* Layer norm's statistics over the c channels at x[base + ch * plane]:
+ * the mean, then the biased variance of the deviations (two passes, as
+ * exact as float allows); returns 1 / sqrt(var + eps). */
+inline float layernorm_stats(__global const float *x, size_t base, uint c, uint plane, float eps, float *mean)
+{
+    float m = 0.0f;
+    for (uint ch = 0; ch < c; ch++) m += x[base + (size_t)ch * plane];
+    m /= (float)c;
+    float var = 0.0f;
+    for (uint ch = 0; ch < c; ch++) {
+        float d = x[base + (size_t)ch * plane] - m;
+        var += d * d;
+    }
+    *mean = m;
+    return 1.0f / sqrt(var / (float)c + eps);
+}
+
+/* Layer norm over channels, one work-item per (n, position):
+ * y = (x - mean) * rstd (* w[c] + b[c] when affine). */
+__kernel void kernel_layernorm_f32(__global const float *x, __global const float *w, __global const float *b,
+                                   __global float *y, const uint total, const uint c, const uint plane,
+                                   const float eps, const uint affine)
+{
+    uint i = get_global_id(0);
+    if (i >= total) return;
+    size_t base = (size_t)(i / plane) * c * plane + i % plane;
+    float mean;
+    float rstd = layernorm_stats(x, base, c, plane, eps, &mean);
+    for (uint ch = 0; ch < c; ch++) {
+        size_t k = base + (size_t)ch * plane;
+        float v = (x[k] - mean) * rstd;
+        y[k] = affine ? v * w[ch] + b[ch] : v;
+    }
+}
+
+/* Layer norm backward (here, beside the forward, for the same
+ * statistics), ADDING into dx as cl/grad.cl's kernels do: with xhat =
+ * (x - mean) rstd and g = dy * w (dy without affine),
+ *   dx_c += rstd (g_c - mean_c(g) - xhat_c mean_c(g xhat)). */
+__kernel void kernel_layernorm_bwd_f32(__global const float *x, __global const float *w, __global const float *dy,
+                                       __global float *dx, const uint total, const uint c, const uint plane,
+                                       const float eps, const uint affine)
+{
+    uint i = get_global_id(0);
+    if (i >= total) return;
+    size_t base = (size_t)(i / plane) * c * plane + i % plane;
+    float mean;
+    float rstd = layernorm_stats(x, base, c, plane, eps, &mean);
+    float s1 = 0.0f, s2 = 0.0f;
+    for (uint ch = 0; ch < c; ch++) {
+        size_t k = base + (size_t)ch * plane;
+        float g = affine ? dy[k] * w[ch] : dy[k];
+        s1 += g;
+        s2 += g * (x[k] - mean) * rstd;
+    }
+    s1 /= (float)c;
+    s2 /= (float)c;
+    for (uint ch = 0; ch < c; ch++) {
+        size_t k = base + (size_t)ch * plane;
+        float g = affine ? dy[k] * w[ch] : dy[k];
+        dx[k] += rstd * (g - s1 - (x[k] - mean) * rstd * s2);
+    }
+}
+
+/* Channel selection (slice, channel shuffle): output channel j of cy
+ * reads input channel start + (j / groups) * step + (j % groups) * k. */
+inline uint chan_src(uint j, uint start, uint step, uint groups, uint k)
+{
+    return start + (j / groups) * step + (j % groups) * k;
+}
+
+/* y[n, j, q] = x[n, chan_src(j), q].  2-D range: dimension 0 is q,
+ * dimension 1 the row (n, j). */
+__kernel void kernel_channel_gather_f32(__global const float *x, __global float *y, const uint rows,
+                                        const uint plane, const uint cx, const uint cy, const uint start,
+                                        const uint step, const uint groups, const uint k)
+{
+    uint q = get_global_id(0);
+    uint r = get_global_id(1);
+    if (q >= plane || r >= rows) return;
+    uint src = chan_src(r % cy, start, step, groups, k);
+    y[(size_t)r * plane + q] = x[((size_t)(r / cy) * cx + src) * plane + q];
+}
+
+/* Its backward (here for the same map), ADDING as cl/grad.cl's kernels
+ * do: dx[n, chan_src(j), q] += dy[n, j, q].  A scatter, but the map is
+ * one-to-one, so no two items write the same element. */
+__kernel void kernel_channel_gather_bwd_f32(__global const float *dy, __global float *dx, const uint rows,
+                                            const uint plane, const uint cx, const uint cy, const uint start,
+                                            const uint step, const uint groups, const uint k)
+{
+    uint q = get_global_id(0);
+    uint r = get_global_id(1);
+    if (q >= plane || r >= rows) return;
+    uint src = chan_src(r % cy, start, step, groups, k);
+    dx[((size_t)(r / cy) * cx + src) * plane + q] += dy[(size_t)r * plane + q];
 }

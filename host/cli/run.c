@@ -437,7 +437,8 @@ static int load_all(const run_opts *o, loaded *l)
         if (!l->pipe.weights) return CNN_ERR_NOMEM;
     }
     bool needs_weights = false;
-    for (int i = 0; i < l->pipe.n_layers; i++) needs_weights |= l->pipe.layers[i].params != NULL;
+    for (int i = 0; i < l->pipe.n_layers; i++)
+        needs_weights |= l->pipe.layers[i].params != NULL || l->pipe.layers[i].cnst != NULL;
     if (needs_weights) {
         if (!l->pipe.weights)
             return cnn_error_set(CNN_ERR_INPUT, "%s: model.weights is not set: give the weights with --weights FILE",

@@ -149,9 +149,9 @@ static int shapes_from_config(const char *config, int batch, shape_set *set)
     for (int i = 0; i < g.n && status == CNN_OK; i++) {
         const cnn_layer *l = &g.layers[i];
         cnn_conv_pack pk;
-        if (l->spec->op == CNN_OP_CONV2D && l->conv.groups == 1 && cnn_op_conv2d_pack_layout(&l->conv, batch, false, &pk)) {
+        if (cnn_layer_is_conv(l) && l->conv.groups == 1 && cnn_op_conv2d_pack_layout(&l->conv, batch, false, &pk)) {
             status = shape_add(set, conv_shape(&l->conv, &pk, batch, l->spec->name));
-        } else if (l->spec->op == CNN_OP_LINEAR && batch > 1) {
+        } else if (l->spec->op == CNN_OP_LINEAR && !l->spec->over_channels && batch > 1) {
             /* cnn_op_linear: row-major x[n, in] * w[out, in]^T. */
             const cnn_layer *in = &g.layers[l->in[0]];
             gemm_shape sh;

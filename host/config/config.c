@@ -463,9 +463,9 @@ static int get_int(const cnn_pipeline *p, const node *v, const char *key, const 
     return CNN_OK;
 }
 
-/* A finite number that fits a float.  The spelling is checked before
- * strtod so that "nan", "inf", ".inf" and hex floats are refused. */
-static int get_float(const cnn_pipeline *p, const node *v, const char *key, float *out)
+/* A finite number.  The spelling is checked before strtod so that "nan",
+ * "inf", ".inf" and hex floats are refused. */
+static int get_double(const cnn_pipeline *p, const node *v, const char *key, double *out)
 {
     if (v->kind != NODE_SCALAR || !v->plain || v->len == 0)
         return cnn_pipeline_error_at(p, v->pos, "'%s' must be a number", key);
@@ -484,9 +484,22 @@ static int get_float(const cnn_pipeline *p, const node *v, const char *key, floa
     if (!digit || !spelled || end != s + v->len)
         return cnn_pipeline_error_at(p, v->pos, "'%s' must be a number (got '%s')", key,
                                      show_n(s, v->len).s);
-    if (!isfinite(x) || fabs(x) > FLT_MAX)
+    if (!isfinite(x))
         return cnn_pipeline_error_at(p, v->pos, "'%s' must be a finite number (got %s)", key,
                                      show(s).s);
+    *out = x;
+    return CNN_OK;
+}
+
+/* The same, and it must fit a float. */
+static int get_float(const cnn_pipeline *p, const node *v, const char *key, float *out)
+{
+    double x = 0;
+    int status = get_double(p, v, key, &x);
+    if (status < 0) return status;
+    if (fabs(x) > FLT_MAX)
+        return cnn_pipeline_error_at(p, v->pos, "'%s' must be a finite number (got %s)", key,
+                                     show(v->str).s);
     *out = (float)x;
     return CNN_OK;
 }
@@ -550,21 +563,26 @@ static int get_floats(const cnn_pipeline *p, const node *v, const char *key, siz
 enum layer_key {
     LK_NAME, LK_OP, LK_IN, LK_PARAMS, LK_OUT, LK_KERNEL, LK_STRIDE, LK_PAD, LK_DILATION,
     LK_GROUPS, LK_BIAS, LK_CEIL_MODE, LK_COUNT_INCLUDE_PAD, LK_EPS, LK_SLOPE, LK_SIZE,
-    LK_ALPHA, LK_BETA, LK_K, LK_P, LK_COUNT
+    LK_ALPHA, LK_BETA, LK_K, LK_P, LK_CONST, LK_VALUE, LK_CONST_FIRST, LK_APPROXIMATE,
+    LK_MIN, LK_MAX, LK_AFFINE, LK_OVER, LK_START, LK_END, LK_STEP, LK_MODE, LK_SCALE,
+    LK_ALIGN_CORNERS, LK_COUNT
 };
 
 static const char *const g_layer_keys[LK_COUNT + 1] = {
     "name", "op", "in", "params", "out", "kernel", "stride", "pad", "dilation", "groups",
     "bias", "ceil_mode", "count_include_pad", "eps", "slope", "size", "alpha", "beta", "k",
-    "p", NULL};
+    "p", "const", "value", "const_first", "approximate", "min", "max", "affine", "over",
+    "start", "end", "step", "mode", "scale", "align_corners", NULL};
 
-#define KB(k) (1u << (k))
+#define KB(k) (UINT64_C(1) << (k))
 #define KB_COMMON (KB(LK_NAME) | KB(LK_OP) | KB(LK_IN))
+/* add, sub, mul, div: a constant or scalar second operand */
+#define KB_BINARY (KB(LK_CONST) | KB(LK_VALUE) | KB(LK_CONST_FIRST))
 
 static const struct op_info {
     const char *name;
-    unsigned keys;     /* valid besides name, op, in */
-    unsigned required; /* of those */
+    uint64_t keys;     /* valid besides name, op, in */
+    uint64_t required; /* of those */
 } g_ops[CNN_OP_COUNT] = {
     [CNN_OP_CONV2D] = {"conv2d",
                        KB(LK_OUT) | KB(LK_KERNEL) | KB(LK_STRIDE) | KB(LK_PAD) | KB(LK_DILATION) |
@@ -588,13 +606,26 @@ static const struct op_info {
     [CNN_OP_GLOBAL_AVGPOOL] = {"global_avgpool", 0, 0},
     [CNN_OP_ADAPTIVE_AVGPOOL] = {"adaptive_avgpool", KB(LK_OUT), KB(LK_OUT)},
     [CNN_OP_FLATTEN] = {"flatten", 0, 0},
-    [CNN_OP_LINEAR] = {"linear", KB(LK_OUT) | KB(LK_BIAS) | KB(LK_PARAMS),
+    [CNN_OP_LINEAR] = {"linear", KB(LK_OUT) | KB(LK_BIAS) | KB(LK_PARAMS) | KB(LK_OVER),
                        KB(LK_OUT) | KB(LK_PARAMS)},
-    [CNN_OP_ADD] = {"add", 0, 0},
+    [CNN_OP_ADD] = {"add", KB_BINARY, 0},
     [CNN_OP_CONCAT] = {"concat", 0, 0},
     [CNN_OP_SOFTMAX] = {"softmax", 0, 0},
     [CNN_OP_DROPOUT] = {"dropout", KB(LK_P), 0},
     [CNN_OP_LRN] = {"lrn", KB(LK_SIZE) | KB(LK_ALPHA) | KB(LK_BETA) | KB(LK_K), KB(LK_SIZE)},
+    [CNN_OP_MUL] = {"mul", KB_BINARY, 0},
+    [CNN_OP_SUB] = {"sub", KB_BINARY, 0},
+    [CNN_OP_DIV] = {"div", KB_BINARY, 0},
+    [CNN_OP_SILU] = {"silu", 0, 0},
+    [CNN_OP_GELU] = {"gelu", KB(LK_APPROXIMATE), 0},
+    [CNN_OP_HARDSIGMOID] = {"hardsigmoid", KB(LK_ALPHA) | KB(LK_BETA), 0},
+    [CNN_OP_CLIP] = {"clip", KB(LK_MIN) | KB(LK_MAX), 0},
+    [CNN_OP_LAYERNORM] = {"layernorm", KB(LK_EPS) | KB(LK_PARAMS) | KB(LK_AFFINE), 0},
+    [CNN_OP_SLICE] = {"slice", KB(LK_START) | KB(LK_END) | KB(LK_STEP), 0},
+    [CNN_OP_CHANNEL_SHUFFLE] = {"channel_shuffle", KB(LK_GROUPS), KB(LK_GROUPS)},
+    [CNN_OP_PAD] = {"pad", KB(LK_PAD) | KB(LK_MODE) | KB(LK_VALUE), KB(LK_PAD)},
+    [CNN_OP_RESIZE] = {"resize", KB(LK_SIZE) | KB(LK_SCALE) | KB(LK_MODE) | KB(LK_ALIGN_CORNERS), 0},
+    [CNN_OP_GLOBAL_MAXPOOL] = {"global_maxpool", 0, 0},
 };
 
 const char *cnn_op_name(cnn_op op)
@@ -622,7 +653,11 @@ static joined op_keys(cnn_op op)
 }
 
 static bool is_pool(cnn_op op) { return op == CNN_OP_MAXPOOL || op == CNN_OP_AVGPOOL; }
-static bool is_multi(cnn_op op) { return op == CNN_OP_ADD || op == CNN_OP_CONCAT; }
+static bool is_binary(cnn_op op)
+{
+    return op == CNN_OP_ADD || op == CNN_OP_SUB || op == CNN_OP_MUL || op == CNN_OP_DIV;
+}
+static bool is_multi(cnn_op op) { return is_binary(op) || op == CNN_OP_CONCAT; }
 
 /* ------------------------------------------------------------------------ */
 /* The schema                                                               */
@@ -724,6 +759,93 @@ static int parse_in(ctx *c, size_t idx, const node *v)
     return CNN_OK;
 }
 
+/* pad's mode (constant, reflect, replicate) or resize's (nearest,
+ * bilinear). */
+static int get_mode(const cnn_pipeline *p, const node *v, cnn_layer_spec *L)
+{
+    static const char *const pads[] = {"constant", "reflect", "replicate", NULL};
+    static const char *const interps[] = {"nearest", "bilinear", NULL};
+    bool pad = L->op == CNN_OP_PAD;
+    char *mode = NULL;
+    int status = get_choice(p, v, "mode", pad ? pads : interps, pad ? "pad mode" : "resize mode", &mode);
+    if (status == CNN_OK && pad)
+        L->pad_mode = !strcmp(mode, "reflect") ? CNN_PAD_REFLECT
+                      : !strcmp(mode, "replicate") ? CNN_PAD_REPLICATE : CNN_PAD_CONSTANT;
+    else if (status == CNN_OK)
+        L->bilinear = strcmp(mode, "bilinear") == 0;
+    free(mode);
+    return status;
+}
+
+/* resize's scale: a number or [sh, sw], each > 0, kept in double as
+ * PyTorch keeps scale_factor. */
+static int get_scale(const cnn_pipeline *p, const node *v, double out[2])
+{
+    const char *type = "a number or [sh, sw]";
+    int status;
+    if (v->kind == NODE_SEQ && v->n != 2)
+        return cnn_pipeline_error_at(p, v->pos, "'scale' must be %s", type);
+    if (v->kind == NODE_MAP) return cnn_pipeline_error_at(p, v->pos, "'scale' must be %s", type);
+    for (int i = 0; i < 2; i++) {
+        const node *e = v->kind == NODE_SEQ ? v->kids[i] : v;
+        if ((status = get_double(p, e, "scale", &out[i])) < 0) return status;
+        if (!(out[i] > 0) || out[i] > 1e6)
+            return cnn_pipeline_error_at(p, e->pos, "'scale' values must be > 0 and at most 1e6 (got %g)", out[i]);
+    }
+    return CNN_OK;
+}
+
+/* The rules between keys of one layer that a key-by-key check cannot see. */
+static int check_op_rules(const cnn_pipeline *p, const node *m, const cnn_layer_spec *L, uint64_t present)
+{
+    const char *op = cnn_op_name(L->op);
+    const node *in = map_get(m, "in");
+    cnn_pos in_pos = in ? in->pos : m->pos;
+    if (is_binary(L->op)) {
+        bool second = L->cnst || L->has_value;
+        if (L->cnst && L->has_value)
+            return cnn_pipeline_error_at(p, map_get(m, "value")->pos,
+                                         "layer '%s' (%s) takes 'const' or 'value' as its second operand, not both",
+                                         L->name, op);
+        if (second && L->n_in > 1)
+            return cnn_pipeline_error_at(p, in_pos, "layer '%s' (%s) with '%s' takes one layer in 'in', but it "
+                                         "lists %d", L->name, op, L->cnst ? "const" : "value", L->n_in);
+        if (!second && L->op == CNN_OP_ADD && L->n_in < 2)
+            return cnn_pipeline_error_at(p, in_pos, "layer '%s' (add) needs 'in': a list of two or more layers, "
+                                         "or one layer and 'const' or 'value'", L->name);
+        if (!second && L->op != CNN_OP_ADD && L->n_in != 2)
+            return cnn_pipeline_error_at(p, in_pos, "layer '%s' (%s) needs 'in': a list of two layers, or one "
+                                         "layer and 'const' or 'value'", L->name, op);
+        if ((present & KB(LK_CONST_FIRST)) && !second)
+            return cnn_pipeline_error_at(p, map_get(m, "const_first")->pos,
+                                         "layer '%s' (%s): 'const_first' needs 'const' or 'value'", L->name, op);
+    }
+    if (L->op == CNN_OP_CLIP && !(L->lo <= L->hi))
+        return cnn_pipeline_error_at(p, m->pos, "layer '%s' (clip): 'min' (%g) must not exceed 'max' (%g)",
+                                     L->name, (double)L->lo, (double)L->hi);
+    if (L->op == CNN_OP_LAYERNORM && L->affine && !L->params)
+        return cnn_pipeline_error_at(p, m->pos, "layer '%s' (layernorm) needs 'params' (or affine: false)",
+                                     L->name);
+    if (L->op == CNN_OP_LAYERNORM && !L->affine && L->params)
+        return cnn_pipeline_error_at(p, L->params_pos, "layer '%s' (layernorm): affine: false binds no 'params'",
+                                     L->name);
+    if (L->op == CNN_OP_LINEAR && L->over_channels && (present & KB(LK_IN)) && L->n_in != 1)
+        return cnn_pipeline_error_at(p, in_pos, "layer '%s' (linear) takes one input", L->name);
+    if (L->op == CNN_OP_PAD && L->has_value && L->pad_mode != CNN_PAD_CONSTANT)
+        return cnn_pipeline_error_at(p, map_get(m, "value")->pos,
+                                     "layer '%s' (pad): 'value' fills only mode: constant", L->name);
+    if (L->op == CNN_OP_RESIZE) {
+        bool size = present & KB(LK_SIZE), scale = present & KB(LK_SCALE);
+        if (size == scale)
+            return cnn_pipeline_error_at(p, m->pos, "layer '%s' (resize) needs 'size: [h, w]' or 'scale: [sh, sw]' "
+                                         "(one of them)", L->name);
+        if (L->align_corners && !L->bilinear)
+            return cnn_pipeline_error_at(p, map_get(m, "align_corners")->pos,
+                                         "layer '%s' (resize): 'align_corners' needs mode: bilinear", L->name);
+    }
+    return CNN_OK;
+}
+
 static int parse_layer(ctx *c, size_t idx, const node *m)
 {
     cnn_pipeline *p = c->p;
@@ -745,6 +867,10 @@ static int parse_layer(ctx *c, size_t idx, const node *m)
     L->beta = 0.75f;
     L->k = 1.0f;
     L->p = 0.5f;
+    L->lo = -INFINITY;
+    L->hi = INFINITY;
+    L->affine = true;
+    L->step = 1;
 
     /* Name first, so that every later message can say which layer. */
     char where[MAX_NAME + 32];
@@ -788,7 +914,7 @@ static int parse_layer(ctx *c, size_t idx, const node *m)
     const struct op_info *info = &g_ops[op];
 
     /* Keys this op does not take, then keys it needs. */
-    unsigned present = 0;
+    uint64_t present = 0;
     for (size_t i = 0; i < map_size(m); i++) {
         int k = 0;
         while (!is_key(map_key(m, i), g_layer_keys[k])) k++; /* known: checked above */
@@ -840,7 +966,49 @@ static int parse_layer(ctx *c, size_t idx, const node *m)
                 status = cnn_pipeline_error_at(p, v->pos, "'eps' must be > 0");
             break;
         case LK_SLOPE: status = get_float(p, v, key, &L->slope); break;
-        case LK_SIZE: status = get_int(p, v, key, "an integer", 1, &L->size); break;
+        case LK_SIZE:
+            if (L->op == CNN_OP_RESIZE)
+                status = get_hw(p, v, key, 1, L->out_hw);
+            else
+                status = get_int(p, v, key, "an integer", 1, &L->size);
+            break;
+        case LK_CONST:
+            status = get_string(p, v, key, MAX_PARAMS, &L->cnst);
+            L->cnst_pos = v->pos;
+            break;
+        case LK_VALUE:
+            status = get_float(p, v, key, &L->value);
+            L->has_value = true;
+            break;
+        case LK_CONST_FIRST: status = get_bool(p, v, key, &L->const_first); break;
+        case LK_APPROXIMATE: {
+            static const char *const forms[] = {"none", "tanh", NULL};
+            char *form = NULL;
+            status = get_choice(p, v, key, forms, "gelu approximation", &form);
+            L->gelu_tanh = status == CNN_OK && strcmp(form, "tanh") == 0;
+            free(form);
+            break;
+        }
+        case LK_MIN: status = get_float(p, v, key, &L->lo); break;
+        case LK_MAX: status = get_float(p, v, key, &L->hi); break;
+        case LK_AFFINE: status = get_bool(p, v, key, &L->affine); break;
+        case LK_OVER: {
+            static const char *const axes[] = {"features", "channels", NULL};
+            char *axis = NULL;
+            status = get_choice(p, v, key, axes, "linear axis", &axis);
+            L->over_channels = status == CNN_OK && strcmp(axis, "channels") == 0;
+            free(axis);
+            break;
+        }
+        case LK_START: status = get_int(p, v, key, "an integer", -MAX_INT, &L->start); break;
+        case LK_END:
+            status = get_int(p, v, key, "an integer", -MAX_INT, &L->end);
+            L->has_end = true;
+            break;
+        case LK_STEP: status = get_int(p, v, key, "an integer", 1, &L->step); break;
+        case LK_MODE: status = get_mode(p, v, L); break;
+        case LK_SCALE: status = get_scale(p, v, L->scale); break;
+        case LK_ALIGN_CORNERS: status = get_bool(p, v, key, &L->align_corners); break;
         case LK_ALPHA: status = get_float(p, v, key, &L->alpha); break;
         case LK_BETA: status = get_float(p, v, key, &L->beta); break;
         case LK_K: status = get_float(p, v, key, &L->k); break;
@@ -854,6 +1022,10 @@ static int parse_layer(ctx *c, size_t idx, const node *m)
         if (status < 0) return status;
     }
 
+    if (L->op == CNN_OP_HARDSIGMOID) {
+        if (!(present & KB(LK_ALPHA))) L->alpha = 1.0f / 6.0f;
+        if (!(present & KB(LK_BETA))) L->beta = 0.5f;
+    }
     if (is_pool(L->op) && !(present & KB(LK_STRIDE))) {
         L->stride[0] = L->kernel[0];
         L->stride[1] = L->kernel[1];
@@ -861,12 +1033,7 @@ static int parse_layer(ctx *c, size_t idx, const node *m)
     if (L->op == CNN_OP_CONV2D && L->out % L->groups != 0)
         return cnn_pipeline_error_at(p, groups_pos, "'groups' (%d) must divide 'out' (%d)",
                                      L->groups, L->out);
-    if (is_multi(L->op) && L->n_in < 2) {
-        const node *in = map_get(m, "in");
-        return cnn_pipeline_error_at(p, in ? in->pos : m->pos,
-                                     "layer '%s' (%s) needs 'in': a list of two or more layers",
-                                     L->name, info->name);
-    }
+    if ((status = check_op_rules(p, m, L, present)) < 0) return status;
     if (!is_multi(L->op) && L->n_in > 1)
         return cnn_pipeline_error_at(p, map_get(m, "in")->pos,
                                      "layer '%s' (%s) takes one input, but 'in' lists %d",
@@ -1334,6 +1501,7 @@ void cnn_pipeline_free(cnn_pipeline *p)
         free(L->in_pos);
         free(L->name);
         free(L->params);
+        free(L->cnst);
     }
     free(p->layers);
     for (int i = 0; p->taps && i < p->n_taps; i++) {

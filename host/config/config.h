@@ -34,11 +34,27 @@ typedef enum cnn_op {
     CNN_OP_SOFTMAX,
     CNN_OP_DROPOUT,
     CNN_OP_LRN,
+    CNN_OP_MUL,
+    CNN_OP_SUB,
+    CNN_OP_DIV,
+    CNN_OP_SILU,
+    CNN_OP_GELU,
+    CNN_OP_HARDSIGMOID,
+    CNN_OP_CLIP,
+    CNN_OP_LAYERNORM,
+    CNN_OP_SLICE,
+    CNN_OP_CHANNEL_SHUFFLE,
+    CNN_OP_PAD,
+    CNN_OP_RESIZE,
+    CNN_OP_GLOBAL_MAXPOOL,
     CNN_OP_COUNT
 } cnn_op;
 
 /* "conv2d" for CNN_OP_CONV2D ... (the YAML spelling). */
 const char *cnn_op_name(cnn_op op);
+
+/* pad's `mode` */
+typedef enum cnn_pad_mode { CNN_PAD_CONSTANT = 0, CNN_PAD_REFLECT = 1, CNN_PAD_REPLICATE = 2 } cnn_pad_mode;
 
 typedef struct cnn_layer_spec {
     char *name;
@@ -59,12 +75,28 @@ typedef struct cnn_layer_spec {
     bool bias;          /* default true */
     bool ceil_mode;     /* default false */
     bool count_include_pad; /* default true */
-    int out_hw[2];      /* adaptive_avgpool output [h, w] */
+    int out_hw[2];      /* adaptive_avgpool output [h, w]; resize `size` */
     float eps;          /* batchnorm, default 1e-5 */
     float slope;        /* leaky_relu, default 0.01 */
     int size;           /* lrn */
-    float alpha, beta, k; /* lrn: defaults 1e-4, 0.75, 1.0 */
+    float alpha, beta, k; /* lrn: defaults 1e-4, 0.75, 1.0; hardsigmoid alpha 1/6, beta 0.5 */
     float p;            /* dropout (ignored) */
+    /* add, sub, mul, div: the second operand when `in` names one layer */
+    char *cnst;         /* `const:` a tensor of the weights file (full name), or NULL */
+    cnn_pos cnst_pos;
+    bool has_value;     /* `value:` given (binary ops: the scalar operand; pad: the fill) */
+    float value;
+    bool const_first;   /* y = const op x (default: x op const) */
+    bool gelu_tanh;     /* gelu `approximate: tanh` (default none: erf) */
+    float lo, hi;       /* clip `min`, `max`; default -inf, +inf */
+    bool affine;        /* layernorm, default true */
+    bool over_channels; /* linear `over: channels` (a 1x1 convolution), default over features */
+    int start, end, step; /* slice, along channels: end exclusive; negative counts from the end */
+    bool has_end;       /* end given (else: to the last channel) */
+    cnn_pad_mode pad_mode; /* pad, default constant */
+    bool bilinear;      /* resize `mode: bilinear` (default nearest) */
+    bool align_corners; /* resize, default false */
+    double scale[2];    /* resize `scale: [sh, sw]` (0 when `size` is given: out_hw) */
 } cnn_layer_spec;
 
 typedef enum cnn_resize_mode {

@@ -3,6 +3,7 @@
 #include "core/util.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,11 @@
 #define MAX_VALUES (1ull << 31)
 
 size_t cnn_layer_numel(const cnn_layer *l) { return (size_t)l->c * l->h * l->w; }
+
+bool cnn_layer_is_conv(const cnn_layer *l)
+{
+    return l->spec->op == CNN_OP_CONV2D || (l->spec->op == CNN_OP_LINEAR && l->spec->over_channels);
+}
 
 /* a * b, or UINT64_MAX when that overflows (MACs are only reported). */
 static uint64_t sat_mul(uint64_t a, uint64_t b)
@@ -69,19 +75,17 @@ static int scan(cnn_graph *g, const cnn_weights *wts, const char *name, const fl
     return CNN_OK;
 }
 
-/* Binds `<params>.<suffix>` with the exact shape `want` (ndim dims) to *out
+/* Binds the tensor `name` with the exact shape `want` (ndim dims) to *out
  * as float32: in place in the file when it is aligned float32, else a
  * converted copy (then `bit` is set in *owned).  Either way its values are
- * scanned once for NaN and Inf (g->nonfinite). */
-static int bind(const cnn_pipeline *p, const cnn_weights *wts, cnn_graph *g, const cnn_layer_spec *s,
-                const char *suffix, const int64_t *want, int ndim, float **out, unsigned *owned, unsigned bit)
+ * scanned once for NaN and Inf (g->nonfinite).  Messages point at `pos`. */
+static int bind_named(const cnn_pipeline *p, const cnn_weights *wts, cnn_graph *g, const cnn_layer_spec *s,
+                      const char *name, cnn_pos pos, const int64_t *want, int ndim, float **out, unsigned *owned,
+                      unsigned bit)
 {
-    char name[512];
-    snprintf(name, sizeof name, "%s.%s", s->params, suffix);
     const cnn_weight_tensor *t = cnn_weights_find(wts, name);
     if (!t)
-        return cnn_pipeline_error_at(p, s->params_pos, "layer '%s': tensor '%s' not found in %s", s->name,
-                                     name, wts->path);
+        return cnn_pipeline_error_at(p, pos, "layer '%s': tensor '%s' not found in %s", s->name, name, wts->path);
     g->used[t - wts->tensors] = true;
     bool same = t->ndim == ndim;
     for (int i = 0; same && i < ndim; i++) same = t->shape[i] == want[i];
@@ -89,13 +93,12 @@ static int bind(const cnn_pipeline *p, const cnn_weights *wts, cnn_graph *g, con
         char got[128], exp[128];
         shape_str(t->shape, t->ndim, got, sizeof got);
         shape_str(want, ndim, exp, sizeof exp);
-        return cnn_pipeline_error_at(p, s->params_pos, "layer '%s': tensor '%s' has shape %s, expected %s",
-                                     s->name, name, got, exp);
+        return cnn_pipeline_error_at(p, pos, "layer '%s': tensor '%s' has shape %s, expected %s", s->name, name,
+                                     got, exp);
     }
     if (t->dtype == CNN_DTYPE_OTHER)
-        return cnn_pipeline_error_at(p, s->params_pos,
-                                     "layer '%s': tensor '%s' has dtype %s; F32, F16 or BF16 needed", s->name,
-                                     name, t->dtype_name);
+        return cnn_pipeline_error_at(p, pos, "layer '%s': tensor '%s' has dtype %s; F32, F16 or BF16 needed",
+                                     s->name, name, t->dtype_name);
     /* Float32 data aligned for float is used in place: no host copy of
      * the model (the network uploads straight from the map and then drops
      * the pages; see cnn_graph_release_params). */
@@ -117,6 +120,15 @@ static int bind(const cnn_pipeline *p, const cnn_weights *wts, cnn_graph *g, con
     return scan(g, wts, name, buf, t->numel, false);
 }
 
+/* Binds `<params>.<suffix>` (bind_named). */
+static int bind(const cnn_pipeline *p, const cnn_weights *wts, cnn_graph *g, const cnn_layer_spec *s,
+                const char *suffix, const int64_t *want, int ndim, float **out, unsigned *owned, unsigned bit)
+{
+    char name[512];
+    snprintf(name, sizeof name, "%s.%s", s->params, suffix);
+    return bind_named(p, wts, g, s, name, s->params_pos, want, ndim, out, owned, bit);
+}
+
 /* Output size of a sliding window along one axis, PyTorch's rule; 0 when the
  * window does not fit. */
 static int window_out(int in, int pad_lo, int pad_hi, int k, int stride, int dil, bool ceil_mode)
@@ -134,6 +146,169 @@ static int spatial_input(const cnn_pipeline *p, const cnn_layer_spec *s, const c
     if (in->flat)
         return cnn_pipeline_error_at(p, s->op_pos, "layer '%s' (%s) needs a [C, H, W] input, but its input is "
                                      "a flat vector of %d features", s->name, cnn_op_name(s->op), in->c);
+    return CNN_OK;
+}
+
+static const cnn_layer *input_of(const cnn_graph *g, const cnn_layer *l, int k, const cnn_layer *input_layer)
+{
+    return l->in[k] == CNN_GRAPH_INPUT ? input_layer : &g->layers[l->in[k]];
+}
+
+/* A constant operand's shape as [c, h, w]: [n] is per channel ([n, 1, 1]:
+ * the spec's reading, not numpy's), [h, w] is [1, h, w], [1, c, h, w]
+ * drops the batch; a scalar is [1, 1, 1].  False for other shapes. */
+static bool const_chw(const cnn_weight_tensor *t, int out[3])
+{
+    int64_t d[3] = {1, 1, 1};
+    switch (t->ndim) {
+    case 0: break;
+    case 1: d[0] = t->shape[0]; break;
+    case 2: d[1] = t->shape[0], d[2] = t->shape[1]; break;
+    case 3: d[0] = t->shape[0], d[1] = t->shape[1], d[2] = t->shape[2]; break;
+    case 4:
+        if (t->shape[0] != 1) return false;
+        d[0] = t->shape[1], d[1] = t->shape[2], d[2] = t->shape[3];
+        break;
+    default: return false;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (d[i] < 1 || d[i] > INT_MAX) return false;
+        out[i] = (int)d[i];
+    }
+    return true;
+}
+
+/* numpy broadcasting of two [c, h, w] shapes; false when a dimension
+ * differs and neither is 1. */
+static bool broadcast(const int a[3], const int b[3], int out[3])
+{
+    for (int i = 0; i < 3; i++) {
+        if (a[i] != b[i] && a[i] != 1 && b[i] != 1) return false;
+        out[i] = a[i] == 1 ? b[i] : a[i];
+    }
+    return true;
+}
+
+/* add (two operands), sub, mul, div: operands, broadcast shape, and the
+ * constant bound to l->weight. */
+static int infer_binary(const cnn_pipeline *p, const cnn_weights *wts, cnn_graph *g, cnn_layer *l,
+                        const cnn_layer *input_layer)
+{
+    const cnn_layer_spec *s = l->spec;
+    cnn_bin_geom *bg = &l->bin;
+    static const cnn_binop ops[CNN_OP_COUNT] = {[CNN_OP_ADD] = CNN_BIN_ADD, [CNN_OP_SUB] = CNN_BIN_SUB,
+                                                [CNN_OP_MUL] = CNN_BIN_MUL, [CNN_OP_DIV] = CNN_BIN_DIV};
+    *bg = (cnn_bin_geom){.op = ops[s->op], .value = s->value};
+    const cnn_layer *x = input_of(g, l, 0, input_layer);
+    bool flat = x->flat;
+    int o[3];
+    if (l->n_in == 2) {
+        const cnn_layer *y = input_of(g, l, 1, input_layer);
+        int a[3] = {x->c, x->h, x->w}, b[3] = {y->c, y->h, y->w};
+        memcpy(bg->shape[0], a, sizeof a);
+        memcpy(bg->shape[1], b, sizeof b);
+        bg->batched[0] = bg->batched[1] = true;
+        flat = flat && y->flat;
+        if (!broadcast(a, b, o))
+            return cnn_pipeline_error_at(p, s->in_pos[1], "layer '%s' (%s): inputs '%s' [%d, %d, %d] and '%s' "
+                                         "[%d, %d, %d] do not broadcast (each dimension must be equal or 1)",
+                                         s->name, cnn_op_name(s->op), s->in[0], a[0], a[1], a[2], s->in[1], b[0],
+                                         b[1], b[2]);
+    } else {
+        /* x op const, or const op x with const_first */
+        int xi = s->const_first ? 1 : 0, ci = 1 - xi;
+        int a[3] = {x->c, x->h, x->w}, b[3] = {1, 1, 1};
+        const cnn_weight_tensor *t = s->cnst && wts ? cnn_weights_find(wts, s->cnst) : NULL;
+        if (s->cnst && wts && !t)
+            return cnn_pipeline_error_at(p, s->cnst_pos, "layer '%s': tensor '%s' not found in %s", s->name,
+                                         s->cnst, wts->path);
+        char got[128] = "";
+        if (t) shape_str(t->shape, t->ndim, got, sizeof got);
+        if (t && (!const_chw(t, b) || !broadcast(a, b, o)))
+            return cnn_pipeline_error_at(p, s->cnst_pos, "layer '%s' (%s): tensor '%s' has shape %s, which does not "
+                                         "broadcast with its input [%d, %d, %d]: a constant must be [C], [C, 1, 1], "
+                                         "[1, C, 1, 1], a scalar, or [c, h, w] with each dimension equal to the "
+                                         "input's or 1", s->name, cnn_op_name(s->op), s->cnst, got, a[0], a[1],
+                                         a[2]);
+        memcpy(bg->shape[xi], a, sizeof a);
+        memcpy(bg->shape[ci], b, sizeof b);
+        bg->batched[xi] = true;
+        bg->scalar[ci] = !s->cnst;
+        broadcast(a, b, o);
+        if (t) {
+            int64_t want[4];
+            for (int i = 0; i < t->ndim; i++) want[i] = t->shape[i];
+            l->n_weight = t->numel;
+            l->params = t->numel;
+            CNN_TRY_RET(bind_named(p, wts, g, s, s->cnst, s->cnst_pos, want, t->ndim, &l->weight, &l->owned,
+                                   CNN_OWN_WEIGHT));
+        }
+    }
+    bg->c = l->c = o[0];
+    bg->h = l->h = o[1];
+    bg->w = l->w = o[2];
+    l->flat = flat && l->h == 1 && l->w == 1;
+    if (sat_mul(sat_mul((uint64_t)l->c, (uint64_t)l->h), (uint64_t)l->w) <= MAX_VALUES)
+        l->macs = (uint64_t)cnn_layer_numel(l);
+    return CNN_OK;
+}
+
+/* Python's slice of range(c) along channels: negative bounds count from
+ * the end, both are clamped to [0, c]. */
+static int infer_slice(const cnn_pipeline *p, cnn_layer *l, int c)
+{
+    const cnn_layer_spec *s = l->spec;
+    long start = s->start < 0 ? (long)s->start + c : s->start;
+    long end = !s->has_end ? c : s->end < 0 ? (long)s->end + c : s->end;
+    start = start < 0 ? 0 : start > c ? c : start;
+    end = end < 0 ? 0 : end > c ? c : end;
+    long count = end > start ? (end - start + s->step - 1) / s->step : 0;
+    if (count < 1)
+        return cnn_pipeline_error_at(p, s->pos, "layer '%s' (slice): [%d:%d:%d] of %d channels selects none", s->name,
+                                     s->start, s->has_end ? s->end : c, s->step, c);
+    l->chan = (cnn_chan_map){.cx = c, .cy = (int)count, .start = (int)start, .step = s->step, .groups = 1, .k = 0};
+    l->c = (int)count;
+    return CNN_OK;
+}
+
+static int infer_pad(const cnn_pipeline *p, cnn_layer *l)
+{
+    const cnn_layer_spec *s = l->spec;
+    if (s->pad_mode == CNN_PAD_REFLECT &&
+        (s->pad[0] >= l->h || s->pad[1] >= l->h || s->pad[2] >= l->w || s->pad[3] >= l->w))
+        return cnn_pipeline_error_at(p, s->pos, "layer '%s' (pad): reflect padding [%d, %d, %d, %d] must be smaller "
+                                     "than the input [%d, %d] it reflects", s->name, s->pad[0], s->pad[1], s->pad[2],
+                                     s->pad[3], l->h, l->w);
+    int64_t ho = (int64_t)l->h + s->pad[0] + s->pad[1], wo = (int64_t)l->w + s->pad[2] + s->pad[3];
+    if (ho > INT_MAX || wo > INT_MAX)
+        return cnn_pipeline_error_at(p, s->pos, "layer '%s' (pad): output is too large", s->name);
+    l->pad = (cnn_pad_geom){.c = l->c, .hi = l->h, .wi = l->w, .ho = (int)ho, .wo = (int)wo, .pt = s->pad[0],
+                            .pl = s->pad[2], .mode = s->pad_mode, .value = s->has_value ? s->value : 0.0f};
+    l->h = (int)ho;
+    l->w = (int)wo;
+    return CNN_OK;
+}
+
+static int infer_resize(const cnn_pipeline *p, cnn_layer *l)
+{
+    const cnn_layer_spec *s = l->spec;
+    int64_t out[2];
+    int in[2] = {l->h, l->w};
+    for (int i = 0; i < 2; i++) {
+        /* PyTorch: floor(in * scale_factor) in double */
+        out[i] = s->scale[i] > 0 ? (int64_t)floor((double)in[i] * s->scale[i]) : s->out_hw[i];
+        if (out[i] < 1 || out[i] > INT_MAX)
+            return cnn_pipeline_error_at(p, s->pos, "layer '%s' (resize): output %s %lld from input %d is %s",
+                                         s->name, i ? "width" : "height", (long long)out[i], in[i],
+                                         out[i] < 1 ? "empty" : "too large");
+    }
+    cnn_resize_geom *r = &l->resize;
+    *r = (cnn_resize_geom){.c = l->c, .hi = l->h, .wi = l->w, .ho = (int)out[0], .wo = (int)out[1],
+                           .bilinear = s->bilinear, .align_corners = s->align_corners};
+    r->rh = cnn_resize_scale(r->hi, r->ho, s->scale[0], s->align_corners);
+    r->rw = cnn_resize_scale(r->wi, r->wo, s->scale[1], s->align_corners);
+    l->h = r->ho;
+    l->w = r->wo;
     return CNN_OK;
 }
 
@@ -253,6 +428,25 @@ static int infer(const cnn_pipeline *p, const cnn_weights *wts, cnn_graph *g, in
         l->flat = true;
         break;
     case CNN_OP_LINEAR: {
+        if (s->over_channels) {
+            /* a 1x1 convolution: weights [out, in] are [out, in, 1, 1] */
+            l->conv = (cnn_conv_geom){.ci = in0->c, .hi = in0->h, .wi = in0->w, .co = s->out, .ho = in0->h,
+                                      .wo = in0->w, .kh = 1, .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1,
+                                      .groups = 1};
+            if ((uint64_t)s->out * (uint64_t)in0->c > MAX_VALUES)
+                return cnn_pipeline_error_at(p, s->pos, "layer '%s': weight [%d, %d] has more than %llu values",
+                                             s->name, s->out, in0->c, MAX_VALUES);
+            l->c = s->out;
+            l->n_weight = (size_t)s->out * (size_t)in0->c;
+            l->params = l->n_weight + (s->bias ? (uint64_t)s->out : 0);
+            l->macs = sat_mul(sat_mul(l->n_weight, (uint64_t)l->h), (uint64_t)l->w);
+            if (wts) {
+                int64_t ws[2] = {s->out, in0->c}, bs[1] = {s->out};
+                CNN_TRY(bind(p, wts, g, s, "weight", ws, 2, &l->weight, &l->owned, CNN_OWN_WEIGHT), done);
+                if (s->bias) CNN_TRY(bind(p, wts, g, s, "bias", bs, 1, &l->bias, &l->owned, CNN_OWN_BIAS), done);
+            }
+            break;
+        }
         if (!in0->flat && (in0->h != 1 || in0->w != 1))
             return cnn_pipeline_error_at(p, s->op_pos, "layer '%s' (linear) needs a flat input; its input is "
                                          "[%d, %d, %d]: add a flatten layer before it", s->name, in0->c, in0->h,
@@ -274,7 +468,16 @@ static int infer(const cnn_pipeline *p, const cnn_weights *wts, cnn_graph *g, in
         }
         break;
     }
+    case CNN_OP_SUB: case CNN_OP_MUL: case CNN_OP_DIV:
+        CNN_TRY(infer_binary(p, wts, g, l, &input_layer), done);
+        break;
     case CNN_OP_ADD:
+        if (l->n_in <= 2) {
+            CNN_TRY(infer_binary(p, wts, g, l, &input_layer), done);
+            break;
+        }
+        /* three or more inputs of one shape: as concat checks them */
+        /* fall through */
     case CNN_OP_CONCAT: {
         int64_t csum = in0->c;
         for (int i = 1; i < l->n_in; i++) {
@@ -297,6 +500,44 @@ static int infer(const cnn_pipeline *p, const cnn_weights *wts, cnn_graph *g, in
         l->macs = (uint64_t)cnn_layer_numel(l);
         break;
     }
+    case CNN_OP_SILU: case CNN_OP_GELU: case CNN_OP_HARDSIGMOID: case CNN_OP_CLIP:
+        break;
+    case CNN_OP_LAYERNORM:
+        l->macs = (uint64_t)cnn_layer_numel(l);
+        l->n_weight = (size_t)l->c;
+        if (s->affine) {
+            l->params = 2ull * (uint64_t)l->c;
+            int64_t cs[1] = {l->c};
+            if (wts) {
+                CNN_TRY(bind(p, wts, g, s, "weight", cs, 1, &l->weight, &l->owned, CNN_OWN_WEIGHT), done);
+                CNN_TRY(bind(p, wts, g, s, "bias", cs, 1, &l->bias, &l->owned, CNN_OWN_BIAS), done);
+            }
+        }
+        break;
+    case CNN_OP_SLICE:
+        CNN_TRY(infer_slice(p, l, in0->c), done);
+        break;
+    case CNN_OP_CHANNEL_SHUFFLE:
+        if (l->c % s->groups)
+            return cnn_pipeline_error_at(p, s->pos, "layer '%s' (channel_shuffle): groups %d must divide the %d "
+                                         "channels", s->name, s->groups, l->c);
+        l->chan = (cnn_chan_map){.cx = l->c, .cy = l->c, .start = 0, .step = 1, .groups = s->groups,
+                                 .k = l->c / s->groups};
+        break;
+    case CNN_OP_PAD:
+        CNN_TRY(spatial_input(p, s, in0), done);
+        CNN_TRY(infer_pad(p, l), done);
+        break;
+    case CNN_OP_RESIZE:
+        CNN_TRY(spatial_input(p, s, in0), done);
+        CNN_TRY(infer_resize(p, l), done);
+        if (s->bilinear) l->macs = sat_mul(4, cnn_layer_numel(l));
+        break;
+    case CNN_OP_GLOBAL_MAXPOOL:
+        CNN_TRY(spatial_input(p, s, in0), done);
+        l->macs = (uint64_t)l->c * l->h * l->w;
+        l->h = l->w = 1;
+        break;
     default:
         CNN_ASSERT(!"unhandled op");
     }

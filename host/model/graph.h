@@ -23,12 +23,17 @@ typedef struct cnn_layer {
     bool flat;                  /* output is a feature vector [c] */
     cnn_conv_geom conv;         /* conv2d */
     cnn_pool_geom pool;         /* maxpool / avgpool */
+    cnn_bin_geom bin;           /* add (two operands), sub, mul, div */
+    cnn_chan_map chan;          /* slice, channel_shuffle */
+    cnn_pad_geom pad;           /* pad */
+    cnn_resize_geom resize;     /* resize */
     /* Parameters in float32 (NULL when the op has none).  Float32 tensors
      * aligned in the weights file point into its map (read-only, valid
      * while it stays open); others are converted copies, marked in
      * `owned`. */
-    float *weight;              /* conv [co, ci/groups, kh, kw]; linear [out, in]; bn gamma [c] */
-    float *bias;                /* [co] / [out] / bn beta [c]; NULL when bias: false */
+    float *weight;              /* conv [co, ci/groups, kh, kw]; linear [out, in]; bn and layernorm gamma [c];
+                                   a binary op's `const` (bin.shape[1], or [0] when const_first) */
+    float *bias;                /* [co] / [out] / bn and layernorm beta [c]; NULL when bias: false */
     float *mean, *var;          /* batchnorm running stats [c] */
     unsigned owned;             /* CNN_OWN_* bits: which parameters are copies */
     size_t n_weight;            /* elements of weight */
@@ -72,5 +77,9 @@ void cnn_graph_release_params(cnn_graph *g, int i);
 
 /* Elements of one image's output of layer i (c*h*w). */
 size_t cnn_layer_numel(const cnn_layer *l);
+
+/* The layer runs as a convolution (l->conv): conv2d, or linear over
+ * channels (a 1x1 convolution with weights [out, in]). */
+bool cnn_layer_is_conv(const cnn_layer *l);
 
 #endif

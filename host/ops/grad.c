@@ -1,6 +1,9 @@
 /* Backward ops (cl/grad.cl): gradients with respect to activations and the
  * input, every one ADDING into dx.  One program (grad.cl without options)
- * serves every kernel; the activation and the mode are run-time arguments.
+ * serves most kernels; the activation and the mode are run-time arguments.
+ * A few backward kernels live beside their forwards to share its index or
+ * math functions: SiLU and GELU (eltwise.cl), layer norm and channel
+ * selection (pool.cl), pad and resize (resample.cl).
  *
  * Convolution backward-data has three paths, chosen like the forward's:
  *  - thin groups (depthwise; the forward's direct kernel): a direct gather
@@ -17,6 +20,7 @@
 #include "core/error.h"
 
 #include <limits.h>
+#include <stdio.h>
 
 /* Kernels index with uint: refuse anything that would wrap. */
 static int check_count(size_t count, const char *op, const char *layer)
@@ -76,10 +80,22 @@ int cnn_grad_act(cnn_cl *cl, cnn_act act, float slope, cnn_grad_mode mode, cl_me
 {
     int status = check_count(n, "grad act", layer);
     if (status < 0) return status;
-    if ((unsigned)act > CNN_ACT_HARDSWISH || (unsigned)mode > CNN_GRAD_DECONV)
+    if ((unsigned)act > CNN_ACT_LAST || (unsigned)mode > CNN_GRAD_DECONV)
         return cnn_error_set(CNN_ERR_USAGE, "grad act layer '%s': unknown activation %d or mode %d", layer,
                              (int)act, (int)mode);
     cl_kernel k;
+    if (act >= CNN_ACT_SILU) {
+        /* SiLU and GELU: their derivatives live with their forwards
+         * (eltwise.cl, one program per activation); no mode changes them */
+        char opts[32];
+        snprintf(opts, sizeof opts, "-DACT=%d", (int)act);
+        if ((status = cnn_cl_kernel(cl, "eltwise.cl", opts, "kernel_act_bwd_f32", &k)) < 0)
+            return cnn_error_prefix(status, "layer '%s'", layer);
+        cl_mem b[] = {x, dy, dx};
+        cl_uint v[] = {(cl_uint)n};
+        if ((status = set_args(k, b, 3, v, 1, layer)) < 0) return status;
+        return cnn_cl_run1d(cl, k, n, layer);
+    }
     if ((status = grad_kernel(cl, "kernel_grad_act_f32", layer, &k)) < 0) return status;
     /* Each activation reads x or y only; the other may be NULL. */
     cl_mem xb = x ? x : y, yb = y ? y : x;
@@ -346,5 +362,143 @@ int cnn_grad_concat_part(cnn_cl *cl, int n, int cx, int cy, int c0, int plane, c
     cl_uint v[] = {(cl_uint)total, (cl_uint)cx * (cl_uint)plane, (cl_uint)cy * (cl_uint)plane,
                    (cl_uint)c0 * (cl_uint)plane};
     if ((status = set_args(k, b, 2, v, 4, layer)) < 0) return status;
+    return cnn_cl_run1d(cl, k, total, layer);
+}
+
+/* ---- clamp, binary ops, layer norm, global max pool, channel selection ---- */
+
+int cnn_grad_clamp(cnn_cl *cl, cl_mem x, cl_mem dy, cl_mem dx, size_t n, float a, float b, float lo, float hi,
+                   bool inclusive, const char *layer)
+{
+    int status = check_count(n, "grad clamp", layer);
+    if (status < 0) return status;
+    cl_kernel k;
+    if ((status = grad_kernel(cl, "kernel_clamp_bwd_f32", layer, &k)) < 0) return status;
+    cl_mem bufs[] = {x, dy, dx};
+    cl_uint v[] = {(cl_uint)n};
+    cl_uint inc = inclusive;
+    if ((status = set_args(k, bufs, 3, v, 1, layer)) < 0 || (status = CNN_ARG(k, 4, a, layer)) < 0 ||
+        (status = CNN_ARG(k, 5, b, layer)) < 0 || (status = CNN_ARG(k, 6, lo, layer)) < 0 ||
+        (status = CNN_ARG(k, 7, hi, layer)) < 0 || (status = CNN_ARG(k, 8, inc, layer)) < 0)
+        return status;
+    return cnn_cl_run1d(cl, k, n, layer);
+}
+
+int cnn_grad_binary(cnn_cl *cl, const cnn_bin_geom *g, int n, int which, cl_mem a, cl_mem b, cl_mem dy, cl_mem dx,
+                    const char *layer)
+{
+    int status = cnn_bin_check(g, n, layer);
+    if (status < 0) return status;
+    if ((which != 0 && which != 1) || !g->batched[which] || g->scalar[which])
+        return cnn_error_set(CNN_ERR_USAGE, "grad binary layer '%s': operand %d is not a layer", layer, which);
+    const int *t = g->shape[which];
+    size_t total = (size_t)n * t[0] * t[1] * t[2];
+    cl_kernel k;
+    if ((status = grad_kernel(cl, "kernel_binary_bwd_f32", layer, &k)) < 0) return status;
+    if (g->scalar[0]) a = b;
+    if (g->scalar[1]) b = a;
+    cl_mem bufs[] = {a, b, dy, dx};
+    cl_uint v[] = {(cl_uint)total, (cl_uint)g->c, (cl_uint)g->h, (cl_uint)g->w,
+                   (cl_uint)t[0],  (cl_uint)t[1], (cl_uint)t[2]};
+    cl_uint4 sa, sb;
+    cnn_bin_strides(g, 0, sa.s);
+    cnn_bin_strides(g, 1, sb.s);
+    cl_uint op = (cl_uint)g->op, wh = (cl_uint)which, side = g->scalar[0] ? 1u : g->scalar[1] ? 2u : 0u;
+    if ((status = set_args(k, bufs, 4, v, 7, layer)) < 0 || (status = CNN_ARG(k, 11, sa, layer)) < 0 ||
+        (status = CNN_ARG(k, 12, sb, layer)) < 0 || (status = CNN_ARG(k, 13, op, layer)) < 0 ||
+        (status = CNN_ARG(k, 14, wh, layer)) < 0 || (status = CNN_ARG(k, 15, side, layer)) < 0 ||
+        (status = CNN_ARG(k, 16, g->value, layer)) < 0)
+        return status;
+    return cnn_cl_run1d(cl, k, total, layer);
+}
+
+int cnn_grad_layernorm(cnn_cl *cl, int n, int c, int plane, float eps, cl_mem x, cl_mem w, cl_mem dy, cl_mem dx,
+                       const char *layer)
+{
+    size_t items = (size_t)n * plane;
+    int status = check_count(items * (size_t)c, "grad layernorm", layer);
+    if (status < 0) return status;
+    cl_kernel k;
+    if ((status = cnn_cl_kernel(cl, "pool.cl", NULL, "kernel_layernorm_bwd_f32", &k)) < 0)
+        return cnn_error_prefix(status, "layer '%s'", layer);
+    cl_mem bufs[] = {x, w ? w : x, dy, dx};
+    cl_uint v[] = {(cl_uint)items, (cl_uint)c, (cl_uint)plane};
+    cl_uint affine = w != NULL;
+    if ((status = set_args(k, bufs, 4, v, 3, layer)) < 0 || (status = CNN_ARG(k, 7, eps, layer)) < 0 ||
+        (status = CNN_ARG(k, 8, affine, layer)) < 0)
+        return status;
+    return cnn_cl_run1d(cl, k, items, layer);
+}
+
+int cnn_grad_global_maxpool(cnn_cl *cl, int n, int c, int plane, cl_mem x, cl_mem dy, cl_mem dx,
+                            const char *layer)
+{
+    size_t total = (size_t)n * c;
+    int status = check_count(total * (size_t)plane, "grad global maxpool", layer);
+    if (status < 0) return status;
+    cl_kernel k;
+    if ((status = grad_kernel(cl, "kernel_global_maxpool_bwd_f32", layer, &k)) < 0) return status;
+    cl_mem bufs[] = {x, dy, dx};
+    cl_uint v[] = {(cl_uint)total, (cl_uint)plane};
+    if ((status = set_args(k, bufs, 3, v, 2, layer)) < 0) return status;
+    return cnn_cl_run1d(cl, k, total, layer);
+}
+
+int cnn_grad_channel_gather(cnn_cl *cl, const cnn_chan_map *m, int n, int plane, cl_mem dy, cl_mem dx,
+                            const char *layer)
+{
+    int status = cnn_chan_map_check(m, n, plane, layer);
+    if (status < 0) return status;
+    size_t rows = (size_t)n * m->cy;
+    cl_kernel k;
+    if ((status = cnn_cl_kernel(cl, "pool.cl", NULL, "kernel_channel_gather_bwd_f32", &k)) < 0)
+        return cnn_error_prefix(status, "layer '%s'", layer);
+    cl_mem bufs[] = {dy, dx};
+    cl_uint v[] = {(cl_uint)rows,     (cl_uint)plane,   (cl_uint)m->cx,     (cl_uint)m->cy,
+                   (cl_uint)m->start, (cl_uint)m->step, (cl_uint)m->groups, (cl_uint)m->k};
+    if ((status = set_args(k, bufs, 2, v, 8, layer)) < 0) return status;
+    return cnn_op_run_rows(cl, k, (size_t)plane, rows, layer);
+}
+
+/* ---- pad, resize (cl/resample.cl) ---- */
+
+static int resample_kernel(cnn_cl *cl, const char *name, const char *layer, cl_kernel *k)
+{
+    int status = cnn_cl_kernel(cl, "resample.cl", NULL, name, k);
+    if (status < 0) return cnn_error_prefix(status, "layer '%s'", layer);
+    return CNN_OK;
+}
+
+int cnn_grad_pad(cnn_cl *cl, const cnn_pad_geom *g, int n, cl_mem dy, cl_mem dx, const char *layer)
+{
+    size_t total = (size_t)n * g->c * g->hi * g->wi;
+    int status = check_count((size_t)n * g->c * g->ho * g->wo, "grad pad", layer);
+    if (status < 0) return status;
+    if (g->pt < 0 || g->pl < 0 || g->ho < g->hi + g->pt || g->wo < g->wi + g->pl)
+        return cnn_error_set(CNN_ERR_INPUT, "grad pad layer '%s': [%d, %d] -> [%d, %d] at (%d, %d)", layer, g->hi,
+                             g->wi, g->ho, g->wo, g->pt, g->pl);
+    cl_kernel k;
+    if ((status = resample_kernel(cl, "kernel_pad_bwd_f32", layer, &k)) < 0) return status;
+    cl_mem bufs[] = {dy, dx};
+    cl_uint v[] = {(cl_uint)total,  (cl_uint)g->hi, (cl_uint)g->wi, (cl_uint)g->ho,
+                   (cl_uint)g->wo, (cl_uint)g->pt, (cl_uint)g->pl, (cl_uint)g->mode};
+    if ((status = set_args(k, bufs, 2, v, 8, layer)) < 0) return status;
+    return cnn_cl_run1d(cl, k, total, layer);
+}
+
+int cnn_grad_resize(cnn_cl *cl, const cnn_resize_geom *g, int n, cl_mem dy, cl_mem dx, const char *layer)
+{
+    size_t total = (size_t)n * g->c * g->hi * g->wi, outs = (size_t)n * g->c * g->ho * g->wo;
+    int status = check_count(total > outs ? total : outs, "grad resize", layer);
+    if (status < 0) return status;
+    cl_kernel k;
+    if ((status = resample_kernel(cl, "kernel_resize_bwd_f32", layer, &k)) < 0) return status;
+    cl_mem bufs[] = {dy, dx};
+    cl_uint v[] = {(cl_uint)total, (cl_uint)g->hi, (cl_uint)g->wi, (cl_uint)g->ho, (cl_uint)g->wo};
+    cl_uint bil = g->bilinear, ac = g->align_corners;
+    if ((status = set_args(k, bufs, 2, v, 5, layer)) < 0 || (status = CNN_ARG(k, 7, g->rh, layer)) < 0 ||
+        (status = CNN_ARG(k, 8, g->rw, layer)) < 0 || (status = CNN_ARG(k, 9, bil, layer)) < 0 ||
+        (status = CNN_ARG(k, 10, ac, layer)) < 0)
+        return status;
     return cnn_cl_run1d(cl, k, total, layer);
 }

@@ -36,8 +36,12 @@ typedef enum cnn_grad_mode {
  *   relu       [x > 0]                 relu6   [0 < x < 6]
  *   leaky_relu x > 0 ? 1 : slope       sigmoid y (1 - y)      tanh 1 - y^2
  *   hardswish  x < -3 ? 0 : x <= 3 ? x / 3 + 0.5 : 1
+ *   silu       s (1 + x (1 - s)), s = sigmoid(x)
+ *   gelu       Phi(x) + x phi(x)   (erf form; the tanh form: its own derivative)
  *   none       1
- * Guided and deconvnet modes change only the relu family. */
+ * Guided and deconvnet modes change only the relu family: SiLU and GELU
+ * pass the plain gradient, as guided backprop in Captum and
+ * pytorch-grad-cam does (they replace ReLU modules only). */
 int cnn_grad_act(cnn_cl *cl, cnn_act act, float slope, cnn_grad_mode mode, cl_mem x, cl_mem y, cl_mem dy,
                  cl_mem dx, size_t n, const char *layer);
 
@@ -75,5 +79,38 @@ int cnn_grad_lrn(cnn_cl *cl, int n, int c, int plane, int size, float alpha, flo
  * channel offset c0. */
 int cnn_grad_concat_part(cnn_cl *cl, int n, int cx, int cy, int c0, int plane, cl_mem dy, cl_mem dx,
                          const char *layer);
+
+/* clamp(a x + b, lo, hi) backward (hardsigmoid, clip): dx += dy * a where
+ * the clamp passes, bounds included when `inclusive` (torch.clamp) and
+ * excluded otherwise (F.hardsigmoid); x: the op's input. */
+int cnn_grad_clamp(cnn_cl *cl, cl_mem x, cl_mem dy, cl_mem dx, size_t n, float a, float b, float lo, float hi,
+                   bool inclusive, const char *layer);
+
+/* Broadcasting binary op backward for operand `which` (0: a, 1: b; a
+ * batched operand: a layer): dx += the gradient reduced over the
+ * dimensions it was broadcast along (an SE gate [C, 1, 1] sums over H, W).
+ * a, b: the forward's operands (the scalar's buffer is not read). */
+int cnn_grad_binary(cnn_cl *cl, const cnn_bin_geom *g, int n, int which, cl_mem a, cl_mem b, cl_mem dy, cl_mem dx,
+                    const char *layer);
+
+/* Layer norm over channels backward (from its input x; w NULL: no affine). */
+int cnn_grad_layernorm(cnn_cl *cl, int n, int c, int plane, float eps, cl_mem x, cl_mem w, cl_mem dy, cl_mem dx,
+                       const char *layer);
+
+/* Global max pool backward: dy to the forward's pick (the first maximum,
+ * or the last NaN) of each plane; x: the forward input. */
+int cnn_grad_global_maxpool(cnn_cl *cl, int n, int c, int plane, cl_mem x, cl_mem dy, cl_mem dx,
+                            const char *layer);
+
+/* Channel selection backward (slice, channel shuffle): dy back to the
+ * channels the forward read. */
+int cnn_grad_channel_gather(cnn_cl *cl, const cnn_chan_map *m, int n, int plane, cl_mem dy, cl_mem dx,
+                            const char *layer);
+
+/* Pad and resize backward (kernels in cl/resample.cl, beside the forward's
+ * index functions): each input adds the outputs that read it, weighted as
+ * the forward weighted it. */
+int cnn_grad_pad(cnn_cl *cl, const cnn_pad_geom *g, int n, cl_mem dy, cl_mem dx, const char *layer);
+int cnn_grad_resize(cnn_cl *cl, const cnn_resize_geom *g, int n, cl_mem dy, cl_mem dx, const char *layer);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include "config/config.h"
 #include "runtime/clrt.h"
 
 typedef enum cnn_act {
@@ -17,8 +18,12 @@ typedef enum cnn_act {
     CNN_ACT_LEAKY_RELU = 3,
     CNN_ACT_SIGMOID = 4,
     CNN_ACT_TANH = 5,
-    CNN_ACT_HARDSWISH = 6
+    CNN_ACT_HARDSWISH = 6,
+    CNN_ACT_SILU = 7,
+    CNN_ACT_GELU = 8,       /* erf form */
+    CNN_ACT_GELU_TANH = 9   /* tanh approximation */
 } cnn_act;
+#define CNN_ACT_LAST CNN_ACT_GELU_TANH
 
 /* 2-D launch of `k` over [cols, rows] (the kernel checks both bounds) with
  * about 256 items per work-group, dimension 0 as wide as a row up to 64:
@@ -44,6 +49,34 @@ int cnn_op_zero(cnn_cl *cl, cl_mem y, size_t n, const char *layer);
 /* y = act(a + b): a residual add with its activation fused. */
 int cnn_op_add_act(cnn_cl *cl, cl_mem a, cl_mem b, cl_mem y, size_t n, cnn_act act, float slope,
                    const char *layer);
+
+/* y = clamp(a * x + b, lo, hi) with NaN kept (a NaN input gives NaN, as
+ * torch.clamp and F.hardsigmoid do): hardsigmoid (a = alpha, b = beta,
+ * [0, 1]) and clip (a = 1, b = 0, [min, max]).  x == y allowed. */
+int cnn_op_clamp(cnn_cl *cl, cl_mem x, cl_mem y, size_t n, float a, float b, float lo, float hi, const char *layer);
+
+/* Binary elementwise ops with numpy broadcasting over one image's [C, H, W]. */
+typedef enum cnn_binop { CNN_BIN_ADD = 0, CNN_BIN_SUB = 1, CNN_BIN_MUL = 2, CNN_BIN_DIV = 3 } cnn_binop;
+
+typedef struct cnn_bin_geom {
+    cnn_binop op;
+    int c, h, w;        /* output of one image */
+    int shape[2][3];    /* operand k's [c, h, w]: each dim the output's or 1 */
+    bool batched[2];    /* operand k has one tensor per image (a layer); else one for all (a constant) */
+    bool scalar[2];     /* operand k is `value` (no buffer) */
+    float value;
+} cnn_bin_geom;
+
+/* y = act(a op b) for n images (a: operand 0, b: operand 1; the scalar
+ * operand's buffer is not read and may be NULL). */
+int cnn_op_binary(cnn_cl *cl, const cnn_bin_geom *g, int n, cl_mem a, cl_mem b, cl_mem y, cnn_act act, float slope,
+                  const char *layer);
+/* Operand k's element strides [n, c, h, w] in the kernels (0 along a
+ * broadcast dimension, and along n for a constant). */
+void cnn_bin_strides(const cnn_bin_geom *g, int k, cl_uint s[4]);
+/* CNN_ERR_INPUT naming `layer` unless both operands broadcast to the
+ * output and n images index in 32 bits. */
+int cnn_bin_check(const cnn_bin_geom *g, int n, const char *layer);
 
 /* ---- convolution and linear (host/ops/conv.c, host/ops/dense.c) ---- */
 
@@ -149,6 +182,51 @@ int cnn_op_lrn(cnn_cl *cl, int n, int c, int plane, int size, float alpha, float
 /* Copies x [N, cx, plane] into y [N, cy, plane] at channel offset c0. */
 int cnn_op_concat_part(cnn_cl *cl, int n, int cx, int cy, int c0, int plane, cl_mem x, cl_mem y,
                        const char *layer);
+
+/* Max over each channel's plane (global max pool): NaN wins, as in
+ * PyTorch's max pooling. */
+int cnn_op_global_maxpool(cnn_cl *cl, int n, int c, int plane, cl_mem x, cl_mem y, const char *layer);
+/* Layer norm over channels at each position: y = (x - mean) / sqrt(var +
+ * eps) * w[c] + b[c], biased variance; w, b NULL: no affine. */
+int cnn_op_layernorm(cnn_cl *cl, int n, int c, int plane, float eps, cl_mem x, cl_mem w, cl_mem b, cl_mem y,
+                     const char *layer);
+
+/* A channel selection: y channel j of cy reads x channel
+ * start + (j / groups) * step + (j % groups) * k (of cx).  Slice: groups 1;
+ * channel shuffle: start 0, step 1, k = cx / groups. */
+typedef struct cnn_chan_map {
+    int cx, cy, start, step, groups, k;
+} cnn_chan_map;
+int cnn_op_channel_gather(cnn_cl *cl, const cnn_chan_map *m, int n, int plane, cl_mem x, cl_mem y,
+                          const char *layer);
+/* CNN_ERR_INPUT naming `layer` unless the map reads channels of x only
+ * and n images index in 32 bits. */
+int cnn_chan_map_check(const cnn_chan_map *m, int n, int plane, const char *layer);
+
+/* ---- spatial resampling (host/ops/resample.c, cl/resample.cl) ---- */
+
+/* F.pad on H and W: [c, hi, wi] -> [c, ho, wo] with pt rows above and pl
+ * columns left; constant (value), reflect (no edge repeat) or replicate. */
+typedef struct cnn_pad_geom {
+    int c, hi, wi, ho, wo, pt, pl;
+    cnn_pad_mode mode;
+    float value;
+} cnn_pad_geom;
+int cnn_op_pad(cnn_cl *cl, const cnn_pad_geom *g, int n, cl_mem x, cl_mem y, const char *layer);
+
+/* F.interpolate: nearest (PyTorch's 'nearest': src = min(floor(dst * rh),
+ * hi - 1) in float, with its exact cases for equal and doubled sizes) or
+ * bilinear (align_corners: src = dst * rh; else max((dst + 0.5) * rh - 0.5,
+ * 0)).  rh, rw: PyTorch's float source scales (cnn_resize_scale). */
+typedef struct cnn_resize_geom {
+    int c, hi, wi, ho, wo;
+    bool bilinear, align_corners;
+    float rh, rw;
+} cnn_resize_geom;
+/* PyTorch's source scale along one axis: align_corners: (in - 1) / (out -
+ * 1) (0 for out 1); a given scale factor s: 1 / s; else in / out. */
+float cnn_resize_scale(int in, int out, double factor, bool align_corners);
+int cnn_op_resize(cnn_cl *cl, const cnn_resize_geom *g, int n, cl_mem x, cl_mem y, const char *layer);
 
 /* ---- input preprocessing (host/ops/preprocess.c, cl/preprocess.cl) ---- */
 

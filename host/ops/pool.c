@@ -1,6 +1,7 @@
-/* Pooling, softmax, LRN and concat on the device (cl/pool.cl).  Every op is
- * one 1-D launch over its output elements (softmax: over (n, position); max
- * pooling: over output rows). */
+/* Pooling, softmax, layer norm, LRN, concat and channel selection on the
+ * device (cl/pool.cl).  Every op is one launch over its output elements
+ * (softmax and layer norm: over (n, position); max pooling: over output
+ * rows; global max pooling: over planes). */
 #include "ops/ops.h"
 #include "core/error.h"
 
@@ -138,4 +139,62 @@ int cnn_op_concat_part(cnn_cl *cl, int n, int cx, int cy, int c0, int plane, cl_
     cl_kernel k;
     if ((status = pool_kernel(cl, "kernel_concat_f32", x, y, v, 4, layer, &k)) < 0) return status;
     return cnn_cl_run1d(cl, k, total, layer);
+}
+
+int cnn_op_global_maxpool(cnn_cl *cl, int n, int c, int plane, cl_mem x, cl_mem y, const char *layer)
+{
+    size_t total = (size_t)n * c;
+    int status = check_count(total * (size_t)plane, "global maxpool", layer);
+    if (status < 0) return status;
+    cl_uint v[] = {(cl_uint)total, (cl_uint)plane};
+    cl_kernel k;
+    if ((status = pool_kernel(cl, "kernel_global_maxpool_f32", x, y, v, 2, layer, &k)) < 0) return status;
+    return cnn_cl_run1d(cl, k, total, layer);
+}
+
+int cnn_op_layernorm(cnn_cl *cl, int n, int c, int plane, float eps, cl_mem x, cl_mem w, cl_mem b, cl_mem y,
+                     const char *layer)
+{
+    size_t items = (size_t)n * plane;
+    int status = check_count(items * (size_t)c, "layernorm", layer);
+    if (status < 0) return status;
+    cl_kernel k;
+    if ((status = cnn_cl_kernel(cl, "pool.cl", NULL, "kernel_layernorm_f32", &k)) < 0)
+        return cnn_error_prefix(status, "layer '%s'", layer);
+    cl_uint affine = w != NULL, ui = (cl_uint)items, uc = (cl_uint)c, up = (cl_uint)plane;
+    /* Without affine the kernel reads neither w nor b. */
+    cl_mem wb = w ? w : x, bb = b ? b : x;
+    if ((status = CNN_ARG(k, 0, x, layer)) < 0 || (status = CNN_ARG(k, 1, wb, layer)) < 0 ||
+        (status = CNN_ARG(k, 2, bb, layer)) < 0 || (status = CNN_ARG(k, 3, y, layer)) < 0 ||
+        (status = CNN_ARG(k, 4, ui, layer)) < 0 || (status = CNN_ARG(k, 5, uc, layer)) < 0 ||
+        (status = CNN_ARG(k, 6, up, layer)) < 0 || (status = CNN_ARG(k, 7, eps, layer)) < 0 ||
+        (status = CNN_ARG(k, 8, affine, layer)) < 0)
+        return status;
+    return cnn_cl_run1d(cl, k, items, layer);
+}
+
+int cnn_chan_map_check(const cnn_chan_map *m, int n, int plane, const char *layer)
+{
+    size_t big = (size_t)n * (m->cx > m->cy ? m->cx : m->cy) * (size_t)plane;
+    int status = check_count(big, "channel selection", layer);
+    if (status < 0) return status;
+    /* the last channel read must exist */
+    long last = m->start + (long)((m->cy - 1) / m->groups) * m->step + (long)(m->groups - 1) * m->k;
+    if (m->cy < 1 || m->groups < 1 || m->step < 1 || m->start < 0 || m->k < 0 || m->cy % m->groups || last >= m->cx)
+        return cnn_error_set(CNN_ERR_INPUT, "channel selection layer '%s': map start %d step %d groups %d k %d "
+                             "reads past %d channels", layer, m->start, m->step, m->groups, m->k, m->cx);
+    return CNN_OK;
+}
+
+int cnn_op_channel_gather(cnn_cl *cl, const cnn_chan_map *m, int n, int plane, cl_mem x, cl_mem y,
+                          const char *layer)
+{
+    int status = cnn_chan_map_check(m, n, plane, layer);
+    if (status < 0) return status;
+    size_t rows = (size_t)n * m->cy;
+    cl_uint v[] = {(cl_uint)rows,  (cl_uint)plane,  (cl_uint)m->cx, (cl_uint)m->cy,
+                   (cl_uint)m->start, (cl_uint)m->step, (cl_uint)m->groups, (cl_uint)m->k};
+    cl_kernel k;
+    if ((status = pool_kernel(cl, "kernel_channel_gather_f32", x, y, v, 8, layer, &k)) < 0) return status;
+    return cnn_op_run_rows(cl, k, (size_t)plane, rows, layer);
 }

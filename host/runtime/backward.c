@@ -10,7 +10,7 @@ static size_t grad_scratch(const cnn_graph *g)
 {
     size_t m = 1;
     for (int i = 0; i < g->n; i++)
-        if (g->layers[i].spec->op == CNN_OP_CONV2D) {
+        if (cnn_layer_is_conv(&g->layers[i])) {
             size_t s = cnn_grad_conv2d_scratch(&g->layers[i].conv);
             if (s > m) m = s;
         }
@@ -63,6 +63,34 @@ cl_mem cnn_backward_grad(const cnn_backward *bw, int layer)
     return r < 0 ? bw->d_input : bw->d[r];
 }
 
+/* A binary op's backward: each operand that is a layer gets its gradient,
+ * reduced over the dimensions it was broadcast along (twice into one
+ * buffer when both operands are the same layer: the launches run in
+ * order, each adding). */
+static int back_binary(cnn_backward *bw, int i, int n)
+{
+    const cnn_layer *l = &bw->net->g->layers[i];
+    cl_mem ops[2];
+    cnn_net_operands(bw->net, i, ops);
+    int status = CNN_OK;
+    const cnn_bin_geom *g = &l->bin;
+    size_t count = (size_t)n * cnn_layer_numel(l);
+    for (int k = 0; k < 2 && status == CNN_OK; k++) {
+        if (!g->batched[k]) continue; /* the constant or scalar: no gradient */
+        int src = l->n_in == 2 ? l->in[k] : l->in[0];
+        /* an operand of the output's shape in a sum: dy as it is (the
+         * residual add's path, as before broadcasting) */
+        bool whole = g->shape[k][0] == g->c && g->shape[k][1] == g->h && g->shape[k][2] == g->w;
+        if (g->op == CNN_BIN_ADD && whole) {
+            status = cnn_grad_accum(bw->net->cl, bw->d[i], cnn_backward_grad(bw, src), count, l->spec->name);
+            continue;
+        }
+        status = cnn_grad_binary(bw->net->cl, g, n, k, ops[0], ops[1], bw->d[i], cnn_backward_grad(bw, src),
+                                 l->spec->name);
+    }
+    return status;
+}
+
 /* Layer i's backward: reads d(i), adds into d(inputs). */
 static int back_layer(cnn_backward *bw, int i, int n, cnn_grad_mode mode)
 {
@@ -79,12 +107,12 @@ static int back_layer(cnn_backward *bw, int i, int n, cnn_grad_mode mode)
     int ih = in0 ? in0->h : g->in_h, iw = in0 ? in0->w : g->in_w;
     size_t count = (size_t)n * cnn_layer_numel(l);
     cnn_op op = l->spec->op;
-    CNN_ASSERT(net->plan.act[i] == CNN_ACT_NONE || cnn_act_of_op(op) != CNN_ACT_NONE); /* gradient mode fuses nothing */
+    cnn_act act = cnn_act_of(l->spec);
+    CNN_ASSERT(net->plan.act[i] == CNN_ACT_NONE || act != CNN_ACT_NONE); /* gradient mode fuses nothing */
     CNN_ASSERT(net->plan.fold_bn[i] < 0);
-    if (cnn_act_of_op(op) != CNN_ACT_NONE) return cnn_grad_act(cl, cnn_act_of_op(op), l->spec->slope, mode, x, y, dy, dx, count, name);
+    if (act != CNN_ACT_NONE) return cnn_grad_act(cl, act, l->spec->slope, mode, x, y, dy, dx, count, name);
+    if (cnn_layer_is_conv(l)) return cnn_grad_conv2d(cl, &l->conv, n, dy, net->w[i], dx, bw->scratch, name);
     switch (op) {
-    case CNN_OP_CONV2D:
-        return cnn_grad_conv2d(cl, &l->conv, n, dy, net->w[i], dx, bw->scratch, name);
     case CNN_OP_BATCHNORM:
         return cnn_grad_scale(cl, dy, net->scale[i], dx, count, (size_t)l->h * l->w, l->c, name);
     case CNN_OP_MAXPOOL:
@@ -96,7 +124,24 @@ static int back_layer(cnn_backward *bw, int i, int n, cnn_grad_mode mode)
         return cnn_grad_adaptive_avgpool(cl, n, ic, ih, iw, l->h, l->w, dy, dx, name);
     case CNN_OP_LINEAR:
         return cnn_grad_linear(cl, n, ic * ih * iw, l->c, dy, net->w[i], dx, name);
+    case CNN_OP_HARDSIGMOID:
+        return cnn_grad_clamp(cl, x, dy, dx, count, l->spec->alpha, l->spec->beta, 0.0f, 1.0f, false, name);
+    case CNN_OP_CLIP:
+        return cnn_grad_clamp(cl, x, dy, dx, count, 1.0f, 0.0f, l->spec->lo, l->spec->hi, true, name);
+    case CNN_OP_SUB: case CNN_OP_MUL: case CNN_OP_DIV:
+        return back_binary(bw, i, n);
+    case CNN_OP_LAYERNORM:
+        return cnn_grad_layernorm(cl, n, l->c, l->h * l->w, l->spec->eps, x, net->w[i], dy, dx, name);
+    case CNN_OP_SLICE: case CNN_OP_CHANNEL_SHUFFLE:
+        return cnn_grad_channel_gather(cl, &l->chan, n, l->h * l->w, dy, dx, name);
+    case CNN_OP_PAD:
+        return cnn_grad_pad(cl, &l->pad, n, dy, dx, name);
+    case CNN_OP_RESIZE:
+        return cnn_grad_resize(cl, &l->resize, n, dy, dx, name);
+    case CNN_OP_GLOBAL_MAXPOOL:
+        return cnn_grad_global_maxpool(cl, n, l->c, ih * iw, x, dy, dx, name);
     case CNN_OP_ADD: {
+        if (l->n_in <= 2) return back_binary(bw, i, n);
         int status = CNN_OK;
         for (int k = 0; k < l->n_in && status == CNN_OK; k++)
             status = cnn_grad_accum(cl, dy, cnn_backward_grad(bw, l->in[k]), count, name);

@@ -8,11 +8,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool is_act(cnn_op op) { return cnn_act_of_op(op) != CNN_ACT_NONE; }
+static bool is_act(const cnn_layer_spec *s) { return cnn_act_of(s) != CNN_ACT_NONE; }
 
-cnn_act cnn_act_of_op(cnn_op op)
+static bool is_binary(cnn_op op)
 {
-    switch (op) {
+    return op == CNN_OP_ADD || op == CNN_OP_SUB || op == CNN_OP_MUL || op == CNN_OP_DIV;
+}
+
+cnn_act cnn_act_of(const cnn_layer_spec *s)
+{
+    switch (s->op) {
+    case CNN_OP_SILU: return CNN_ACT_SILU;
+    case CNN_OP_GELU: return s->gelu_tanh ? CNN_ACT_GELU_TANH : CNN_ACT_GELU;
     case CNN_OP_RELU: return CNN_ACT_RELU;
     case CNN_OP_RELU6: return CNN_ACT_RELU6;
     case CNN_OP_LEAKY_RELU: return CNN_ACT_LEAKY_RELU;
@@ -100,32 +107,32 @@ int cnn_plan_build_with(const cnn_graph *g, const bool *keep_in, int max_batch, 
         int r = src >= 0 ? p->root[src] : CNN_GRAPH_INPUT;
         p->root[i] = i;
         p->computes[i] = true;
-        if (op == CNN_OP_FLATTEN || op == CNN_OP_DROPOUT) {
+        if (op == CNN_OP_FLATTEN || op == CNN_OP_DROPOUT || (op == CNN_OP_CONCAT && l->n_in == 1)) {
             p->root[i] = r;
             p->computes[i] = false;
             continue;
         }
         /* Only a tensor nobody else reads or keeps may be rewritten in place. */
         bool private_src = src >= 0 && r >= 0 && readers[src] == 1 && !keep[src];
-        if (op == CNN_OP_BATCHNORM && private_src && r == src && g->layers[r].spec->op == CNN_OP_CONV2D &&
+        if (op == CNN_OP_BATCHNORM && private_src && r == src && cnn_layer_is_conv(&g->layers[r]) &&
             p->fold_bn[r] < 0 && p->act[r] == CNN_ACT_NONE) {
             p->fold_bn[r] = i;
             p->root[i] = r;
             p->computes[i] = false;
             continue;
         }
-        if (is_act(op) && private_src && p->act[r] == CNN_ACT_NONE && p->computes[r]) {
+        if (is_act(l->spec) && private_src && p->act[r] == CNN_ACT_NONE && p->computes[r]) {
             cnn_op rop = g->layers[r].spec->op;
-            if (rop == CNN_OP_CONV2D || rop == CNN_OP_LINEAR || rop == CNN_OP_BATCHNORM || rop == CNN_OP_ADD) {
-                p->act[r] = cnn_act_of_op(op);
+            if (rop == CNN_OP_CONV2D || rop == CNN_OP_LINEAR || rop == CNN_OP_BATCHNORM || is_binary(rop)) {
+                p->act[r] = cnn_act_of(l->spec);
                 p->slope[r] = l->spec->slope;
                 p->root[i] = r;
                 p->computes[i] = false;
                 continue;
             }
         }
-        if (is_act(op)) {
-            p->act[i] = cnn_act_of_op(op);
+        if (is_act(l->spec)) {
+            p->act[i] = cnn_act_of(l->spec);
             p->slope[i] = l->spec->slope;
         }
     }
@@ -174,7 +181,7 @@ int cnn_plan_build_with(const cnn_graph *g, const bool *keep_in, int max_batch, 
     for (int i = 0; i < n && all_kept; i++) all_kept = keep_in[i];
     for (int i = 0; i < n; i++) {
         const cnn_layer *l = &g->layers[i];
-        if (l->spec->op == CNN_OP_CONV2D) {
+        if (cnn_layer_is_conv(l)) {
             size_t s = cnn_op_conv2d_scratch(&l->conv) * sizeof(float);
             p->packed[i] = packing != CNN_PACK_NONE && pack_conv(&l->conv, max_batch, all_kept, wino ? wino[i] : -1,
                                                                  packing == CNN_PACK_OWN, &p->pack[i]);
@@ -186,8 +193,8 @@ int cnn_plan_build_with(const cnn_graph *g, const bool *keep_in, int max_batch, 
             }
             if (s > p->scratch_bytes) p->scratch_bytes = s;
         }
-        if (l->spec->op == CNN_OP_CONV2D || l->spec->op == CNN_OP_LINEAR || l->spec->op == CNN_OP_BATCHNORM)
-            p->weight_bytes += (size_t)l->params * sizeof(float);
+        /* every op that binds parameters */
+        p->weight_bytes += (size_t)l->params * sizeof(float);
     }
     p->peak_bytes = p->input_bytes + p->scratch_bytes + p->gemm_bytes + p->weight_bytes;
     for (int s = 0; s < p->n_slots; s++) p->peak_bytes += p->slot_bytes[s];
@@ -292,8 +299,9 @@ static int upload_layer(cnn_net *net, int i)
     int status = CNN_OK;
     float *wtmp = NULL, *btmp = NULL;
     /* The forward of a packed conv reads only the packed copy. */
-    bool plain = net->backward || op != CNN_OP_CONV2D || !net->plan.packed[i];
-    if (op == CNN_OP_CONV2D && net->plan.fold_bn[i] >= 0) {
+    bool conv = cnn_layer_is_conv(l);
+    bool plain = net->backward || !conv || !net->plan.packed[i];
+    if (conv && net->plan.fold_bn[i] >= 0) {
         const cnn_layer *bn = &net->g->layers[net->plan.fold_bn[i]];
         int co = l->conv.co;
         size_t per = l->n_weight / (size_t)co;
@@ -312,15 +320,21 @@ static int upload_layer(cnn_net *net, int i)
         if (plain) CNN_TRY(upload(net->cl, wtmp, l->n_weight, &net->w[i], name), done);
         CNN_TRY(upload(net->cl, btmp, (size_t)co, &net->b[i], name), done);
         CNN_TRY(upload_packed(net, i, wtmp), done);
-    } else if (op == CNN_OP_CONV2D || op == CNN_OP_LINEAR) {
+    } else if (conv || op == CNN_OP_LINEAR) {
         /* Read only by our kernels: a batch-1 linear layer's weights (the
          * GEMV) and a direct convolution's, in a forward-only network; every
          * bias (the epilogues). */
-        bool ours_only = !net->backward && (op == CNN_OP_LINEAR ? net->plan.max_batch == 1
-                                                                : cnn_op_conv2d_is_direct(&l->conv));
+        bool ours_only = !net->backward && (conv ? cnn_op_conv2d_is_direct(&l->conv) : net->plan.max_batch == 1);
         if (plain)
             CNN_TRY(upload_param(net, i, l->weight, l->owned & CNN_OWN_WEIGHT, ours_only, l->n_weight, &net->w[i]), done);
-        if (op == CNN_OP_CONV2D) CNN_TRY(upload_packed(net, i, l->weight), done);
+        if (conv) CNN_TRY(upload_packed(net, i, l->weight), done);
+        if (l->bias)
+            CNN_TRY(upload_param(net, i, l->bias, l->owned & CNN_OWN_BIAS, true, (size_t)l->c, &net->b[i]), done);
+    } else if (op == CNN_OP_LAYERNORM || (is_binary(op) && l->weight)) {
+        /* layer norm's gamma and beta, a binary op's constant: read by our
+         * kernels only */
+        if (l->weight)
+            CNN_TRY(upload_param(net, i, l->weight, l->owned & CNN_OWN_WEIGHT, true, l->n_weight, &net->w[i]), done);
         if (l->bias)
             CNN_TRY(upload_param(net, i, l->bias, l->owned & CNN_OWN_BIAS, true, (size_t)l->c, &net->b[i]), done);
     } else if (op == CNN_OP_BATCHNORM && net->plan.computes[i]) {
@@ -412,6 +426,35 @@ int cnn_net_create_consuming(cnn_net *net, cnn_cl *cl, cnn_graph *g, const bool 
     return net_create(net, cl, g, g, keep, max_batch, backward);
 }
 
+/* The operands of binary layer i: its input layers, or one and its
+ * constant (net->w[i]) or scalar, in the order of l->bin. */
+void cnn_net_operands(const cnn_net *net, int i, cl_mem ops[2])
+{
+    const cnn_layer *l = &net->g->layers[i];
+    if (l->n_in == 2) {
+        ops[0] = cnn_net_buffer(net, l->in[0]);
+        ops[1] = cnn_net_buffer(net, l->in[1]);
+        return;
+    }
+    int xi = l->spec->const_first ? 1 : 0;
+    ops[xi] = cnn_net_buffer(net, l->in[0]);
+    ops[1 - xi] = net->w[i];
+}
+
+static int run_binary(cnn_net *net, int i, int n, cnn_act act, float slope)
+{
+    const cnn_layer *l = &net->g->layers[i];
+    cl_mem ops[2];
+    cnn_net_operands(net, i, ops);
+    cl_mem y = net->slots[net->plan.slot[i]];
+    const cnn_bin_geom *g = &l->bin;
+    /* A residual add of two equal shapes: the add kernel it always ran. */
+    if (g->op == CNN_BIN_ADD && l->n_in == 2 && !memcmp(g->shape[0], g->shape[1], sizeof g->shape[0]) &&
+        g->shape[0][0] == g->c && g->shape[0][1] == g->h && g->shape[0][2] == g->w)
+        return cnn_op_add_act(net->cl, ops[0], ops[1], y, (size_t)n * cnn_layer_numel(l), act, slope, l->spec->name);
+    return cnn_op_binary(net->cl, g, n, ops[0], ops[1], y, act, slope, l->spec->name);
+}
+
 static int run_layer(cnn_net *net, int i, int n)
 {
     cnn_cl *cl = net->cl;
@@ -425,18 +468,35 @@ static int run_layer(cnn_net *net, int i, int n)
     int ic = in0 ? in0->c : net->g->in_c;
     int ih = in0 ? in0->h : net->g->in_h, iw = in0 ? in0->w : net->g->in_w;
     size_t count = (size_t)n * cnn_layer_numel(l);
-    switch (l->spec->op) {
-    case CNN_OP_CONV2D:
+    if (cnn_layer_is_conv(l)) {
         if (net->plan.packed[i])
             return cnn_op_conv2d_packed(cl, &l->conv, &net->plan.pack[i], n, x, net->wpack[i], net->b[i], act, slope,
                                         y, net->scratch, net->gemm_out, name);
         return cnn_op_conv2d(cl, &l->conv, n, x, net->w[i], net->b[i], act, slope, y, net->scratch, name);
+    }
+    switch (l->spec->op) {
     case CNN_OP_BATCHNORM:
         return cnn_op_affine_act(cl, x, y, net->scale[i], net->b[i], count, (size_t)l->h * l->w, l->c, act, slope,
                                  name);
     case CNN_OP_RELU: case CNN_OP_RELU6: case CNN_OP_LEAKY_RELU: case CNN_OP_SIGMOID: case CNN_OP_TANH:
-    case CNN_OP_HARDSWISH:
+    case CNN_OP_HARDSWISH: case CNN_OP_SILU: case CNN_OP_GELU:
         return cnn_op_act(cl, act, slope, x, y, count, name);
+    case CNN_OP_HARDSIGMOID:
+        return cnn_op_clamp(cl, x, y, count, l->spec->alpha, l->spec->beta, 0.0f, 1.0f, name);
+    case CNN_OP_CLIP:
+        return cnn_op_clamp(cl, x, y, count, 1.0f, 0.0f, l->spec->lo, l->spec->hi, name);
+    case CNN_OP_SUB: case CNN_OP_MUL: case CNN_OP_DIV:
+        return run_binary(net, i, n, act, slope);
+    case CNN_OP_LAYERNORM:
+        return cnn_op_layernorm(cl, n, l->c, l->h * l->w, l->spec->eps, x, net->w[i], net->b[i], y, name);
+    case CNN_OP_SLICE: case CNN_OP_CHANNEL_SHUFFLE:
+        return cnn_op_channel_gather(cl, &l->chan, n, l->h * l->w, x, y, name);
+    case CNN_OP_PAD:
+        return cnn_op_pad(cl, &l->pad, n, x, y, name);
+    case CNN_OP_RESIZE:
+        return cnn_op_resize(cl, &l->resize, n, x, y, name);
+    case CNN_OP_GLOBAL_MAXPOOL:
+        return cnn_op_global_maxpool(cl, n, l->c, ih * iw, x, y, name);
     case CNN_OP_MAXPOOL:
         return cnn_op_maxpool(cl, &l->pool, n, x, y, name);
     case CNN_OP_AVGPOOL:
@@ -447,6 +507,7 @@ static int run_layer(cnn_net *net, int i, int n)
     case CNN_OP_LINEAR:
         return cnn_op_linear(cl, n, ic * ih * iw, l->c, x, net->w[i], net->b[i], act, slope, y, name);
     case CNN_OP_ADD: {
+        if (l->n_in <= 2) return run_binary(net, i, n, act, slope);
         /* A fused activation runs with the last addition. */
         int status = cnn_op_add_act(cl, x, cnn_net_buffer(net, l->in[1]), y, count, l->n_in == 2 ? act : CNN_ACT_NONE,
                                     slope, name);

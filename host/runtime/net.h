@@ -8,8 +8,10 @@
  * an activation right after a conv/linear/batchnorm/add runs in its epilogue
  * when no kept tensor sits between; 3x3 convolutions may run Winograd
  * F(2x2, 3x3) unless every layer is kept (gradient mode) or the weights
- * hold NaN or Inf (g->nonfinite); flatten and dropout are views of their
- * input. */
+ * hold NaN or Inf (g->nonfinite); flatten, dropout and a concat of one
+ * input are views of their input.  An activation fuses into a
+ * convolution (conv2d, linear over channels), linear, batch norm or binary
+ * op (add, sub, mul, div); SiLU and GELU as well as the ReLU family. */
 #ifndef CNN_RUNTIME_NET_H
 #define CNN_RUNTIME_NET_H
 
@@ -35,8 +37,8 @@ typedef struct cnn_plan {
     size_t gemm_bytes;    /* GEMM result of the packed path (its own buffer: CLBlast wants offset 0) */
 } cnn_plan;
 
-/* The activation an op computes (CNN_ACT_NONE for every other op). */
-cnn_act cnn_act_of_op(cnn_op op);
+/* The activation a layer computes (CNN_ACT_NONE for every other op). */
+cnn_act cnn_act_of(const cnn_layer_spec *s);
 
 /* keep: [g->n] layers whose outputs must be readable after the forward pass
  * (NULL: only the last layer).  Host only: `info` uses it without a device. */
@@ -92,6 +94,11 @@ void cnn_net_free(cnn_net *net);
 /* Runs the forward pass on the first n images of net->input (enqueued; the
  * caller reads results with cnn_net_read, which blocks). */
 int cnn_net_forward(cnn_net *net, int n);
+
+/* The operands of binary layer i (add, sub, mul, div) in the order of
+ * g->layers[i].bin: its input layers' buffers, or that of its one input
+ * and its constant's (NULL for `value`). */
+void cnn_net_operands(const cnn_net *net, int i, cl_mem ops[2]);
 
 /* The buffer holding layer i's output ([N, c, h, w]). */
 cl_mem cnn_net_buffer(const cnn_net *net, int layer);

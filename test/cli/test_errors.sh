@@ -125,7 +125,7 @@ config_error linconv "linear directly after a conv block, no flatten" "$TMP/linc
 
 mk addshape -e 's/name: relu3,   op: relu}/name: relu3, op: add, in: [bn3, relu1]}/'
 L=$(lineof addshape 'op: add')
-config_error addshape "add of mismatched shapes" "$TMP/addshape\.yaml:$L:[0-9]+: .*relu3.*\[32, 28, 28\].*\[64, 14, 14\]"
+config_error addshape "add of shapes that do not broadcast" "$TMP/addshape\.yaml:$L:[0-9]+: layer 'relu3' \(add\): inputs 'bn3' \[64, 14, 14\] and 'relu1' \[32, 28, 28\] do not broadcast"
 
 # ------------------------------------------------------------------- weights
 mk wrongout -e 's/out: 32, kernel: 3, pad: 1, params: features.0/out: 16, kernel: 3, pad: 1, params: features.0/'

@@ -315,6 +315,36 @@ gen widepool '[1, 1, 1]' '{name: c, op: conv2d, out: 1048576, kernel: 1, bias: f
 sed -i "s#weights: $WEIGHTS#weights: $TMP/wide.safetensors#" "$TMP/widepool.yaml"
 bad_config "$TMP/widepool.yaml" "output of 127x2^64 values (wraps to 0 in 64 bits)" "widepool\.yaml:6:[0-9]+: layer 'p': output \[2130706432, 1048576, 1048576\] is too large"
 
+# The ops of modern CNNs: operands, constants and geometry that do not fit.
+gen constshape '[1, 28, 28]' '{name: c, op: conv2d, out: 32, kernel: 3, params: features.0}' \
+  '{name: m, op: mul, const: features.0.weight}'
+bad_config "$TMP/constshape.yaml" "a mul constant of another shape" \
+  "constshape\.yaml:5:[0-9]+: layer 'm' \(mul\): tensor 'features\.0\.weight' has shape \[32, 1, 3, 3\], which does not broadcast with its input \[32, 26, 26\]: a constant must be \[C\], \[C, 1, 1\], \[1, C, 1, 1\], a scalar"
+gen constwrongc '[1, 28, 28]' '{name: c, op: conv2d, out: 32, kernel: 3, params: features.0}' \
+  '{name: m, op: add, const: features.7.bias}'
+bad_config "$TMP/constwrongc.yaml" "a per-channel constant of 64 for 32 channels" \
+  "constwrongc\.yaml:5:[0-9]+: layer 'm' \(add\): tensor 'features\.7\.bias' has shape \[64\], which does not broadcast with its input \[32, 26, 26\]"
+gen constnone '[1, 28, 28]' '{name: m, op: mul, const: features.99.scale}'
+bad_config "$TMP/constnone.yaml" "a mul constant missing from the weights" \
+  "constnone\.yaml:4:[0-9]+: layer 'm': tensor 'features\.99\.scale' not found"
+gen bcast '[1, 28, 28]' '{name: a, op: maxpool, kernel: 2}' '{name: b, op: mul, in: [a, input]}'
+bad_config "$TMP/bcast.yaml" "two layers that do not broadcast" \
+  "bcast\.yaml:5:[0-9]+: layer 'b' \(mul\): inputs 'a' \[1, 14, 14\] and 'input' \[1, 28, 28\] do not broadcast"
+gen slicenone '[1, 28, 28]' '{name: s, op: slice, start: 3}'
+bad_config "$TMP/slicenone.yaml" "a slice that selects no channel" "slicenone\.yaml:4:[0-9]+: layer 's' \(slice\): \[3:1:1\] of 1 channels selects none"
+gen shuffle '[3, 28, 28]' '{name: s, op: channel_shuffle, groups: 2}'
+bad_config "$TMP/shuffle.yaml" "shuffle groups that do not divide the channels" "shuffle\.yaml:4:[0-9]+: layer 's' \(channel_shuffle\): groups 2 must divide the 3 channels"
+gen reflect '[1, 28, 28]' '{name: p, op: pad, pad: [0, 28, 0, 0], mode: reflect}'
+bad_config "$TMP/reflect.yaml" "reflect padding as large as the input" "reflect\.yaml:4:[0-9]+: layer 'p' \(pad\): reflect padding \[0, 28, 0, 0\] must be smaller than the input \[28, 28\]"
+gen rsempty '[1, 28, 28]' '{name: r, op: resize, scale: 0.01}'
+bad_config "$TMP/rsempty.yaml" "a resize to nothing" "rsempty\.yaml:4:[0-9]+: layer 'r' \(resize\): output height 0 from input 28 is empty"
+gen rsboth '[1, 28, 28]' '{name: r, op: resize, scale: 2, size: [3, 3]}'
+bad_config "$TMP/rsboth.yaml" "a resize with size and scale" "rsboth\.yaml:4:[0-9]+: layer 'r' \(resize\) needs 'size: \[h, w\]' or 'scale: \[sh, sw\]' \(one of them\)"
+gen constval '[1, 28, 28]' '{name: m, op: mul, const: features.0.bias, value: 2}'
+bad_config "$TMP/constval.yaml" "const and value together" "constval\.yaml:4:[0-9]+: layer 'm' \(mul\) takes 'const' or 'value' as its second operand, not both"
+gen gmpflat '[1, 28, 28]' '{name: f, op: flatten}' '{name: g, op: global_maxpool}'
+bad_config "$TMP/gmpflat.yaml" "global max pool of a flat vector" "gmpflat\.yaml:5:[0-9]+: layer 'g' \(global_maxpool\) needs a \[C, H, W\] input"
+
 mk tag -e 's/^version: 1$/version: !!int 1/'
 bad_config "$TMP/tag.yaml" "a YAML tag" "tag\.yaml:2:[0-9]+: tags are not allowed"
 

@@ -14,6 +14,9 @@ Used by test/net/test_networks.py and samples/export_torchvision.py:
   run_config(layers, sd, x)       a PyTorch interpreter of the pipeline
                                   schema (configs/README.md): checks that a
                                   config computes what torchvision computes
+                                  (the ops of modern CNNs too: mul, sub, div
+                                  with broadcasting, silu, gelu, layernorm,
+                                  linear over channels, slice, pad, resize...)
 
 Needs torch 1.13 / torchvision 0.14 (/usr/bin/python3 on Debian).
 """
@@ -306,6 +309,26 @@ class ConfigError(Exception):
     pass
 
 
+def _chw4(t):
+    """A constant as a 4-D operand per the schema: [n] per channel, [h, w]
+    as [1, 1, h, w], [c, h, w] and [1, c, h, w] as they are, a scalar."""
+    if t.dim() == 0:
+        return t
+    if t.dim() == 1:
+        return t.view(1, -1, 1, 1)
+    if t.dim() == 2:
+        return t.view(1, 1, *t.shape)
+    if t.dim() == 3:
+        return t.unsqueeze(0)
+    if t.dim() == 4 and t.shape[0] == 1:
+        return t
+    raise ConfigError("constant of shape %s" % list(t.shape))
+
+
+def _binary(op, a, b):
+    return {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div}[op](a, b)
+
+
 def run_config(layers, state_dict, x, eps_default=1e-5, relu=None, outs_out=None, pool_idx=None,
                relu_mask=None):
     """Runs the `layers:` list of a pipeline file on x [1, C, H, W] (any float
@@ -323,6 +346,12 @@ def run_config(layers, state_dict, x, eps_default=1e-5, relu=None, outs_out=None
     Returns (output tensor, {layer name: output shape without batch})."""
     dt = x.dtype
     used = set()
+
+    def const(name):
+        if name not in state_dict:
+            raise ConfigError("const: no tensor %s" % name)
+        used.add(name)
+        return _chw4(state_dict[name].to(dt))
 
     def param(p, suffix, required=True):
         key = "%s.%s" % (p, suffix)
@@ -401,7 +430,9 @@ def run_config(layers, state_dict, x, eps_default=1e-5, relu=None, outs_out=None
             y = F.adaptive_avg_pool2d(a, _hw(d["out"], [0, 0]))
         elif op == "flatten":
             y = a.flatten(1)
-        elif op == "linear":
+        elif op == "linear" and d.get("over", "features") == "features":
+            if a.dim() == 4 and a.shape[2:] == (1, 1):
+                a = a.flatten(1)
             w = param(p, "weight")
             b = param(p, "bias", required=False)
             if d.get("bias", True) != (b is not None):
@@ -410,12 +441,74 @@ def run_config(layers, state_dict, x, eps_default=1e-5, relu=None, outs_out=None
                 raise ConfigError("%s: weight %s, config says %s" %
                                   (name, list(w.shape), [d["out"], a.shape[1]]))
             y = F.linear(a, w, b)
-        elif op == "add":
-            if len(srcs) < 2 or any(s.shape != a.shape for s in srcs):
-                raise ConfigError("%s: add needs two or more equal shapes" % name)
+        elif op == "add" and len(srcs) > 2:
+            if any(s.shape != a.shape for s in srcs):
+                raise ConfigError("%s: add of three or more needs equal shapes" % name)
             y = srcs[0]
             for s in srcs[1:]:
                 y = y + s
+        elif op in ("add", "sub", "mul", "div"):
+            # flat [N, C] operands broadcast as [N, C, 1, 1]
+            flat = all(s.dim() == 2 for s in srcs)
+            ops = [s if s.dim() == 4 else s[:, :, None, None] for s in srcs]
+            if len(ops) == 1:
+                if ("const" in d) == ("value" in d):
+                    raise ConfigError("%s: one input needs const or value" % name)
+                c = const(d["const"]) if "const" in d else torch.tensor(float(d["value"]), dtype=dt)
+                ops = [c, ops[0]] if d.get("const_first", False) else [ops[0], c]
+            y = _binary(op, ops[0], ops[1])
+            if flat and y.shape[2:] == (1, 1):
+                y = y.flatten(1)
+        elif op == "silu":
+            y = F.silu(a)
+        elif op == "gelu":
+            y = F.gelu(a, approximate=d.get("approximate", "none"))
+        elif op == "hardsigmoid":
+            al, be = float(d.get("alpha", 1.0 / 6.0)), float(d.get("beta", 0.5))
+            y = F.hardsigmoid(a) if "alpha" not in d and "beta" not in d else torch.clamp(al * a + be, 0.0, 1.0)
+        elif op == "clip":
+            y = torch.clamp(a, d.get("min"), d.get("max"))
+        elif op == "layernorm":
+            w = b = None
+            if d.get("affine", True):
+                w, b = param(p, "weight"), param(p, "bias")
+            eps = float(d.get("eps", 1e-5))
+            if a.dim() == 2:
+                y = F.layer_norm(a, [a.shape[1]], w, b, eps)
+            else:
+                y = F.layer_norm(a.permute(0, 2, 3, 1), [a.shape[1]], w, b, eps).permute(0, 3, 1, 2)
+        elif op == "linear":  # over: channels
+            w = param(p, "weight")
+            b = param(p, "bias", required=False)
+            if d.get("bias", True) != (b is not None):
+                raise ConfigError("%s: bias key disagrees with the weights" % name)
+            if list(w.shape) != [d["out"], a.shape[1]]:
+                raise ConfigError("%s: weight %s, config says %s" % (name, list(w.shape), [d["out"], a.shape[1]]))
+            y = F.linear(a, w, b) if a.dim() == 2 else F.conv2d(a, w[:, :, None, None], b)
+        elif op == "slice":
+            y = a[:, d.get("start", 0):d.get("end", None):d.get("step", 1)]
+        elif op == "channel_shuffle":
+            g = int(d["groups"])
+            sh = list(a.shape)
+            y = a.reshape(sh[0], g, sh[1] // g, *sh[2:]).transpose(1, 2).reshape(sh)
+        elif op == "pad":
+            t, bo, l, r = _pad4(d.get("pad"))
+            mode = d.get("mode", "constant")
+            if mode == "constant":
+                y = F.pad(a, [l, r, t, bo], mode="constant", value=float(d.get("value", 0.0)))
+            else:
+                y = F.pad(a, [l, r, t, bo], mode=mode)
+        elif op == "resize":
+            mode = d.get("mode", "nearest")
+            kw = {"align_corners": bool(d.get("align_corners", False))} if mode == "bilinear" else {}
+            if "size" in d:
+                y = F.interpolate(a, size=_hw(d["size"], [0, 0]), mode=mode, **kw)
+            else:
+                sc = d["scale"]
+                sc = [float(sc), float(sc)] if not isinstance(sc, list) else [float(v) for v in sc]
+                y = F.interpolate(a, scale_factor=sc, mode=mode, **kw)
+        elif op == "global_maxpool":
+            y = F.adaptive_max_pool2d(a, 1)
         elif op == "concat":
             y = torch.cat(srcs, dim=1)
         elif op == "softmax":

@@ -37,6 +37,18 @@ static inline int test_summary(const char *name)
     return g_checks_failed ? 1 : 0;
 }
 
+/* malloc that never returns NULL (a test has nothing to do without the
+ * memory): stops the test with a message. */
+static inline void *xmalloc(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
 /* Deterministic random numbers (xorshift64*), uniform in [lo, hi). */
 static uint64_t g_rng_state = 0x9e3779b97f4a7c15ULL;
 static inline void rng_seed(uint64_t s) { g_rng_state = s ? s : 1; }

@@ -377,8 +377,8 @@ static void test_errors(void)
     EXPECT_ERROR(H "layers:\n  - {name: a}\n", "7:5", "has no 'op'");
     EXPECT_ERROR(H "layers:\n  - {name: a, op: relu}\n  - {name: b, op: add, in: a}\n", "8:28",
                  "needs 'in': a list of two or more");
-    EXPECT_ERROR(H "layers:\n  - {name: a, op: relu}\n  - {name: b, op: concat}\n", "8:5",
-                 "needs 'in': a list of two or more");
+    EXPECT_ERROR(H "layers:\n  - {name: a, op: relu}\n  - {name: b, op: mul}\n", "8:5",
+                 "needs 'in': a list of two layers, or one layer and 'const' or 'value'");
     EXPECT_ERROR(H "layers:\n  - {name: a, op: relu}\n  - {name: b, op: relu, in: [a, a]}\n",
                  "8:29", "takes one input");
     EXPECT_ERROR(H "layers:\n  - {name: p, op: maxpool, kernel: 2, groups: 2}\n", "7:39",
@@ -592,8 +592,84 @@ static void test_shipped_configs(void)
     free(cfg);
 }
 
+/* The keys of the ops of modern CNNs, their defaults and the rules between
+ * them. */
+static void test_modern_ops(void)
+{
+    const char *text = H3 "layers:\n"
+                          "  - {name: c, op: conv2d, out: 8, kernel: 1, params: c}\n"          /* 0 */
+                          "  - {name: s, op: silu}\n"                                          /* 1 */
+                          "  - {name: g, op: gelu}\n"                                          /* 2 */
+                          "  - {name: gt, op: gelu, approximate: tanh}\n"                      /* 3 */
+                          "  - {name: hs, op: hardsigmoid}\n"                                  /* 4 */
+                          "  - {name: hs2, op: hardsigmoid, alpha: 0.2, beta: 0.4}\n"          /* 5 */
+                          "  - {name: cl, op: clip, max: 6}\n"                                 /* 6 */
+                          "  - {name: m, op: mul, in: [c, hs]}\n"                              /* 7 */
+                          "  - {name: mc, op: mul, const: blk.layer_scale}\n"                  /* 8 */
+                          "  - {name: dv, op: div, value: 2.5, const_first: true}\n"           /* 9 */
+                          "  - {name: ad, op: add, in: c, value: -1}\n"                        /* 10 */
+                          "  - {name: ln, op: layernorm, eps: 1.0e-6, params: n}\n"           /* 11 */
+                          "  - {name: ln2, op: layernorm, affine: false}\n"                    /* 12 */
+                          "  - {name: lc, op: linear, over: channels, out: 4, params: l}\n"   /* 13 */
+                          "  - {name: sl, op: slice, start: -6, end: -1, step: 2}\n"           /* 14 */
+                          "  - {name: sh, op: channel_shuffle, groups: 2}\n"                   /* 15 */
+                          "  - {name: pd, op: pad, pad: [1, 2, 3, 4], mode: reflect}\n"        /* 16 */
+                          "  - {name: pc, op: pad, pad: 1, value: 0.5}\n"                      /* 17 */
+                          "  - {name: rz, op: resize, scale: [2, 1.5]}\n"                      /* 18 */
+                          "  - {name: rb, op: resize, size: [5, 7], mode: bilinear, align_corners: true}\n"
+                          "  - {name: gm, op: global_maxpool}\n"                               /* 20 */
+                          "  - {name: cc, op: concat, in: gm}\n";                              /* 21 */
+    cnn_pipeline p;
+    CHECK_OK(parse(text, &p));
+    const cnn_layer_spec *L = p.layers;
+    CHECK(p.n_layers == 22, "22 layers");
+    if (p.n_layers == 22) {
+        CHECK(L[1].op == CNN_OP_SILU && L[2].op == CNN_OP_GELU && !L[2].gelu_tanh && L[3].gelu_tanh, "silu, gelu");
+        CHECK(feq(L[4].alpha, 1.0 / 6.0) && feq(L[4].beta, 0.5) && feq(L[5].alpha, 0.2) && feq(L[5].beta, 0.4),
+              "hardsigmoid alpha, beta");
+        CHECK(L[6].op == CNN_OP_CLIP && isinf(L[6].lo) && L[6].lo < 0 && feq(L[6].hi, 6), "clip");
+        CHECK(L[7].op == CNN_OP_MUL && L[7].n_in == 2 && !L[7].cnst && !L[7].has_value, "mul of two");
+        CHECK(L[8].cnst && strcmp(L[8].cnst, "blk.layer_scale") == 0 && L[8].n_in == 0, "mul const");
+        CHECK(L[9].op == CNN_OP_DIV && L[9].has_value && feq(L[9].value, 2.5) && L[9].const_first, "div value first");
+        CHECK(L[10].op == CNN_OP_ADD && L[10].n_in == 1 && feq(L[10].value, -1), "add value");
+        CHECK(L[11].op == CNN_OP_LAYERNORM && feq(L[11].eps, 1e-6) && L[11].affine && !L[12].affine, "layernorm");
+        CHECK(L[13].over_channels && L[13].out == 4, "linear over channels");
+        CHECK(L[14].start == -6 && L[14].end == -1 && L[14].has_end && L[14].step == 2, "slice");
+        CHECK(L[15].groups == 2, "channel_shuffle");
+        CHECK(L[16].pad_mode == CNN_PAD_REFLECT && L[16].pad[0] == 1 && L[16].pad[3] == 4 &&
+                  L[17].pad_mode == CNN_PAD_CONSTANT && feq(L[17].value, 0.5),
+              "pad");
+        CHECK(L[18].scale[0] == 2.0 && L[18].scale[1] == 1.5 && !L[18].bilinear, "resize scale");
+        CHECK(L[19].out_hw[0] == 5 && L[19].out_hw[1] == 7 && L[19].bilinear && L[19].align_corners, "resize size");
+        CHECK(L[20].op == CNN_OP_GLOBAL_MAXPOOL && L[21].op == CNN_OP_CONCAT && L[21].n_in == 1, "gmp, concat of one");
+    }
+    cnn_pipeline_free(&p);
+
+    EXPECT_ERROR(H RELU "  - {name: b, op: mul, in: a, const: x, value: 1}\n", "8:48", "not both");
+    EXPECT_ERROR(H RELU "  - {name: b, op: sub, in: [a, a], value: 1}\n", "8:28", "takes one layer in 'in'");
+    EXPECT_ERROR(H RELU "  - {name: b, op: div, in: [a, a, a]}\n", "8:28", "a list of two layers");
+    EXPECT_ERROR(H RELU "  - {name: b, op: mul, in: [a, a], const_first: true}\n", "8:49", "'const_first' needs");
+    EXPECT_ERROR(H RELU "  - {name: b, op: gelu, approximate: fast}\n", "8:38", "unknown gelu approximation 'fast'");
+    EXPECT_ERROR(H RELU "  - {name: b, op: clip, min: 2, max: 1}\n", "8:5", "'min' (2) must not exceed 'max' (1)");
+    EXPECT_ERROR(H RELU "  - {name: b, op: layernorm}\n", "8:5", "needs 'params' (or affine: false)");
+    EXPECT_ERROR(H RELU "  - {name: b, op: layernorm, affine: false, params: x}\n", "8:53", "binds no 'params'");
+    EXPECT_ERROR(H RELU "  - {name: b, op: linear, over: pixels, out: 2, params: x}\n", "8:33", "unknown linear axis");
+    EXPECT_ERROR(H RELU "  - {name: b, op: slice, step: 0}\n", "8:32", "'step' must be >= 1");
+    EXPECT_ERROR(H RELU "  - {name: b, op: channel_shuffle}\n", "8:5", "needs 'groups'");
+    EXPECT_ERROR(H RELU "  - {name: b, op: pad, pad: 1, mode: wrap}\n", "8:38", "unknown pad mode 'wrap'");
+    EXPECT_ERROR(H RELU "  - {name: b, op: pad, pad: 1, mode: reflect, value: 1}\n", "8:54", "fills only mode: constant");
+    EXPECT_ERROR(H RELU "  - {name: b, op: pad}\n", "8:5", "needs 'pad'");
+    EXPECT_ERROR(H RELU "  - {name: b, op: resize}\n", "8:5", "needs 'size: [h, w]' or 'scale: [sh, sw]'");
+    EXPECT_ERROR(H RELU "  - {name: b, op: resize, scale: 0}\n", "8:34", "'scale' values must be > 0");
+    EXPECT_ERROR(H RELU "  - {name: b, op: resize, scale: [1, 2, 3]}\n", "8:34", "'scale' must be a number or [sh, sw]");
+    EXPECT_ERROR(H RELU "  - {name: b, op: resize, size: 4, align_corners: true}\n", "8:51", "needs mode: bilinear");
+    EXPECT_ERROR(H RELU "  - {name: b, op: resize, size: 4, mode: cubic}\n", "8:42", "unknown resize mode 'cubic'");
+    EXPECT_ERROR(H RELU "  - {name: b, op: silu, value: 1}\n", "8:25", "key 'value' is not valid for op 'silu'");
+}
+
 int main(void)
 {
+    test_modern_ops();
     test_block_style();
     test_flow_style_defaults();
     test_errors();

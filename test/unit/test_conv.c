@@ -31,16 +31,17 @@
 
 static const char *act_name(cnn_act a)
 {
-    static const char *const names[] = {"none",    "relu", "relu6",    "leaky_relu",
-                                        "sigmoid", "tanh", "hardswish"};
+    static const char *const names[] = {"none", "relu",      "relu6", "leaky_relu", "sigmoid",
+                                        "tanh", "hardswish", "silu",  "gelu",       "gelu_tanh"};
     return (unsigned)a < sizeof names / sizeof names[0] ? names[a] : "?";
 }
 
 /* PyTorch 1.13's activations, NaN and Inf included: the clamps of relu,
  * relu6 and hardswish pass NaN through (torch.relu(nan) is nan), relu(-inf)
  * is 0, relu6(inf) 6, leaky_relu(-inf) -inf, sigmoid(-+inf) 0 and 1,
- * tanh(+-inf) +-1, hardswish(inf) inf and hardswish(-inf) = -inf * 0 = nan
- * (each checked against torch). */
+ * tanh(+-inf) +-1, hardswish(inf) inf and hardswish(-inf) = -inf * 0 = nan,
+ * silu and both gelus give inf at inf and nan at -inf (-inf / inf and
+ * -inf * 0 in PyTorch's formulas; each checked against torch). */
 static double relu6_ref(double x) { return x <= 0 ? 0.0 : x >= 6 ? 6.0 : x; }
 
 static double act_ref(cnn_act a, double x, double slope)
@@ -52,6 +53,9 @@ static double act_ref(cnn_act a, double x, double slope)
     case CNN_ACT_SIGMOID: return 1.0 / (1.0 + exp(-x));
     case CNN_ACT_TANH: return tanh(x);
     case CNN_ACT_HARDSWISH: return x * relu6_ref(x + 3.0) / 6.0;
+    case CNN_ACT_SILU: return x / (1.0 + exp(-x));
+    case CNN_ACT_GELU: return x * 0.5 * (1.0 + erf(x * sqrt(0.5)));
+    case CNN_ACT_GELU_TANH: return 0.5 * x * (1.0 + tanh(sqrt(2.0 / 3.14159265358979323846) * (x + 0.044715 * x * x * x)));
     case CNN_ACT_NONE:
     default: return x;
     }
@@ -61,16 +65,6 @@ static double mm_atol(size_t k)
 {
     double a = 2e-7 * (double)k;
     return a > 1e-4 ? a : 1e-4;
-}
-
-static void *xmalloc(size_t bytes)
-{
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    return p;
 }
 
 /* Device buffer holding `n` floats of `data` (NULL: NaN poison) followed by
@@ -316,6 +310,14 @@ static void test_conv(cnn_cl *cl)
         /* 1x1 on one image with ci and h*w on the tile: the input is the column matrix */
         {1, 32, 8, 16, 64, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, CNN_ACT_RELU, 0, "pointwise as col", 0},
         {4, 32, 8, 16, 64, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, CNN_ACT_HARDSWISH, 0, "pointwise batch4", 0},
+        /* SiLU and GELU in each epilogue: direct, im2col, packed GEMM, Winograd */
+        {3, 8, 7, 9, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8, 1, CNN_ACT_SILU, 0, "depthwise silu", 0},
+        {1, 8, 9, 7, 8, 5, 5, 2, 2, 1, 1, 2, 2, 2, 2, 8, 1, CNN_ACT_GELU, 0, "depthwise 5x5 gelu", 0},
+        {3, 5, 7, 9, 3, 5, 5, 2, 2, 1, 1, 2, 1, 1, 2, 1, 1, CNN_ACT_GELU_TANH, 0, "5x5 s2 gelu tanh", 0},
+        {2, 40, 15, 15, 130, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, CNN_ACT_SILU, 0, "K360 co130 silu", 0},
+        {3, 40, 8, 10, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, CNN_ACT_GELU, 0, "winograd gelu", 0},
+        {4, 32, 8, 16, 64, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, CNN_ACT_SILU, 0, "pointwise batch4 silu", 0},
+        {1, 32, 8, 16, 64, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, CNN_ACT_GELU, 0, "nan/inf pointwise gelu", 1},
     };
     rng_seed(1234);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_conv_case(cl, &cases[i]);
@@ -506,8 +508,9 @@ static void test_linear(cnn_cl *cl)
 
 /* ---------------------------------------------------------- elementwise --- */
 
-static const cnn_act ALL_ACTS[] = {CNN_ACT_NONE,    CNN_ACT_RELU, CNN_ACT_RELU6,    CNN_ACT_LEAKY_RELU,
-                                   CNN_ACT_SIGMOID, CNN_ACT_TANH, CNN_ACT_HARDSWISH};
+static const cnn_act ALL_ACTS[] = {CNN_ACT_NONE, CNN_ACT_RELU,      CNN_ACT_RELU6, CNN_ACT_LEAKY_RELU,
+                                   CNN_ACT_SIGMOID, CNN_ACT_TANH, CNN_ACT_HARDSWISH, CNN_ACT_SILU,
+                                   CNN_ACT_GELU, CNN_ACT_GELU_TANH};
 #define N_ACTS (sizeof ALL_ACTS / sizeof ALL_ACTS[0])
 
 static void test_act(cnn_cl *cl)

@@ -44,16 +44,6 @@
 
 static cnn_cl g_cl;
 
-static void *xmalloc(size_t bytes)
-{
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    return p;
-}
-
 
 static float *rand_buf(size_t n, float lo, float hi)
 {
@@ -858,7 +848,8 @@ static void run_lrn(int n, int c, int plane, int size, float alpha, float beta, 
 
 static const char *act_name(cnn_act a)
 {
-    static const char *const names[] = {"none", "relu", "relu6", "leaky_relu", "sigmoid", "tanh", "hardswish"};
+    static const char *const names[] = {"none", "relu",      "relu6", "leaky_relu", "sigmoid",
+                                        "tanh", "hardswish", "silu",  "gelu",       "gelu_tanh"};
     return (unsigned)a < sizeof names / sizeof names[0] ? names[a] : "?";
 }
 
@@ -874,6 +865,9 @@ static double act_fwd_ref(cnn_act a, double x, double slope)
     case CNN_ACT_SIGMOID: return 1.0 / (1.0 + exp(-x));
     case CNN_ACT_TANH: return tanh(x);
     case CNN_ACT_HARDSWISH: return x * relu6_fwd_ref(x + 3.0) / 6.0;
+    case CNN_ACT_SILU: return x / (1.0 + exp(-x));
+    case CNN_ACT_GELU: return x * 0.5 * (1.0 + erf(x * sqrt(0.5)));
+    case CNN_ACT_GELU_TANH: return 0.5 * x * (1.0 + tanh(sqrt(2.0 / 3.14159265358979323846) * (x + 0.044715 * x * x * x)));
     case CNN_ACT_NONE:
     default: return x;
     }
@@ -894,6 +888,17 @@ static double act_bwd_ref(cnn_act a, cnn_grad_mode mode, double x, double y, dou
     case CNN_ACT_SIGMOID: d = y * (1 - y); break;
     case CNN_ACT_TANH: d = 1 - y * y; break;
     case CNN_ACT_HARDSWISH: d = x < -3 ? 0 : x <= 3 ? x / 3 + 0.5 : 1; break;
+    case CNN_ACT_SILU: {
+        double s = 1.0 / (1.0 + exp(-x));
+        d = s * (1.0 + x * (1.0 - s));
+        break;
+    }
+    case CNN_ACT_GELU: d = 0.5 * (1.0 + erf(x * sqrt(0.5))) + x * exp(-0.5 * x * x) / sqrt(2.0 * 3.14159265358979323846); break;
+    case CNN_ACT_GELU_TANH: {
+        double k = sqrt(2.0 / 3.14159265358979323846), t = tanh(k * (x + 0.044715 * x * x * x));
+        d = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * x * x);
+        break;
+    }
     case CNN_ACT_NONE:
     default: d = 1; break;
     }
@@ -902,8 +907,9 @@ static double act_bwd_ref(cnn_act a, cnn_grad_mode mode, double x, double y, dou
     return d == 0 ? 0.0 : dy * d;
 }
 
-static const cnn_act ALL_ACTS[] = {CNN_ACT_NONE,    CNN_ACT_RELU, CNN_ACT_RELU6,    CNN_ACT_LEAKY_RELU,
-                                   CNN_ACT_SIGMOID, CNN_ACT_TANH, CNN_ACT_HARDSWISH};
+static const cnn_act ALL_ACTS[] = {CNN_ACT_NONE, CNN_ACT_RELU,      CNN_ACT_RELU6, CNN_ACT_LEAKY_RELU,
+                                   CNN_ACT_SIGMOID, CNN_ACT_TANH, CNN_ACT_HARDSWISH, CNN_ACT_SILU,
+                                   CNN_ACT_GELU, CNN_ACT_GELU_TANH};
 #define N_ACTS (sizeof ALL_ACTS / sizeof ALL_ACTS[0])
 
 typedef struct act_ctx {
