@@ -33,7 +33,8 @@ import netref  # noqa: E402  (the caller puts HERE on sys.path)
 # reference top-6 logits are >= 0.02 standard deviations apart.
 SEEDS = {"vgg16": 2, "vgg16_bn": 1, "alexnet": 8, "resnet18": 1, "resnet50": 1,
          "squeezenet1_1": 1, "mobilenet_v2": 1, "densenet121": 5, "googlenet": 1,
-         "inception_v3": 3}
+         "inception_v3": 3, "efficientnet_b0": 2, "mobilenet_v3_large": 3, "convnext_tiny": 3,
+         "shufflenet_v2_x1_0": 1, "regnet_y_400mf": 4}
 SCENE_SEED = 7
 RTOL = 1e-4          # relative L2 error allowed, float32 device vs float64 torch
 RUN_TIMEOUT = 900
@@ -57,6 +58,24 @@ def input_spec(name):
     s = input_size(name)
     return dict(netref.IMAGENET_INPUT, shape=[3, s, s],
                 resize={"shorter": scene_size(name), "crop": s})
+
+
+def make_model(name, seed):
+    """netref.make_model, and for the networks with layer norms and layer
+    scales (ConvNeXt) those randomised too (PyTorch starts them at 1, 0 and
+    1e-6: the blocks would add nearly nothing and the test see little):
+    LayerNorm weight U(0.5, 1.5), bias N(0, 0.1); layer_scale U(0.1, 0.3)."""
+    import torch
+    model = netref.make_model(name, seed=seed)
+    g = torch.Generator().manual_seed(1000 + int(seed))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.LayerNorm) and m.elementwise_affine:
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+            if isinstance(getattr(m, "layer_scale", None), torch.nn.Parameter):
+                m.layer_scale.copy_(torch.rand(m.layer_scale.shape, generator=g) * 0.2 + 0.1)
+    return model
 
 
 def cache_dir():
@@ -120,7 +139,7 @@ def prepared(name, opset, dynamic=False):
         if os.path.exists(spath):
             os.remove(spath)
         t0 = time.time()
-        model = netref.make_model(name, seed=SEEDS[name])
+        model = make_model(name, SEEDS[name])
         export(model, mpath, opset, input_size(name), dynamic)
         img = netref.make_scene(scene_size(name), SCENE_SEED)
         ref = netref.reference_logits(model, netref.preprocess(img, input_spec(name)))[0]

@@ -22,7 +22,12 @@ every tensor under its state_dict name with its exact values, and the tap
 `features.3` (a Fire module) matches the module's output.  resnet18 at
 opset 16 has a symbolic batch axis.
 
-The larger exports run in test_onnx_models_slow.py (label `slow`).
+The modern networks (efficientnet_b0, mobilenet_v3_large, convnext_tiny,
+shufflenet_v2_x1_0, regnet_y_400mf) also have their layer norms and layer
+scales randomised (onnxref.make_model).  ConvNeXt's tap `features.1.0.block.4`
+(a GELU between its linear layers, channels last in PyTorch) must match the
+module's output.  The larger exports run in test_onnx_models_slow.py (label
+`slow`).
 """
 import argparse
 import os
@@ -40,7 +45,11 @@ import onnxref  # noqa: E402
 PLAN = [("resnet18", 13, False), ("resnet18", 16, True), ("mobilenet_v2", 13, False),
         ("mobilenet_v2", 16, False), ("squeezenet1_1", 13, False), ("squeezenet1_1", 16, False),
         ("densenet121", 13, False), ("googlenet", 16, False), ("inception_v3", 13, False),
-        ("resnet50", 16, False), ("alexnet", 13, False)]
+        ("resnet50", 16, False), ("alexnet", 13, False),
+        # the newer ops: SiLU and SE gates, hardswish (an op from opset 14), LayerNorm,
+        # GELU and linear over channels between transposes, channel shuffle and slices
+        ("efficientnet_b0", 13, False), ("mobilenet_v3_large", 16, False), ("convnext_tiny", 13, False),
+        ("shufflenet_v2_x1_0", 16, False), ("regnet_y_400mf", 13, False)]
 
 
 def logits_of(out, img):
@@ -75,8 +84,9 @@ def info_lists(binary, ctx):
     return fails
 
 
-def tap_matches(binary, name, ctx, layer, module_of):
-    """--tap LAYER --npy against a forward hook on the PyTorch module, float64."""
+def tap_matches(binary, name, ctx, layer, module_of, to_chw=None):
+    """--tap LAYER --npy against a forward hook on the PyTorch module, float64
+    (to_chw: the module's output of one image as [C, H, W])."""
     import torch
     out = os.path.join(ctx["work"], "out-tap-" + ctx["key"])
     shutil.rmtree(out, ignore_errors=True)
@@ -86,7 +96,7 @@ def tap_matches(binary, name, ctx, layer, module_of):
         return ["%s: run --tap %s exited %d: %s" % (ctx["key"], layer, r.returncode, r.stderr[-800:])]
     stem = os.path.splitext(os.path.basename(ctx["img"]))[0]
     got = np.load(os.path.join(out, stem, layer, "activations.npy"))
-    model = netref.make_model(name, seed=onnxref.SEEDS[name]).double()
+    model = onnxref.make_model(name, onnxref.SEEDS[name]).double()
     seen = {}
 
     def hook(module, inputs, output):
@@ -95,12 +105,13 @@ def tap_matches(binary, name, ctx, layer, module_of):
     img = netref.make_scene(onnxref.scene_size(name), onnxref.SCENE_SEED)
     with torch.no_grad():
         model(netref.preprocess(img, onnxref.input_spec(name)))
-    return onnxref.compare(got.reshape(-1), seen["y"].reshape(-1), "%s tap %s" % (ctx["key"], layer))
+    want = to_chw(seen["y"]) if to_chw else seen["y"]
+    return onnxref.compare(got.reshape(-1), want.reshape(-1), "%s tap %s" % (ctx["key"], layer))
 
 
 def names_kept(name, ctx):
     """No batch norm to fold: every tensor is a state_dict tensor, unchanged."""
-    sd = netref.make_model(name, seed=onnxref.SEEDS[name]).state_dict()
+    sd = onnxref.make_model(name, onnxref.SEEDS[name]).state_dict()
     path = os.path.splitext(ctx["ypath"])[0] + ".safetensors"
     with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
@@ -135,6 +146,10 @@ def extra(binary, name, opset, ctx):
         fails += tap_matches(binary, name, ctx, "features.3", lambda m: m.features[3])
     if name == "alexnet":
         fails += names_kept(name, ctx)
+    if (name, opset) == ("convnext_tiny", 13):
+        # a module that runs channels last: the hook's [H, W, C] is the layer's [C, H, W]
+        fails += tap_matches(binary, name, ctx, "features.1.0.block.4", lambda m: m.features[1][0].block[4],
+                             lambda y: y.transpose(2, 0, 1))
     return fails
 
 

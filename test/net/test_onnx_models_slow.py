@@ -16,7 +16,9 @@ import test_onnx_models  # noqa: E402
 
 PLAN = [("vgg16", 13, False), ("vgg16_bn", 16, False),
         ("densenet121", 16, False), ("googlenet", 13, False), ("inception_v3", 16, False),
-        ("resnet50", 13, False), ("alexnet", 16, False)]
+        ("resnet50", 13, False), ("alexnet", 16, False), ("efficientnet_b0", 16, False),
+        ("mobilenet_v3_large", 13, False), ("convnext_tiny", 16, False), ("shufflenet_v2_x1_0", 13, False),
+        ("regnet_y_400mf", 16, False)]
 
 if __name__ == "__main__":
     sys.exit(test_onnx_models.main(PLAN))
