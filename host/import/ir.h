@@ -3,12 +3,13 @@
  * Three passes over the nodes, in topological order:
  *   build (ir.c)   values and nodes, producers and uses, cycles and missing
  *                  inputs, the nodes the output depends on; then constant
- *                  folding and shape inference in one walk, so that Shape of
- *                  a computed tensor folds like Shape of a constant;
+ *                  folding (fold.c) and shape inference (infer.c) in one
+ *                  walk, so that Shape of a computed tensor folds like Shape
+ *                  of a constant;
  *   fuse (fuse.c)  node patterns that are one pipeline op (LayerNorm, GELU,
  *                  SiLU, hardswish, channel shuffle, Pad + pool, MatMul +
  *                  bias);
- *   emit (emit.c)  pipeline layers and tensors.
+ *   emit (emit.c, lower.c)  pipeline layers and tensors.
  * Tensors are ONNX tensors with their batch axis (axis 0); a pipeline layer
  * holds one image [C, H, W], so every computed value also records which
  * of C, H, W each of its other axes is (`phys`): a Transpose that keeps the
@@ -110,9 +111,9 @@ typedef struct cnn_ir {
     int size_hw[2];             /* H, W to use where the model's are symbolic (0: none given) */
 } cnn_ir;
 
-/* ir.c: builds g from f (all three of reading, folding and shape
- * inference).  size_hw: the input's H and W where the model leaves them
- * symbolic (0, 0: refused then). */
+/* ir.c: builds g from f (reading, then folding and shape inference).
+ * size_hw: the input's H and W where the model leaves them symbolic (0, 0:
+ * refused then). */
 int cnn_ir_build(cnn_onnx_file *f, const int size_hw[2], cnn_ir *g);
 void cnn_ir_free(cnn_ir *g);
 
@@ -134,10 +135,40 @@ int cnn_ir_window(const cnn_ir *g, int node, const int64_t *dims, int rank, cons
  * value, the mode ("constant", "reflect", "edge"). */
 int cnn_ir_pad_params(const cnn_ir *g, int node, int rank, int64_t *pads, double *value, char *mode, size_t msize);
 
+/* Between ir.c (values, the walk), fold.c (folding and its helpers) and
+ * infer.c (shape inference): */
+bool cnn_ir_numel_of(int rank, const int64_t *dims, size_t *out);  /* false on overflow */
+void cnn_ir_dims_str(int rank, const int64_t *dims, char *buf, size_t size); /* "[1, 3, 224, 224]" */
+/* Value v becomes a constant of type dtype and shape dims, data allocated (not set). */
+int cnn_ir_make_const(cnn_ir *g, int node, int v, int dtype, int rank, const int64_t *dims);
+/* Value dst is src's data under another shape (not owned). */
+void cnn_ir_alias_const(cnn_ir *g, int dst, int src, int rank, const int64_t *dims);
+int cnn_ir_load_tensor(cnn_ir *g, int v, const Onnx__TensorProto *t); /* an initializer / Constant's data */
+int cnn_ir_in_val(const cnn_ir *g, int node, int k);                /* input k's value or -1 */
+int cnn_ir_norm_axis(const cnn_ir *g, int node, int64_t axis, int rank, int *out);
+/* A constant integer input k (a shape, axes, pads) into out[max]; *n = -1 when absent. */
+int cnn_ir_const_ints(const cnn_ir *g, int node, int k, const char *what, int64_t *out, int max, int *n);
+/* Axes of Squeeze / Unsqueeze / ReduceMean: an attribute before opset_input, input k from it on. */
+int cnn_ir_axes_of(const cnn_ir *g, int node, int opset_input, int k, int64_t *out, int *n);
+/* numpy broadcasting of the shapes of values vs[n]. */
+int cnn_ir_broadcast(const cnn_ir *g, int node, const int *vs, int n, int *rank, int64_t *out);
+/* Output shape of Reshape / Flatten / Squeeze / Unsqueeze for input x. */
+int cnn_ir_view_shape(cnn_ir *g, int node, const ir_val *x, int *rank, int64_t *dims);
+/* Slice parameters per axis, resolved as ONNX clamps them. */
+typedef struct ir_slice {
+    int64_t start[IR_MAX_RANK], step[IR_MAX_RANK], len[IR_MAX_RANK];
+} ir_slice;
+int cnn_ir_slice_params(cnn_ir *g, int node, const ir_val *x, ir_slice *s);
+int cnn_ir_perm_of(cnn_ir *g, int node, int rank, int *perm);     /* Transpose's perm, checked */
+int cnn_ir_fold(cnn_ir *g, int node);                             /* every input constant */
+int cnn_ir_fold_shape(cnn_ir *g, int node);                       /* Shape and Size of any value */
+int cnn_ir_infer(cnn_ir *g, int node);                            /* a computed output's shape */
+
 /* fuse.c */
 int cnn_ir_fuse(cnn_ir *g);
 
-/* emit.c: the pipeline's layers (YAML lines) and the tensors they bind. */
+/* emit.c (with lower.c): the pipeline's layers (YAML lines) and the
+ * tensors they bind. */
 typedef struct cnn_ir_tensor {
     char *name;
     int ndim;

@@ -192,16 +192,6 @@ def run(cmd, timeout=RUN_TIMEOUT):
         return R()
 
 
-def read_safetensors_names(path):
-    import json
-    import struct
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-    header.pop("__metadata__", None)
-    return header
-
-
 def check_model(binary, name, opset, work, dynamic=False):
     """import + run of one export -> (failures, ctx); ctx (None when the
     binary failed) holds key, got (logits), ypath (the imported pipeline),

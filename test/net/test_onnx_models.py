@@ -32,7 +32,6 @@ module's output.  The larger exports run in test_onnx_models_slow.py (label
 import argparse
 import os
 import shutil
-import struct
 import sys
 
 import numpy as np
@@ -112,19 +111,12 @@ def tap_matches(binary, name, ctx, layer, module_of, to_chw=None):
 def names_kept(name, ctx):
     """No batch norm to fold: every tensor is a state_dict tensor, unchanged."""
     sd = onnxref.make_model(name, onnxref.SEEDS[name]).state_dict()
-    path = os.path.splitext(ctx["ypath"])[0] + ".safetensors"
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        f.seek(8 + n)
-        data = f.read()
+    got, _ = netref.load_safetensors(os.path.splitext(ctx["ypath"])[0] + ".safetensors")
     fails = []
-    for k, v in ctx["weights"].items():
+    for k, t in got.items():
         if k not in sd:
             fails.append("%s: tensor %s is not a state_dict name" % (ctx["key"], k))
-            continue
-        b, e = v["data_offsets"]
-        arr = np.frombuffer(data[b:e], dtype="<f4").reshape(v["shape"])
-        if not np.array_equal(arr, sd[k].numpy()):
+        elif not np.array_equal(t.numpy(), sd[k].numpy()):
             fails.append("%s: tensor %s differs from the state_dict's" % (ctx["key"], k))
     want = {k for k, t in sd.items() if t.is_floating_point()}
     if set(ctx["weights"]) != want:
