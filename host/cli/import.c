@@ -130,9 +130,11 @@ int cnn_cmd_import(int argc, char **argv)
     if (status == CNN_OK) status = cnn_file_write_atomic(w_path, r.weights, r.weights_len);
     if (status == CNN_OK) status = cnn_file_write_atomic(yaml_path, r.yaml, r.yaml_len);
     if (status == CNN_OK) {
-        char line[1400];
-        snprintf(line, sizeof line, "%s: %d layers, %.2f M parameters in %d tensors -> %s, %s", model, r.n_layers,
-                 (double)r.n_params / 1e6, r.n_tensors, yaml_path, w_path);
+        char line[1400], params[32];
+        if (r.n_params >= 1000000) snprintf(params, sizeof params, "%.2f M", (double)r.n_params / 1e6);
+        else snprintf(params, sizeof params, "%llu", r.n_params);
+        snprintf(line, sizeof line, "%s: %d layers, %s parameters in %d tensors -> %s, %s", model, r.n_layers, params,
+                 r.n_tensors, yaml_path, w_path);
         cnn_print_line(stdout, "", line);
         snprintf(line, sizeof line, "preprocessing (not in the model): %s", r.assumed);
         cnn_print_line(stdout, "", line);

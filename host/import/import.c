@@ -303,10 +303,10 @@ static int check(const char *path, cnn_import *r, const cnn_ir_out *o)
     bool known = !r->newer[0];
     for (int op = 0; op < CNN_OP_COUNT && !known; op++) known = !strcmp(cnn_op_name((cnn_op)op), "mul");
     cnn_pipeline p;
-    char *dir = cnn_path_dir(path);
-    if (!dir) return CNN_ERR_NOMEM;
-    int status = cnn_pipeline_parse(path, dir, r->yaml, r->yaml_len, &p);
+    char *dir = cnn_path_dir(path), *name = cnn_strfmt("%s (imported)", path);
+    int status = dir && name ? cnn_pipeline_parse(name, dir, r->yaml, r->yaml_len, &p) : CNN_ERR_NOMEM;
     free(dir);
+    free(name);
     if (status < 0 && !known) {
         /* an op or key of the newer set this build does not read yet */
         cnn_pipeline_free(&p);

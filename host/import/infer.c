@@ -33,6 +33,12 @@ static int set_shape(cnn_ir *g, int ni, int v, int rank, const int64_t *dims)
         cnn_ir_dims_str(rank, dims, s, sizeof s);
         return cnn_ir_node_error(g, ni, "its output %s is too large", s);
     }
+    if (n == 0 && x->n_uses) {
+        /* ONNX allows empty tensors; a pipeline layer holds at least one value */
+        char s[160];
+        cnn_ir_dims_str(rank, dims, s, sizeof s);
+        return cnn_ir_node_error(g, ni, "its output %s holds no values", s);
+    }
     x->dtype = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
     x->rank = rank;
     if (rank) memcpy(x->dims, dims, (size_t)rank * sizeof dims[0]);
