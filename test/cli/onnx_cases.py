@@ -7,6 +7,7 @@ python3: onnx, numpy).
 good.onnx        a small CNN: [1, 1, 28, 28] -> Conv, Relu, GlobalAveragePool,
                  Flatten, Gemm -> 10 logits (a grey 28x28 image network)
 tensor.onnx      Relu over a [N, 5] input: a tensor model (color: none)
+symbolic.onnx    good.onnx with a symbolic batch, height and width
 two_inputs.onnx, cycle.onnx, missing.onnx, unsupported.onnx (a lone Erf),
 huge.onnx (an initializer of 2^40 elements), deep.onnx (graphs nested in
 attributes 200 deep), badshape.onnx (an input dimension of -3),
@@ -51,6 +52,8 @@ good_nodes = [N("Conv", ["x", "conv1.weight", "conv1.bias"], ["a"], name="/conv1
 good_inits = [arr("conv1.weight", 4, 1, 3, 3), arr("conv1.bias", 4), arr("fc.weight", 10, 4), arr("fc.bias", 10)]
 save("good", good_nodes, good_inits)
 
+save("symbolic", good_nodes, good_inits,
+     inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, "h", "w"])])
 save("tensor", [N("Relu", ["x"], ["y"])], [],
      inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 5])])
 save("two_inputs", [N("Add", ["x", "z"], ["y"])], [],

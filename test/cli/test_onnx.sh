@@ -39,6 +39,14 @@ expect_rc 2 "--preprocess on a pipeline file" -- "$BIN" run "$CFG" --input "$IMG
 expect_rc 2 "--weights with an ONNX model" -- "$BIN" run "$M/good.onnx" --input "$IMG" --weights "$WEIGHTS"
 expect_rc 2 "--preprocess with a bad value" -- "$BIN" import "$M/good.onnx" --preprocess caffe
 expect_rc 0 "external data beside the model" -- "$BIN" info "$M/ext_good.onnx"
+runcmd "$BIN" info "$M/symbolic.onnx"
+check_error "a symbolic height and width without --size" "graph input 'x' has a symbolic size at axis 2: give the input size with --size H,W"
+expect_rc 0 "--size for a symbolic height and width" -- "$BIN" info "$M/symbolic.onnx" --size 20,24
+expect_grep "$TMP/out" "input \[1, 20, 24\]" "--size sets the input's height and width"
+expect_grep "$TMP/out" "resize the shorter side to 24, centre crop 24x20" "the crop follows --size"
+expect_rc 0 "run with --preprocess none" -- "$BIN" run "$M/good.onnx" --input "$IMG" --out "$OUTS/none" \
+  --preprocess none --no-report
+expect_grep "$TMP/err" "assumed preprocessing 'none': .*mean \[0\], std \[1\]" "run says it assumed no mean or std"
 
 # ---- run MODEL.onnx: imported in memory, the same numbers as the pipeline file
 expect_rc 0 "run good.onnx on an image" -- "$BIN" run "$M/good.onnx" --input "$IMG" --out "$OUTS/onnx" --no-report
