@@ -31,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -546,10 +545,8 @@ typedef struct run_state {
     size_t csv_len, csv_cap;
     cnn_input_list inputs;
     char **stems; /* [inputs.n] unique output sub-folder names */
-    char **tensor_file;   /* [inputs.n] the .npy file an input comes from; NULL for an image */
-    int *tensor_index;    /* [inputs.n] its sample along the first axis of [N, C, H, W]; -1 for [C, H, W] */
     float *npy;           /* the samples of the .npy file read last (consecutive inputs share it) */
-    const char *npy_of;   /* ... its tensor_file entry */
+    const char *npy_of;   /* ... its inputs.file entry */
     float *logits;
     float *host_tmp;
     int failed_inputs;
@@ -702,11 +699,10 @@ static int make_stems(run_state *s)
     s->stems = cnn_calloc((size_t)s->inputs.n + 1, sizeof *s->stems);
     if (!s->stems) return CNN_ERR_NOMEM;
     for (int i = 0; i < s->inputs.n; i++) {
-        char *stem = s->tensor_index && s->tensor_index[i] >= 0
-                         ? cnn_path_stem(s->tensor_file[i])
-                         : cnn_path_stem(s->inputs.paths[i]);
-        if (stem && s->tensor_index && s->tensor_index[i] >= 0) {
-            char *numbered = cnn_strfmt("%s_%d", stem, s->tensor_index[i]);
+        int sample = s->inputs.sample ? s->inputs.sample[i] : -1;
+        char *stem = cnn_path_stem(sample >= 0 ? s->inputs.file[i] : s->inputs.paths[i]);
+        if (stem && sample >= 0) {
+            char *numbered = cnn_strfmt("%s_%d", stem, sample);
             free(stem);
             stem = numbered;
         }
@@ -763,116 +759,11 @@ static int input_geometry(const cnn_input_spec *in, const char *path, int ih, in
     return CNN_OK;
 }
 
-static bool is_npy(const char *path)
-{
-    size_t n = strlen(path);
-    return n >= 4 && strcasecmp(path + n - 4, ".npy") == 0;
-}
-
-/* .npy inputs: each file is checked against the network input now, before
- * anything runs or is written, and a file of [N, C, H, W] becomes N inputs
- * ("x.npy[3]", output folder x_3).  Images need an image network. */
-static int expand_tensors(run_state *s)
-{
-    const cnn_input_spec *in = &s->l.pipe.input;
-    cnn_input_list out = {0};
-    int n = 0, cap = s->inputs.n + 1, status = CNN_OK;
-    char **files = cnn_calloc((size_t)cap, sizeof *files);
-    int *index = cnn_calloc((size_t)cap, sizeof *index);
-    if (!files || !index) status = CNN_ERR_NOMEM;
-    for (int i = 0; i < s->inputs.n && status == CNN_OK; i++) {
-        const char *path = s->inputs.paths[i];
-        if (!is_npy(path)) {
-            if (in->tensor)
-                status = cnn_error_set(CNN_ERR_INPUT, "%s: the network takes a tensor [%d, %d, %d] (color: none), not "
-                                       "an image: give .npy files", path, in->c, in->h, in->w);
-            if (status < 0) break;
-        }
-        int64_t samples = 1;
-        bool one = true;
-        if (is_npy(path)) {
-            cnn_npy_info info;
-            CNN_TRY(cnn_npy_read_info(path, &info), done);
-            const int64_t want[3] = {in->c, in->h, in->w};
-            bool chw = info.ndim == 3 && !memcmp(info.shape, want, sizeof want);
-            bool nchw = info.ndim == 4 && !memcmp(info.shape + 1, want, sizeof want);
-            if (!chw && !nchw) {
-                char got[160];
-                size_t m = 0;
-                for (int d = 0; d < info.ndim && m < sizeof got; d++)
-                    m += (size_t)snprintf(got + m, sizeof got - m, "%s%lld", d ? ", " : "", (long long)info.shape[d]);
-                status = cnn_error_set(CNN_ERR_INPUT, "%s: a float32 array of shape [%s]; the network takes [%d, %d, "
-                                       "%d] (or [N, %d, %d, %d] for N inputs)", path, info.ndim ? got : "",
-                                       in->c, in->h, in->w, in->c, in->h, in->w);
-                break;
-            }
-            samples = nchw ? info.shape[0] : 1;
-            one = chw;
-            if (samples < 1) {
-                status = cnn_error_set(CNN_ERR_INPUT, "%s: holds no input (its first axis is 0)", path);
-                break;
-            }
-            if (samples > 1000000) {
-                status = cnn_error_set(CNN_ERR_INPUT, "%s: %lld inputs in one file (at most 1000000)", path,
-                                       (long long)samples);
-                break;
-            }
-        }
-        for (int64_t k = 0; k < samples && status == CNN_OK; k++) {
-            if (n + 1 >= cap) {
-                cap = 2 * cap + (int)samples;
-                char **f2 = cnn_realloc(files, (size_t)cap * sizeof *f2);
-                if (f2) files = f2;
-                int *i2 = f2 ? cnn_realloc(index, (size_t)cap * sizeof *i2) : NULL;
-                if (i2) index = i2;
-                if (!f2 || !i2) {
-                    status = CNN_ERR_NOMEM;
-                    break;
-                }
-            }
-            char *name = !is_npy(path) || one ? cnn_strdup(path) : cnn_strfmt("%s[%lld]", path, (long long)k);
-            files[n] = is_npy(path) ? cnn_strdup(path) : NULL;
-            index[n] = is_npy(path) && !one ? (int)k : -1;
-            if (!name || (is_npy(path) && !files[n])) {
-                free(name);
-                status = CNN_ERR_NOMEM;
-                break;
-            }
-            if (out.n == out.cap) {
-                int c2 = out.cap ? 2 * out.cap : 16;
-                char **p2 = cnn_realloc(out.paths, (size_t)c2 * sizeof *p2);
-                if (!p2) {
-                    free(name);
-                    status = CNN_ERR_NOMEM;
-                    break;
-                }
-                out.paths = p2;
-                out.cap = c2;
-            }
-            out.paths[out.n++] = name;
-            n++;
-        }
-    }
-done:
-    if (status < 0) {
-        for (int i = 0; i < n; i++) free(files[i]);
-        free(files);
-        free(index);
-        cnn_inputs_free(&out);
-        return status;
-    }
-    cnn_inputs_free(&s->inputs);
-    s->inputs = out;
-    s->tensor_file = files;
-    s->tensor_index = index;
-    return CNN_OK;
-}
-
 /* Input k from its .npy file into slot `b`: as it is, no preprocessing. */
 static int load_tensor(run_state *s, int k, int b)
 {
     const cnn_input_spec *in = &s->l.pipe.input;
-    const char *file = s->tensor_file[k];
+    const char *file = s->inputs.file[k];
     if (!s->npy || !s->npy_of || strcmp(s->npy_of, file) != 0) {
         free(s->npy);
         s->npy = NULL;
@@ -886,7 +777,7 @@ static int load_tensor(run_state *s, int k, int b)
         s->npy_of = file;
     }
     size_t per = (size_t)in->c * in->h * in->w;
-    size_t idx = s->tensor_index[k] < 0 ? 0 : (size_t)s->tensor_index[k];
+    size_t idx = s->inputs.sample[k] < 0 ? 0 : (size_t)s->inputs.sample[k];
     return cnn_cl_write(&s->cl, s->net.input, (size_t)b * per * sizeof(float), per * sizeof(float),
                         s->npy + idx * per, s->inputs.paths[k]);
 }
@@ -896,7 +787,7 @@ static int load_tensor(run_state *s, int k, int b)
  * CNN_ERR_INPUT (the caller skips it). */
 static int load_input(run_state *s, int k, int b)
 {
-    if (s->tensor_file && s->tensor_file[k]) return load_tensor(s, k, b);
+    if (s->inputs.file && s->inputs.file[k]) return load_tensor(s, k, b);
     cnn_image img = {0};
     int status = cnn_image_load(s->inputs.paths[k], &img);
     if (status < 0) return status;
@@ -1963,10 +1854,6 @@ static void run_state_free(run_state *s)
     if (s->stems)
         for (int i = 0; i < s->inputs.n; i++) free(s->stems[i]);
     free(s->stems);
-    if (s->tensor_file)
-        for (int i = 0; i < s->inputs.n; i++) free(s->tensor_file[i]);
-    free(s->tensor_file);
-    free(s->tensor_index);
     free(s->npy);
     cnn_inputs_free(&s->inputs);
     free(s->logits);
@@ -2168,7 +2055,9 @@ int cnn_cmd_run(int argc, char **argv)
         goto done;
     }
     for (int i = 0; i < s.o.n_inputs; i++) CNN_TRY(cnn_inputs_add(&s.inputs, s.o.inputs[i]), done);
-    CNN_TRY(expand_tensors(&s), done);
+    /* .npy inputs checked against the network now, before anything runs */
+    const cnn_input_spec *net_in = &s.l.pipe.input;
+    CNN_TRY(cnn_inputs_expand_tensors(&s.inputs, net_in->c, net_in->h, net_in->w, net_in->tensor), done);
     if (s.attrib && s.l.pipe.input.tensor) {
         status = cnn_error_set(CNN_ERR_USAGE, "run: gradient maps and occlusion are drawn over the input image; this "
                                "network takes a tensor (color: none)");
