@@ -198,6 +198,9 @@ int cnn_ir_infer(cnn_ir *g, int ni)
         int64_t tm;
         CNN_TRY_RET(cnn_ir_attr_int(g, ni, "training_mode", 0, &tm));
         if (tm) return cnn_ir_node_error(g, ni, "BatchNormalization in training mode is not supported");
+        CNN_TRY_RET(cnn_ir_attr_int(g, ni, "spatial", 1, &tm));
+        if (!tm) return cnn_ir_node_error(g, ni, "BatchNormalization with spatial = 0 (statistics per element) is "
+                                          "not supported");
         if (rank < 2) return cnn_ir_node_error(g, ni, "input of rank %d", rank);
         for (int k = 1; k < 5; k++) {
             CNN_TRY_RET(need_const(g, ni, k, what[k - 1], false));
