@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const char IMPORT_HELP[] =
     "usage: cnnviz-cl import MODEL.onnx [-o PIPELINE.yaml] [--preprocess imagenet|none|raw]\n"
@@ -17,7 +18,8 @@ static const char IMPORT_HELP[] =
     "\n"
     "Reads an ONNX model (e.g. from torch.onnx.export) and writes a pipeline file\n"
     "(default: MODEL.yaml beside the model) and its weights in safetensors beside\n"
-    "it (PIPELINE.safetensors).  Layers are named after the PyTorch modules they\n"
+    "it (PIPELINE.safetensors), replacing files of those names only when an\n"
+    "earlier import wrote them.  Layers are named after the PyTorch modules they\n"
     "came from where the exporter recorded them (features.0.0), else after the\n"
     "node; weights keep the model's tensor names where a layer's tensors share a\n"
     "prefix (a torchvision export's state_dict names), else the layer's name.\n"
@@ -70,6 +72,31 @@ static char *weights_path(const char *yaml)
     return cnn_strfmt("%.*s.safetensors", (int)keep, yaml);
 }
 
+/* An output file may be replaced only when an earlier import wrote it (its
+ * mark is in its first bytes): a pipeline file of the user's, or any other
+ * file, under the name is refused. */
+static int replaceable(const char *path, const char *what)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0) return CNN_OK; /* a new file */
+    if (!S_ISREG(st.st_mode))
+        return cnn_error_set(CNN_ERR_USAGE, "import: %s exists and is not a regular file (the %s would go there)",
+                             path, what);
+    /* the mark is in the first line / in the header's metadata, near the start */
+    int fd = cnn_file_open_read(path, &st);
+    if (fd < 0) return fd;
+    char head[4096];
+    ssize_t got = read(fd, head, sizeof head);
+    close(fd);
+    bool ours = false;
+    for (ssize_t i = 0; !ours && i + (ssize_t)sizeof CNN_IMPORT_MARK - 1 <= got; i++)
+        ours = !memcmp(head + i, CNN_IMPORT_MARK, sizeof CNN_IMPORT_MARK - 1);
+    if (!ours)
+        return cnn_error_set(CNN_ERR_USAGE, "import: %s exists and was not written by cnnviz-cl import: remove it or "
+                             "give another -o", path);
+    return CNN_OK;
+}
+
 int cnn_cmd_import(int argc, char **argv)
 {
     const char *model = NULL, *out = NULL;
@@ -116,6 +143,8 @@ int cnn_cmd_import(int argc, char **argv)
                                                        (stat(w_path, &b) == 0 && a.st_dev == b.st_dev &&
                                                         a.st_ino == b.st_ino)))))
         status = cnn_error_set(CNN_ERR_USAGE, "import: the output would replace the model %s", model);
+    if (status == CNN_OK) status = replaceable(yaml_path, "pipeline");
+    if (status == CNN_OK) status = replaceable(w_path, "weights");
     cnn_import r;
     memset(&r, 0, sizeof r);
     if (status == CNN_OK) {

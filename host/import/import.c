@@ -155,6 +155,8 @@ static int build_weights(const cnn_ir_out *o, const char *source, cnn_import *r)
     cnn_json_string(&j, "pt");
     cnn_json_key(&j, "source");
     cnn_json_string(&j, source);
+    cnn_json_key(&j, "written_by");
+    cnn_json_string(&j, CNN_IMPORT_MARK);
     cnn_json_object_end(&j);
     size_t off = 0;
     for (int i = 0; i < o->n_tensors; i++) {
@@ -380,7 +382,7 @@ int cnn_import_file(cnn_onnx_file *file, const cnn_import_opts *opt, cnn_import 
     }
     char shown[200];
     ascii(base, shown, sizeof shown);
-    add(&t, "# Imported from %s by cnnviz-cl import (ONNX IR version %lld, opset %lld%s%s%s%s).\n", shown,
+    add(&t, "# Imported from %s by " CNN_IMPORT_MARK " (ONNX IR version %lld, opset %lld%s%s%s%s).\n", shown,
         (long long)(file->model->has_ir_version ? file->model->ir_version : 0), (long long)file->opset, prod[0] ? ", from " : "",
         prod, pver[0] ? " " : "", pver);
     add(&t, "# Each layer is named after the module (or node) it came from; the comment names the ONNX node.\n");

@@ -14,6 +14,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* What the files `import` writes say about themselves: the pipeline's
+ * first line ("# Imported from M by cnnviz-cl import ...") and the weights'
+ * metadata ("written_by"), so that a later import replaces only files of
+ * its own. */
+#define CNN_IMPORT_MARK "cnnviz-cl import"
+
 typedef enum cnn_preprocess {
     CNN_PRE_IMAGENET, /* resize shorter side, centre crop, pixel/255, ImageNet mean and std */
     CNN_PRE_NONE,     /* the same geometry, pixel/255, no mean or std */

@@ -34,6 +34,13 @@ expect_rc 0 "import with --mean/--std" -- "$BIN" import "$M/good.onnx" -o "$TMP/
 expect_grep "$TMP/ms.yaml" "mean: \[0.5\]" "--mean written"
 expect_grep "$TMP/ms.yaml" "std: \[0.25\]" "--std written"
 expect_rc 2 "import refuses to replace the model" -- "$BIN" import "$M/good.onnx" -o "$M/good.onnx"
+expect_rc 0 "import replaces what an earlier import wrote" -- "$BIN" import "$M/good.onnx" -o "$TMP/good/net.yaml"
+cp "$CFG" "$TMP/mine.yaml"
+expect_rc 2 "import does not replace a pipeline file of the user's" -- "$BIN" import "$M/good.onnx" -o "$TMP/mine.yaml"
+expect_grep "$TMP/err" "mine.yaml exists and was not written by cnnviz-cl import" "the refusal says why"
+if cmp -s "$CFG" "$TMP/mine.yaml" && [ ! -e "$TMP/mine.safetensors" ]; then ok; else bad "the user's pipeline was touched"; fi
+cp "$WEIGHTS" "$TMP/theirs.safetensors"
+expect_rc 2 "import does not replace weights of the user's" -- "$BIN" import "$M/good.onnx" -o "$TMP/theirs.yaml"
 expect_rc 2 "--size that differs from a fixed input" -- "$BIN" import "$M/good.onnx" -o "$TMP/x.yaml" --size 32
 expect_rc 2 "--preprocess on a pipeline file" -- "$BIN" run "$CFG" --input "$IMG" --preprocess none
 expect_rc 2 "--weights with an ONNX model" -- "$BIN" run "$M/good.onnx" --input "$IMG" --weights "$WEIGHTS"
