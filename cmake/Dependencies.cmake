@@ -30,5 +30,20 @@ if(NOT TURBOJPEG_FOUND)
   message(FATAL_ERROR "libjpeg-turbo not found: apt-get install libturbojpeg0-dev")
 endif()
 
+# ONNX import: protobuf-c's runtime, its compiler, and the schema Debian's
+# libonnx-dev ships; the C reader is generated from it at build time.
+pkg_check_modules(PROTOBUF_C QUIET IMPORTED_TARGET libprotobuf-c)
+if(NOT PROTOBUF_C_FOUND)
+  message(FATAL_ERROR "protobuf-c not found: apt-get install libprotobuf-c-dev")
+endif()
+find_program(CNNVIZ_PROTOC_C protoc-c)
+if(NOT CNNVIZ_PROTOC_C)
+  message(FATAL_ERROR "protoc-c not found: apt-get install protobuf-c-compiler")
+endif()
+find_path(CNNVIZ_ONNX_PROTO_DIR onnx/onnx.proto PATHS /usr/include)
+if(NOT CNNVIZ_ONNX_PROTO_DIR)
+  message(FATAL_ERROR "onnx/onnx.proto not found: apt-get install libonnx-dev")
+endif()
+
 set(THREADS_PREFER_PTHREAD_FLAG ON)
 find_package(Threads REQUIRED)

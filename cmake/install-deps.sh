@@ -7,6 +7,7 @@ packages=(
   build-essential cmake pkg-config git
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo
   libclblast-dev libpng-dev libyaml-dev libturbojpeg0-dev libjpeg-dev
+  libprotobuf-c-dev protobuf-c-compiler libonnx-dev libonnx-testdata python3-onnx
   python3 python3-torch python3-torchvision python3-numpy python3-pil python3-yaml
   dataset-fashion-mnist chromium
   clang libclang-rt-14-dev

@@ -12,12 +12,14 @@
 static const char USAGE[] =
     "usage: cnnviz-cl <command> [options]\n"
     "\n"
-    "Runs a convolutional network described in a YAML pipeline file on an OpenCL\n"
-    "device and shows what it holds and sees: filters, weights, activations.\n"
+    "Runs a convolutional network described in a YAML pipeline file (or an ONNX\n"
+    "model: CONFIG may be MODEL.onnx) on an OpenCL device and shows what it holds\n"
+    "and sees: filters, weights, activations.\n"
     "\n"
     "commands:\n"
     "  run CONFIG [--input IMG ...]  run the pipeline: predictions, taps, report\n"
     "  info CONFIG                   check a pipeline: layers, shapes, MACs, memory\n"
+    "  import MODEL.onnx [-o FILE]   an ONNX model -> pipeline file + safetensors weights\n"
     "  devices                       list OpenCL platforms and devices\n"
     "  tune [CONFIG]                 search faster GEMM parameters for the device\n"
     "\n"
@@ -55,6 +57,8 @@ int main(int argc, char **argv)
         status = cnn_cmd_run(argc - 1, argv + 1);
     } else if (strcmp(cmd, "info") == 0) {
         status = cnn_cmd_info(argc - 1, argv + 1);
+    } else if (strcmp(cmd, "import") == 0) {
+        status = cnn_cmd_import(argc - 1, argv + 1);
     } else if (strcmp(cmd, "tune") == 0) {
         status = cnn_cmd_tune(argc - 1, argv + 1);
     } else {

@@ -2,6 +2,7 @@
 #include "cli/inputs.h"
 #include "core/error.h"
 #include "core/util.h"
+#include "io/npy.h"
 
 #include <ctype.h>
 #include <stdbool.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -214,7 +216,84 @@ int cnn_inputs_add(cnn_input_list *l, const char *arg)
 
 void cnn_inputs_free(cnn_input_list *l)
 {
-    for (int i = 0; i < l->n; i++) free(l->paths[i]);
+    for (int i = 0; i < l->n; i++) {
+        free(l->paths[i]);
+        if (l->file) free(l->file[i]);
+    }
     free(l->paths);
+    free(l->file);
+    free(l->sample);
     memset(l, 0, sizeof *l);
+}
+
+bool cnn_inputs_is_npy(const char *path)
+{
+    size_t n = strlen(path);
+    return n >= 4 && strcasecmp(path + n - 4, ".npy") == 0;
+}
+
+/* How many inputs .npy file `path` holds for a network taking [c, h, w]. */
+static int npy_samples(const char *path, int c, int h, int w, int64_t *samples, bool *whole)
+{
+    cnn_npy_info info;
+    CNN_TRY_RET(cnn_npy_read_info(path, &info));
+    const int64_t want[3] = {c, h, w};
+    *whole = info.ndim == 3 && !memcmp(info.shape, want, sizeof want);
+    bool nchw = info.ndim == 4 && !memcmp(info.shape + 1, want, sizeof want);
+    if (!*whole && !nchw) {
+        char got[160] = "";
+        size_t m = 0;
+        for (int d = 0; d < info.ndim && m < sizeof got; d++)
+            m += (size_t)snprintf(got + m, sizeof got - m, "%s%lld", d ? ", " : "", (long long)info.shape[d]);
+        return cnn_error_set(CNN_ERR_INPUT, "%s: a float32 array of shape [%s]; the network takes [%d, %d, %d] (or "
+                             "[N, %d, %d, %d] for N inputs)", path, got, c, h, w, c, h, w);
+    }
+    *samples = nchw ? info.shape[0] : 1;
+    if (*samples < 1) return cnn_error_set(CNN_ERR_INPUT, "%s: holds no input (its first axis is 0)", path);
+    if (*samples > MAX_INPUTS)
+        return cnn_error_set(CNN_ERR_INPUT, "%s: %lld inputs in one file (at most %d)", path, (long long)*samples,
+                             MAX_INPUTS);
+    return CNN_OK;
+}
+
+int cnn_inputs_expand_tensors(cnn_input_list *list, int c, int h, int w, bool tensor_only)
+{
+    cnn_input_list out = {0};
+    int status = CNN_OK, fcap = 0;
+    for (int i = 0; i < list->n && status == CNN_OK; i++) {
+        const char *path = list->paths[i];
+        bool npy = cnn_inputs_is_npy(path), whole = true;
+        int64_t samples = 1;
+        if (!npy && tensor_only)
+            status = cnn_error_set(CNN_ERR_INPUT, "%s: the network takes a tensor [%d, %d, %d] (color: none), not an "
+                                   "image: give .npy files", path, c, h, w);
+        if (npy && status == CNN_OK) status = npy_samples(path, c, h, w, &samples, &whole);
+        for (int64_t k = 0; k < samples && status == CNN_OK; k++) {
+            if (out.n + 1 > fcap) { /* file and sample before the path: every entry has all three */
+                int nc = fcap ? 2 * fcap : 16;
+                char **f = cnn_realloc(out.file, (size_t)nc * sizeof *f);
+                if (f) out.file = f;
+                int *sm = f ? cnn_realloc(out.sample, (size_t)nc * sizeof *sm) : NULL;
+                if (sm) out.sample = sm;
+                if (!f || !sm) {
+                    status = CNN_ERR_NOMEM;
+                    break;
+                }
+                fcap = nc;
+            }
+            out.file[out.n] = NULL;
+            out.sample[out.n] = whole ? -1 : (int)k;
+            char *name = whole ? cnn_strdup(path) : cnn_strfmt("%s[%lld]", path, (long long)k);
+            status = name ? push(&out, name) : CNN_ERR_NOMEM;
+            free(name);
+            if (status == CNN_OK && npy && !(out.file[out.n - 1] = cnn_strdup(path))) status = CNN_ERR_NOMEM;
+        }
+    }
+    if (status < 0) {
+        cnn_inputs_free(&out);
+        return status;
+    }
+    cnn_inputs_free(list);
+    *list = out;
+    return CNN_OK;
 }

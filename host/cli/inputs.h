@@ -2,6 +2,7 @@
 #ifndef CNN_CLI_INPUTS_H
 #define CNN_CLI_INPUTS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Lists that read lists: at most this deep (the outermost is 1). */
@@ -12,6 +13,9 @@
 typedef struct cnn_input_list {
     char **paths;
     int n, cap;
+    /* after cnn_inputs_expand_tensors: */
+    char **file;                /* [n] the .npy file input i comes from; NULL for an image */
+    int *sample;                /* [n] its index along the first axis of [N, C, H, W]; -1 for [C, H, W] */
 } cnn_input_list;
 
 /* Appends the images one --input argument names:
@@ -33,6 +37,18 @@ typedef struct cnn_input_list {
  * signal while a list is read gives CNN_ERR_INTERRUPTED. */
 int cnn_inputs_add(cnn_input_list *list, const char *arg);
 void cnn_inputs_free(cnn_input_list *list);
+
+/* True when path names a .npy file (it ends in ".npy", any case). */
+bool cnn_inputs_is_npy(const char *path);
+
+/* Tensor inputs: each .npy entry is checked against the network input
+ * [c, h, w] now, before anything runs or is written (its header is read:
+ * float32, C order, [c, h, w] or [n, c, h, w] and a size that matches), and
+ * a file of [n, c, h, w] becomes n entries "x.npy[k]".  Fills list->file and
+ * list->sample for every entry.  tensor_only: the network takes a tensor
+ * (color: none), so images are refused.  Errors (CNN_ERR_INPUT) name the
+ * file and say its shape and the network's. */
+int cnn_inputs_expand_tensors(cnn_input_list *list, int c, int h, int w, bool tensor_only);
 
 /* Called for each entry of a list, in order: `line` counts from 1, `entry`
  * is stripped and NUL-terminated (it may start with '@').  A negative

@@ -6,6 +6,7 @@
 #include "config/config.h"
 #include "core/error.h"
 #include "core/util.h"
+#include "import/import.h"
 #include "io/image.h"
 #include "io/json.h"
 #include "io/manifest.h"
@@ -36,16 +37,20 @@
 static const char RUN_HELP[] =
     "usage: cnnviz-cl run CONFIG [options]\n"
     "\n"
-    "Runs the pipeline CONFIG (YAML, see configs/README.md) on each input image:\n"
+    "Runs the pipeline CONFIG (YAML, see configs/README.md; or an ONNX model,\n"
+    "MODEL.onnx, imported in memory: see 'cnnviz-cl import --help') on each input:\n"
     "prints the top classes, writes predictions.json, each input's raw network\n"
     "output (<out>/<image>/output.npy), the taps as PNG images, the report\n"
     "<out>/index.html, and lists every file in <out>/manifest.json.\n"
     "\n"
     "options:\n"
-    "  --input PATH      image (PNG/JPEG), folder (searched recursively) or @list.txt;\n"
-    "                    repeatable\n"
+    "  --input PATH      image (PNG/JPEG), .npy (float32 [C,H,W] or [N,C,H,W], fed as\n"
+    "                    it is), folder (searched recursively) or @list.txt; repeatable\n"
     "  --weights FILE    .safetensors weights (default: model.weights of CONFIG)\n"
     "  --strict          weights holding NaN or Inf are an error (exit 2), not a warning\n"
+    "  --preprocess imagenet|none|raw, --mean M[,M,M], --std S[,S,S], --size N|H,W\n"
+    "                    an ONNX model's input preprocessing (it is not in the model;\n"
+    "                    default: ImageNet's, printed at the start)\n"
     "  --out DIR         output folder (default: output.dir of CONFIG, else out/<model>)\n"
     "  --wait-lock       when another run writes into DIR, wait for it instead of\n"
     "                    stopping at once\n"
@@ -63,7 +68,10 @@ static const char RUN_HELP[] =
     "  --platform SEL    OpenCL platform: index or part of its name\n"
     "  --device SEL      OpenCL device: index, part of its name, or gpu/cpu\n"
     "  -q, --quiet       no per-input lines\n"
-    "\n"
+    "\n";
+
+/* The rest of the help (C11 caps a string literal's length). */
+static const char RUN_HELP_TAPS[] =
     "tap kinds (YAML taps: show: KIND, or --tap LAYER:KIND):\n"
     "  activations   a layer's output per input: one PNG per channel + a montage\n"
     "  filters       a conv layer's weights: one tile per (filter, input channel),\n"
@@ -101,11 +109,13 @@ static const char RUN_HELP[] =
 
 static const char INFO_HELP[] =
     "usage: cnnviz-cl info CONFIG [--weights FILE] [--batch N] [--strict]\n"
+    "       cnnviz-cl info MODEL.onnx [--preprocess ...] [--mean M] [--std S] [--size N|H,W]\n"
     "\n"
-    "Checks CONFIG and its weights without touching a device and prints every\n"
-    "layer: op, inputs, output shape, parameters and multiply-accumulates, the\n"
-    "totals, and the device memory the plan needs at peak.  Tensors holding NaN\n"
-    "or Inf are named in a warning (--strict: an error, exit 2).\n";
+    "Checks CONFIG and its weights (or imports MODEL.onnx in memory) without\n"
+    "touching a device and prints every layer: op, inputs, output shape,\n"
+    "parameters and multiply-accumulates, the totals, and the device memory the\n"
+    "plan needs at peak.  Tensors holding NaN or Inf are named in a warning\n"
+    "(--strict: an error, exit 2), and so are tensors no layer uses.\n";
 
 typedef struct run_opts {
     const char *config, *weights, *out, *platform, *device;
@@ -118,6 +128,8 @@ typedef struct run_opts {
     bool strict; /* --strict: non-finite weights are an error */
     int top, batch, repeat, png_level;
     int curves; /* --curves N; -1: the pipeline's */
+    cnn_import_opts imp;  /* --preprocess, --mean, --std, --size (ONNX models) */
+    const char *imp_flag; /* the first of them given, for the message when CONFIG is YAML */
 } run_opts;
 
 static int parse_int(const char *flag, const char *v, int lo, int hi, int *out)
@@ -148,8 +160,16 @@ static int parse_args(int argc, char **argv, run_opts *o, bool info)
         if (!v) return cnn_error_set(CNN_ERR_USAGE, "%s: option %s needs a value", cmd, a);               \
         i++;                                                                                               \
     } while (0)
+        int used = cnn_cli_import_option(a, v, &o->imp);
+        if (used < 0) return used;
+        if (used) {
+            if (!o->imp_flag) o->imp_flag = a;
+            i++;
+            continue;
+        }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(info ? INFO_HELP : RUN_HELP, stdout);
+            if (!info) fputs(RUN_HELP_TAPS, stdout);
             return 1;
         } else if (!strcmp(a, "--weights")) {
             NEED_VALUE();
@@ -221,6 +241,12 @@ static int parse_args(int argc, char **argv, run_opts *o, bool info)
     }
     if (!o->config)
         return cnn_error_set(CNN_ERR_USAGE, "%s: no pipeline file given (see 'cnnviz-cl %s --help')", cmd, cmd);
+    if (o->imp_flag && !cnn_import_is_onnx(o->config))
+        return cnn_error_set(CNN_ERR_USAGE, "%s: %s applies to ONNX models (MODEL.onnx); a pipeline file sets its "
+                             "preprocessing under model.input", cmd, o->imp_flag);
+    if (o->weights && cnn_import_is_onnx(o->config))
+        return cnn_error_set(CNN_ERR_USAGE, "%s: --weights does not apply to an ONNX model: its weights are in it",
+                             cmd);
     return CNN_OK;
 }
 
@@ -232,12 +258,15 @@ typedef struct loaded {
     cnn_graph graph;
     char **labels;
     int n_labels;
+    unsigned char *onnx_weights; /* an ONNX model's weights, imported in memory (the weights read them) */
+    char assumed[400];           /* ... and the preprocessing the import assumed */
 } loaded;
 
 static void loaded_free(loaded *l)
 {
     cnn_graph_free(&l->graph);
     cnn_weights_close(&l->weights);
+    free(l->onnx_weights);
     cnn_pipeline_free(&l->pipe);
     for (int i = 0; i < l->n_labels; i++) free(l->labels[i]);
     free(l->labels);
@@ -337,9 +366,67 @@ static int check_nonfinite(const run_opts *o, const loaded *l)
     return CNN_OK;
 }
 
+/* Tensors of the weights file that no layer binds: one warning line with
+ * their count and the first names (a layer left out of the pipeline, a
+ * misspelt params: prefix).  PyTorch's batch-norm counters
+ * (num_batches_tracked) are bookkeeping, never weights: not counted. */
+static void warn_unused(const loaded *l)
+{
+    enum { SHOWN = 3 };
+    const cnn_weights *w = &l->weights;
+    char list[600] = "";
+    size_t n = 0;
+    int count = 0;
+    static const char skip[] = ".num_batches_tracked";
+    for (int i = 0; i < w->n; i++) {
+        const char *name = w->tensors[i].name;
+        size_t len = strlen(name);
+        if (l->graph.used[i] || (len >= sizeof skip - 1 && !strcmp(name + len - (sizeof skip - 1), skip))) continue;
+        if (count++ < SHOWN && n < sizeof list)
+            n += (size_t)snprintf(list + n, sizeof list - n, "%s%.160s", n ? ", " : "", name);
+    }
+    if (!count) return;
+    char more[48] = "";
+    if (count > SHOWN) snprintf(more, sizeof more, ", and %d more", count - SHOWN);
+    cnn_warn("%s: %d tensor%s no layer uses: %s%s (a layer missing from the pipeline, or a params: prefix that "
+             "does not match?)", w->path, count, count == 1 ? "" : "s", list, more);
+}
+
+/* An ONNX model: imported in memory, then parsed and opened as a pipeline
+ * file and its weights would be. */
+static int load_onnx(const run_opts *o, loaded *l)
+{
+    cnn_import imp;
+    int status = cnn_import_onnx(o->config, &o->imp, &imp);
+    if (status < 0) return status;
+    if (imp.newer[0] && !imp.checked) {
+        status = cnn_error_set(CNN_ERR_INPUT, "%s: the model needs %s, which this build of cnnviz-cl cannot run",
+                               o->config, imp.newer);
+        cnn_import_free(&imp);
+        return status;
+    }
+    snprintf(l->assumed, sizeof l->assumed, "%s", imp.assumed);
+    char *name = cnn_strfmt("%s (imported)", o->config), *dir = cnn_path_dir(o->config);
+    status = name && dir ? cnn_pipeline_parse(name, dir, imp.yaml, imp.yaml_len, &l->pipe) : CNN_ERR_NOMEM;
+    free(name);
+    free(dir);
+    l->onnx_weights = imp.weights;
+    size_t len = imp.weights_len;
+    imp.weights = NULL;
+    cnn_import_free(&imp);
+    if (status < 0) return status;
+    return cnn_weights_open_memory(o->config, l->onnx_weights, len, &l->weights);
+}
+
 static int load_all(const run_opts *o, loaded *l)
 {
     memset(l, 0, sizeof *l);
+    if (cnn_import_is_onnx(o->config)) {
+        int status = load_onnx(o, l);
+        if (status == CNN_OK) status = cnn_graph_build(&l->pipe, &l->weights, &l->graph);
+        if (status == CNN_OK && l->graph.n_nonfinite) status = check_nonfinite(o, l);
+        return status;
+    }
     int status = cnn_pipeline_load(o->config, &l->pipe);
     if (status < 0) return status;
     if (o->weights) {
@@ -366,6 +453,7 @@ static int load_all(const run_opts *o, loaded *l)
     status = cnn_graph_build(&l->pipe, needs_weights ? &l->weights : NULL, &l->graph);
     if (status < 0) return status;
     if (l->graph.n_nonfinite) CNN_TRY_RET(check_nonfinite(o, l));
+    if (needs_weights) warn_unused(l);
     return load_labels(l);
 }
 
@@ -391,6 +479,11 @@ int cnn_cmd_info(int argc, char **argv)
     const cnn_graph *g = &l.graph;
     printf("%s: model '%s', input [%d, %d, %d], %d layers\n", o.config, l.pipe.model_name ? l.pipe.model_name : "?",
            g->in_c, g->in_h, g->in_w, g->n);
+    if (l.assumed[0]) {
+        char line[700];
+        snprintf(line, sizeof line, "preprocessing (not part of an ONNX model): %s", l.assumed);
+        cnn_print_line(stdout, "", line);
+    }
     printf("%-28s %-16s %-28s %-18s %10s %10s\n", "layer", "op", "inputs", "output", "params", "MACs");
     for (int i = 0; i < g->n; i++) {
         const cnn_layer *ly = &g->layers[i];
@@ -452,6 +545,8 @@ typedef struct run_state {
     size_t csv_len, csv_cap;
     cnn_input_list inputs;
     char **stems; /* [inputs.n] unique output sub-folder names */
+    float *npy;           /* the samples of the .npy file read last (consecutive inputs share it) */
+    const char *npy_of;   /* ... its inputs.file entry */
     float *logits;
     float *host_tmp;
     int failed_inputs;
@@ -604,7 +699,13 @@ static int make_stems(run_state *s)
     s->stems = cnn_calloc((size_t)s->inputs.n + 1, sizeof *s->stems);
     if (!s->stems) return CNN_ERR_NOMEM;
     for (int i = 0; i < s->inputs.n; i++) {
-        char *stem = cnn_path_stem(s->inputs.paths[i]);
+        int sample = s->inputs.sample ? s->inputs.sample[i] : -1;
+        char *stem = cnn_path_stem(sample >= 0 ? s->inputs.file[i] : s->inputs.paths[i]);
+        if (stem && sample >= 0) {
+            char *numbered = cnn_strfmt("%s_%d", stem, sample);
+            free(stem);
+            stem = numbered;
+        }
         if (!stem) return CNN_ERR_NOMEM;
         char base[128];
         cnn_outdir_name(stem, base, sizeof base);
@@ -658,10 +759,35 @@ static int input_geometry(const cnn_input_spec *in, const char *path, int ih, in
     return CNN_OK;
 }
 
+/* Input k from its .npy file into slot `b`: as it is, no preprocessing. */
+static int load_tensor(run_state *s, int k, int b)
+{
+    const cnn_input_spec *in = &s->l.pipe.input;
+    const char *file = s->inputs.file[k];
+    if (!s->npy || !s->npy_of || strcmp(s->npy_of, file) != 0) {
+        free(s->npy);
+        s->npy = NULL;
+        s->npy_of = NULL;
+        cnn_npy_info info;
+        CNN_TRY_RET(cnn_npy_read_f32(file, (size_t)1 << 34, &info, &s->npy));
+        const int64_t want[3] = {in->c, in->h, in->w};
+        size_t first = info.ndim == 4 ? 1 : 0;
+        if ((info.ndim != 3 && info.ndim != 4) || memcmp(info.shape + first, want, sizeof want) != 0)
+            return cnn_error_set(CNN_ERR_INPUT, "%s: the file changed since the run began", file);
+        s->npy_of = file;
+    }
+    size_t per = (size_t)in->c * in->h * in->w;
+    size_t idx = s->inputs.sample[k] < 0 ? 0 : (size_t)s->inputs.sample[k];
+    return cnn_cl_write(&s->cl, s->net.input, (size_t)b * per * sizeof(float), per * sizeof(float),
+                        s->npy + idx * per, s->inputs.paths[k]);
+}
+
 /* Decodes, uploads and preprocesses image k into slot `b` of the network
- * input.  An unreadable image returns CNN_ERR_INPUT (the caller skips it). */
+ * input (a .npy input goes in as it is).  An unreadable image returns
+ * CNN_ERR_INPUT (the caller skips it). */
 static int load_input(run_state *s, int k, int b)
 {
+    if (s->inputs.file && s->inputs.file[k]) return load_tensor(s, k, b);
     cnn_image img = {0};
     int status = cnn_image_load(s->inputs.paths[k], &img);
     if (status < 0) return status;
@@ -838,7 +964,7 @@ static int finish_input(run_state *s, int k, int b)
     status = write_npy(s, rel, logits, shape, 1, "output", NULL, out->spec->name, path);
     if (status < 0) return status;
 
-    if (s->images) {
+    if (s->images && !s->l.pipe.input.tensor) {
         const cnn_input_spec *in = &s->l.pipe.input;
         status = cnn_vctx_input_image(&s->viz, in, s->net.input, (size_t)b * in->c * in->h * in->w, path, stem);
         if (status < 0) return status;
@@ -1728,6 +1854,7 @@ static void run_state_free(run_state *s)
     if (s->stems)
         for (int i = 0; i < s->inputs.n; i++) free(s->stems[i]);
     free(s->stems);
+    free(s->npy);
     cnn_inputs_free(&s->inputs);
     free(s->logits);
     free(s->host_tmp);
@@ -1916,12 +2043,26 @@ int cnn_cmd_run(int argc, char **argv)
     if (status != CNN_OK) goto done;
     double t_start = cnn_now_ms();
     CNN_TRY(load_all(&s.o, &s.l), done);
+    if (s.l.assumed[0] && !s.o.quiet) {
+        char line[700];
+        snprintf(line, sizeof line, "%s: preprocessing is not part of an ONNX model; assumed %s (--preprocess, "
+                 "--mean, --std, --size change it)", s.o.config, s.l.assumed);
+        cnn_print_line(stderr, "cnnviz-cl: ", line);
+    }
     CNN_TRY(collect_taps(&s), done);
     if (s.o.n_inputs == 0 && s.o.repeat == 0) {
         status = cnn_error_set(CNN_ERR_USAGE, "run: no input: give images with --input (files, folders or @list.txt)");
         goto done;
     }
     for (int i = 0; i < s.o.n_inputs; i++) CNN_TRY(cnn_inputs_add(&s.inputs, s.o.inputs[i]), done);
+    /* .npy inputs checked against the network now, before anything runs */
+    const cnn_input_spec *net_in = &s.l.pipe.input;
+    CNN_TRY(cnn_inputs_expand_tensors(&s.inputs, net_in->c, net_in->h, net_in->w, net_in->tensor), done);
+    if (s.attrib && s.l.pipe.input.tensor) {
+        status = cnn_error_set(CNN_ERR_USAGE, "run: gradient maps and occlusion are drawn over the input image; this "
+                               "network takes a tensor (color: none)");
+        goto done;
+    }
     CNN_TRY(make_stems(&s), done);
     if (s.o.out) s.out_dir = cnn_strdup(s.o.out);
     else if (s.l.pipe.out_dir) s.out_dir = cnn_strdup(s.l.pipe.out_dir);

@@ -1135,9 +1135,30 @@ static int parse_input(cnn_pipeline *p, const node *v)
     for (int i = 0; i < 3; i++)
         if ((status = get_int(p, shape->kids[i], "shape", "[C, H, W] of integers", 1, &dims[i])) < 0)
             return status;
+    /* color: none makes the input a tensor of any C (an ONNX model's input
+     * that is not an image), read from .npy files as it is. */
+    const node *cv = map_get(v, "color");
+    in->tensor = cv && cv->kind == NODE_SCALAR && strcmp(cv->str, "none") == 0;
+    if (in->tensor) {
+        static const char *const image_keys[] = {"resize", "scale", "mean", "std", NULL};
+        for (int i = 0; image_keys[i]; i++) {
+            const node *k = map_get(v, image_keys[i]);
+            bool ok = k && !strcmp(image_keys[i], "resize") && k->kind == NODE_SCALAR && k->plain &&
+                      !strcmp(k->str, "none");
+            if (k && !ok)
+                return cnn_pipeline_error_at(p, k->pos, "'%s' is for images; with color: none the input is a "
+                                             "tensor, fed as it is", image_keys[i]);
+        }
+        in->c = dims[0];
+        in->h = dims[1];
+        in->w = dims[2];
+        in->scale = 1.0f;
+        return CNN_OK;
+    }
     if (dims[0] != 1 && dims[0] != 3)
         return cnn_pipeline_error_at(p, shape->kids[0]->pos,
-                                     "input channels C must be 1 or 3 (got %d)", dims[0]);
+                                     "input channels C must be 1 or 3 (got %d; color: none for a tensor input)",
+                                     dims[0]);
     in->c = dims[0];
     in->h = dims[1];
     in->w = dims[2];
@@ -1147,7 +1168,7 @@ static int parse_input(cnn_pipeline *p, const node *v)
         const node *k = map_key(v, i), *x = map_val(v, i);
         if (is_key(k, "color")) {
             char *color = NULL;
-            static const char *const colors[] = {"rgb", "gray", NULL};
+            static const char *const colors[] = {"rgb", "gray", "none", NULL};
             status = get_choice(p, x, "color", colors, "color", &color);
             if (status == CNN_OK) {
                 bool gray = strcmp(color, "gray") == 0;

@@ -108,6 +108,7 @@ typedef enum cnn_resize_mode {
 typedef struct cnn_input_spec {
     int c, h, w;             /* the network input shape */
     bool gray;               /* color: gray (else rgb); must agree with c (1 or 3) */
+    bool tensor;             /* color: none: a tensor input (.npy files), any c, no resize */
     cnn_resize_mode resize;
     int shorter;             /* CNN_RESIZE_SHORTER_CROP */
     int crop[2];             /* [h, w] after resize; must equal [h, w] */

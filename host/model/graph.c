@@ -86,6 +86,7 @@ static int bind_named(const cnn_pipeline *p, const cnn_weights *wts, cnn_graph *
     const cnn_weight_tensor *t = cnn_weights_find(wts, name);
     if (!t)
         return cnn_pipeline_error_at(p, pos, "layer '%s': tensor '%s' not found in %s", s->name, name, wts->path);
+    g->used[t - wts->tensors] = true;
     bool same = t->ndim == ndim;
     for (int i = 0; same && i < ndim; i++) same = t->shape[i] == want[i];
     if (!same) {
@@ -563,6 +564,11 @@ int cnn_graph_build(const cnn_pipeline *pipe, const cnn_weights *weights, cnn_gr
                                      "values)", g->in_c, g->in_h, g->in_w, MAX_VALUES);
     g->layers = cnn_calloc((size_t)pipe->n_layers, sizeof *g->layers);
     if (!g->layers) return CNN_ERR_NOMEM;
+    if (weights && !(g->used = cnn_calloc((size_t)weights->n + 1, sizeof *g->used))) {
+        free(g->layers);
+        g->layers = NULL;
+        return CNN_ERR_NOMEM;
+    }
     g->n = pipe->n_layers;
     int status = CNN_OK;
     for (int i = 0; i < g->n; i++) {
@@ -633,5 +639,6 @@ void cnn_graph_free(cnn_graph *g)
     for (int i = 0; i < g->n_nonfinite; i++) free(g->nonfinite[i].tensor);
     free(g->nonfinite);
     free(g->layers);
+    free(g->used);
     memset(g, 0, sizeof *g);
 }

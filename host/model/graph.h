@@ -56,6 +56,7 @@ typedef struct cnn_graph {
     uint64_t total_params, total_macs;
     cnn_nonfinite *nonfinite;   /* [n_nonfinite] bound tensors holding NaN or Inf, in binding order */
     int n_nonfinite;
+    bool *used;                 /* [weights->n] tensors some layer binds (NULL without weights) */
 } cnn_graph;
 
 /* Builds the graph.  `weights` may be NULL to check shapes only (then no

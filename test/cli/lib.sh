@@ -40,6 +40,49 @@ use_sample() {
   sed -e "s#\.\./samples/#$SRC/samples/#" "$CFG" > "$TMP/base.yaml"
 }
 
+# Sanitizer reports, assertion failures and crashes all leave one of these.
+SANITIZER='AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:|internal error|Segmentation fault|Aborted|core dumped'
+
+# check_error DESCRIPTION ERE: the last command ($TMP/err, $rc) failed with
+# exit 2 (no signal), one error line matching ERE, no sanitizer output.
+check_error() {
+  local what=$1 re=$2
+  if [ "$rc" -ge 128 ]; then bad "$what: killed by signal $((rc - 128))"
+  elif [ "$rc" -eq 2 ]; then ok
+  else bad "$what: exit $rc, expected 2"; fi
+  if grep -qE "$SANITIZER" "$TMP/err"; then
+    bad "$what: sanitizer or crash report on stderr"; grep -E "$SANITIZER" "$TMP/err" | head -3 | sed 's/^/  /' >&2
+  else ok; fi
+  local n
+  n=$(grep -c '^cnnviz-cl: error: ' "$TMP/err")
+  if [ "$n" -eq 1 ]; then ok; else bad "$what: $n error lines, expected 1"; sed 's/^/  stderr: /' "$TMP/err" | head -5 >&2; fi
+  if [ -n "${HOSTILE_VERBOSE:-}" ]; then
+    echo "[$what] rc=$rc $(grep -E '^cnnviz-cl: (error|skipped): ' "$TMP/err" | sed "s#$TMP/##g" | tr '\n' ' ')"
+  fi
+  if grep '^cnnviz-cl: error: ' "$TMP/err" | grep -qE -- "$re"; then ok; else
+    bad "$what: /$re/ not in the error line"; grep '^cnnviz-cl: error: ' "$TMP/err" | sed 's/^/  /' >&2; fi
+}
+
+# runcmd COMMAND...: run it, stdout/stderr into $TMP/out and $TMP/err, status in $rc
+runcmd() {
+  "$@" > "$TMP/out" 2> "$TMP/err"
+  rc=$?
+}
+
+# fresh_out NAME: an --out folder that already holds one file of the user's
+fresh_out() {
+  mkdir -p "$OUTS/$1"
+  echo keep > "$OUTS/$1/existing.txt"
+}
+
+# untouched NAME DESCRIPTION: the folder still holds exactly existing.txt
+untouched() {
+  local left
+  left=$(cd "$OUTS/$1" && find . -mindepth 1 ! -path ./existing.txt | head -5)
+  if [ -z "$left" ] && [ -f "$OUTS/$1/existing.txt" ]; then ok; else
+    bad "$2: output written for an error: $(echo $left)"; fi
+}
+
 finish() {
   echo "$passed passed, $failed failed"
   rm -rf "$TMP"

@@ -221,14 +221,113 @@ def manifests():
         b'"mtime": [-1, 999999999], "x": "\ud83d\ude00\n\t"}]}')
 
 
+# ---------------------------------------------------------------- ONNX models
+def onnx_models():
+    """Small models for fuzz_onnx: each importer path (folding, patterns,
+    external data next to the fuzzer's folder: w.bin of 4096 bytes,
+    sub/w.bin of 256), and a few of the ONNX operator tests."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+
+    def init(name, *shape):
+        return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+
+    def const(name, values, dtype=np.int64):
+        return numpy_helper.from_array(np.array(values, dtype=dtype), name)
+
+    def model(name, nodes, inits, shape=(1, 3, 8, 8), out_shape=None, opset=13):
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)
+        g = helper.make_graph(nodes, name, [x], [y], initializer=inits)
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="make_corpus")
+        out("fuzz_onnx", name + ".onnx", m.SerializeToString())
+
+    N = helper.make_node
+    model("cnn", [N("Conv", ["x", "c.weight", "c.bias"], ["a"], name="/c/Conv", pads=[1, 1, 1, 1]),
+                  N("BatchNormalization", ["a", "b.weight", "b.bias", "b.running_mean", "b.running_var"], ["b"],
+                    name="/b/BatchNormalization", epsilon=1e-5),
+                  N("Relu", ["b"], ["r"]), N("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+                  N("Flatten", ["p"], ["f"], axis=1), N("Gemm", ["f", "fc.weight", "fc.bias"], ["y"], transB=1)],
+          [init("c.weight", 4, 3, 3, 3), init("c.bias", 4), init("b.weight", 4), init("b.bias", 4),
+           init("b.running_mean", 4), numpy_helper.from_array(np.full(4, 0.5, np.float32), "b.running_var"),
+           init("fc.weight", 5, 64), init("fc.bias", 5)])
+    model("shape_fold", [N("Shape", ["x"], ["s"]), N("Gather", ["s", "zero"], ["n"], axis=0),
+                         N("Unsqueeze", ["n", "zero1"], ["n1"]), N("Concat", ["n1", "minus1"], ["shape"], axis=0),
+                         N("Reshape", ["x", "shape"], ["f"]), N("Gemm", ["f", "w"], ["y"], transB=1, alpha=0.5)],
+          [const("zero", 0), const("zero1", [0]), const("minus1", [-1]), init("w", 2, 192)])
+    model("layernorm", [N("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),
+                        N("ReduceMean", ["t"], ["m"], axes=[-1]), N("Sub", ["t", "m"], ["d"]),
+                        N("Pow", ["d", "two"], ["p"]), N("ReduceMean", ["p"], ["v"], axes=[-1]),
+                        N("Add", ["v", "eps"], ["e"]), N("Sqrt", ["e"], ["s"]), N("Div", ["d", "s"], ["n"]),
+                        N("Mul", ["n", "g"], ["ng"]), N("Add", ["ng", "b"], ["nb"]),
+                        N("MatMul", ["nb", "w"], ["mm"]), N("Add", ["bias", "mm"], ["l"]),
+                        N("Div", ["l", "sqrt2"], ["q"]), N("Erf", ["q"], ["er"]), N("Add", ["er", "one"], ["e1"]),
+                        N("Mul", ["l", "e1"], ["gx"]), N("Mul", ["gx", "half"], ["gelu"]),
+                        N("Transpose", ["gelu"], ["y"], perm=[0, 3, 1, 2])],
+          [const("two", 2.0, np.float32), const("eps", 1e-6, np.float32), init("g", 3), init("b", 3),
+           init("w", 3, 6), init("bias", 6), const("sqrt2", 1.4142135, np.float32),
+           const("one", 1.0, np.float32), const("half", 0.5, np.float32)])
+    model("gates", [N("Sigmoid", ["x"], ["s"]), N("Mul", ["x", "s"], ["silu"]),
+                    N("HardSigmoid", ["silu"], ["h"], alpha=1.0 / 6), N("Mul", ["silu", "h"], ["hs"]),
+                    N("GlobalAveragePool", ["hs"], ["gap"]), N("Sigmoid", ["gap"], ["gate"]),
+                    N("Mul", ["gate", "hs"], ["se"]), N("Mul", ["se", "scale"], ["y"])],
+          [init("scale", 3, 1, 1)])
+    model("shuffle", [N("Reshape", ["x", "s5"], ["r"]), N("Transpose", ["r"], ["t"], perm=[0, 2, 1, 3, 4]),
+                      N("Reshape", ["t", "s4"], ["sh"]), N("Split", ["sh", "parts"], ["a", "b"], axis=1),
+                      N("Slice", ["a", "st", "en", "ax"], ["sl"]), N("Concat", ["sl", "b"], ["y"], axis=1)],
+          [const("s5", [1, 2, 2, 8, 8]), const("s4", [1, 4, 8, 8]), const("parts", [2, 2]), const("st", [0]),
+           const("en", [2]), const("ax", [1])], shape=(1, 4, 8, 8))
+    model("pads", [N("Pad", ["x", "pads"], ["p"], mode="constant"),
+                   N("AveragePool", ["p"], ["a"], kernel_shape=[3, 3], strides=[1, 1]),
+                   N("MaxPool", ["a"], ["m"], kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER",
+                     ceil_mode=0),
+                   N("Clip", ["m", "lo", "hi"], ["c"]), N("Pad", ["c", "pads2"], ["y"], mode="reflect")],
+          [const("pads", [0, 0, 1, 1, 0, 0, 1, 1]), const("lo", 0.0, np.float32), const("hi", 6.0, np.float32),
+           const("pads2", [0, 0, 1, 0, 0, 0, 0, 1])])
+    ext = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4, 3, 3, 3])
+    ext.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", "w.bin"), ("offset", "0"), ("length", "432")):
+        e = ext.external_data.add()
+        e.key, e.value = k, v
+    ext2 = TensorProto(name="b", data_type=TensorProto.FLOAT, dims=[4])
+    ext2.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", "sub/w.bin"), ("offset", "16"), ("length", "16")):
+        e = ext2.external_data.add()
+        e.key, e.value = k, v
+    model("external", [N("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1])], [ext, ext2])
+    src = "/usr/share/libonnx-testdata/data/node"
+    for case in ("test_conv_with_strides_padding", "test_maxpool_2d_ceil", "test_averagepool_2d_same_upper",
+                 "test_softmax_axis_1", "test_lrn", "test_gemm_all_attributes", "test_batchnorm_epsilon",
+                 "test_leakyrelu", "test_flatten_axis1", "test_transpose_default"):
+        path = os.path.join(src, case, "model.onnx")
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                out("fuzz_onnx", case + ".onnx", f.read())
+
+
+SECTIONS = {"fuzz_config": configs, "fuzz_safetensors": weights, "fuzz_png": images, "fuzz_jpeg": images,
+            "fuzz_manifest": manifests, "fuzz_list": lists, "fuzz_onnx": onnx_models}
+
+
 def main():
-    if os.path.isdir(CORPUS):
-        shutil.rmtree(CORPUS)
-    configs()
-    weights()
-    images()
-    manifests()
-    lists()
+    """make_corpus.py [TARGET ...]: all corpora, or only those named."""
+    wanted = sys.argv[1:]
+    if not wanted:
+        if os.path.isdir(CORPUS):
+            shutil.rmtree(CORPUS)
+        configs()
+        weights()
+        images()
+        manifests()
+        lists()
+        onnx_models()
+    else:
+        for t in wanted:
+            shutil.rmtree(os.path.join(CORPUS, t), ignore_errors=True)
+        for fn in dict.fromkeys(SECTIONS[t] for t in wanted):
+            fn()
     total = sum(len(os.listdir(os.path.join(CORPUS, d))) for d in os.listdir(CORPUS))
     print(f"make_corpus: {total} files under {CORPUS}", file=sys.stderr)
 

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 
 SECONDS_PER_TARGET="${1:-60}"
 BUILD="${FUZZ_BUILD_DIR:-build-fuzz}"
-TARGETS=(${FUZZ_TARGETS:-fuzz_config fuzz_safetensors fuzz_png fuzz_jpeg fuzz_manifest fuzz_list})
+TARGETS=(${FUZZ_TARGETS:-fuzz_config fuzz_safetensors fuzz_png fuzz_jpeg fuzz_manifest fuzz_list fuzz_onnx})
 JOBS="${FUZZ_BUILD_JOBS:-$(nproc)}"
 
 # Largest input each target is given (bytes): a pipeline a few hundred
@@ -22,6 +22,7 @@ max_len() {
     fuzz_config) echo 65536 ;;
     fuzz_safetensors) echo 16384 ;;
     fuzz_list) echo 16384 ;; # room for an entry past the 4096-byte limit
+    fuzz_onnx) echo 65536 ;; # a few dozen nodes with small weights
     *) echo 65536 ;;
   esac
 }

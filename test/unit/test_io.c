@@ -604,6 +604,16 @@ static void check_npy(const char *name, const int64_t *shape, int ndim, const ch
     }
     free(data);
 
+    /* Our reader gives back the shape and the exact values. */
+    cnn_npy_info info;
+    float *back = NULL;
+    CHECK_OK(cnn_npy_read_f32(path, 1 << 24, &info, &back));
+    bool same = back && info.ndim == ndim && info.numel == count;
+    for (int i = 0; same && i < ndim; i++) same = info.shape[i] == shape[i];
+    for (size_t i = 0; same && i < count; i++) same = back[i] == x[i];
+    CHECK(same, "%s: read back differs (ndim %d, %zu values)", name, info.ndim, info.numel);
+    free(back);
+
     /* NumPy itself, when the system interpreter has it. */
     if (system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") == 0) {
         char *cmd = cnn_strfmt(
@@ -641,6 +651,82 @@ static void test_npy(void)
     int s = cnn_npy_write_f32(path, &v, (const int64_t[]){1}, 1);
     CHECK(s == CNN_ERR_IO && strstr(cnn_error_message(), path), "npy to missing folder: %d %s", s,
           cnn_error_message());
+    free(path);
+}
+
+/* A .npy header: version 1.0, the dict padded with spaces, '\n' (len < 200). */
+static size_t npy_bytes(unsigned char *out, const char *dict)
+{
+    size_t n = strlen(dict);
+    memcpy(out, "\x93NUMPY\x01\x00", 8);
+    out[8] = (unsigned char)(n + 1);
+    out[9] = 0;
+    memcpy(out + 10, dict, n);
+    out[10 + n] = '\n';
+    return 11 + n;
+}
+
+/* Headers the strict reader accepts and refuses, each refusal naming the
+ * file and saying what. */
+static void test_npy_headers(void)
+{
+    static const struct {
+        const char *dict;
+        const char *want; /* NULL: accepted */
+    } cases[] = {
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", NULL},
+        {"{'shape': (4,), 'fortran_order': False, 'descr': '<f4'}", NULL},
+        {"{\"descr\": \"<f4\", \"fortran_order\": False, \"shape\": ()}", NULL},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", "dtype '<f8'"},
+        {"{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }", "dtype '>f4'"},
+        {"{'descr': '<f4', 'fortran_order': True, 'shape': (2,), }", "Fortran order"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (2, -1), }", "not a tuple"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (1,1,1,1,1,1,1,1,1), }", "at most 8"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }", "too large"},
+        {"{'descr': '<f4', 'fortran_order': False}", "lacks 'shape'"},
+        {"{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (1,)}", "repeated key 'descr'"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': 1}", "unexpected or repeated key 'x'"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (1,)} junk", "text after the dict"},
+        {"['descr', '<f4']", "not a dict"},
+    };
+    unsigned char buf[256];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = npy_bytes(buf, cases[i].dict);
+        cnn_npy_info info;
+        int s = cnn_npy_parse_header("h.npy", buf, n, &info);
+        if (!cases[i].want) {
+            CHECK(s == CNN_OK && info.data_offset == n, "%s: %s", cases[i].dict, cnn_error_message());
+        } else {
+            CHECK(s == CNN_ERR_INPUT && strstr(cnn_error_message(), cases[i].want) &&
+                      strncmp(cnn_error_message(), "h.npy: ", 7) == 0,
+                  "%s: status %d, message '%s' (want '%s')", cases[i].dict, s, cnn_error_message(), cases[i].want);
+        }
+    }
+    cnn_npy_info info;
+    size_t n = npy_bytes(buf, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }");
+    CHECK(cnn_npy_parse_header("h.npy", buf, 9, &info) == CNN_ERR_INPUT, "9 bytes accepted");
+    CHECK(cnn_npy_parse_header("h.npy", buf, n - 1, &info) == CNN_ERR_INPUT, "a header cut short accepted");
+    buf[6] = 4;
+    CHECK(cnn_npy_parse_header("h.npy", buf, n, &info) == CNN_ERR_INPUT && strstr(cnn_error_message(), "version 4"),
+          "version 4: %s", cnn_error_message());
+    buf[6] = 2; /* 2.0: a 4-byte length, here 0x0a..: far past the end */
+    CHECK(cnn_npy_parse_header("h.npy", buf, n, &info) == CNN_ERR_INPUT, "version 2 length accepted");
+    /* a file whose data is one float short */
+    char *path = in_dir("short.npy");
+    FILE *f = fopen(path, "wb");
+    n = npy_bytes(buf, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }");
+    fwrite(buf, 1, n, f);
+    fwrite("\0\0\0\0\0\0\0\0", 1, 8, f);
+    fclose(f);
+    float *v = NULL;
+    int s = cnn_npy_read_f32(path, 1 << 20, &info, &v);
+    CHECK(s == CNN_ERR_INPUT && strstr(cnn_error_message(), "its header says 3 elements") && !v,
+          "short file: %d %s", s, cnn_error_message());
+    s = cnn_npy_read_info(path, &info);
+    CHECK(s == CNN_ERR_INPUT && strstr(cnn_error_message(), "its header says 3 elements"), "short file info: %s",
+          cnn_error_message());
+    free(v);
+    remove(path);
     free(path);
 }
 
@@ -974,6 +1060,7 @@ int main(void)
     test_errors();
     test_threads();
     test_npy();
+    test_npy_headers();
     test_json();
     test_json_utf8();
     test_escape_line();
