@@ -909,6 +909,8 @@ static int finish_input(run_state *s, int k, int b)
     double mx = -INFINITY, sum = 0;
     for (size_t i = 0; i < nout; i++) mx = fmax(mx, (double)logits[i]);
     for (size_t i = 0; i < nout; i++) sum += exp((double)logits[i] - mx);
+    /* A network that ends in a softmax gives probabilities already. */
+    bool probs = out->spec->op == CNN_OP_SOFTMAX;
     int top = s->o.top ? s->o.top : s->l.pipe.top;
     if ((size_t)top > nout) top = (int)nout;
     int *idx = cnn_malloc(nout * sizeof *idx);
@@ -923,7 +925,7 @@ static int finish_input(run_state *s, int k, int b)
     cnn_json_array_begin(&s->preds);
     for (int t = 0; t < top; t++) {
         int c = idx[t];
-        double prob = exp((double)logits[c] - mx) / sum;
+        double prob = probs ? (double)logits[c] : exp((double)logits[c] - mx) / sum;
         const char *label = c < s->l.n_labels ? s->l.labels[c] : "";
         char pb[32];
         if (!s->o.quiet) printf("  %2d. %5d  %-32s %s\n", t + 1, c, label, fmt_prob(prob, 4, pb, sizeof pb));
@@ -956,7 +958,7 @@ static int finish_input(run_state *s, int k, int b)
         s->n_rin++;
     }
     status = csv_append(s, path, best, best < s->l.n_labels ? s->l.labels[best] : "",
-                        exp((double)logits[best] - mx) / sum);
+                        probs ? (double)logits[best] : exp((double)logits[best] - mx) / sum);
     if (status < 0) return status;
 
     snprintf(rel, sizeof rel, "%s/output.npy", stem);

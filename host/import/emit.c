@@ -684,7 +684,7 @@ int cnn_ir_emit(cnn_ir *g, cnn_ir_out *o)
                                g->path);
         goto done;
     }
-    if (!cnn_em_ordered(out)) {
+    if (!cnn_em_ordered(out) || out->fperm) {
         status = cnn_error_set(CNN_ERR_INPUT, "%s: the graph output's axes are permuted by a Transpose; cnnviz-cl "
                                "writes outputs in its layers' [C, H, W] order", g->path);
         goto done;

@@ -515,7 +515,7 @@ static int read_nodes(cnn_ir *g, const Onnx__GraphProto *gp)
 
 /* The shape of graph input `vi`, with a symbolic batch size taken as 1
  * and symbolic height and width as size_hw. */
-static int input_shape(cnn_ir *g, const Onnx__ValueInfoProto *vi, int v, const int size_hw[2])
+static int input_shape(cnn_ir *g, const Onnx__ValueInfoProto *vi, int v, const int size_hw[2], bool nhwc)
 {
     ir_val *x = &g->vals[v];
     char e[200];
@@ -531,6 +531,7 @@ static int input_shape(cnn_ir *g, const Onnx__ValueInfoProto *vi, int v, const i
     if (!tt->shape)
         return cnn_error_set(CNN_ERR_INPUT, "%s: graph input '%s' has no shape", g->path, e);
     size_t r = tt->shape->n_dim;
+    const size_t sp = nhwc ? 1 : 2; /* the first spatial axis */
     if (r < 1 || r > 4)
         return cnn_error_set(CNN_ERR_INPUT, "%s: graph input '%s' has rank %zu; cnnviz-cl takes [N, C, H, W] "
                              "(or [N, C, L], [N, F], [N])", g->path, e, r);
@@ -547,8 +548,8 @@ static int input_shape(cnn_ir *g, const Onnx__ValueInfoProto *vi, int v, const i
             if (i == 0) {
                 dv = 1;
                 g->batch_symbolic = true;
-            } else if (r == 4 && i >= 2 && size_hw[i - 2] > 0) {
-                dv = size_hw[i - 2];
+            } else if (r == 4 && i >= sp && i <= sp + 1 && size_hw[i - sp] > 0) {
+                dv = size_hw[i - sp];
             } else {
                 return cnn_error_set(CNN_ERR_INPUT, "%s: graph input '%s' has a symbolic size at axis %zu%s", g->path,
                                      e, i, r == 4 && i >= 2 ? ": give the input size with --size H,W" : "");
@@ -557,17 +558,46 @@ static int input_shape(cnn_ir *g, const Onnx__ValueInfoProto *vi, int v, const i
         x->dims[i] = dv;
     }
     g->batch = x->dims[0];
-    if (r == 4 && size_hw[0] > 0 && (x->dims[2] != size_hw[0] || x->dims[3] != size_hw[1]))
+    if (r == 4 && size_hw[0] > 0 && (x->dims[sp] != size_hw[0] || x->dims[sp + 1] != size_hw[1]))
         return cnn_error_set(CNN_ERR_INPUT, "%s: --size %dx%d, but the model's input '%s' is %lldx%lld", g->path,
-                             size_hw[0], size_hw[1], e, (long long)x->dims[2], (long long)x->dims[3]);
+                             size_hw[0], size_hw[1], e, (long long)x->dims[sp], (long long)x->dims[sp + 1]);
     size_t n;
     if (!cnn_ir_numel_of(x->rank, x->dims, &n) || n > CNN_ONNX_MAX_VALUES)
         return cnn_error_set(CNN_ERR_INPUT, "%s: graph input '%s' is too large", g->path, e);
     x->numel = n;
     x->known = true;
     for (int i = 0; i < IR_MAX_RANK; i++) x->phys[i] = (int8_t)(i == 0 ? -1 : i <= 3 ? i - 1 : -1);
+    if (nhwc) { /* axes N, H, W, C: the pipeline's C is axis 3 */
+        x->phys[1] = 1;
+        x->phys[2] = 2;
+        x->phys[3] = 0;
+    }
     x->layer = IR_LAYER_INPUT;
     return CNN_OK;
+}
+
+/* A channels-last image input ([N, H, W, C], as Keras models and every
+ * tf2onnx export of one have): every node that reads it is a Transpose with
+ * perm [0, 3, 1, 2].  The pipeline then takes the input as [C, H, W] (an
+ * image, or a .npy array in that order) and the Transposes cost nothing. */
+static bool channels_last_input(cnn_ir *g)
+{
+    int readers = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ir_node *n = &g->nodes[i];
+        bool reads = false;
+        for (int k = 0; k < n->n_in; k++) reads |= n->in[k] == g->input;
+        if (!reads) continue;
+        int64_t perm[IR_MAX_RANK];
+        int np = 0;
+        if (n->op != OP_TRANSPOSE || n->n_in != 1 || cnn_ir_attr_ints(g, i, "perm", perm, IR_MAX_RANK, &np) < 0 ||
+            np != 4 || perm[0] != 0 || perm[1] != 3 || perm[2] != 1 || perm[3] != 2) {
+            cnn_error_clear();
+            return false;
+        }
+        readers++;
+    }
+    return readers > 0;
 }
 
 static int mark_live(cnn_ir *g)
@@ -665,7 +695,7 @@ int cnn_ir_build(cnn_onnx_file *f, const int size_hw[2], cnn_ir *g)
     if (g->output < 0 || (g->vals[g->output].producer < 0 && g->output != g->input && !g->vals[g->output].init))
         return cnn_error_set(CNN_ERR_INPUT, "%s: graph output '%s' is not produced by any node", g->path,
                              esc(oname ? oname : "", e, sizeof e));
-    CNN_TRY_RET(input_shape(g, in_vi[0], g->input, size_hw));
+    CNN_TRY_RET(input_shape(g, in_vi[0], g->input, size_hw, channels_last_input(g)));
     CNN_TRY_RET(mark_live(g));
     if (g->vals[g->input].n_uses == 0)
         return cnn_error_set(CNN_ERR_INPUT, "%s: the graph output does not depend on the input '%s'", g->path,

@@ -75,6 +75,14 @@ typedef struct ir_val {
     int layer;                  /* IR_LAYER_INPUT, a layer index or IR_LAYER_NONE */
     int8_t phys[IR_MAX_RANK];   /* axis -> 0 (C), 1 (H), 2 (W); -1 for the batch axis */
     bool flat;                  /* the layer holding it is a feature vector */
+    /* A flatten of a tensor whose axes a Transpose reordered (Keras' NHWC
+     * Flatten before its Dense): the layer holds the features in [C, H, W]
+     * order, the model means them in the order of logical axes 1..3 of
+     * dims fperm_dims on physical axes fperm_phys.  Only a matrix product
+     * with constant weights may read it; its columns are reordered. */
+    bool fperm;
+    int8_t fperm_phys[3];
+    int64_t fperm_dims[3];
 } ir_val;
 
 typedef struct ir_node {

@@ -299,12 +299,20 @@ static int emit_view(emitter *e, int ni)
         return CNN_OK;
     }
     if (ov->rank == 2) {
-        if (!cnn_em_ordered(xv))
+        bool reordered = !cnn_em_ordered(xv);
+        if (reordered && (xv->rank != 4 || xv->flat || xv->fperm))
             return cnn_ir_node_error(g, ni, "flattening a tensor whose axes a Transpose reordered is not supported");
+        int64_t d[3] = {xv->dims[1], xv->dims[2], xv->dims[3]};
+        int8_t ph[3] = {xv->phys[1], xv->phys[2], xv->phys[3]};
         int st = cnn_em_put_layer(e, ni, "flatten", &x, 1, NULL, NULL, 0, o);
         if (st == CNN_OK) {
             cnn_em_set_identity(ov);
             ov->flat = true;
+            if (reordered) {
+                ov->fperm = true;
+                memcpy(ov->fperm_dims, d, sizeof d);
+                memcpy(ov->fperm_phys, ph, sizeof ph);
+            }
         }
         return st;
     }
@@ -354,6 +362,31 @@ static int emit_linear_from(emitter *e, int ni, int x, const float *wdata, float
         return st;
     }
     bool over_channels = xv->rank > 2;
+    if (xv->fperm) {
+        /* The flatten holds the features as [C, H, W]; the model's column
+         * l is the logical (row-major) index over fperm_dims. */
+        int64_t pd[3];
+        for (int k = 0; k < 3; k++) pd[xv->fperm_phys[k]] = xv->fperm_dims[k];
+        size_t cnt = (size_t)out * (size_t)in;
+        float *w2 = cnn_malloc((cnt ? cnt : 1) * sizeof(float));
+        if (!w2) {
+            free(wown);
+            free(bown);
+            return CNN_ERR_NOMEM;
+        }
+        for (int64_t l = 0; l < in; l++) {
+            int64_t i2 = l % xv->fperm_dims[2], i1 = (l / xv->fperm_dims[2]) % xv->fperm_dims[1];
+            int64_t i0 = l / (xv->fperm_dims[2] * xv->fperm_dims[1]), c[3];
+            c[xv->fperm_phys[0]] = i0;
+            c[xv->fperm_phys[1]] = i1;
+            c[xv->fperm_phys[2]] = i2;
+            int64_t p = (c[0] * pd[1] + c[1]) * pd[2] + c[2];
+            for (int64_t o = 0; o < out; o++) w2[o * in + p] = wdata[o * in + l];
+        }
+        free(wown);
+        wdata = wown = w2;
+        wsrc = -1;
+    }
     char extra[96];
     size_t m = (size_t)snprintf(extra, sizeof extra, "out: %lld", (long long)out);
     if (!bdata) m += (size_t)snprintf(extra + m, sizeof extra - m, ", bias: false");
@@ -694,6 +727,14 @@ int cnn_em_node(emitter *e, int ni)
 {
     cnn_ir *g = e->g;
     const ir_node *n = &g->nodes[ni];
+    bool product = n->fused == FUSED_LINEAR || (n->fused == FUSED_NONE && n->op == OP_GEMM);
+    for (int k = 0; k < n->n_in; k++)
+        if (n->in[k] >= 0 && g->vals[n->in[k]].fperm && !(product && k == 0))
+            return cnn_ir_node_error(g, ni, "it reads a flatten of a tensor whose axes a Transpose reordered; only a "
+                                     "matrix product with constant weights may follow such a flatten");
+    if (n->fused != FUSED_NONE && n->fx >= 0 && g->vals[n->fx].fperm && !product)
+        return cnn_ir_node_error(g, ni, "it reads a flatten of a tensor whose axes a Transpose reordered; only a "
+                                 "matrix product with constant weights may follow such a flatten");
     switch (n->fused) {
     case FUSED_SILU: cnn_em_add_newer(e->o, "silu"); return emit_unary(e, ni, "silu", NULL, n->fx);
     case FUSED_HARDSWISH: return emit_unary(e, ni, "hardswish", NULL, n->fx);
