@@ -9,6 +9,7 @@ packages=(
   libclblast-dev libpng-dev libyaml-dev libturbojpeg0-dev libjpeg-dev
   libprotobuf-c-dev protobuf-c-compiler libonnx-dev libonnx-testdata python3-onnx
   python3 python3-torch python3-torchvision python3-numpy python3-pil python3-yaml
+  python3-pytest python3-venv python3-pip
   dataset-fashion-mnist chromium
   clang libclang-rt-14-dev
 )

@@ -49,7 +49,7 @@ int main(int argc, char **argv)
         fputs(USAGE, stdout);
         return 0;
     } else if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
-        printf("cnnviz-cl %s\n", CNNVIZ_VERSION);
+        printf("cnnviz-cl %s\n", CNN_VERSION_STRING);
         return 0;
     } else if (strcmp(cmd, "devices") == 0) {
         status = cnn_cmd_devices(argc - 1, argv + 1);

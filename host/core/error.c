@@ -1,5 +1,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "core/error.h"
+#include "core/log.h"
 #include "core/util.h"
 
 #include <stdarg.h>
@@ -103,7 +104,7 @@ void cnn_warn(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    cnn_print_line(stderr, "cnnviz-cl: warning: ", msg);
+    cnn_logf(CNN_LOG_WARN, "%s", msg);
 }
 
 int cnn_status_exit_code(int status)

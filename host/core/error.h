@@ -53,7 +53,8 @@ size_t cnn_escape_line(char *out, size_t size, const char *text);
  * line nor drive the terminal.  For the error, skipped and warning lines. */
 void cnn_print_line(FILE *f, const char *prefix, const char *message);
 
-/* "cnnviz-cl: warning: <message>" on stderr, printf-style, escaped. */
+/* A warning line, printf-style, through this thread's log sink (core/log.h;
+ * by default "cnnviz-cl: warning: <message>" on stderr, escaped). */
 void cnn_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* 0 for CNN_OK, 2 for usage and input errors, 1 for the rest. */

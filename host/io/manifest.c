@@ -85,7 +85,7 @@ int cnn_manifest_text(const cnn_manifest *m, char **text, size_t *len)
     cnn_json_key(&j, "tool");
     cnn_json_string(&j, CNN_MANIFEST_TOOL);
     cnn_json_key(&j, "version");
-    cnn_json_string(&j, CNNVIZ_VERSION);
+    cnn_json_string(&j, CNN_VERSION_STRING);
     cnn_json_key(&j, "schema");
     cnn_json_int(&j, CNN_MANIFEST_SCHEMA);
     cnn_json_key(&j, "files");

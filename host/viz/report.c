@@ -1282,8 +1282,8 @@ static void put_page(ctx *x)
         put_str(b, "</div></section>\n");
     }
     put_str(b, "</main>\n<footer>Written by cnnviz-cl"
-#ifdef CNNVIZ_VERSION
-               " " CNNVIZ_VERSION
+#ifdef CNN_VERSION_STRING
+               " " CNN_VERSION_STRING
 #endif
                ". Click an image to zoom; Escape or a click closes it.</footer>\n"
                "<div id=\"zoom\" hidden tabindex=\"-1\" role=\"dialog\" aria-label=\"zoomed image\"></div>\n"

@@ -1,6 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "viz/taps.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "core/util.h"
 #include "io/npy.h"
 #include "viz/colormap.h"
@@ -253,7 +254,7 @@ int cnn_vctx_note(cnn_vctx *v, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    if (!v->quiet) fprintf(stderr, "cnnviz-cl: note: %s\n", buf);
+    if (!v->quiet) cnn_logf(CNN_LOG_INFO, "note: %s", buf);
     char **p = cnn_realloc(v->notes, (size_t)(v->n_notes + 1) * sizeof *p);
     if (!p) return CNN_ERR_NOMEM;
     v->notes = p;
@@ -923,5 +924,25 @@ rd_fail:
     }
     cnn_png_buf_release(pb);
     free(host_raw);
+    return status;
+}
+
+int cnn_vctx_render_map(cnn_vctx *v, cl_mem src, size_t off, int h, int w, cnn_cmap cmap, bool is_signed, bool clip,
+                        cl_mem img8, int c_img, float alpha, uint8_t *out)
+{
+    const char *what = "render";
+    size_t px = (size_t)h * w;
+    int ncomp = cnn_viz_ncomp(1, cmap);
+    norm nm = {CNN_SCOPE_LAYER, is_signed, clip, 0.5f, 99.5f, {0, 0}};
+    bufs b;
+    cl_mem ov = NULL;
+    CNN_TRY_RET(bufs_create(v->cl, &b, 1, 1, clip, px * ncomp, what));
+    int status = img8 ? cnn_cl_buffer(v->cl, px * 3, &ov, what) : CNN_OK;
+    if (status == CNN_OK) status = normalise_render(v, &b, src, off, 1, 1, h, w, &nm, cmap, what);
+    if (status == CNN_OK && img8) status = cnn_gm_overlay(v->cl, img8, c_img, b.tiles, px, alpha, ov, what);
+    if (status == CNN_OK) status = read_async(v->cl, img8 ? ov : b.tiles, px * (img8 ? 3 : ncomp), out, what);
+    status = settle(v->cl, status, what);
+    if (ov) clReleaseMemObject(ov);
+    bufs_release(&b);
     return status;
 }

@@ -159,4 +159,13 @@ int cnn_vctx_input_u8(cnn_vctx *v, const cnn_input_spec *in, cl_mem src, size_t 
 int cnn_vctx_input_image(cnn_vctx *v, const cnn_input_spec *in, cl_mem src, size_t off, const char *input,
                          const char *stem);
 
+/* Renders one h x w map (floats at src + off) for a caller that wants the
+ * pixels, not a file: normalised over the map (min-max, symmetric around 0
+ * when is_signed, the 0.5 and 99.5 percentiles when clip), coloured by
+ * cmap, into out: h * w * 3 bytes (1 for CNN_CMAP_GRAY), or blended over
+ * img8 (the input as 8-bit, c_img channels, same size) with the map's
+ * weight alpha into h * w * 3 bytes.  Blocks until out is filled. */
+int cnn_vctx_render_map(cnn_vctx *v, cl_mem src, size_t off, int h, int w, cnn_cmap cmap, bool is_signed, bool clip,
+                        cl_mem img8, int c_img, float alpha, uint8_t *out);
+
 #endif

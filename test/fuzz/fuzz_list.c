@@ -1,11 +1,11 @@
 /* libFuzzer target: the text of an @list file, parsed by
  * cnn_inputs_parse_list() and checked against a plain reference of the
- * contract in cli/inputs.h (lines split at '\n', a byte order mark, spaces
+ * contract in io/inputs.h (lines split at '\n', a byte order mark, spaces
  * and tabs around an entry and CRs at its end stripped, empty and '#' lines
  * skipped).  Each entry also goes through cnn_escape_line(), as it would
  * into a message: the result must be one line of valid UTF-8 without
  * control bytes.  Crashes, leaks, sanitizer reports and hangs are bugs. */
-#include "cli/inputs.h"
+#include "io/inputs.h"
 #include "core/error.h"
 #include "core/util.h"
 

@@ -5,7 +5,7 @@
  * with the list's file and line in the message. */
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
-#include "cli/inputs.h"
+#include "io/inputs.h"
 #include "core/util.h"
 
 #include <stdbool.h>

@@ -7,6 +7,7 @@
 # when valgrind reports no error at all: no invalid read or write, no
 # uninitialised value used, 0 bytes definitely lost -- with the suppressions
 # of test/valgrind/pocl.supp, which cover only PoCL, LLVM and the ICD loader.
+# Then the C API test program (test_capi), if it is built, the same way.
 #   test/valgrind/run.sh [BUILD_DIR]   (default: build)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -31,3 +32,20 @@ if [ "$rc" -ne 0 ]; then
   exit 1
 fi
 echo "valgrind: clean"
+
+# The C API test program (test/api/test_capi.c), when built: the same
+# checks, through libcnnviz.so.
+CAPI="${1:-build}/test/test_capi"
+if [ -x "$CAPI" ]; then
+  "$CAPI" "$PWD" > /dev/null # warm the caches
+  valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite \
+    --num-callers=40 --suppressions=test/valgrind/pocl.supp --log-file="$OUT/valgrind-capi.log" \
+    "$CAPI" "$PWD" > /dev/null && rc=0 || rc=$?
+  grep -E "ERROR SUMMARY|definitely lost" "$OUT/valgrind-capi.log" | sed 's/^==[0-9]*== //'
+  if [ "$rc" -ne 0 ]; then
+    echo "valgrind: test_capi exit $rc; the report:" >&2
+    grep -v "^==[0-9]*== *$" "$OUT/valgrind-capi.log" | head -200 >&2
+    exit 1
+  fi
+  echo "valgrind: test_capi clean"
+fi

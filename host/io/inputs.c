@@ -1,5 +1,5 @@
 #define _DEFAULT_SOURCE
-#include "cli/inputs.h"
+#include "io/inputs.h"
 #include "core/error.h"
 #include "core/util.h"
 #include "io/npy.h"

@@ -1,6 +1,6 @@
 /* Expands --input arguments into the list of image paths a run reads. */
-#ifndef CNN_CLI_INPUTS_H
-#define CNN_CLI_INPUTS_H
+#ifndef CNN_IO_INPUTS_H
+#define CNN_IO_INPUTS_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,0 +1,729 @@
+/* The scheduler (pipeline/job.h): a job loads the model, takes the output
+ * folder and a device, then runs the inputs in batches: each batch's
+ * forward, its predictions and taps, the attribution methods' shared
+ * backward passes (methods.c) and their own passes and curves (sampling.c);
+ * at the end the predictions, the report and the commit (outputs.c). */
+#define _POSIX_C_SOURCE 200809L
+#include "pipeline/job_impl.h"
+#include "pipeline/methods.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "io/image.h"
+#include "io/npy.h"
+#include "ops/blas.h"
+#include "ops/ops.h"
+#include "ops/tune.h"
+#include "viz/gradmap.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cnn_job_opts_init(cnn_job_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->batch = 1;
+    o->png_level = -1;
+    o->curves = -1;
+}
+
+/* Preprocessing geometry of one image: resize target and crop origin. */
+static int input_geometry(const cnn_input_spec *in, const char *path, int ih, int iw, int *rh, int *rw, int *top,
+                          int *left)
+{
+    *rh = ih;
+    *rw = iw;
+    if (in->resize == CNN_RESIZE_SHORTER_CROP) {
+        /* torchvision Resize(int): the shorter side becomes N, the longer
+         * int(N * long / short). */
+        if (ih <= iw) {
+            *rh = in->shorter;
+            *rw = (int)((double)in->shorter * iw / ih);
+        } else {
+            *rw = in->shorter;
+            *rh = (int)((double)in->shorter * ih / iw);
+        }
+    } else if (in->resize == CNN_RESIZE_STRETCH) {
+        *rh = in->stretch[0];
+        *rw = in->stretch[1];
+    }
+    if (*rh < in->h || *rw < in->w)
+        return cnn_error_set(CNN_ERR_INPUT, "%s: image is %dx%d; the network takes %dx%d (set model.input.resize)",
+                             path, iw, ih, in->w, in->h);
+    if (in->resize == CNN_RESIZE_NONE && (*rh != in->h || *rw != in->w))
+        return cnn_error_set(CNN_ERR_INPUT, "%s: image is %dx%d; the network takes %dx%d (set model.input.resize)",
+                             path, iw, ih, in->w, in->h);
+    /* torchvision CenterCrop: int(round((H - h) / 2)), round half to even. */
+    *top = (int)rint((*rh - in->h) / 2.0);
+    *left = (int)rint((*rw - in->w) / 2.0);
+    return CNN_OK;
+}
+
+/* Input k from its .npy file into slot `b`: as it is, no preprocessing. */
+static int load_tensor(cnn_job *s, int k, int b)
+{
+    const cnn_input_spec *in = &s->l.pipe.input;
+    const char *file = s->inputs.file[k];
+    if (!s->npy || !s->npy_of || strcmp(s->npy_of, file) != 0) {
+        free(s->npy);
+        s->npy = NULL;
+        s->npy_of = NULL;
+        cnn_npy_info info;
+        CNN_TRY_RET(cnn_npy_read_f32(file, (size_t)1 << 34, &info, &s->npy));
+        const int64_t want[3] = {in->c, in->h, in->w};
+        size_t first = info.ndim == 4 ? 1 : 0;
+        if ((info.ndim != 3 && info.ndim != 4) || memcmp(info.shape + first, want, sizeof want) != 0)
+            return cnn_error_set(CNN_ERR_INPUT, "%s: the file changed since the run began", file);
+        s->npy_of = file;
+    }
+    size_t per = (size_t)in->c * in->h * in->w;
+    size_t idx = s->inputs.sample[k] < 0 ? 0 : (size_t)s->inputs.sample[k];
+    return cnn_cl_write(&s->cl, s->net.input, (size_t)b * per * sizeof(float), per * sizeof(float),
+                        s->npy + idx * per, s->inputs.paths[k]);
+}
+
+int cnn_job_load_pixels(cnn_job *s, const cnn_image *img, const char *name, int b)
+{
+    const cnn_input_spec *in = &s->l.pipe.input;
+    int rh = 0, rw = 0, top = 0, left = 0;
+    cl_mem src = NULL, tmp = NULL;
+    int status;
+    CNN_TRY(input_geometry(in, name, img->h, img->w, &rh, &rw, &top, &left), done);
+    size_t bytes = (size_t)img->w * img->h * img->c;
+    CNN_TRY(cnn_cl_buffer(&s->cl, bytes, &src, "input image"), done);
+    CNN_TRY(cnn_cl_write(&s->cl, src, 0, bytes, img->px, "input image"), done);
+    CNN_TRY(cnn_cl_buffer(&s->cl, cnn_op_preprocess_scratch(img->h, img->w, img->c, rh, rw), &tmp, "resize scratch"),
+            done);
+    size_t off = (size_t)b * in->c * in->h * in->w;
+    CNN_TRY(cnn_op_preprocess(&s->cl, src, img->h, img->w, img->c, rh, rw, top, left, in->c, in->h, in->w, in->scale,
+                              in->mean, in->std, tmp, s->net.input, off, name),
+            done);
+    /* No wait here: OpenCL keeps a released buffer alive until the kernels
+     * enqueued on it have finished, and the pixel upload was blocking. */
+done:
+    if (src) clReleaseMemObject(src);
+    if (tmp) clReleaseMemObject(tmp);
+    return status;
+}
+
+/* Decodes, uploads and preprocesses image k into slot `b` of the network
+ * input (a .npy input goes in as it is).  An unreadable image returns
+ * CNN_ERR_INPUT (the caller skips it). */
+static int load_input(cnn_job *s, int k, int b)
+{
+    if (s->inputs.file && s->inputs.file[k]) return load_tensor(s, k, b);
+    cnn_image img = {0};
+    int status = cnn_image_load(s->inputs.paths[k], &img);
+    if (status == CNN_OK) status = cnn_job_load_pixels(s, &img, s->inputs.paths[k], b);
+    cnn_image_free(&img);
+    return status;
+}
+
+/* A probability as printed and written to predictions.csv: "nan" for NaN
+ * whatever its sign bit (printf would write "-nan" for x86's default NaN). */
+const char *cnn_job_fmt_prob(double p, int digits, char *buf, size_t size)
+{
+    if (isnan(p)) snprintf(buf, size, "nan");
+    else snprintf(buf, size, "%.*f", digits, p);
+    return buf;
+}
+
+/* qsort has no context argument: the values being ranked (one ranking at
+ * a time per thread). */
+static _Thread_local const float *g_sort_values;
+
+/* Descending by value, ties by index, so the order is deterministic.  NaN
+ * ranks above everything, as torch.topk and torch.argmax rank it; among
+ * NaNs the order is the index's (torch.sort(descending=True, stable=True)
+ * and argmax; topk's own order among NaNs varies with the length). */
+static int cmp_idx(const void *a, const void *b)
+{
+    int ia = *(const int *)a, ib = *(const int *)b;
+    float va = g_sort_values[ia], vb = g_sort_values[ib];
+    bool na = isnan(va), nb = isnan(vb);
+    if (na != nb) return na ? -1 : 1;
+    if (!na && va != vb) return va < vb ? 1 : -1;
+    return (ia > ib) - (ia < ib);
+}
+
+void cnn_job_rank(const float *v, size_t n, int *idx)
+{
+    for (size_t i = 0; i < n; i++) idx[i] = (int)i;
+    g_sort_values = v;
+    qsort(idx, n, sizeof *idx, cmp_idx);
+}
+
+/* Predictions, raw output and taps of image k (slot b of the batch). */
+static int finish_input(cnn_job *s, int k, int b)
+{
+    const cnn_graph *g = &s->l.graph;
+    const cnn_layer *out = &g->layers[g->n - 1];
+    size_t nout = cnn_layer_numel(out);
+    const float *logits = s->logits + (size_t)b * nout;
+    const char *stem = s->stems[k];
+    const char *path = s->inputs.paths[k];
+    char rel[512];
+    int64_t shape[4];
+    int status;
+
+    /* Softmax in double over the network output, for the printed top-k.
+     * As torch.softmax: a NaN or +Inf anywhere, or -Inf everywhere, makes
+     * every probability NaN (fmax skips NaN; exp(nan) and inf - inf do
+     * the rest). */
+    double mx = -INFINITY, sum = 0;
+    for (size_t i = 0; i < nout; i++) mx = fmax(mx, (double)logits[i]);
+    for (size_t i = 0; i < nout; i++) sum += exp((double)logits[i] - mx);
+    /* A network that ends in a softmax gives probabilities already. */
+    bool probs = out->spec->op == CNN_OP_SOFTMAX;
+    int top = s->o.top ? s->o.top : s->l.pipe.top;
+    if ((size_t)top > nout) top = (int)nout;
+    int *idx = cnn_malloc(nout * sizeof *idx);
+    if (!idx) return CNN_ERR_NOMEM;
+    for (size_t i = 0; i < nout; i++) idx[i] = (int)i;
+    cnn_job_rank(logits, nout, idx);
+    char shown[1200];
+    cnn_escape_line(shown, sizeof shown, path);
+    cnn_logf(CNN_LOG_PREDICTION, "%s", shown);
+    cnn_json_object_begin(&s->preds);
+    cnn_json_path(&s->preds, "input", path);
+    cnn_json_key(&s->preds, "top");
+    cnn_json_array_begin(&s->preds);
+    for (int t = 0; t < top; t++) {
+        int c = idx[t];
+        double prob = probs ? (double)logits[c] : exp((double)logits[c] - mx) / sum;
+        const char *label = c < s->l.n_labels ? s->l.labels[c] : "";
+        char pb[32];
+        cnn_escape_line(shown, sizeof shown, label);
+        cnn_logf(CNN_LOG_PREDICTION, "  %2d. %5d  %-32s %s", t + 1, c, shown, cnn_job_fmt_prob(prob, 4, pb, sizeof pb));
+        if (s->rpred) s->rpred[(size_t)s->n_rin * top + t] = (cnn_report_pred){c, label, prob};
+        cnn_json_object_begin(&s->preds);
+        cnn_json_key(&s->preds, "index");
+        cnn_json_int(&s->preds, c);
+        cnn_json_key(&s->preds, "label");
+        cnn_json_string(&s->preds, label);
+        cnn_json_key(&s->preds, "prob");
+        cnn_json_number(&s->preds, prob);
+        cnn_json_object_end(&s->preds);
+    }
+    cnn_json_array_end(&s->preds);
+    cnn_json_object_end(&s->preds);
+    int best = idx[0];
+    free(idx);
+    bool has_nan = false, has_inf = false;
+    for (size_t i = 0; i < nout; i++) {
+        has_nan |= isnan(logits[i]) != 0;
+        has_inf |= isinf(logits[i]) != 0;
+    }
+    if (has_nan || has_inf) {
+        if (!s->nonfinite_inputs++) s->first_nonfinite = k;
+        s->output_nan |= has_nan;
+        s->output_inf |= has_inf;
+    }
+    if (s->rin) {
+        s->rin[s->n_rin] = (cnn_report_input){path, s->rpred + (size_t)s->n_rin * top, top};
+        s->n_rin++;
+    }
+    status = cnn_job_csv_append(s, path, best, best < s->l.n_labels ? s->l.labels[best] : "",
+                        probs ? (double)logits[best] : exp((double)logits[best] - mx) / sum);
+    if (status < 0) return status;
+
+    snprintf(rel, sizeof rel, "%s/output.npy", stem);
+    shape[0] = (int64_t)nout;
+    status = cnn_job_write_npy(s, rel, logits, shape, 1, "output", NULL, out->spec->name, path);
+    if (status < 0) return status;
+
+    if (s->images && !s->l.pipe.input.tensor) {
+        const cnn_input_spec *in = &s->l.pipe.input;
+        status = cnn_vctx_input_image(&s->viz, in, s->net.input, (size_t)b * in->c * in->h * in->w, path, stem);
+        if (status < 0) return status;
+    }
+    for (int t = 0; t < s->n_taps; t++) {
+        if (s->taps[t].kind != CNN_TAP_ACTIVATIONS) continue;
+        const cnn_layer *ly = &g->layers[s->taps[t].layer];
+        status = cnn_vtap_activations(&s->viz, &s->taps[t], cnn_net_buffer(&s->net, s->taps[t].layer),
+                                      (size_t)b * cnn_layer_numel(ly), path, stem);
+        if (status < 0) return status;
+    }
+
+    if (!s->o.npy) return CNN_OK;
+    for (int t = 0; t < s->n_taps; t++) {
+        if (s->taps[t].kind != CNN_TAP_ACTIVATIONS) continue;
+        const cnn_layer *ly = &g->layers[s->taps[t].layer];
+        size_t n = cnn_layer_numel(ly);
+        /* Read image b's slice of the tapped tensor. */
+        status = cnn_cl_read(&s->cl, cnn_net_buffer(&s->net, s->taps[t].layer), (size_t)b * n * sizeof(float),
+                             n * sizeof(float), s->host_tmp, ly->spec->name);
+        if (status < 0) return status;
+        snprintf(rel, sizeof rel, "%s/%s/activations.npy", stem, s->taps[t].dir);
+        int ndim = ly->flat ? 1 : 3;
+        shape[0] = ly->c;
+        shape[1] = ly->h;
+        shape[2] = ly->w;
+        status = cnn_job_write_npy(s, rel, s->host_tmp, shape, ndim, "activations", "tensor", ly->spec->name, path);
+        if (status < 0) return status;
+    }
+    return CNN_OK;
+}
+
+/* One line for the whole run, not one per input: how many outputs held
+ * NaN or Inf, the first such input, and the likely cause. */
+static void warn_nonfinite_outputs(const cnn_job *s, int done_inputs)
+{
+    const char *what = s->output_nan && s->output_inf ? "NaN and Inf" : s->output_nan ? "NaN" : "Inf";
+    cnn_logf(CNN_LOG_WARN, "the network's output holds %s for %d of %d input%s (first: %s); classes rank as "
+             "torch.topk ranks them (NaN first), probabilities are NaN where torch.softmax's are; %s",
+             what, s->nonfinite_inputs, done_inputs, done_inputs == 1 ? "" : "s", s->inputs.paths[s->first_nonfinite],
+             s->l.graph.n_nonfinite ? "the weights hold NaN or Inf (warning above)"
+                                    : "the weights are finite, so an activation overflowed float32");
+}
+
+/* The process's peak resident memory (VmHWM of /proc/self/status) in
+ * MiB, or -1 where the system does not say. */
+static double peak_rss_mib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    double kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) kib = strtod(line + 6, NULL);
+    fclose(f);
+    return kib >= 0 ? kib / 1024.0 : -1;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double cnn_job_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* The per-layer table of --profile (the last forward's times). */
+static void print_profile(cnn_job *s)
+{
+    const cnn_graph *g = &s->l.graph;
+    double total = 0;
+    for (int i = 0; i < g->n; i++) total += s->net.layer_ms[i];
+    cnn_logf(CNN_LOG_RESULT, "%-28s %-16s %-9s %-18s %10s %9s %7s", "layer", "op", "kernel", "output", "ms", "GFLOP/s",
+             "share");
+    for (int i = 0; i < g->n; i++) {
+        const cnn_layer *ly = &g->layers[i];
+        char shape[64];
+        snprintf(shape, sizeof shape, "[%d, %d, %d]", ly->c, ly->h, ly->w);
+        double ms = s->net.layer_ms[i];
+        /* the packed convolution's algorithm (planned or measured: runtime/choose.h) */
+        const char *kernel = !s->net.plan.packed[i] ? "" : s->net.plan.pack[i].winograd ? "winograd" : "im2col";
+        if (!s->net.plan.computes[i]) {
+            cnn_logf(CNN_LOG_RESULT, "%-28s %-16s %-9s %-18s %10s %9s %7s", ly->spec->name, cnn_op_name(ly->spec->op),
+                     "", shape, "fused", "", "");
+            continue;
+        }
+        /* macs count one image; the timed forward ran a batch */
+        double gf = ms > 0 ? 2.0 * (double)ly->macs * s->net.layer_ms_images / (ms * 1e6) : 0;
+        cnn_logf(CNN_LOG_RESULT, "%-28s %-16s %-9s %-18s %10.3f %9.1f %6.1f%%", ly->spec->name,
+                 cnn_op_name(ly->spec->op), kernel, shape, ms, gf, total > 0 ? 100.0 * ms / total : 0);
+    }
+    cnn_logf(CNN_LOG_RESULT, "total device time %.2f ms", total);
+}
+
+static int run_repeat(cnn_job *s, int n)
+{
+    int reps = s->o.repeat, nl = s->l.graph.n;
+    double *t = cnn_calloc((size_t)reps, sizeof *t);
+    /* --profile: every layer's time in every run, for per-layer medians */
+    double *lt = s->o.profile ? cnn_calloc((size_t)reps * nl, sizeof *lt) : NULL;
+    if (!t || (s->o.profile && !lt)) {
+        free(t);
+        free(lt);
+        return CNN_ERR_NOMEM;
+    }
+    int status = cnn_net_forward(&s->net, n); /* warm-up */
+    cl_int err = status == CNN_OK ? clFinish(s->cl.queue) : CL_SUCCESS;
+    for (int r = 0; r < reps && status == CNN_OK && err == CL_SUCCESS; r++) {
+        double t0 = cnn_now_ms();
+        status = cnn_net_forward(&s->net, n);
+        if (status == CNN_OK) err = clFinish(s->cl.queue);
+        t[r] = cnn_now_ms() - t0;
+        if (lt) memcpy(lt + (size_t)r * nl, s->net.layer_ms, (size_t)nl * sizeof *lt);
+    }
+    if (status == CNN_OK && err != CL_SUCCESS)
+        status = cnn_error_set(CNN_ERR_DEVICE, "clFinish failed: %s (forward)", cnn_cl_error_name(err));
+    if (status == CNN_OK) {
+        double med = cnn_job_median(t, reps);
+        cnn_logf(CNN_LOG_RESULT, "forward: median %.2f ms over %d runs (batch %d, min %.2f, max %.2f)", med, reps, n,
+                 t[0], t[reps - 1]);
+    }
+    if (status == CNN_OK && lt) {
+        /* per-layer medians into layer_ms, then the table */
+        for (int i = 0; i < nl; i++) {
+            for (int r = 0; r < reps; r++) t[r] = lt[(size_t)r * nl + i];
+            s->net.layer_ms[i] = cnn_job_median(t, reps);
+        }
+        cnn_logf(CNN_LOG_RESULT, "per-layer medians over %d runs (each layer waited for, so their sum exceeds the "
+                 "forward's median):", reps);
+        print_profile(s);
+    }
+    free(t);
+    free(lt);
+    return status;
+}
+
+
+/* Before any device allocation: the plan's memory at `batch` images (with
+ * the gradient buffers, which mirror the activations, in gradient mode)
+ * against the device's global memory, and its largest buffer against the
+ * largest allocation the device allows. */
+int cnn_job_check_memory(cnn_job *s, int batch)
+{
+    const cnn_graph *g = &s->l.graph;
+    cnn_plan plan;
+    CNN_TRY_RET(cnn_plan_build_for(g, s->keep, batch, cnn_blas_packing(&s->cl), &plan));
+    size_t act = plan.peak_bytes - plan.weight_bytes;
+    size_t need = plan.peak_bytes + (s->gradients ? act : 0);
+    size_t biggest = plan.scratch_bytes > plan.input_bytes ? plan.scratch_bytes : plan.input_bytes;
+    const char *what = "the convolution scratch";
+    char wname[160] = "";
+    for (int i = 0; i < plan.n_slots; i++)
+        if (plan.slot_bytes[i] > biggest) {
+            biggest = plan.slot_bytes[i];
+            what = "an activation buffer";
+        }
+    for (int i = 0; i < g->n; i++)
+        if ((size_t)g->layers[i].params * sizeof(float) > biggest) {
+            biggest = (size_t)g->layers[i].params * sizeof(float);
+            snprintf(wname, sizeof wname, "the weights of layer '%s'", g->layers[i].spec->name);
+            what = wname;
+        }
+    size_t wbytes = plan.weight_bytes;
+    cnn_plan_free(&plan);
+    const double mib = 1048576.0;
+    if (need > s->cl.global_mem)
+        return cnn_error_set(CNN_ERR_DEVICE,
+                             "the network needs %.0f MiB of device memory at batch %d (weights %.0f MiB, "
+                             "activations%s %.0f MiB); %s has %.0f MiB: use a smaller --batch%s",
+                             need / mib, batch, wbytes / mib, s->gradients ? " and gradients" : "",
+                             (need - wbytes) / mib, s->cl.device_name, s->cl.global_mem / mib,
+                             s->gradients ? " (gradient maps keep every tensor of the forward pass)" : "");
+    if (biggest > s->cl.max_alloc)
+        return cnn_error_set(CNN_ERR_DEVICE,
+                             "%s needs one buffer of %.0f MiB at batch %d; %s allocates at most %.0f MiB at once: "
+                             "use a smaller --batch",
+                             what, biggest / mib, batch, s->cl.device_name, s->cl.max_alloc / mib);
+    return CNN_OK;
+}
+
+/* A SIGINT/SIGTERM arrived: stop here (long loops poll this between
+ * device passes); queued PNGs are dropped, temporary files removed. */
+int cnn_job_interrupted(cnn_job *s)
+{
+    if (!cnn_signal_pending()) return CNN_OK;
+    int status = cnn_error_interrupted();
+    cnn_png_pool_cancel(s->pool, status, cnn_error_message());
+    return status;
+}
+
+int cnn_job_px(const cnn_job *s) { return s->l.graph.in_h * s->l.graph.in_w; }
+
+static void job_free(cnn_job *s)
+{
+    cnn_png_pool_free(s->pool); /* waits for files still being encoded */
+    cnn_outdir_close(&s->od);   /* without a commit, nothing of this run stays */
+    cnn_job_free_gradients(s);
+    for (int t = 0; t < s->n_taps; t++) cnn_vtap_release(&s->taps[t]);
+    if (s->viz_ready) cnn_vctx_free(&s->viz);
+    if (s->net_ready) cnn_net_free(&s->net);
+    if (s->cl_ready) cnn_cl_free(&s->cl);
+    cnn_model_free(&s->l);
+    free(s->out_dir);
+    free(s->taps);
+    free(s->keep);
+    cnn_manifest_free(&s->manifest);
+    cnn_json_free(&s->preds);
+    free(s->csv);
+    if (s->stems)
+        for (int i = 0; i < s->inputs.n; i++) free(s->stems[i]);
+    free(s->stems);
+    free(s->npy);
+    cnn_inputs_free(&s->inputs);
+    free(s->logits);
+    free(s->host_tmp);
+    free(s->rin);
+    free(s->rpred);
+}
+
+/* Loads up to `batch` readable inputs from *k on into the network input;
+ * slot_of[j] is the input in slot j; returns the count in *n.  Unreadable
+ * inputs are skipped (and counted when `report`). */
+static int load_batch(cnn_job *s, int batch, int *k, int *slot_of, int *n, bool report)
+{
+    int b = 0;
+    while (b < batch && *k < s->inputs.n) {
+        int st = load_input(s, *k, b);
+        if (st == CNN_ERR_INPUT) {
+            if (report) {
+                if (!s->first_skip[0]) snprintf(s->first_skip, sizeof s->first_skip, "%s", cnn_error_message());
+                if (s->inputs.n > 1) cnn_print_line(stderr, "cnnviz-cl: skipped: ", cnn_error_message());
+                s->failed_inputs++;
+            }
+            (*k)++;
+            continue;
+        }
+        if (st < 0) return st;
+        slot_of[b++] = (*k)++;
+    }
+    *n = b;
+    return CNN_OK;
+}
+
+/* Taps with the `global` scope need one range over every input: one pass
+ * gathers min/max, a second the histogram when clipping, before any image
+ * is drawn. */
+static int global_passes(cnn_job *s, int batch, int *slot_of)
+{
+    bool any = false, hist = false;
+    for (int t = 0; t < s->n_taps; t++) {
+        any |= s->taps[t].kind == CNN_TAP_ACTIVATIONS && s->taps[t].scope == CNN_SCOPE_GLOBAL;
+        hist |= s->taps[t].kind == CNN_TAP_ACTIVATIONS && cnn_vtap_needs_hist(&s->taps[t]);
+    }
+    if (!any) return CNN_OK;
+    const cnn_graph *g = &s->l.graph;
+    for (int pass = 0; pass < (hist ? 2 : 1); pass++) {
+        cnn_logf(CNN_LOG_INFO, "global range: pass %d of %d over %d inputs", pass + 1, hist ? 3 : 2, s->inputs.n);
+        bool first = true;
+        for (int k = 0; k < s->inputs.n;) {
+            int n = 0;
+            int status = cnn_job_interrupted(s);
+            if (status == CNN_OK) status = load_batch(s, batch, &k, slot_of, &n, false);
+            if (status == CNN_OK && n) status = cnn_net_forward(&s->net, n);
+            for (int j = 0; j < n && status == CNN_OK; j++) {
+                for (int t = 0; t < s->n_taps && status == CNN_OK; t++) {
+                    cnn_vtap *vt = &s->taps[t];
+                    if (vt->kind != CNN_TAP_ACTIVATIONS || vt->scope != CNN_SCOPE_GLOBAL) continue;
+                    size_t off = (size_t)j * cnn_layer_numel(&g->layers[vt->layer]);
+                    cl_mem src = cnn_net_buffer(&s->net, vt->layer);
+                    if (pass == 0) status = cnn_vtap_global_minmax(&s->viz, vt, src, off);
+                    else if (cnn_vtap_needs_hist(vt)) status = cnn_vtap_global_hist(&s->viz, vt, src, off, first);
+                }
+                first = false;
+            }
+            if (status < 0) return status;
+        }
+    }
+    for (int t = 0; t < s->n_taps; t++) {
+        cnn_vtap *vt = &s->taps[t];
+        if (vt->kind != CNN_TAP_ACTIVATIONS || vt->scope != CNN_SCOPE_GLOBAL) continue;
+        int status = cnn_vtap_global_finish(&s->viz, vt);
+        if (status < 0) return status;
+    }
+    return CNN_OK;
+}
+
+/* PNG pool and the input-independent taps (filters, weights), drawn from
+ * the host parameters before the network takes them over. */
+static int setup_viz(cnn_job *s)
+{
+    int level = s->o.png_level >= 0 ? s->o.png_level : s->l.pipe.png_level;
+    CNN_TRY_RET(cnn_png_pool_create(0, level, 0, &s->pool));
+    CNN_TRY_RET(cnn_vctx_init(&s->viz, &s->cl, &s->l.graph, s->pool, &s->manifest, s->wdir, s->o.quiet));
+    s->viz.labels = s->l.labels;
+    s->viz.n_labels = s->l.n_labels;
+    s->viz_ready = true;
+    for (int t = 0; t < s->n_taps; t++) {
+        cnn_vtap *vt = &s->taps[t];
+        if (vt->kind == CNN_TAP_FILTERS) CNN_TRY_RET(cnn_vtap_filters(&s->viz, vt));
+        else if (vt->kind == CNN_TAP_WEIGHTS) CNN_TRY_RET(cnn_vtap_weights(&s->viz, vt));
+    }
+    return CNN_OK;
+}
+
+/* Device buffers of the activations taps. */
+static int prepare_taps(cnn_job *s)
+{
+    for (int t = 0; t < s->n_taps; t++)
+        if (s->taps[t].kind == CNN_TAP_ACTIVATIONS) CNN_TRY_RET(cnn_vtap_prepare(&s->viz, &s->taps[t]));
+    return CNN_OK;
+}
+
+int cnn_job_run(const cnn_job_opts *o, cnn_job_result *res)
+{
+    cnn_job s;
+    memset(&s, 0, sizeof s);
+    memset(res, 0, sizeof *res);
+    s.o = *o;
+    cnn_json_init(&s.preds, true);
+    double t_start = cnn_now_ms();
+    cnn_model_opts mo = {.config = o->config, .weights = o->weights, .imp = o->imp, .strict = o->strict};
+    int status = cnn_model_load(&mo, &s.l);
+    if (status < 0) goto done;
+    if (s.l.assumed[0])
+        cnn_logf(CNN_LOG_INFO, "%s: preprocessing is not part of an ONNX model; assumed %s (--preprocess, --mean, "
+                 "--std, --size change it)", s.o.config, s.l.assumed);
+    CNN_TRY(cnn_job_collect_taps(&s), done);
+    if (s.o.n_inputs == 0 && s.o.repeat == 0) {
+        status = cnn_error_set(CNN_ERR_USAGE, "run: no input: give images with --input (files, folders or @list.txt)");
+        goto done;
+    }
+    for (int i = 0; i < s.o.n_inputs; i++) CNN_TRY(cnn_inputs_add(&s.inputs, s.o.inputs[i]), done);
+    /* .npy inputs checked against the network now, before anything runs */
+    const cnn_input_spec *net_in = &s.l.pipe.input;
+    CNN_TRY(cnn_inputs_expand_tensors(&s.inputs, net_in->c, net_in->h, net_in->w, net_in->tensor), done);
+    if (s.attrib && s.l.pipe.input.tensor) {
+        status = cnn_error_set(CNN_ERR_USAGE, "run: gradient maps and occlusion are drawn over the input image; this "
+                               "network takes a tensor (color: none)");
+        goto done;
+    }
+    CNN_TRY(cnn_job_make_stems(&s), done);
+    if (s.o.out) s.out_dir = cnn_strdup(s.o.out);
+    else if (s.l.pipe.out_dir) s.out_dir = cnn_strdup(s.l.pipe.out_dir);
+    else {
+        char name[128];
+        cnn_sanitize_name(s.l.pipe.model_name ? s.l.pipe.model_name : "model", name, sizeof name);
+        s.out_dir = cnn_strfmt("out/%s", name);
+    }
+    if (!s.out_dir) {
+        status = CNN_ERR_NOMEM;
+        goto done;
+    }
+    /* The output folder first: a folder that is in use or not ours is
+     * refused before the device is touched. */
+    CNN_TRY(cnn_job_open_output(&s), done);
+    if (s.o.npy) s.l.pipe.npy = true;
+    s.o.npy = s.l.pipe.npy;
+    bool report = s.l.pipe.report && !s.o.no_report && s.inputs.n > 0;
+    s.images = report || s.n_taps > 0;
+
+    double t_loaded = cnn_now_ms();
+    status = cnn_cl_init(&s.cl, s.o.platform, s.o.device, s.o.profile);
+    res->bad_device = status == CNN_ERR_USAGE;
+    if (status < 0) goto done;
+    s.cl_ready = true;
+    cnn_blas_apply_defaults(&s.cl);
+    cnn_tune_apply(&s.cl); /* a `cnnviz-cl tune` result for this device, if any */
+    int batch = s.o.batch;
+    if (s.inputs.n && batch > s.inputs.n) batch = s.inputs.n;
+    int net_batch = batch;
+    if (s.attrib) {
+        /* Gradient mode: every tensor is kept for the backward pass.
+         * SmoothGrad / Integrated Gradients / occlusion / curve copies run
+         * in chunks that fit in ~512 MiB of activations and gradients. */
+        size_t per = 0;
+        for (int i = 0; i < s.l.graph.n; i++) {
+            if (s.gradients) s.keep[i] = true;
+            per += (s.gradients ? 8 : 4) * cnn_layer_numel(&s.l.graph.layers[i]);
+        }
+        int samples = cnn_job_batch_copies(&s);
+        int fit = (int)((512u << 20) / (per ? per : 1));
+        if (samples > net_batch) net_batch = samples < fit ? samples : (fit > net_batch ? fit : net_batch);
+    }
+    /* before anything is written */
+    CNN_TRY(cnn_job_check_memory(&s, net_batch), done);
+    if (s.images) CNN_TRY(setup_viz(&s), done);
+    /* Nothing reads the host parameters after this: the network releases
+     * each layer's once it is on the device (float32 tensors upload
+     * straight from the map), then the file is unmapped, unless buffers
+     * of a CPU device are the file's pages. */
+    double t_device = cnn_now_ms();
+    CNN_TRY(cnn_net_create_consuming(&s.net, &s.cl, &s.l.graph, s.keep, net_batch, s.gradients), done);
+    if (!s.net.any_in_place) cnn_weights_close(&s.l.weights);
+    double t_net = cnn_now_ms();
+    s.net_ready = true;
+    if (s.images) CNN_TRY(prepare_taps(&s), done);
+    if (s.attrib) CNN_TRY(cnn_job_setup_gradients(&s, batch), done);
+    cnn_logf(CNN_LOG_INFO, "%s on %s (%s), plan %.1f MiB", s.l.pipe.model_name ? s.l.pipe.model_name : "model",
+             s.cl.device_name, s.cl.platform_name, (double)s.net.plan.peak_bytes / 1048576.0);
+    if (s.net.choices_measured)
+        cnn_logf(CNN_LOG_INFO, "timed %d convolution shape%s on this device to choose their kernels (%.0f ms; kept in "
+                 "the cache for later runs)", s.net.choices_measured, s.net.choices_measured == 1 ? "" : "s",
+                 s.net.choices_ms);
+
+    const cnn_graph *g = &s.l.graph;
+    size_t nout = cnn_layer_numel(&g->layers[g->n - 1]);
+    size_t maxn = nout;
+    for (int i = 0; i < g->n; i++)
+        if (cnn_layer_numel(&g->layers[i]) > maxn) maxn = cnn_layer_numel(&g->layers[i]);
+    int top = s.o.top ? s.o.top : s.l.pipe.top;
+    if ((size_t)top > nout) top = (int)nout;
+    s.logits = cnn_malloc((size_t)batch * nout * sizeof(float));
+    s.host_tmp = cnn_malloc(maxn * sizeof(float));
+    if (report) {
+        s.rin = cnn_calloc((size_t)s.inputs.n + 1, sizeof *s.rin);
+        s.rpred = cnn_calloc(((size_t)s.inputs.n + 1) * (size_t)top, sizeof *s.rpred);
+    }
+    if (!s.logits || !s.host_tmp || (report && (!s.rin || !s.rpred))) {
+        status = CNN_ERR_NOMEM;
+        goto done;
+    }
+    cnn_json_array_begin(&s.preds);
+    int *slot_of = cnn_calloc((size_t)batch, sizeof *slot_of);
+    if (!slot_of) {
+        status = CNN_ERR_NOMEM;
+        goto done;
+    }
+    if (s.images) CNN_TRY(global_passes(&s, batch, slot_of), loop_done);
+    double t_first = 0, t_loop = cnn_now_ms();
+    int done_inputs = 0;
+    for (int k = 0; k < s.inputs.n && status == CNN_OK;) {
+        int b = 0;
+        CNN_TRY(cnn_job_interrupted(&s), loop_done);
+        CNN_TRY(load_batch(&s, batch, &k, slot_of, &b, true), loop_done);
+        if (b == 0) break;
+        CNN_TRY(cnn_net_forward(&s.net, b), loop_done);
+        CNN_TRY(cnn_net_read(&s.net, g->n - 1, b, s.logits), loop_done);
+        if (s.attrib) CNN_TRY(cnn_job_gradient_maps(&s, b, slot_of), loop_done);
+        for (int j = 0; j < b && status == CNN_OK; j++) status = finish_input(&s, slot_of[j], j);
+        if (status == CNN_OK && s.attrib) status = cnn_job_late_batch(&s, b, slot_of);
+        done_inputs += b;
+        if (!t_first) t_first = cnn_now_ms() - t_start;
+        if (s.inputs.n > 1)
+            cnn_log_progress(k, s.inputs.n, k / ((cnn_now_ms() - t_loop) / 1000.0 + 1e-9), k == s.inputs.n);
+    }
+loop_done:
+    free(slot_of);
+    if (status < 0) goto done;
+    if (s.nonfinite_inputs) warn_nonfinite_outputs(&s, done_inputs);
+    if (s.pool) CNN_TRY(cnn_png_pool_wait(s.pool), done);
+    double loop_ms = cnn_now_ms() - t_loop;
+    char measured[96] = "";
+    if (s.net.choices_measured)
+        snprintf(measured, sizeof measured, " (%d convolution shape%s timed to choose their kernel)",
+                 s.net.choices_measured, s.net.choices_measured == 1 ? "" : "s");
+    if (s.o.profile && done_inputs)
+        cnn_logf(CNN_LOG_RESULT, "start-up: pipeline and weights read %.0f ms, device ready %.0f ms, network on the "
+                 "device %.0f ms%s, first output %.0f ms", t_loaded - t_start, t_device - t_start, t_net - t_start,
+                 measured, t_first);
+    if (s.o.profile && done_inputs) {
+        print_profile(&s);
+        CNN_TRY(cnn_job_write_trace(&s), done);
+    }
+    if (s.o.repeat) CNN_TRY(run_repeat(&s, batch), done);
+    if (s.o.repeat && s.gradients) CNN_TRY(cnn_job_repeat_gradients(&s, batch), done);
+    if (s.o.repeat && s.attrib) CNN_TRY(cnn_job_repeat_late(&s, batch), done);
+    cnn_json_array_end(&s.preds);
+    if (s.inputs.n && done_inputs) CNN_TRY(cnn_job_publish(&s, report), done);
+    if (done_inputs) {
+        cnn_logf(CNN_LOG_INFO, "%d input%s in %.2f s (%.1f images/s), first output after %.0f ms; %ld PNG files; peak "
+                 "memory %.0f MiB", done_inputs, done_inputs == 1 ? "" : "s", loop_ms / 1000.0,
+                 done_inputs / (loop_ms / 1000.0), t_first, s.pool ? cnn_png_pool_written(s.pool) : 0L, peak_rss_mib());
+        if (report) cnn_logf(CNN_LOG_INFO, "wrote %s/index.html", s.out_dir);
+        cnn_logf(CNN_LOG_INFO, "wrote %s/manifest.json", s.out_dir);
+    }
+    res->inputs_done = done_inputs;
+    if (s.failed_inputs && s.inputs.n == 1)
+        status = cnn_error_set(CNN_ERR_INPUT, "%s", s.first_skip);
+    else if (s.failed_inputs)
+        status = cnn_error_set(CNN_ERR_INPUT, "%d of %d inputs could not be read (the 'skipped' lines above say why)%s",
+                               s.failed_inputs, s.inputs.n, done_inputs ? "" : "; nothing was written");
+done:
+    if (status < 0) cnn_outdir_fix_message(&s.od);
+    job_free(&s);
+    return status;
+}
+

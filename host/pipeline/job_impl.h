@@ -1,0 +1,130 @@
+/* The scheduler's state, shared by the files of host/pipeline/ (job.c: the
+ * batch loop and the forward's outputs; request.c: taps and names; methods.c:
+ * the attribution methods; outputs.c: files and the report).  Not for other
+ * modules: they use pipeline/job.h. */
+#ifndef CNN_PIPELINE_JOB_IMPL_H
+#define CNN_PIPELINE_JOB_IMPL_H
+
+#include "io/inputs.h"
+#include "core/error.h"
+#include "io/image.h"
+#include "io/json.h"
+#include "io/manifest.h"
+#include "io/outdir.h"
+#include "io/pngpool.h"
+#include "pipeline/job.h"
+#include "pipeline/model.h"
+#include "runtime/backward.h"
+#include "runtime/clrt.h"
+#include "runtime/net.h"
+#include "viz/report.h"
+#include "viz/taps.h"
+
+typedef struct cnn_job cnn_job;
+
+/* A map waiting for its deletion / insertion curves (they run their own
+ * forward passes, so after everything else of the batch). */
+typedef struct pending {
+    cnn_vtap *t;
+    int b, cls, entry;
+    uint32_t *rank; /* [px] each pixel's place by importance */
+} pending;
+
+struct cnn_job {
+    cnn_job_opts o;
+    cnn_model l;
+    cnn_cl cl;
+    bool cl_ready;
+    cnn_net net;
+    bool net_ready;
+    char *out_dir;
+    cnn_vtap *taps;
+    int n_taps;
+    bool *keep;
+    cnn_manifest manifest;
+    cnn_json preds;
+    char *csv;            /* predictions.csv text */
+    size_t csv_len, csv_cap;
+    cnn_input_list inputs;
+    char **stems; /* [inputs.n] unique output sub-folder names */
+    float *npy;           /* the samples of the .npy file read last (consecutive inputs share it) */
+    const char *npy_of;   /* ... its inputs.file entry */
+    float *logits;
+    float *host_tmp;
+    int failed_inputs;
+    cnn_png_pool *pool;
+    cnn_vctx viz;
+    bool viz_ready;
+    bool attrib;          /* attribution taps (gradient maps, occlusion) */
+    bool gradients;       /* ... some need the backward: the network keeps every tensor */
+    bool timing;          /* --repeat of attribution maps: compute, draw nothing */
+    cnn_backward bw;
+    bool bw_ready;
+    cl_mem *img8;         /* [batch] the inputs as 8-bit images (overlays) */
+    cl_mem maps, cams, camw, xsave, acc, gsum, base; /* gradient-map scratch */
+    cl_mem tmp, zero, occ, rankbuf; /* blur scratch, zeros, window scores, pixel ranks */
+    int chunk;            /* copies per pass for smoothgrad / integrated / occlusion / curves */
+    char first_skip[CNN_ERROR_MAX]; /* why the first unreadable input was skipped */
+    cnn_outdir od;        /* the output folder: lock, stage, commit */
+    const char *wdir;     /* where files are written: the stage (published at the commit) */
+    pending *pend;        /* maps waiting for their deletion / insertion curves */
+    int n_pend, cap_pend;
+    int n_img8;
+    int *rank;            /* [batch * 10] each image's classes by score */
+    bool images;          /* write PNGs (taps or the report) */
+    int nonfinite_inputs;  /* inputs whose network output holds NaN or Inf */
+    int first_nonfinite;   /* ... the first of them (index into inputs) */
+    bool output_nan, output_inf; /* ... which of the two occurred */
+    cnn_report_input *rin; /* [inputs.n] predictions for the report */
+    cnn_report_pred *rpred; /* [inputs.n * top] */
+    int n_rin;
+    /* A library session (pipeline/session.h): no output folder, no files;
+     * the maps of cnn_method_emit are copied into `capture` instead. */
+    bool session;
+    float *capture;       /* [n, capture_h, capture_w] host maps, by image slot */
+    bool capture_input;   /* capture the map at the input's size (else the raw map, a CAM's at its layer's) */
+    int capture_h, capture_w; /* the captured maps' size (set by cnn_method_emit) */
+    size_t occ_cap;       /* occlusion windows s->occ holds */
+};
+
+
+/* request.c: the taps the run is asked for (the pipeline's, --tap, or the
+ * defaults) and the inputs' output folder names. */
+int cnn_job_collect_taps(cnn_job *s);
+int cnn_job_make_stems(cnn_job *s);
+
+/* job.c */
+/* An 8-bit image (decoded, or handed over by a caller) through the
+ * pipeline's preprocessing into slot b of the network input; name is used
+ * in messages.  An image the network cannot take is CNN_ERR_INPUT. */
+int cnn_job_load_pixels(cnn_job *s, const cnn_image *img, const char *name, int b);
+/* The plan's memory at `batch` against the device's, before allocating. */
+int cnn_job_check_memory(cnn_job *s, int batch);
+int cnn_job_interrupted(cnn_job *s);     /* a signal arrived: the interruption as an error */
+int cnn_job_px(const cnn_job *s);        /* input pixels (h * w) */
+void cnn_job_rank(const float *v, size_t n, int *idx); /* idx: 0..n-1 by v, largest first (NaN first) */
+double cnn_job_median(double *v, int n); /* sorts v */
+/* A probability as printed and in predictions.csv ("nan" whatever its sign bit). */
+const char *cnn_job_fmt_prob(double p, int digits, char *buf, size_t size);
+
+/* methods.c: the attribution methods (pipeline/methods.h) run for a batch. */
+int cnn_job_setup_gradients(cnn_job *s, int batch);
+void cnn_job_free_gradients(cnn_job *s);
+int cnn_job_batch_copies(const cnn_job *s); /* most forward copies one image's map runs at once */
+int cnn_job_gradient_maps(cnn_job *s, int nb, const int *slot_of);
+int cnn_job_late_batch(cnn_job *s, int nb, const int *slot_of);
+int cnn_job_repeat_gradients(cnn_job *s, int nb);
+int cnn_job_repeat_late(cnn_job *s, int nb);
+/* sampling.c: the batch's inputs into s->xsave (save) or back */
+int cnn_job_save_inputs(cnn_job *s, int nb, bool save);
+
+/* outputs.c */
+int cnn_job_open_output(cnn_job *s);
+int cnn_job_write_npy(cnn_job *s, const char *rel, const float *data, const int64_t *shape, int ndim,
+                      const char *kind, const char *role, const char *layer, const char *input);
+int cnn_job_csv_append(cnn_job *s, const char *input, int index, const char *label, double prob);
+int cnn_job_write_trace(cnn_job *s);
+/* predictions.json, predictions.csv, the report, then the commit. */
+int cnn_job_publish(cnn_job *s, bool report);
+
+#endif
