@@ -26,8 +26,12 @@ version=$(pkg-config --modversion cnnviz)
 header=$(sed -n 's/^#define CNNVIZ_VERSION_STRING "\(.*\)"/\1/p' "$TMP/prefix/include/cnnviz.h")
 [ "$version" = "$header" ] || fail "pkg-config says $version, the header $header"
 
+# A sanitizer build's library needs the program built the same way.
+san=()
+if readelf -d "$libdir/libcnnviz.so.0" | grep -q 'libasan'; then san=(-fsanitize=address,undefined); fi
 # shellcheck disable=SC2046
-cc -std=c11 -Wall -Wextra -Werror "$SRC/samples/c/gradcam.c" $(pkg-config --cflags --libs cnnviz) -o "$TMP/gradcam"
+cc -std=c11 -Wall -Wextra -Werror "${san[@]}" "$SRC/samples/c/gradcam.c" $(pkg-config --cflags --libs cnnviz) \
+  -o "$TMP/gradcam"
 LD_LIBRARY_PATH="$libdir" "$TMP/gradcam" "$SRC/configs/fashion_mnist.yaml" \
   "$SRC/samples/fashion_mnist/images/1_trouser.png" relu4 "$TMP/cam.ppm" > "$TMP/out.txt"
 cat "$TMP/out.txt"
