@@ -109,17 +109,33 @@ done:
     return status;
 }
 
-/* Decodes, uploads and preprocesses image k into slot `b` of the network
- * input (a .npy input goes in as it is).  An unreadable image returns
- * CNN_ERR_INPUT (the caller skips it). */
-static int load_input(cnn_job *s, int k, int b)
+/* Uploads and preprocesses image k (decoded by the prefetcher) into slot
+ * `b` of the network input (a .npy input goes in as it is).  An unreadable
+ * image returns CNN_ERR_INPUT (the caller skips it). */
+static int load_input(cnn_job *s, cnn_prefetch *pf, int k, int b)
 {
-    if (s->inputs.file && s->inputs.file[k]) return load_tensor(s, k, b);
     cnn_image img = {0};
-    int status = cnn_image_load(s->inputs.paths[k], &img);
-    if (status == CNN_OK) status = cnn_job_load_pixels(s, &img, s->inputs.paths[k], b);
+    int status = cnn_prefetch_take(pf, k, &img);
+    if (status == CNN_OK)
+        status = s->inputs.file && s->inputs.file[k] ? load_tensor(s, k, b)
+                                                     : cnn_job_load_pixels(s, &img, s->inputs.paths[k], b);
     cnn_image_free(&img);
     return status;
+}
+
+/* Image inputs decoded ahead, from input `first` on (a .npy entry's path
+ * is left out: it is read when its turn comes). */
+static int start_prefetch(cnn_job *s, int first, int batch, cnn_prefetch **pf)
+{
+    if (!s->decode_paths) {
+        s->decode_paths = cnn_calloc((size_t)s->inputs.n + 1, sizeof *s->decode_paths);
+        if (!s->decode_paths) return CNN_ERR_NOMEM;
+        for (int i = 0; i < s->inputs.n; i++)
+            s->decode_paths[i] = s->inputs.file && s->inputs.file[i] ? NULL : s->inputs.paths[i];
+    }
+    /* two batches ahead: one being uploaded, one decoding */
+    return cnn_prefetch_start(s->decode_paths, first, s->inputs.n,
+                              cnn_prefetch_threads((s->cl.type & CL_DEVICE_TYPE_CPU) != 0), 2 * batch, pf);
 }
 
 /* A probability as printed and written to predictions.csv: "nan" for NaN
@@ -452,6 +468,7 @@ static void job_free(cnn_job *s)
         for (int i = 0; i < s->inputs.n; i++) free(s->stems[i]);
     free(s->stems);
     free(s->npy);
+    free(s->decode_paths);
     cnn_inputs_free(&s->inputs);
     free(s->logits);
     free(s->host_tmp);
@@ -462,11 +479,11 @@ static void job_free(cnn_job *s)
 /* Loads up to `batch` readable inputs from *k on into the network input;
  * slot_of[j] is the input in slot j; returns the count in *n.  Unreadable
  * inputs are skipped (and counted when `report`). */
-static int load_batch(cnn_job *s, int batch, int *k, int *slot_of, int *n, bool report)
+static int load_batch(cnn_job *s, cnn_prefetch *pf, int batch, int *k, int *slot_of, int *n, bool report)
 {
     int b = 0;
     while (b < batch && *k < s->inputs.n) {
-        int st = load_input(s, *k, b);
+        int st = load_input(s, pf, *k, b);
         if (st == CNN_ERR_INPUT) {
             if (report) {
                 if (!s->first_skip[0]) snprintf(s->first_skip, sizeof s->first_skip, "%s", cnn_error_message());
@@ -498,10 +515,12 @@ static int global_passes(cnn_job *s, int batch, int *slot_of)
     for (int pass = 0; pass < (hist ? 2 : 1); pass++) {
         cnn_logf(CNN_LOG_INFO, "global range: pass %d of %d over %d inputs", pass + 1, hist ? 3 : 2, s->inputs.n);
         bool first = true;
-        for (int k = 0; k < s->inputs.n;) {
+        cnn_prefetch *pf = NULL;
+        int status = start_prefetch(s, 0, batch, &pf);
+        for (int k = 0; k < s->inputs.n && status == CNN_OK;) {
             int n = 0;
-            int status = cnn_job_interrupted(s);
-            if (status == CNN_OK) status = load_batch(s, batch, &k, slot_of, &n, false);
+            status = cnn_job_interrupted(s);
+            if (status == CNN_OK) status = load_batch(s, pf, batch, &k, slot_of, &n, false);
             if (status == CNN_OK && n) status = cnn_net_forward(&s->net, n);
             for (int j = 0; j < n && status == CNN_OK; j++) {
                 for (int t = 0; t < s->n_taps && status == CNN_OK; t++) {
@@ -514,8 +533,9 @@ static int global_passes(cnn_job *s, int batch, int *slot_of)
                 }
                 first = false;
             }
-            if (status < 0) return status;
         }
+        cnn_prefetch_free(pf);
+        if (status < 0) return status;
     }
     for (int t = 0; t < s->n_taps; t++) {
         cnn_vtap *vt = &s->taps[t];
@@ -667,13 +687,17 @@ int cnn_job_run(const cnn_job_opts *o, cnn_job_result *res)
         status = CNN_ERR_NOMEM;
         goto done;
     }
-    if (s.images) CNN_TRY(global_passes(&s, batch, slot_of), loop_done);
+    cnn_prefetch *pf = NULL;
     double t_first = 0, t_loop = cnn_now_ms();
     int done_inputs = 0;
+    if (s.images) CNN_TRY(global_passes(&s, batch, slot_of), loop_done);
+    /* the next batches decode while the device runs this one */
+    CNN_TRY(start_prefetch(&s, 0, batch, &pf), loop_done);
+    t_loop = cnn_now_ms();
     for (int k = 0; k < s.inputs.n && status == CNN_OK;) {
         int b = 0;
         CNN_TRY(cnn_job_interrupted(&s), loop_done);
-        CNN_TRY(load_batch(&s, batch, &k, slot_of, &b, true), loop_done);
+        CNN_TRY(load_batch(&s, pf, batch, &k, slot_of, &b, true), loop_done);
         if (b == 0) break;
         CNN_TRY(cnn_net_forward(&s.net, b), loop_done);
         CNN_TRY(cnn_net_read(&s.net, g->n - 1, b, s.logits), loop_done);
@@ -686,6 +710,7 @@ int cnn_job_run(const cnn_job_opts *o, cnn_job_result *res)
             cnn_log_progress(k, s.inputs.n, k / ((cnn_now_ms() - t_loop) / 1000.0 + 1e-9), k == s.inputs.n);
     }
 loop_done:
+    cnn_prefetch_free(pf);
     free(slot_of);
     if (status < 0) goto done;
     if (s.nonfinite_inputs) warn_nonfinite_outputs(&s, done_inputs);

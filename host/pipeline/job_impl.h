@@ -11,6 +11,7 @@
 #include "io/json.h"
 #include "io/manifest.h"
 #include "io/outdir.h"
+#include "io/prefetch.h"
 #include "io/pngpool.h"
 #include "pipeline/job.h"
 #include "pipeline/model.h"
@@ -47,6 +48,7 @@ struct cnn_job {
     size_t csv_len, csv_cap;
     cnn_input_list inputs;
     char **stems; /* [inputs.n] unique output sub-folder names */
+    const char **decode_paths; /* [inputs.n] the image files to decode (NULL for a .npy entry) */
     float *npy;           /* the samples of the .npy file read last (consecutive inputs share it) */
     const char *npy_of;   /* ... its inputs.file entry */
     float *logits;
