@@ -26,8 +26,18 @@ The modern networks (efficientnet_b0, mobilenet_v3_large, convnext_tiny,
 shufflenet_v2_x1_0, regnet_y_400mf) also have their layer norms and layer
 scales randomised (onnxref.make_model).  ConvNeXt's tap `features.1.0.block.4`
 (a GELU between its linear layers, channels last in PyTorch) must match the
-module's output.  The larger exports run in test_onnx_models_slow.py (label
-`slow`).
+module's output.
+
+Gradient maps (onnxgrad.py), every network at one opset (GRADIENTS):
+`run MODEL.onnx --tap input:saliency --tap LAYER:gradcam --class C` at the
+last feature block, against float64 autograd, within relative L2
+max(1e-3, 1.5 x PyTorch float32's own distance from float64); the log says
+which bound applied.  A map over it but within 1e-2 is held to 1e-3 against
+float64 routed through the binary's own ReLU and max-pool decisions, each
+one that differs from float64's a float32 near-tie.
+
+The larger exports (SLOW_PLAN) run in test_onnx_models_slow.py (label
+`slow`); each GRADIENTS entry is in exactly one of the two plans.
 """
 import argparse
 import os
@@ -39,6 +49,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import netref  # noqa: E402
+import onnxgrad  # noqa: E402
 import onnxref  # noqa: E402
 
 PLAN = [("resnet18", 13, False), ("resnet18", 16, True), ("mobilenet_v2", 13, False),
@@ -49,6 +60,29 @@ PLAN = [("resnet18", 13, False), ("resnet18", 16, True), ("mobilenet_v2", 13, Fa
         # GELU and linear over channels between transposes, channel shuffle and slices
         ("efficientnet_b0", 13, False), ("mobilenet_v3_large", 16, False), ("convnext_tiny", 13, False),
         ("shufflenet_v2_x1_0", 16, False), ("regnet_y_400mf", 13, False)]
+
+# test_onnx_models_slow.py's: VGG16 (opset 13) and VGG16 with batch norm
+# (opset 16), half a gigabyte each, and the networks above at the other opset.
+SLOW_PLAN = [("vgg16", 13, False), ("vgg16_bn", 16, False),
+             ("densenet121", 16, False), ("googlenet", 13, False), ("inception_v3", 16, False),
+             ("resnet50", 13, False), ("alexnet", 16, False), ("efficientnet_b0", 16, False),
+             ("mobilenet_v3_large", 13, False), ("convnext_tiny", 16, False),
+             ("shufflenet_v2_x1_0", 13, False), ("regnet_y_400mf", 16, False)]
+
+# Saliency and Grad-CAM against float64 autograd (onnxgrad.py): every network
+# at one opset, the smaller ones in PLAN, the larger in SLOW_PLAN; each entry
+# is run by exactly one of the two plans (main checks it).
+GRADIENTS = {("resnet18", 13), ("mobilenet_v2", 13), ("squeezenet1_1", 13), ("efficientnet_b0", 13),
+             ("mobilenet_v3_large", 16), ("shufflenet_v2_x1_0", 16), ("regnet_y_400mf", 13),
+             ("vgg16", 13), ("vgg16_bn", 16), ("alexnet", 16), ("resnet50", 13), ("densenet121", 16),
+             ("googlenet", 13), ("inception_v3", 16), ("convnext_tiny", 16)}
+
+
+def gradients_unplanned():
+    """-> the GRADIENTS entries that not exactly one of PLAN and SLOW_PLAN
+    runs (a check no test would do, or one done twice)."""
+    runs = [(name, opset) for name, opset, _ in PLAN + SLOW_PLAN]
+    return sorted(g for g in GRADIENTS if runs.count(g) != 1)
 
 
 def logits_of(out, img):
@@ -142,6 +176,8 @@ def extra(binary, name, opset, ctx):
         # a module that runs channels last: the hook's [H, W, C] is the layer's [C, H, W]
         fails += tap_matches(binary, name, ctx, "features.1.0.block.4", lambda m: m.features[1][0].block[4],
                              lambda y: y.transpose(2, 0, 1))
+    if (name, opset) in GRADIENTS:
+        fails += onnxgrad.check_gradients(binary, name, opset, ctx)
     return fails
 
 
@@ -151,6 +187,11 @@ def main(plan=PLAN):
     args = ap.parse_args()
     if args.models:
         plan = [(m.split(":")[0], int(m.split(":")[1]), False) for m in args.models.split(",")]
+    unplanned = gradients_unplanned()
+    if unplanned:
+        onnxref.log("FAIL: gradient checks that not exactly one plan runs: %s"
+                    % ", ".join("%s:%d" % g for g in unplanned))
+        return 1
     binary = os.environ.get("CNNVIZ_BIN")
     if not binary or not os.path.exists(binary):
         onnxref.log("FAIL: CNNVIZ_BIN is not set or does not exist (%r)" % binary)
