@@ -15,6 +15,11 @@ the same weights): the forward is timed in rounds, each round runs every
 framework `runs` times in turn, and each figure is the median of its round
 medians, so that a slow phase of the machine hits all four alike.
 
+NET is a shipped pipeline (configs/NET.yaml, weights written from the seeded
+model) or any other torchvision network (efficientnet_b0, convnext_tiny,
+...), which cnnviz-cl runs from the seeded model's ONNX export (opset 13),
+imported by the run itself.
+
 Writes a markdown table to stdout (and BENCHMARKS.md with --write, or the
 file given by --md).
 """
@@ -112,13 +117,18 @@ def field_medians(samples):
     return tuple(float(np.median([s[i] for s in samples])) for i in range(len(samples[0])))
 
 
+def weights_arg(weights):
+    """--weights for a pipeline; an ONNX model holds its own (None)."""
+    return ["--weights", weights] if weights else []
+
+
 def start_times(binary, config, weights, image, out, extra, caches):
     """One whole run (one image, no taps): (wall s, first output ms, peak
     RSS MiB) with the kernel caches under `caches` (empty: a cold start)."""
     env = dict(os.environ, POCL_CACHE_DIR=os.path.join(caches, "pocl"),
                CNNVIZ_CACHE_DIR=os.path.join(caches, "cnnviz"))
-    cmd = [binary, "run", config, "--weights", weights, "--input", image, "--out", out, "--no-taps",
-           "--no-report"] + extra
+    cmd = [binary, "run", config] + weights_arg(weights) + ["--input", image, "--out", out, "--no-taps",
+                                                            "--no-report"] + extra
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     err = p.stderr.read()
@@ -141,8 +151,9 @@ def run_ours(cmd):
 
 
 def ours_median(binary, config, weights, image, runs, out, extra):
-    out = run_ours([binary, "run", config, "--weights", weights, "--input", image, "--out", out,
-                    "--no-taps", "--no-report", "-q", "--repeat", str(runs)] + extra)
+    out = run_ours([binary, "run", config] + weights_arg(weights) + ["--input", image, "--out", out,
+                                                                     "--no-taps", "--no-report", "-q", "--repeat",
+                                                                     str(runs)] + extra)
     m = re.search(r"forward: median ([0-9.]+) ms", out)
     if not m:
         sys.exit("no 'forward: median' line in:\n" + out)
@@ -150,9 +161,10 @@ def ours_median(binary, config, weights, image, runs, out, extra):
 
 
 def ours_grad_medians(binary, config, weights, image, runs, out, extra, layer):
-    out = run_ours([binary, "run", config, "--weights", weights, "--input", image, "--out", out,
-                    "--no-report", "-q", "--repeat", str(runs), "--tap", "input:saliency",
-                    "--tap", layer + ":gradcam"] + extra)
+    out = run_ours([binary, "run", config] + weights_arg(weights) + ["--input", image, "--out", out,
+                                                                     "--no-report", "-q", "--repeat", str(runs),
+                                                                     "--tap", "input:saliency",
+                                                                     "--tap", layer + ":gradcam"] + extra)
     got = {}
     for m in re.finditer(r"gradient [^:]+:(\w+): median ([0-9.]+) ms", out):
         got[m.group(1)] = float(m.group(2))
@@ -262,10 +274,17 @@ def main():
     for name in a.nets:
         weights = os.path.join(a.tmp, name + ".safetensors")
         model = netref.make_model(name, seed=0)
-        if not os.path.exists(weights):
+        config = os.path.join(ROOT, "configs", name + ".yaml")
+        if not os.path.exists(config):
+            # no shipped pipeline: the network's ONNX export, imported by
+            # the run itself (weights inside)
+            config, weights = os.path.join(a.tmp, name + "_model.onnx"), None
+            if not os.path.exists(config):
+                torch.onnx.export(model.float().eval(), x.cpu(), config, opset_version=13,
+                                  input_names=["input"], output_names=["logits"])
+        elif not os.path.exists(weights):
             netref.save_safetensors(model.state_dict(), weights)
         model = model.float().eval().to(dev)
-        config = os.path.join(ROOT, "configs", name + ".yaml")
         out = os.path.join(a.tmp, "out")
         if a.peers:
             med, errs, peer_versions = peers_row(a, name, model, x, config, weights, image, out)
