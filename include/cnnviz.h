@@ -25,6 +25,8 @@
  *    sharing a model should each run and read under their own lock.
  *  - Nothing is printed unless a log callback is given (cnnviz_open_opts);
  *    warnings otherwise go to stderr as "cnnviz: warning: ...".
+ *  - The library installs no signal handler and maps no file: a weights
+ *    file is read whole at open, so rewriting it later harms nothing.
  *
  * Link with -lcnnviz (pkg-config cnnviz). */
 #ifndef CNNVIZ_H

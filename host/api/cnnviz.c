@@ -648,6 +648,7 @@ int cnnviz_write_run(const char *model, const char *const *inputs, int n_inputs,
     jo.batch = o.batch;
     jo.top = o.top;
     jo.wait_lock = o.wait_lock != 0;
+    jo.read_weights = true;
     jo.score = o.score;
     jo.curves = o.curves;
     jo.png_level = o.png_level;

@@ -272,8 +272,13 @@ static void on_bus_error(int sig, siginfo_t *info, void *ctx)
     if (info->si_code <= 0) raise(sig);
 }
 
+/* Whether the process asked for the handlers (the command line); a
+ * library leaves the host's signals alone. */
+static atomic_bool g_guard_wanted;
+
 void cnn_signals_install(void)
 {
+    atomic_store(&g_guard_wanted, true);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -287,6 +292,7 @@ void cnn_signals_install(void)
 
 void cnn_fault_guard_install(void)
 {
+    if (!atomic_load(&g_guard_wanted)) return;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_bus_error;

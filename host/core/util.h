@@ -93,7 +93,8 @@ int cnn_error_interrupted(void);
  * naming the file, removes the temporary files and exits with 2; any other
  * SIGBUS keeps its default action.  Registration returns a slot (or -1 when
  * all are taken: the file is then unguarded). */
-/* (Re)installs the SIGBUS handler alone.  The OpenCL runtime may take
+/* (Re)installs the SIGBUS handler alone, in a process that called
+ * cnn_signals_install() (the command line; a library installs nothing).  The OpenCL runtime may take
  * SIGBUS for itself (PoCL's compiler does, when it starts, and its handler
  * does not hand the fault back): the runtime wrapper calls this after
  * creating the context and after each program build. */

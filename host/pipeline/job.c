@@ -580,7 +580,8 @@ int cnn_job_run(const cnn_job_opts *o, cnn_job_result *res)
     s.o = *o;
     cnn_json_init(&s.preds, true);
     double t_start = cnn_now_ms();
-    cnn_model_opts mo = {.config = o->config, .weights = o->weights, .imp = o->imp, .strict = o->strict};
+    cnn_model_opts mo = {.config = o->config, .weights = o->weights, .imp = o->imp, .strict = o->strict,
+                         .read_weights = o->read_weights};
     int status = cnn_model_load(&mo, &s.l);
     if (status < 0) goto done;
     if (s.l.assumed[0])

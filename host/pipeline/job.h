@@ -20,6 +20,7 @@ typedef struct cnn_job_opts {
     const char *cls, *score; /* gradient maps' class and score for every tap (NULL: each tap's) */
     bool npy, no_taps, no_report, profile, quiet, wait_lock;
     bool strict;           /* weights holding NaN or Inf are an error */
+    bool read_weights;     /* read the weights into memory, not mapped (a library's run: cnn_model_opts) */
     int top, batch, repeat, png_level; /* 0 / -1 (png_level): the pipeline's */
     int curves;            /* deletion/insertion steps for every gradient tap; -1: the pipeline's */
     cnn_import_opts imp;   /* an ONNX model's preprocessing */

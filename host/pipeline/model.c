@@ -191,7 +191,16 @@ int cnn_model_load(const cnn_model_opts *o, cnn_model *l)
         if (!l->pipe.weights)
             return cnn_error_set(CNN_ERR_INPUT, "%s: model.weights is not set: give the weights with --weights FILE",
                                  o->config);
-        status = cnn_weights_open(l->pipe.weights, &l->weights);
+        if (o->read_weights) {
+            /* into memory: a file rewritten later cannot fault the process */
+            char *buf = NULL;
+            size_t len = 0;
+            status = cnn_file_read(l->pipe.weights, (size_t)1 << 40, &buf, &len);
+            l->onnx_weights = (unsigned char *)buf;
+            if (status == CNN_OK) status = cnn_weights_open_memory(l->pipe.weights, buf, len, &l->weights);
+        } else {
+            status = cnn_weights_open(l->pipe.weights, &l->weights);
+        }
         if (status < 0) {
             if (l->pipe.weights_pos.line)
                 return cnn_error_prefix(status, "%s:%d:%d: model.weights", o->config, l->pipe.weights_pos.line,

@@ -14,6 +14,8 @@ typedef struct cnn_model_opts {
     const char *weights;  /* overrides model.weights (NULL: the pipeline's) */
     cnn_import_opts imp;  /* an ONNX model's preprocessing */
     bool strict;          /* weights holding NaN or Inf are an error, not a warning */
+    bool read_weights;    /* read the weights file into memory instead of mapping it (a library: no
+                           * process-wide SIGBUS guard, and nothing to fault if the file is rewritten) */
 } cnn_model_opts;
 
 typedef struct cnn_model {
@@ -22,7 +24,8 @@ typedef struct cnn_model {
     cnn_graph graph;
     char **labels;               /* [n_labels] class names, or NULL */
     int n_labels;
-    unsigned char *onnx_weights; /* an ONNX model's weights, imported in memory (the weights read them) */
+    unsigned char *onnx_weights; /* weights held in memory: an ONNX model's imported ones, or the file read
+                                  * whole (read_weights); the weights read them */
     char assumed[400];           /* ... and the preprocessing the import assumed ("" for a YAML file) */
 } cnn_model;
 

@@ -57,7 +57,9 @@ int cnn_session_open(const cnn_session_opts *o, cnn_session **out)
     s->o.config = o->model.config;
     s->o.quiet = true;
     s->session = true;
-    int status = cnn_model_load(&o->model, &s->l);
+    cnn_model_opts mo = o->model;
+    mo.read_weights = true; /* a library maps nothing a rewrite could fault */
+    int status = cnn_model_load(&mo, &s->l);
     if (status < 0) goto fail;
     const cnn_graph *g = &s->l.graph;
     s->keep = cnn_calloc((size_t)g->n, sizeof *s->keep);
