@@ -457,21 +457,31 @@ static void job_free(cnn_job *s)
     free(s->host_tmp);
     free(s->rin);
     free(s->rpred);
+    free(s->skipped);
 }
 
-/* Loads up to `batch` readable inputs from *k on into the network input;
- * slot_of[j] is the input in slot j; returns the count in *n.  Unreadable
- * inputs are skipped (and counted when `report`). */
+/* Loads the readable inputs of the batch that starts at *k (the list's
+ * inputs [*k, next multiple of `batch`), within the run's part) into the
+ * network input; slot_of[j] is the input in slot j; returns the count in
+ * *n.  Unreadable inputs are skipped (and counted when `report`), which
+ * leaves the batch smaller: every batch holds the same inputs however the
+ * list is split (shards, devices). */
 static int load_batch(cnn_job *s, int batch, int *k, int *slot_of, int *n, bool report)
 {
     int b = 0;
-    while (b < batch && *k < s->inputs.n) {
+    int lim = (int)(((long long)*k / batch + 1) * batch);
+    if (lim > s->end) lim = s->end;
+    while (*k < lim) {
         int st = load_input(s, *k, b);
         if (st == CNN_ERR_INPUT) {
             if (report) {
                 if (!s->first_skip[0]) snprintf(s->first_skip, sizeof s->first_skip, "%s", cnn_error_message());
-                if (s->inputs.n > 1) cnn_print_line(stderr, "cnnviz-cl: skipped: ", cnn_error_message());
+                if (s->end - s->first > 1) cnn_print_line(stderr, "cnnviz-cl: skipped: ", cnn_error_message());
                 s->failed_inputs++;
+                int *p = cnn_realloc(s->skipped, ((size_t)s->n_skipped + 1) * sizeof *p);
+                if (!p) return CNN_ERR_NOMEM;
+                s->skipped = p;
+                s->skipped[s->n_skipped++] = *k;
             }
             (*k)++;
             continue;
@@ -496,9 +506,10 @@ static int global_passes(cnn_job *s, int batch, int *slot_of)
     if (!any) return CNN_OK;
     const cnn_graph *g = &s->l.graph;
     for (int pass = 0; pass < (hist ? 2 : 1); pass++) {
-        cnn_logf(CNN_LOG_INFO, "global range: pass %d of %d over %d inputs", pass + 1, hist ? 3 : 2, s->inputs.n);
+        cnn_logf(CNN_LOG_INFO, "global range: pass %d of %d over %d inputs", pass + 1, hist ? 3 : 2,
+                 s->end - s->first);
         bool first = true;
-        for (int k = 0; k < s->inputs.n;) {
+        for (int k = s->first; k < s->end;) {
             int n = 0;
             int status = cnn_job_interrupted(s);
             if (status == CNN_OK) status = load_batch(s, batch, &k, slot_of, &n, false);
@@ -552,6 +563,14 @@ static int prepare_taps(cnn_job *s)
     return CNN_OK;
 }
 
+void cnn_job_shard_range(int total, int batch, int index, int count, int *first, int *end)
+{
+    long long batches = ((long long)total + batch - 1) / batch;
+    long long a = batches * index / count, b = batches * (index + 1) / count;
+    *first = (int)(a * batch < total ? a * batch : total);
+    *end = (int)(b * batch < total ? b * batch : total);
+}
+
 int cnn_job_run(const cnn_job_opts *o, cnn_job_result *res)
 {
     cnn_job s;
@@ -581,6 +600,18 @@ int cnn_job_run(const cnn_job_opts *o, cnn_job_result *res)
         goto done;
     }
     CNN_TRY(cnn_job_make_stems(&s), done);
+    s.end = s.inputs.n;
+    if (s.o.shard_count) {
+        cnn_job_shard_range(s.inputs.n, s.o.batch, s.o.shard_index, s.o.shard_count, &s.first, &s.end);
+        if (s.first == s.end)
+            cnn_logf(CNN_LOG_INFO, "shard %d/%d: no inputs (%d input%s in batches of %d make fewer batches than "
+                     "parts); its folder records the part for merge", s.o.shard_index, s.o.shard_count, s.inputs.n,
+                     s.inputs.n == 1 ? "" : "s", s.o.batch);
+        else
+            cnn_logf(CNN_LOG_INFO, "shard %d/%d: inputs %d to %d of %d", s.o.shard_index, s.o.shard_count, s.first,
+                     s.end - 1, s.inputs.n);
+    }
+    int count = s.end - s.first;
     if (s.o.out) s.out_dir = cnn_strdup(s.o.out);
     else if (s.l.pipe.out_dir) s.out_dir = cnn_strdup(s.l.pipe.out_dir);
     else {
@@ -597,7 +628,7 @@ int cnn_job_run(const cnn_job_opts *o, cnn_job_result *res)
     CNN_TRY(cnn_job_open_output(&s), done);
     if (s.o.npy) s.l.pipe.npy = true;
     s.o.npy = s.l.pipe.npy;
-    bool report = s.l.pipe.report && !s.o.no_report && s.inputs.n > 0;
+    bool report = s.l.pipe.report && !s.o.no_report && count > 0;
     s.images = report || s.n_taps > 0;
 
     double t_loaded = cnn_now_ms();
@@ -608,7 +639,7 @@ int cnn_job_run(const cnn_job_opts *o, cnn_job_result *res)
     cnn_blas_apply_defaults(&s.cl);
     cnn_tune_apply(&s.cl); /* a `cnnviz-cl tune` result for this device, if any */
     int batch = s.o.batch;
-    if (s.inputs.n && batch > s.inputs.n) batch = s.inputs.n;
+    if (count && batch > count) batch = count;
     int net_batch = batch;
     if (s.attrib) {
         /* Gradient mode: every tensor is kept for the backward pass.
@@ -670,11 +701,11 @@ int cnn_job_run(const cnn_job_opts *o, cnn_job_result *res)
     if (s.images) CNN_TRY(global_passes(&s, batch, slot_of), loop_done);
     double t_first = 0, t_loop = cnn_now_ms();
     int done_inputs = 0;
-    for (int k = 0; k < s.inputs.n && status == CNN_OK;) {
+    for (int k = s.first; k < s.end && status == CNN_OK;) {
         int b = 0;
         CNN_TRY(cnn_job_interrupted(&s), loop_done);
         CNN_TRY(load_batch(&s, batch, &k, slot_of, &b, true), loop_done);
-        if (b == 0) break;
+        if (b == 0) continue; /* every input of the batch unreadable */
         CNN_TRY(cnn_net_forward(&s.net, b), loop_done);
         CNN_TRY(cnn_net_read(&s.net, g->n - 1, b, s.logits), loop_done);
         if (s.attrib) CNN_TRY(cnn_job_gradient_maps(&s, b, slot_of), loop_done);
@@ -682,8 +713,9 @@ int cnn_job_run(const cnn_job_opts *o, cnn_job_result *res)
         if (status == CNN_OK && s.attrib) status = cnn_job_late_batch(&s, b, slot_of);
         done_inputs += b;
         if (!t_first) t_first = cnn_now_ms() - t_start;
-        if (s.inputs.n > 1)
-            cnn_log_progress(k, s.inputs.n, k / ((cnn_now_ms() - t_loop) / 1000.0 + 1e-9), k == s.inputs.n);
+        if (count > 1)
+            cnn_log_progress(k - s.first, count, (k - s.first) / ((cnn_now_ms() - t_loop) / 1000.0 + 1e-9),
+                             k == s.end);
     }
 loop_done:
     free(slot_of);
@@ -707,20 +739,23 @@ loop_done:
     if (s.o.repeat && s.gradients) CNN_TRY(cnn_job_repeat_gradients(&s, batch), done);
     if (s.o.repeat && s.attrib) CNN_TRY(cnn_job_repeat_late(&s, batch), done);
     cnn_json_array_end(&s.preds);
-    if (s.inputs.n && done_inputs) CNN_TRY(cnn_job_publish(&s, report), done);
-    if (done_inputs) {
+    /* A shard publishes even when its part holds no input, or none that
+     * could be read: merge needs its manifest to see the part covered. */
+    if ((count && done_inputs) || s.o.shard_count) CNN_TRY(cnn_job_publish(&s, report), done);
+    if (done_inputs)
         cnn_logf(CNN_LOG_INFO, "%d input%s in %.2f s (%.1f images/s), first output after %.0f ms; %ld PNG files; peak "
                  "memory %.0f MiB", done_inputs, done_inputs == 1 ? "" : "s", loop_ms / 1000.0,
                  done_inputs / (loop_ms / 1000.0), t_first, s.pool ? cnn_png_pool_written(s.pool) : 0L, peak_rss_mib());
+    if (done_inputs || s.o.shard_count) {
         if (report) cnn_logf(CNN_LOG_INFO, "wrote %s/index.html", s.out_dir);
         cnn_logf(CNN_LOG_INFO, "wrote %s/manifest.json", s.out_dir);
     }
     res->inputs_done = done_inputs;
-    if (s.failed_inputs && s.inputs.n == 1)
+    if (s.failed_inputs && count == 1)
         status = cnn_error_set(CNN_ERR_INPUT, "%s", s.first_skip);
     else if (s.failed_inputs)
         status = cnn_error_set(CNN_ERR_INPUT, "%d of %d inputs could not be read (the 'skipped' lines above say why)%s",
-                               s.failed_inputs, s.inputs.n, done_inputs ? "" : "; nothing was written");
+                               s.failed_inputs, count, done_inputs || s.o.shard_count ? "" : "; nothing was written");
 done:
     if (status < 0) cnn_outdir_fix_message(&s.od);
     job_free(&s);

@@ -47,6 +47,9 @@ struct cnn_job {
     size_t csv_len, csv_cap;
     cnn_input_list inputs;
     char **stems; /* [inputs.n] unique output sub-folder names */
+    int first, end;       /* the inputs this run does: [first, end) of the list (a shard's part) */
+    int *skipped;         /* [n_skipped] inputs that could not be read (indices into the list) */
+    int n_skipped;
     float *npy;           /* the samples of the .npy file read last (consecutive inputs share it) */
     const char *npy_of;   /* ... its inputs.file entry */
     float *logits;
