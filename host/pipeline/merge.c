@@ -284,11 +284,19 @@ static void shards_meeting(int total, int batch, int count, int lo, int hi, char
     }
 }
 
+/* "inputs 5 to 9" or "input 5" (counted from 0, as the parts count them). */
+static const char *inputs_text(int lo, int hi, char *buf, size_t size)
+{
+    if (hi - lo == 1) snprintf(buf, size, "input %d", lo);
+    else snprintf(buf, size, "inputs %d to %d", lo, hi - 1);
+    return buf;
+}
+
 /* Every input exactly once: the parts, sorted by their first input, tile
  * [0, total). */
 static int check_cover(part **sorted, int n, int total, int batch)
 {
-    char a[64], b[64];
+    char a[64], b[64], r[64];
     /* the same shard twice: the same inputs, so neighbours in the order */
     for (int i = 0; i < n; i++)
         for (int k = i + 1; k < n && sorted[k]->first == sorted[i]->first && sorted[k]->end == sorted[i]->end; k++)
@@ -305,14 +313,17 @@ static int check_cover(part **sorted, int n, int total, int batch)
             int count = p ? p->count : last ? last->count : 0;
             char which[200] = "";
             if (count) shards_meeting(total, batch, count, reached, first, which, sizeof which);
-            return cnn_error_set(CNN_ERR_INPUT, "inputs %d to %d of %d are in none of the folders given%s%s%s",
-                                 reached, first - 1, total, which[0] ? ": shard " : "", which,
+            return cnn_error_set(CNN_ERR_INPUT, "%s of %d %s in none of the folders given%s%s%s",
+                                 inputs_text(reached, first, r, sizeof r), total, first - reached > 1 ? "are" : "is",
+                                 which[0] ? ": shard " : "", which,
                                  which[0] ? " missing (not given, or it did not finish)" : "");
         }
-        if (p && first < reached)
-            return cnn_error_set(CNN_ERR_INPUT, "inputs %d to %d of %d are in two folders: %s (%s) and %s (%s)", first,
-                                 (p->end < reached ? p->end : reached) - 1, total, last->dir,
-                                 part_name(last, a, sizeof a), p->dir, part_name(p, b, sizeof b));
+        if (p && first < reached) {
+            int end = p->end < reached ? p->end : reached;
+            return cnn_error_set(CNN_ERR_INPUT, "%s of %d %s in two folders: %s (%s) and %s (%s)",
+                                 inputs_text(first, end, r, sizeof r), total, end - first > 1 ? "are" : "is",
+                                 last->dir, part_name(last, a, sizeof a), p->dir, part_name(p, b, sizeof b));
+        }
         if (p && p->end > reached) {
             reached = p->end;
             last = p;

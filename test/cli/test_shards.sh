@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run --shard I/N: 200 Fashion-MNIST test images (from Debian's
+# run --shard I/N and merge: 200 Fashion-MNIST test images (from Debian's
 # dataset-fashion-mnist) in two folders whose file names repeat, so that
 # output folder names ("0007", "0007_2") are decided over the whole list.
 # Each of 4 parts writes only its inputs, whole batches of --batch, in
@@ -7,6 +7,13 @@
 # the pipeline + weights hash; its files are byte for byte the single
 # run's for the same inputs.  A part with no inputs still publishes.
 # Usage errors exit 2 with one line.
+# merge joins the parts into the single run's folder: the same files, the
+# same bytes (PNG, .npy, predictions, report), the manifest alike but for
+# file times; it refuses (exit 2, one line, nothing written) missing or
+# doubled parts, overlapping parts of different counts, parts of other
+# weights, options or input lists, folders that are not this tool's, and
+# files changed since their part wrote them.  Inputs a part could not
+# read are merged as one run publishes them, then exit 2.
 . "$(dirname "$0")/lib.sh"
 use_sample
 DATA=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
@@ -134,5 +141,129 @@ a, b = (json.load(open(os.path.join(d, "manifest.json")))["run"]["model"] for d 
 assert a != b, "one bit of the weights changes the hash"
 EOF
 then ok; else bad "model hash"; fi
+
+# --- merge: the parts joined equal the single run ---------------------------
+expect_rc 0 "merge --help" -- "$BIN" merge --help
+expect_grep "$TMP/out" "usage: cnnviz-cl merge OUT PART_DIR" "merge --help"
+t0=$SECONDS
+expect_rc 0 "merge of 4 parts (given out of order)" -- \
+  "$BIN" merge "$OUTS/merged" "$OUTS/part3" "$OUTS/part1" "$OUTS/part0" "$OUTS/part2"
+echo "merge of 4 parts: $((SECONDS - t0))s"
+expect_grep "$TMP/err" "merged 4 parts: 200 inputs" "merge says what it did"
+# same_run A B: the same files, byte for byte but manifest.json, whose
+# entries differ in their times at most
+same_run() {
+  "$PY" - "$1" "$2" <<'PYEOF'
+import json, os, sys
+a, b = sys.argv[1:]
+def files(d):
+    return sorted(os.path.relpath(os.path.join(r, f), d) for r, _, fs in os.walk(d) for f in fs)
+fa, fb = files(a), files(b)
+assert fa == fb, "files differ: %s" % sorted(set(fa) ^ set(fb))[:5]
+for f in fa:
+    if f != "manifest.json":
+        assert open(os.path.join(a, f), "rb").read() == open(os.path.join(b, f), "rb").read(), f + " differs"
+ma, mb = (json.load(open(os.path.join(d, "manifest.json"))) for d in (a, b))
+for m in (ma, mb):
+    for e in m["files"]:
+        e.pop("mtime")
+assert ma == mb, [k for k in ma if ma[k] != mb[k]]
+print(len(fa), "files alike")
+PYEOF
+}
+if same_run "$OUTS/single" "$OUTS/merged" > "$TMP/same" 2>&1; then ok; else bad "merged differs from the single run"; tail -3 "$TMP/same" >&2; fi
+consistent_py() {
+  "$PY" - "$1" <<'PYEOF'
+import json, os, sys
+d = sys.argv[1]
+m = json.load(open(os.path.join(d, "manifest.json")))
+listed = {e["path"]: e for e in m["files"]}
+present = {os.path.relpath(os.path.join(r, f), d) for r, _, fs in os.walk(d) for f in fs} - {"manifest.json"}
+assert set(listed) == present, sorted(set(listed) ^ present)[:5]
+for p, e in listed.items():
+    st = os.lstat(os.path.join(d, p))
+    assert e["bytes"] == st.st_size and e["mtime"] == [st.st_mtime_ns // 10**9, st.st_mtime_ns % 10**9], p
+PYEOF
+}
+if consistent_py "$OUTS/merged"; then ok; else bad "the merged manifest records its files' sizes and times"; fi
+# merging again into the same folder replaces the earlier merge
+expect_rc 0 "merge again into the same folder" -- "$BIN" merge -q "$OUTS/merged" "$OUTS"/part*
+if same_run "$OUTS/single" "$OUTS/merged" > "$TMP/same" 2>&1; then ok; else bad "a second merge differs"; tail -3 "$TMP/same" >&2; fi
+
+# --- merge refuses, writing nothing -----------------------------------------
+# refused DESCRIPTION ERE PARTS...: exit 2, one error line, $OUTS/refused not made
+refused() {
+  local what=$1 re=$2
+  shift 2
+  runcmd "$BIN" merge "$OUTS/refused" "$@"
+  check_error "$what" "$re"
+  [ ! -e "$OUTS/refused" ] && ok || { bad "$what: wrote $OUTS/refused"; rm -rf "$OUTS/refused"; }
+}
+refused "a missing part" "inputs 100 to 147 of 200 are in none of the folders given: shard 2/4 missing" \
+  "$OUTS/part0" "$OUTS/part1" "$OUTS/part3"
+refused "the last part missing" "inputs 148 to 199 of 200 .*shard 3/4 missing" "$OUTS/part0" "$OUTS/part1" "$OUTS/part2"
+cp -a "$OUTS/part1" "$OUTS/part1-again"
+refused "a doubled part" "shard 1/4 is given twice: .*part1 and .*part1-again" \
+  "$OUTS"/part0 "$OUTS"/part1 "$OUTS"/part1-again "$OUTS"/part2 "$OUTS"/part3
+refused "the same folder twice" "shard 0/4 is given twice" "$OUTS"/part0 "$OUTS"/part0 "$OUTS"/part1 "$OUTS"/part2 \
+  "$OUTS"/part3
+mkdir -p "$OUTS/empty-dir" "$OUTS/foreign"
+echo '{"name": "my-app", "files": []}' > "$OUTS/foreign/manifest.json"
+refused "a folder without a manifest" "empty-dir: not an output folder of cnnviz-cl \(no manifest.json\)" \
+  "$OUTS"/part0 "$OUTS"/empty-dir
+refused "another program's folder" "foreign: not an output folder of cnnviz-cl" "$OUTS"/part0 "$OUTS"/foreign
+refused "a file, not a folder" "not a folder" "$OUTS"/part0 "$OUTS"/part0/predictions.json
+refused "a missing folder" "nowhere: No such file" "$OUTS"/part0 "$OUTS"/nowhere
+png=$(cd "$OUTS/part1-again" && find . -name '*.png' | head -1)
+touch -d '2001-01-01' "$OUTS/part1-again/$png"
+refused "a part's file changed since" "part1-again/${png#./}: changed since its run wrote it" \
+  "$OUTS"/part0 "$OUTS"/part1-again "$OUTS"/part2 "$OUTS"/part3
+rm -rf "$OUTS/part1-again"
+runcmd "$BIN" merge "$OUTS/part0" "$OUTS"/part0 "$OUTS"/part1 "$OUTS"/part2 "$OUTS"/part3
+check_error "OUT is one of the parts" "is also given as a part"
+runcmd "$BIN" merge "$OUTS/x"
+check_error "merge without parts" "give OUT and the parts"
+
+# parts that disagree, on the 10 sample images (batch 1: parts of 10 inputs)
+small() { "$BIN" run "$CFG" --input "$IMAGES" -q --no-taps --tap conv4:gradcam "$@"; }
+for i in 0 1 2; do expect_rc 0 "small part $i/3" -- small --out "$OUTS/s$i" --shard $i/3; done
+expect_rc 0 "small part 1/3 with --top 2" -- small --out "$OUTS/s1top" --shard 1/3 --top 2
+expect_rc 0 "small part 1/3 with other weights" -- small --out "$OUTS/s1w" --shard 1/3 --weights "$TMP/other.safetensors"
+expect_rc 0 "small part 1/2" -- small --out "$OUTS/h1" --shard 1/2
+ls "$IMAGES"/*.png | head -9 > "$TMP/nine.txt"
+expect_rc 0 "small part 0/3 of 9 inputs" -- "$BIN" run "$CFG" --input "@$TMP/nine.txt" -q \
+  --no-taps --tap conv4:gradcam --out "$OUTS/s0nine" --shard 0/3
+expect_rc 0 "small parts merged" -- "$BIN" merge -q "$OUTS/small" "$OUTS"/s0 "$OUTS"/s1 "$OUTS"/s2
+# part 1/4 redone as parts 2/8 and 3/8 (the same inputs)
+for sh in 0/4 2/4 3/4 2/8 3/8; do expect_rc 0 "small part $sh" -- small --out "$OUTS/q${sh/\//of}" --shard $sh; done
+expect_rc 0 "parts of 4 and 8 merged" -- "$BIN" merge -q "$OUTS/mixed" "$OUTS"/q0of4 "$OUTS"/q2of8 "$OUTS"/q3of8 \
+  "$OUTS"/q2of4 "$OUTS"/q3of4
+if same_run "$OUTS/small" "$OUTS/mixed" > "$TMP/same" 2>&1; then ok; else bad "parts of 4 and 8"; tail -3 "$TMP/same" >&2; fi
+refused "other options" "s1top ran with top 2, .*s0 with 3" "$OUTS"/s0 "$OUTS"/s1top "$OUTS"/s2
+refused "other weights" "s1w ran another pipeline or other weights than .*s0 \(model hash" "$OUTS"/s0 "$OUTS"/s1w \
+  "$OUTS"/s2
+refused "parts of different counts that overlap" "input 5 of 10 is in two folders: .*s1 \(shard 1/3\) and .*h1 \(shard 1/2\)" \
+  "$OUTS"/s0 "$OUTS"/s1 "$OUTS"/h1
+refused "another input list" "s0nine ran on another input list" "$OUTS"/s1 "$OUTS"/s0nine "$OUTS"/s2
+
+# --- inputs that could not be read: published, then exit 2, as one run ------
+mkdir -p "$TMP/withbad"
+cp "$IMAGES"/*.png "$TMP/withbad/"
+printf 'not a png' > "$TMP/withbad/3_dress.png"
+runcmd "$BIN" run "$CFG" --input "$TMP/withbad" -q --no-taps --tap pool2 --out "$OUTS/bad-single"
+[ "$rc" -eq 2 ] && ok || bad "a run with an unreadable input: exit $rc"
+for i in 0 1 2; do runcmd "$BIN" run "$CFG" --input "$TMP/withbad" -q --no-taps --tap pool2 --out "$OUTS/bad$i" --shard $i/3; done
+runcmd "$BIN" merge "$OUTS/bad-merged" "$OUTS"/bad0 "$OUTS"/bad1 "$OUTS"/bad2
+check_error "merge of parts with an unreadable input" "1 of 10 inputs could not be read when the parts ran"
+if same_run "$OUTS/bad-single" "$OUTS/bad-merged" > "$TMP/same" 2>&1; then ok; else
+  bad "merged parts with an unreadable input differ from the single run"; tail -3 "$TMP/same" >&2; fi
+
+# --- an empty part joins the others -----------------------------------------
+TWO=(--input "$IMAGES/0_tshirt.png" --input "$IMAGES/1_trouser.png" -q --no-taps)
+expect_rc 0 "two inputs, one run" -- "$BIN" run "$CFG" "${TWO[@]}" --out "$OUTS/two"
+for i in 0 1 3; do expect_rc 0 "two inputs, part $i/4" -- "$BIN" run "$CFG" "${TWO[@]}" --out "$OUTS/two$i" --shard $i/4; done
+expect_rc 0 "merge with empty parts" -- "$BIN" merge -q "$OUTS/two-merged" "$OUTS"/two0 "$OUTS"/two1 "$OUTS"/empty \
+  "$OUTS"/two3
+if same_run "$OUTS/two" "$OUTS/two-merged" > "$TMP/same" 2>&1; then ok; else bad "merge with empty parts"; tail -3 "$TMP/same" >&2; fi
 
 finish
