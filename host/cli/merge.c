@@ -13,6 +13,7 @@
 
 static const char MERGE_HELP[] =
     "usage: cnnviz-cl merge OUT PART_DIR... [--wait-lock] [-q]\n"
+    "       cnnviz-cl merge --stats FILE PART_DIR...\n"
     "\n"
     "Joins the output folders of the parts of one run into OUT, as a single run\n"
     "over every input would have written it: each input's files, the model's\n"
@@ -37,7 +38,14 @@ static const char MERGE_HELP[] =
     "in OUT are replaced.  Parts drawn with 'normalize: global' must share their\n"
     "range: see README, \"Global normalisation across parts\".\n"
     "\n"
+    "With --stats the parts are of 'run --stats' (taps drawn with normalize:\n"
+    "global): their statistics (min, max and, in a second round, the histograms\n"
+    "of taps that clip) are combined into FILE, which 'run --ranges FILE' draws\n"
+    "with, so that every part uses the range of all inputs (README: global\n"
+    "normalisation across parts).\n"
+    "\n"
     "options:\n"
+    "  --stats           join statistics into FILE instead of files into OUT\n"
     "  --wait-lock       when another run writes into OUT, wait for it\n"
     "  -q, --quiet       no information lines\n"
     "\n"
@@ -57,6 +65,8 @@ int cnn_cmd_merge(int argc, char **argv)
             fputs(MERGE_HELP, stdout);
             free(parts);
             return CNN_OK;
+        } else if (!strcmp(a, "--stats")) {
+            o.stats = true;
         } else if (!strcmp(a, "--wait-lock")) {
             o.wait_lock = true;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
@@ -70,16 +80,22 @@ int cnn_cmd_merge(int argc, char **argv)
         }
     }
     if (status == CNN_OK && (!o.out || !o.n_parts))
-        status = cnn_error_set(CNN_ERR_USAGE, "merge: give OUT and the parts' folders: cnnviz-cl merge OUT PART_DIR... "
-                               "(see 'cnnviz-cl merge --help')");
+        status = cnn_error_set(CNN_ERR_USAGE, "merge: give %s and the parts' folders: cnnviz-cl merge %s PART_DIR... "
+                               "(see 'cnnviz-cl merge --help')", o.stats ? "FILE" : "OUT",
+                               o.stats ? "--stats FILE" : "OUT");
     o.parts = parts;
     if (status == CNN_OK) {
         cnn_merge_result res;
         status = cnn_merge_run(&o, &res);
-        if (status >= 0 || res.files) {
+        if (status >= 0 || res.inputs) { /* done, or published with inputs that could not be read */
             char line[CNN_ERROR_MAX];
-            snprintf(line, sizeof line, "merged %d part%s: %d inputs, %d files into %s (%d copied, the others "
-                     "hard-linked)", o.n_parts, o.n_parts == 1 ? "" : "s", res.inputs, res.files, o.out, res.copied);
+            if (o.stats)
+                snprintf(line, sizeof line, "merged the statistics of %d part%s: %d inputs, into %s", o.n_parts,
+                         o.n_parts == 1 ? "" : "s", res.inputs, o.out);
+            else
+                snprintf(line, sizeof line, "merged %d part%s: %d inputs, %d files into %s (%d copied, the others "
+                         "hard-linked)", o.n_parts, o.n_parts == 1 ? "" : "s", res.inputs, res.files, o.out,
+                         res.copied);
             if (!o.quiet) cnn_print_line(stderr, "cnnviz-cl: ", line);
         }
     }

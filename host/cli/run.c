@@ -47,6 +47,12 @@ static const char RUN_HELP[] =
     "                    list (folders sorted by name) cut into N contiguous runs of\n"
     "                    whole batches; needs --out (one folder per part), which\n"
     "                    'cnnviz-cl merge' joins into the run of the whole list\n"
+    "  --stats           gather the statistics of the taps drawn with normalize:\n"
+    "                    global into DIR/stats.json and draw nothing (with\n"
+    "                    --shard: one part's, for 'merge --stats')\n"
+    "  --ranges FILE     draw normalize: global taps with the statistics of FILE\n"
+    "                    (merge --stats) instead of gathering them: the parts of a\n"
+    "                    run then share one range (README: global normalisation)\n"
     "  --repeat N        time N forward passes after one warm-up; print the median\n"
     "  --profile         per-layer device time table (with the kernel each\n"
     "                    convolution ran: winograd or im2col) and start-up\n"
@@ -194,6 +200,11 @@ static int parse_args(int argc, char **argv, run_opts *o, bool info)
         } else if (!strcmp(a, "--shard")) {
             NEED_VALUE();
             if (parse_shard(v, &o->job.shard_index, &o->job.shard_count) < 0) return CNN_ERR_USAGE;
+        } else if (!strcmp(a, "--stats")) {
+            o->job.stats = true;
+        } else if (!strcmp(a, "--ranges")) {
+            NEED_VALUE();
+            o->job.ranges = v;
         } else if (!strcmp(a, "--top")) {
             NEED_VALUE();
             if (parse_int(a, v, 1, 1000, &o->job.top) < 0) return CNN_ERR_USAGE;

@@ -458,6 +458,7 @@ static void job_free(cnn_job *s)
     free(s->rin);
     free(s->rpred);
     free(s->skipped);
+    cnn_stats_free(&s->ranges);
 }
 
 /* Loads the readable inputs of the batch that starts at *k (the list's
@@ -493,20 +494,29 @@ static int load_batch(cnn_job *s, int batch, int *k, int *slot_of, int *n, bool 
     return CNN_OK;
 }
 
+bool cnn_job_global_tap(const cnn_vtap *t)
+{
+    return t->kind == CNN_TAP_ACTIVATIONS && t->scope == CNN_SCOPE_GLOBAL;
+}
+
 /* Taps with the `global` scope need one range over every input: one pass
  * gathers min/max, a second the histogram when clipping, before any image
- * is drawn. */
+ * is drawn.  With --ranges the file gives what the passes would gather;
+ * a --stats run gathers and draws nothing, and without a file stops after
+ * the first pass (the histogram's bins need every part's range). */
 static int global_passes(cnn_job *s, int batch, int *slot_of)
 {
     bool any = false, hist = false;
     for (int t = 0; t < s->n_taps; t++) {
-        any |= s->taps[t].kind == CNN_TAP_ACTIVATIONS && s->taps[t].scope == CNN_SCOPE_GLOBAL;
+        any |= cnn_job_global_tap(&s->taps[t]);
         hist |= s->taps[t].kind == CNN_TAP_ACTIVATIONS && cnn_vtap_needs_hist(&s->taps[t]);
     }
     if (!any) return CNN_OK;
     const cnn_graph *g = &s->l.graph;
-    for (int pass = 0; pass < (hist ? 2 : 1); pass++) {
-        cnn_logf(CNN_LOG_INFO, "global range: pass %d of %d over %d inputs", pass + 1, hist ? 3 : 2,
+    bool run_pass[2] = {!s->have_ranges, hist && s->o.stats == s->have_ranges};
+    for (int pass = 0; pass < 2; pass++) {
+        if (!run_pass[pass]) continue;
+        cnn_logf(CNN_LOG_INFO, "global range: %s over %d inputs", pass ? "histogram pass" : "min/max pass",
                  s->end - s->first);
         bool first = true;
         for (int k = s->first; k < s->end;) {
@@ -524,13 +534,14 @@ static int global_passes(cnn_job *s, int batch, int *slot_of)
                     else if (cnn_vtap_needs_hist(vt)) status = cnn_vtap_global_hist(&s->viz, vt, src, off, first);
                 }
                 first = false;
+                s->hist_inputs += pass;
             }
             if (status < 0) return status;
         }
     }
-    for (int t = 0; t < s->n_taps; t++) {
+    for (int t = 0; t < s->n_taps && !s->o.stats; t++) {
         cnn_vtap *vt = &s->taps[t];
-        if (vt->kind != CNN_TAP_ACTIVATIONS || vt->scope != CNN_SCOPE_GLOBAL) continue;
+        if (!cnn_job_global_tap(vt)) continue;
         int status = cnn_vtap_global_finish(&s->viz, vt);
         if (status < 0) return status;
     }
@@ -547,7 +558,7 @@ static int setup_viz(cnn_job *s)
     s->viz.labels = s->l.labels;
     s->viz.n_labels = s->l.n_labels;
     s->viz_ready = true;
-    for (int t = 0; t < s->n_taps; t++) {
+    for (int t = 0; t < s->n_taps && !s->o.stats; t++) {
         cnn_vtap *vt = &s->taps[t];
         if (vt->kind == CNN_TAP_FILTERS) CNN_TRY_RET(cnn_vtap_filters(&s->viz, vt));
         else if (vt->kind == CNN_TAP_WEIGHTS) CNN_TRY_RET(cnn_vtap_weights(&s->viz, vt));
@@ -612,6 +623,18 @@ int cnn_job_run(const cnn_job_opts *o, cnn_job_result *res)
                      s.end - 1, s.inputs.n);
     }
     int count = s.end - s.first;
+    if (s.o.stats || s.o.ranges) {
+        bool global = false;
+        for (int t = 0; t < s.n_taps; t++) global |= cnn_job_global_tap(&s.taps[t]);
+        if (!global && s.o.stats) {
+            status = cnn_error_set(CNN_ERR_USAGE, "run --stats: no tap of %s has normalize: global (activations), so "
+                                   "there is nothing to gather", s.o.config);
+            goto done;
+        }
+        if (!global)
+            cnn_logf(CNN_LOG_WARN, "--ranges %s: no tap has normalize: global; the file is not used", s.o.ranges);
+        if (global && s.o.ranges) CNN_TRY(cnn_job_load_ranges(&s), done);
+    }
     if (s.o.out) s.out_dir = cnn_strdup(s.o.out);
     else if (s.l.pipe.out_dir) s.out_dir = cnn_strdup(s.l.pipe.out_dir);
     else {
@@ -628,7 +651,7 @@ int cnn_job_run(const cnn_job_opts *o, cnn_job_result *res)
     CNN_TRY(cnn_job_open_output(&s), done);
     if (s.o.npy) s.l.pipe.npy = true;
     s.o.npy = s.l.pipe.npy;
-    bool report = s.l.pipe.report && !s.o.no_report && count > 0;
+    bool report = s.l.pipe.report && !s.o.no_report && count > 0 && !s.o.stats;
     s.images = report || s.n_taps > 0;
 
     double t_loaded = cnn_now_ms();
@@ -667,6 +690,7 @@ int cnn_job_run(const cnn_job_opts *o, cnn_job_result *res)
     double t_net = cnn_now_ms();
     s.net_ready = true;
     if (s.images) CNN_TRY(prepare_taps(&s), done);
+    if (s.have_ranges) CNN_TRY(cnn_job_apply_ranges(&s), done);
     if (s.attrib) CNN_TRY(cnn_job_setup_gradients(&s, batch), done);
     cnn_logf(CNN_LOG_INFO, "%s on %s (%s), plan %.1f MiB", s.l.pipe.model_name ? s.l.pipe.model_name : "model",
              s.cl.device_name, s.cl.platform_name, (double)s.net.plan.peak_bytes / 1048576.0);
@@ -701,7 +725,7 @@ int cnn_job_run(const cnn_job_opts *o, cnn_job_result *res)
     if (s.images) CNN_TRY(global_passes(&s, batch, slot_of), loop_done);
     double t_first = 0, t_loop = cnn_now_ms();
     int done_inputs = 0;
-    for (int k = s.first; k < s.end && status == CNN_OK;) {
+    for (int k = s.first; k < s.end && status == CNN_OK && !s.o.stats;) {
         int b = 0;
         CNN_TRY(cnn_job_interrupted(&s), loop_done);
         CNN_TRY(load_batch(&s, batch, &k, slot_of, &b, true), loop_done);
@@ -741,12 +765,12 @@ loop_done:
     cnn_json_array_end(&s.preds);
     /* A shard publishes even when its part holds no input, or none that
      * could be read: merge needs its manifest to see the part covered. */
-    if ((count && done_inputs) || s.o.shard_count) CNN_TRY(cnn_job_publish(&s, report), done);
+    if ((count && done_inputs) || s.o.shard_count || s.o.stats) CNN_TRY(cnn_job_publish(&s, report), done);
     if (done_inputs)
         cnn_logf(CNN_LOG_INFO, "%d input%s in %.2f s (%.1f images/s), first output after %.0f ms; %ld PNG files; peak "
                  "memory %.0f MiB", done_inputs, done_inputs == 1 ? "" : "s", loop_ms / 1000.0,
                  done_inputs / (loop_ms / 1000.0), t_first, s.pool ? cnn_png_pool_written(s.pool) : 0L, peak_rss_mib());
-    if (done_inputs || s.o.shard_count) {
+    if (done_inputs || s.o.shard_count || s.o.stats) {
         if (report) cnn_logf(CNN_LOG_INFO, "wrote %s/index.html", s.out_dir);
         cnn_logf(CNN_LOG_INFO, "wrote %s/manifest.json", s.out_dir);
     }

@@ -26,6 +26,11 @@ typedef struct cnn_job_opts {
      * whole batches of `batch` inputs, a contiguous run of them per part
      * (cnn_job_shard_range).  shard_count 0: everything. */
     int shard_index, shard_count;
+    /* Taps with normalize: global across parts (pipeline/stats.h): `stats`
+     * gathers their statistics into stats.json and draws nothing;
+     * `ranges` (a file of merge --stats) gives them instead of gathering. */
+    bool stats;
+    const char *ranges;
     cnn_import_opts imp;   /* an ONNX model's preprocessing */
 } cnn_job_opts;
 

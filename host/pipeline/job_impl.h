@@ -14,6 +14,7 @@
 #include "io/pngpool.h"
 #include "pipeline/job.h"
 #include "pipeline/model.h"
+#include "pipeline/stats.h"
 #include "runtime/backward.h"
 #include "runtime/clrt.h"
 #include "runtime/net.h"
@@ -50,6 +51,9 @@ struct cnn_job {
     int first, end;       /* the inputs this run does: [first, end) of the list (a shard's part) */
     int *skipped;         /* [n_skipped] inputs that could not be read (indices into the list) */
     int n_skipped;
+    cnn_stats ranges;     /* --ranges FILE */
+    bool have_ranges;
+    int hist_inputs;      /* inputs counted into the global histograms */
     float *npy;           /* the samples of the .npy file read last (consecutive inputs share it) */
     const char *npy_of;   /* ... its inputs.file entry */
     float *logits;
@@ -127,7 +131,18 @@ int cnn_job_write_npy(cnn_job *s, const char *rel, const float *data, const int6
                       const char *kind, const char *role, const char *layer, const char *input);
 int cnn_job_csv_append(cnn_job *s, const char *input, int index, const char *label, double prob);
 int cnn_job_write_trace(cnn_job *s);
-/* predictions.json, predictions.csv, the report, then the commit. */
+/* predictions.json, predictions.csv, the report (a --stats run:
+ * stats.json), then the commit. */
 int cnn_job_publish(cnn_job *s, bool report);
+/* The pipeline + weights hash and the input list's, as 16 hex digits. */
+void cnn_job_hashes(const cnn_job *s, char model[17], char list[17]);
+/* --ranges FILE: read and checked against the run (load), then given to
+ * the taps once their buffers exist (apply). */
+int cnn_job_load_ranges(cnn_job *s);
+int cnn_job_apply_ranges(cnn_job *s);
+/* stats.json of a --stats run into the stage, and its manifest entry. */
+int cnn_job_write_stats(cnn_job *s);
+/* True for a tap drawn with one range over every input. */
+bool cnn_job_global_tap(const cnn_vtap *t);
 
 #endif

@@ -10,6 +10,7 @@
 #include "io/jsonparse.h"
 #include "io/outdir.h"
 #include "pipeline/job.h"
+#include "pipeline/stats.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -438,7 +439,8 @@ static int check_global(merge *g, const part *p, const cnn_jv *e)
         show_value(r->range, y, sizeof y);
         return cnn_error_set(CNN_ERR_INPUT, "%s drew layer '%s' with the global range %s, %s with %s: 'normalize: "
                              "global' ranges over one run's inputs; for parts, gather the range first (run --stats, "
-                             "merge --stats, run --ranges: see README)", p->dir, layer, x, r->from->dir, y);
+                             "merge --stats, run --ranges: README, global normalisation across parts)",
+                             p->dir, layer, x, r->from->dir, y);
     }
     global_range *more = cnn_realloc(g->ranges, ((size_t)g->n_ranges + 1) * sizeof *more);
     if (!more) return CNN_ERR_NOMEM;
@@ -455,7 +457,6 @@ static int take_entry(merge *g, const part *p, const cnn_jv *e)
     CNN_TRY_RET(owned_of(p, e, &f));
     CNN_TRY_RET(check_global(g, p, e));
     CNN_TRY_RET(cnn_outdir_take_file(&g->od, p->dfd, p->dir, &f, &copied));
-    g->res->files++;
     g->res->copied += copied;
     int status = cnn_manifest_add_jv(&g->m, e);
     if (status == CNN_ERR_INPUT) return cnn_error_prefix(status, "%s/manifest.json", p->dir);
@@ -700,17 +701,94 @@ static int describe_whole(merge *g, int *n_skipped)
     return status;
 }
 
-static int merge_files(merge *g)
+/* The parts read, of the kind asked for (--stats or not), checked against
+ * each other and sorted; *total: the input list's length. */
+static int load_parts(merge *g, int *total)
 {
     const cnn_merge_opts *o = g->o;
-    for (int i = 0; i < o->n_parts; i++) CNN_TRY_RET(load_part(&g->parts[i], o->parts[i]));
+    for (int i = 0; i < o->n_parts; i++) {
+        part *p = &g->parts[i];
+        CNN_TRY_RET(load_part(p, o->parts[i]));
+        const cnn_jv *st = cnn_jv_get(cnn_jv_get(p->run, "settings"), "stats");
+        bool stats = st && st->type == CNN_JV_BOOL && st->b;
+        if (stats && !o->stats)
+            return cnn_error_set(CNN_ERR_INPUT, "%s holds statistics (run --stats), not a run's files: join such "
+                                 "parts with 'cnnviz-cl merge --stats FILE ...'", p->dir);
+        if (!stats && o->stats)
+            return cnn_error_set(CNN_ERR_INPUT, "%s holds a run's files, not statistics: 'merge --stats' joins the "
+                                 "folders of 'run --stats'", p->dir);
+    }
     for (int i = 1; i < o->n_parts; i++) CNN_TRY_RET(check_same_run(&g->parts[0], &g->parts[i]));
     for (int i = 0; i < o->n_parts; i++) g->sorted[i] = &g->parts[i];
     qsort(g->sorted, (size_t)o->n_parts, sizeof *g->sorted, cmp_part);
-    int total = g->parts[0].end, batch = 1;
-    run_int(g->parts[0].run, "inputs", 0, 1 << 30, &total);
+    int batch = 1;
+    *total = g->parts[0].end;
+    run_int(g->parts[0].run, "inputs", 0, 1 << 30, total);
     run_int(cnn_jv_get(g->parts[0].run, "settings"), "batch", 1, 1 << 30, &batch);
-    CNN_TRY_RET(check_cover(g->sorted, o->n_parts, total, batch));
+    return check_cover(g->sorted, o->n_parts, *total, batch);
+}
+
+/* merge --stats: every part's stats.json, combined. */
+static int merge_stats(merge *g)
+{
+    const cnn_merge_opts *o = g->o;
+    int total = 0;
+    CNN_TRY_RET(load_parts(g, &total));
+    cnn_stats acc, one;
+    memset(&acc, 0, sizeof acc);
+    int status = CNN_OK;
+    for (int i = 0; i < o->n_parts && status == CNN_OK; i++) {
+        const part *p = g->sorted[i];
+        char *text = NULL, *name = cnn_path_join(p->dir, "stats.json");
+        size_t len = 0;
+        status = name ? read_listed(p, "stats.json", &text, &len) : CNN_ERR_NOMEM;
+        if (status == CNN_OK && (status = cnn_stats_parse(name, text, len, &one)) == CNN_OK) {
+            status = cnn_stats_combine(&acc, &one, name);
+            cnn_stats_free(&one);
+        }
+        free(text);
+        free(name);
+    }
+    /* an existing file at `out` is replaced only when it is one of ours */
+    char *old = NULL;
+    size_t old_len = 0;
+    struct stat st;
+    if (status == CNN_OK && lstat(o->out, &st) == 0) {
+        status = S_ISREG(st.st_mode) ? cnn_file_read(o->out, 64u << 20, &old, &old_len)
+                                     : cnn_error_set(CNN_ERR_USAGE, "%s exists and is not a file", o->out);
+        if (status == CNN_OK && cnn_stats_parse(o->out, old, old_len, &one) == CNN_OK) cnn_stats_free(&one);
+        else if (status == CNN_OK)
+            status = cnn_error_set(CNN_ERR_USAGE, "%s exists and is not a statistics file of cnnviz-cl: move it away "
+                                   "or choose another name", o->out);
+        free(old);
+    }
+    char *text = NULL;
+    size_t len = 0;
+    if (status == CNN_OK) status = cnn_stats_text(&acc, &text, &len);
+    if (status == CNN_OK) status = cnn_file_write_atomic(o->out, text, len);
+    if (status == CNN_OK) {
+        const char *wants = NULL;
+        for (int i = 0; i < acc.n && !wants; i++)
+            if (acc.taps[i].clip && !acc.taps[i].hist) wants = acc.taps[i].layer;
+        if (wants)
+            cnn_logf(CNN_LOG_INFO, "layer '%s' clips to percentiles: its histogram needs a second round: each part "
+                     "with run --stats --ranges %s, then merge --stats again", wants, o->out);
+        else
+            cnn_logf(CNN_LOG_INFO, "statistics of %d tap%s over %d inputs: draw each part with run --ranges %s",
+                     acc.n, acc.n == 1 ? "" : "s", total, o->out);
+        g->res->inputs = total;
+        g->res->files = 1;
+    }
+    free(text);
+    cnn_stats_free(&acc);
+    return status;
+}
+
+static int merge_files(merge *g)
+{
+    const cnn_merge_opts *o = g->o;
+    int total = 0;
+    CNN_TRY_RET(load_parts(g, &total));
 
     struct stat ost;
     for (int i = 0; i < o->n_parts && stat(o->out, &ost) == 0; i++) {
@@ -770,7 +848,7 @@ int cnn_merge_run(const cnn_merge_opts *o, cnn_merge_result *res)
     g.sorted = cnn_calloc((size_t)o->n_parts, sizeof *g.sorted);
     int status = g.parts && g.sorted ? CNN_OK : CNN_ERR_NOMEM;
     for (int i = 0; g.parts && i < o->n_parts; i++) g.parts[i].dfd = -1;
-    if (status == CNN_OK) status = merge_files(&g);
+    if (status == CNN_OK) status = o->stats ? merge_stats(&g) : merge_files(&g);
     if (status < 0) cnn_outdir_fix_message(&g.od);
     cnn_outdir_close(&g.od);
     cnn_manifest_free(&g.m);

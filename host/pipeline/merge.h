@@ -24,6 +24,10 @@ typedef struct cnn_merge_opts {
     const char *const *parts; /* [n_parts] output folders of `run --shard` (or of a whole run) */
     int n_parts;
     bool wait_lock, quiet;
+    /* The parts are of run --stats: `out` is the file of their combined
+     * statistics (pipeline/stats.h), written atomically; a file there is
+     * replaced only when it is such a file. */
+    bool stats;
 } cnn_merge_opts;
 
 /* What a merge did. */

@@ -115,23 +115,24 @@ int cnn_job_open_output(cnn_job *s)
 {
     CNN_TRY_RET(cnn_outdir_open(&s->od, s->out_dir, s->o.wait_lock, s->o.quiet));
     s->wdir = s->od.stage;
-    enum { FIXED = 5 };
-    static const char *const fixed[FIXED] = {"predictions.json", "predictions.csv", "index.html", "trace.json",
-                                             "model"};
-    int count = s->end - s->first;
-    const char **names = cnn_calloc((size_t)count + FIXED, sizeof *names);
-    bool *folder = cnn_calloc((size_t)count + FIXED, sizeof *folder);
+    /* a --stats run writes stats.json and none of the others */
+    static const char *const fixed[] = {"predictions.json", "predictions.csv", "index.html", "trace.json", "model"};
+    static const char *const stats[] = {"stats.json"};
+    const char *const *top = s->o.stats ? stats : fixed;
+    int n_top = s->o.stats ? 1 : 5, count = s->o.stats ? 0 : s->end - s->first;
+    const char **names = cnn_calloc((size_t)count + (size_t)n_top, sizeof *names);
+    bool *folder = cnn_calloc((size_t)count + (size_t)n_top, sizeof *folder);
     int status = names && folder ? CNN_OK : CNN_ERR_NOMEM;
     if (status == CNN_OK) {
-        for (int i = 0; i < FIXED; i++) {
-            names[i] = fixed[i];
-            folder[i] = i == FIXED - 1;
+        for (int i = 0; i < n_top; i++) {
+            names[i] = top[i];
+            folder[i] = top[i] == fixed[4];
         }
         for (int i = 0; i < count; i++) {
-            names[FIXED + i] = s->stems[s->first + i];
-            folder[FIXED + i] = true;
+            names[n_top + i] = s->stems[s->first + i];
+            folder[n_top + i] = true;
         }
-        status = cnn_outdir_check_names(&s->od, names, folder, FIXED + count);
+        status = cnn_outdir_check_names(&s->od, names, folder, n_top + count);
     }
     free(names);
     free(folder);
@@ -178,6 +179,14 @@ static int order_files(cnn_job *s)
     return status;
 }
 
+void cnn_job_hashes(const cnn_job *s, char model[17], char list[17])
+{
+    uint64_t h = CNN_HASH64_INIT;
+    for (int k = 0; k < s->inputs.n; k++) h = cnn_hash64(h, s->inputs.paths[k], strlen(s->inputs.paths[k]) + 1);
+    snprintf(model, 17, "%016llx", (unsigned long long)s->l.hash);
+    snprintf(list, 17, "%016llx", (unsigned long long)h);
+}
+
 /* The run's record in the manifest: what ran (the pipeline and weights by
  * hash, the options that change the files), on which inputs (the list's
  * length and hash, the shard), and what the report shows beside the files
@@ -188,11 +197,11 @@ static int describe_run(cnn_job *s)
     const cnn_graph *g = &s->l.graph;
     cnn_json j;
     cnn_json_init(&j, false);
-    char hex[20];
+    char model[17], list[17];
+    cnn_job_hashes(s, model, list);
     cnn_json_object_begin(&j);
     cnn_json_key(&j, "model");
-    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)s->l.hash);
-    cnn_json_string(&j, hex);
+    cnn_json_string(&j, model);
     cnn_json_path(&j, "config", s->o.config);
     cnn_json_key(&j, "title");
     cnn_json_string(&j, s->l.pipe.model_name ? s->l.pipe.model_name : "model");
@@ -202,11 +211,8 @@ static int describe_run(cnn_job *s)
     cnn_json_string(&j, device);
     cnn_json_key(&j, "inputs");
     cnn_json_int(&j, s->inputs.n);
-    uint64_t h = CNN_HASH64_INIT;
-    for (int k = 0; k < s->inputs.n; k++) h = cnn_hash64(h, s->inputs.paths[k], strlen(s->inputs.paths[k]) + 1);
-    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
     cnn_json_key(&j, "input_list");
-    cnn_json_string(&j, hex);
+    cnn_json_string(&j, list);
     if (s->o.shard_count) {
         cnn_json_key(&j, "shard");
         cnn_json_object_begin(&j);
@@ -257,6 +263,10 @@ static int describe_run(cnn_job *s)
     cnn_json_int(&j, s->o.batch);
     cnn_json_key(&j, "report");
     cnn_json_bool(&j, s->l.pipe.report && !s->o.no_report);
+    if (s->o.stats) {
+        cnn_json_key(&j, "stats");
+        cnn_json_bool(&j, true);
+    }
     cnn_json_object_end(&j);
     cnn_json_key(&j, "layers");
     cnn_json_array_begin(&j);
@@ -307,6 +317,10 @@ int cnn_job_publish(cnn_job *s, bool report)
 {
     CNN_TRY_RET(order_files(s));
     CNN_TRY_RET(describe_run(s));
+    if (s->o.stats) {
+        CNN_TRY_RET(cnn_job_write_stats(s));
+        return cnn_outdir_commit(&s->od, &s->manifest);
+    }
     CNN_TRY_RET(cnn_write_predictions(s->wdir, &s->manifest, &s->preds, s->csv ? s->csv : "", s->csv_len));
     if (report)
         CNN_TRY_RET(cnn_report_of_run(s->wdir, &s->manifest, s->rin, s->n_rin,

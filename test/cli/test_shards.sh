@@ -150,27 +150,6 @@ expect_rc 0 "merge of 4 parts (given out of order)" -- \
   "$BIN" merge "$OUTS/merged" "$OUTS/part3" "$OUTS/part1" "$OUTS/part0" "$OUTS/part2"
 echo "merge of 4 parts: $((SECONDS - t0))s"
 expect_grep "$TMP/err" "merged 4 parts: 200 inputs" "merge says what it did"
-# same_run A B: the same files, byte for byte but manifest.json, whose
-# entries differ in their times at most
-same_run() {
-  "$PY" - "$1" "$2" <<'PYEOF'
-import json, os, sys
-a, b = sys.argv[1:]
-def files(d):
-    return sorted(os.path.relpath(os.path.join(r, f), d) for r, _, fs in os.walk(d) for f in fs)
-fa, fb = files(a), files(b)
-assert fa == fb, "files differ: %s" % sorted(set(fa) ^ set(fb))[:5]
-for f in fa:
-    if f != "manifest.json":
-        assert open(os.path.join(a, f), "rb").read() == open(os.path.join(b, f), "rb").read(), f + " differs"
-ma, mb = (json.load(open(os.path.join(d, "manifest.json"))) for d in (a, b))
-for m in (ma, mb):
-    for e in m["files"]:
-        e.pop("mtime")
-assert ma == mb, [k for k in ma if ma[k] != mb[k]]
-print(len(fa), "files alike")
-PYEOF
-}
 if same_run "$OUTS/single" "$OUTS/merged" > "$TMP/same" 2>&1; then ok; else bad "merged differs from the single run"; tail -3 "$TMP/same" >&2; fi
 consistent_py() {
   "$PY" - "$1" <<'PYEOF'
