@@ -58,7 +58,9 @@ static const char RUN_HELP[] =
     "                    convolution ran: winograd or im2col) and start-up\n"
     "                    phases (with --repeat: per-layer medians)\n"
     "  --platform SEL    OpenCL platform: index or part of its name\n"
-    "  --device SEL      OpenCL device: index, part of its name, or gpu/cpu\n"
+    "  --device SEL      OpenCL device: index, part of its name, or gpu/cpu; 'all'\n"
+    "                    or a list (0,2) runs on several devices, batches going to\n"
+    "                    whichever is free, the output as one device writes it\n"
     "  -q, --quiet       no per-input lines\n"
     "\n";
 

@@ -192,9 +192,9 @@ int cnn_manifest_text(const cnn_manifest *m, char **text, size_t *len)
     return CNN_OK;
 }
 
-void cnn_manifest_free(cnn_manifest *m)
+void cnn_manifest_truncate(cnn_manifest *m, int n)
 {
-    for (int i = 0; i < m->n; i++) {
+    for (int i = n; i < m->n; i++) {
         cnn_manifest_entry *e = &m->e[i];
         free(e->path);
         free(e->kind);
@@ -209,6 +209,12 @@ void cnn_manifest_free(cnn_manifest *m)
         free(e->deletion);
         free(e->insertion);
     }
+    if (n < m->n) m->n = n;
+}
+
+void cnn_manifest_free(cnn_manifest *m)
+{
+    cnn_manifest_truncate(m, 0);
     free(m->e);
     cnn_jv_free(m->run);
     free(m->run);

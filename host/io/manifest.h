@@ -76,6 +76,8 @@ int cnn_manifest_set_curves(cnn_manifest *m, int i, const float *deletion, const
 /* The manifest's JSON text (heap, NUL-terminated), marker included. */
 int cnn_manifest_text(const cnn_manifest *m, char **text, size_t *len);
 void cnn_manifest_free(cnn_manifest *m);
+/* Drops the entries from the n-th on. */
+void cnn_manifest_truncate(cnn_manifest *m, int n);
 
 /* Schema of the manifests this version writes; older unmarked manifests
  * (schema 1) and foreign ones are never trusted. */

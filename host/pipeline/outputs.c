@@ -50,6 +50,11 @@ int cnn_job_csv_append(cnn_job *s, const char *input, int index, const char *lab
     char pb[32];
     n += (size_t)snprintf(row + n, sizeof row - n, ",%s\n", cnn_job_fmt_prob(prob, 6, pb, sizeof pb));
     if (n >= sizeof row) n = sizeof row - 1;
+    return cnn_job_csv_raw(s, row, n);
+}
+
+int cnn_job_csv_raw(cnn_job *s, const char *row, size_t n)
+{
     if (s->csv_len + n + 1 > s->csv_cap) {
         size_t cap = s->csv_cap ? s->csv_cap * 2 : 4096;
         while (cap < s->csv_len + n + 1) cap *= 2;
@@ -205,10 +210,11 @@ static int describe_run(cnn_job *s)
     cnn_json_path(&j, "config", s->o.config);
     cnn_json_key(&j, "title");
     cnn_json_string(&j, s->l.pipe.model_name ? s->l.pipe.model_name : "model");
+    const cnn_job *d = s->primary ? s->primary : s; /* several devices: the first one's layers and notes */
     char device[600];
     snprintf(device, sizeof device, "%s (%s)", s->cl.device_name, s->cl.platform_name);
     cnn_json_key(&j, "device");
-    cnn_json_string(&j, device);
+    cnn_json_string(&j, s->devices ? s->devices : device);
     cnn_json_key(&j, "inputs");
     cnn_json_int(&j, s->inputs.n);
     cnn_json_key(&j, "input_list");
@@ -289,7 +295,7 @@ static int describe_run(cnn_job *s)
         cnn_json_int(&j, (long long)ly->params);
         cnn_json_key(&j, "macs");
         cnn_json_int(&j, (long long)ly->macs);
-        if (!s->net.plan.computes[i]) {
+        if (!d->net.plan.computes[i]) {
             cnn_json_key(&j, "fused");
             cnn_json_bool(&j, true);
         }
@@ -298,7 +304,7 @@ static int describe_run(cnn_job *s)
     cnn_json_array_end(&j);
     cnn_json_key(&j, "notes");
     cnn_json_array_begin(&j);
-    for (int i = 0; i < s->viz.n_notes; i++) cnn_json_string(&j, s->viz.notes[i]);
+    for (int i = 0; i < d->viz.n_notes; i++) cnn_json_string(&j, d->viz.notes[i]);
     if (g->n_nonfinite) {
         char note[256];
         snprintf(note, sizeof note, "%d weight tensor%s hold%s NaN or Inf (the first: %.120s)", g->n_nonfinite,

@@ -105,6 +105,35 @@ print(len(fa), "files alike")
 PYEOF
 }
 
+# Fashion-MNIST's test set (Debian's dataset-fashion-mnist)
+FASHION_TEST=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+# need_fashion_test: ends the test with a SKIP line when it is not there
+need_fashion_test() {
+  [ -f "$FASHION_TEST" ] && return 0
+  echo "SKIP: $FASHION_TEST missing (Debian package dataset-fashion-mnist; cmake/install-deps.sh installs it)"
+  finish
+  exit $?
+}
+
+# fashion_images DIR N: the first N test images as DIR/a/NNNN.png and
+# DIR/b/NNNN.png (N/2 each: the same names in both folders)
+fashion_images() {
+  /usr/bin/python3 - "$1" "$2" "$FASHION_TEST" <<'PYEOF'
+import gzip, os, struct, sys
+import numpy as np
+from PIL import Image
+out, n, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+data = gzip.open(path, "rb").read()
+_, _, ndim = struct.unpack(">HBB", data[:4])
+dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+imgs = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+for i in range(n):
+    sub = os.path.join(out, "ab"[i * 2 // n])
+    os.makedirs(sub, exist_ok=True)
+    Image.fromarray(imgs[i]).save(os.path.join(sub, "%04d.png" % (i % (n // 2))))
+PYEOF
+}
+
 finish() {
   echo "$passed passed, $failed failed"
   rm -rf "$TMP"

@@ -16,31 +16,8 @@
 # read are merged as one run publishes them, then exit 2.
 . "$(dirname "$0")/lib.sh"
 use_sample
-DATA=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
-if [ ! -f "$DATA" ]; then
-  echo "SKIP: $DATA missing (Debian package dataset-fashion-mnist; cmake/install-deps.sh installs it)"
-  finish
-  exit $?
-fi
-
-# make_images DIR N: N test images as DIR/a/NNNN.png and DIR/b/NNNN.png (N/2 each)
-make_images() {
-  "$PY" - "$1" "$2" "$DATA" <<'EOF'
-import gzip, os, struct, sys
-import numpy as np
-from PIL import Image
-out, n, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-data = gzip.open(path, "rb").read()
-_, _, ndim = struct.unpack(">HBB", data[:4])
-dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-imgs = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
-for i in range(n):
-    sub = os.path.join(out, "ab"[i * 2 // n])
-    os.makedirs(sub, exist_ok=True)
-    Image.fromarray(imgs[i]).save(os.path.join(sub, "%04d.png" % (i % (n // 2))))
-EOF
-}
-make_images "$TMP/imgs" 200
+need_fashion_test
+fashion_images "$TMP/imgs" 200
 RUN=("$BIN" run "$CFG" --input "$TMP/imgs" -q --batch 4 --no-taps --tap fc2 --tap input:saliency
      --tap conv4:gradcam --curves 4 --npy)
 
