@@ -11,6 +11,7 @@ packages=(
   python3 python3-torch python3-torchvision python3-numpy python3-pil python3-yaml
   python3-pytest python3-venv python3-pip
   dataset-fashion-mnist chromium
+  slurm-wlm munge
   clang libclang-rt-14-dev
 )
 

@@ -1,4 +1,4 @@
-/* cnnviz-cl: sub-commands run, info, devices, tune.  Parses the command line,
+/* cnnviz-cl: sub-commands run, info, merge, devices, tune.  Parses the command line,
  * calls the modules, prints the one error line, maps status to exit code. */
 #include "cli/cli.h"
 #include "cli/tune.h"
@@ -20,6 +20,7 @@ static const char USAGE[] =
     "  run CONFIG [--input IMG ...]  run the pipeline: predictions, taps, report\n"
     "  info CONFIG                   check a pipeline: layers, shapes, MACs, memory\n"
     "  import MODEL.onnx [-o FILE]   an ONNX model -> pipeline file + safetensors weights\n"
+    "  merge OUT PART_DIR...         join the parts of a run ('run --shard I/N') into one\n"
     "  devices                       list OpenCL platforms and devices\n"
     "  tune [CONFIG]                 search faster GEMM parameters for the device\n"
     "\n"
@@ -59,6 +60,8 @@ int main(int argc, char **argv)
         status = cnn_cmd_info(argc - 1, argv + 1);
     } else if (strcmp(cmd, "import") == 0) {
         status = cnn_cmd_import(argc - 1, argv + 1);
+    } else if (strcmp(cmd, "merge") == 0) {
+        status = cnn_cmd_merge(argc - 1, argv + 1);
     } else if (strcmp(cmd, "tune") == 0) {
         status = cnn_cmd_tune(argc - 1, argv + 1);
     } else {

@@ -7,6 +7,7 @@ int cnn_cmd_devices(int argc, char **argv);
 int cnn_cmd_run(int argc, char **argv);
 int cnn_cmd_info(int argc, char **argv);
 int cnn_cmd_import(int argc, char **argv);
+int cnn_cmd_merge(int argc, char **argv);
 
 struct cnn_import_opts;
 /* The preprocessing options of `import` and of `run`/`info` on an ONNX

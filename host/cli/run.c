@@ -43,12 +43,24 @@ static const char RUN_HELP[] =
     "  --png-level N     PNG compression 0..9 (default: output.png_level, else 1)\n"
     "  --top K           classes printed per input (default: output.top, else 5)\n"
     "  --batch N         images run together (default 1)\n"
+    "  --shard I/N       run part I (counted from 0) of N of the inputs: the expanded\n"
+    "                    list (folders sorted by name) cut into N contiguous runs of\n"
+    "                    whole batches; needs --out (one folder per part), which\n"
+    "                    'cnnviz-cl merge' joins into the run of the whole list\n"
+    "  --stats           gather the statistics of the taps drawn with normalize:\n"
+    "                    global into DIR/stats.json and draw nothing (with\n"
+    "                    --shard: one part's, for 'merge --stats')\n"
+    "  --ranges FILE     draw normalize: global taps with the statistics of FILE\n"
+    "                    (merge --stats) instead of gathering them: the parts of a\n"
+    "                    run then share one range (README: global normalisation)\n"
     "  --repeat N        time N forward passes after one warm-up; print the median\n"
     "  --profile         per-layer device time table (with the kernel each\n"
     "                    convolution ran: winograd or im2col) and start-up\n"
     "                    phases (with --repeat: per-layer medians)\n"
     "  --platform SEL    OpenCL platform: index or part of its name\n"
-    "  --device SEL      OpenCL device: index, part of its name, or gpu/cpu\n"
+    "  --device SEL      OpenCL device: index, part of its name, or gpu/cpu; 'all'\n"
+    "                    or a list (0,2) runs on several devices, batches going to\n"
+    "                    whichever is free, the output as one device writes it\n"
     "  -q, --quiet       no per-input lines\n"
     "\n";
 
@@ -114,6 +126,25 @@ static int parse_int(const char *flag, const char *v, int lo, int hi, int *out)
     return CNN_OK;
 }
 
+/* "I/N": part I (from 0) of N. */
+static int parse_shard(const char *v, int *index, int *count)
+{
+    char *end;
+    long i = strtol(v, &end, 10), n = -1;
+    bool ok = end != v && *end == '/' && v[0] >= '0' && v[0] <= '9';
+    if (ok) {
+        const char *d = end + 1;
+        n = strtol(d, &end, 10);
+        ok = end != d && !*end && d[0] >= '1' && d[0] <= '9' && n <= 1000000;
+    }
+    if (!ok) return cnn_error_set(CNN_ERR_USAGE, "--shard '%s': expected I/N, part I (from 0) of N parts, e.g. 0/4", v);
+    if (i >= n)
+        return cnn_error_set(CNN_ERR_USAGE, "--shard '%s': parts are counted from 0: I must be 0 to %ld", v, n - 1);
+    *index = (int)i;
+    *count = (int)n;
+    return CNN_OK;
+}
+
 static int parse_args(int argc, char **argv, run_opts *o, bool info)
 {
     cnn_job_opts_init(&o->job);
@@ -168,6 +199,14 @@ static int parse_args(int argc, char **argv, run_opts *o, bool info)
         } else if (!strcmp(a, "--device")) {
             NEED_VALUE();
             o->job.device = v;
+        } else if (!strcmp(a, "--shard")) {
+            NEED_VALUE();
+            if (parse_shard(v, &o->job.shard_index, &o->job.shard_count) < 0) return CNN_ERR_USAGE;
+        } else if (!strcmp(a, "--stats")) {
+            o->job.stats = true;
+        } else if (!strcmp(a, "--ranges")) {
+            NEED_VALUE();
+            o->job.ranges = v;
         } else if (!strcmp(a, "--top")) {
             NEED_VALUE();
             if (parse_int(a, v, 1, 1000, &o->job.top) < 0) return CNN_ERR_USAGE;
@@ -214,6 +253,10 @@ static int parse_args(int argc, char **argv, run_opts *o, bool info)
     if (o->imp_flag && !cnn_import_is_onnx(o->job.config))
         return cnn_error_set(CNN_ERR_USAGE, "%s: %s applies to ONNX models (MODEL.onnx); a pipeline file sets its "
                              "preprocessing under model.input", cmd, o->imp_flag);
+    if (o->job.shard_count && !o->job.out)
+        return cnn_error_set(CNN_ERR_USAGE, "run: --shard %d/%d needs --out: each part writes a folder of its own "
+                             "(e.g. --out out/part%d), and 'cnnviz-cl merge' joins them",
+                             o->job.shard_index, o->job.shard_count, o->job.shard_index);
     if (o->job.weights && cnn_import_is_onnx(o->job.config))
         return cnn_error_set(CNN_ERR_USAGE, "%s: --weights does not apply to an ONNX model: its weights are in it",
                              cmd);

@@ -474,6 +474,33 @@ uint64_t cnn_hash64(uint64_t h, const void *data, size_t n)
     return h;
 }
 
+uint64_t cnn_hash64_wide(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    uint64_t lane[4] = {h, h ^ 0x9e3779b97f4a7c15ULL, h + 0xc2b2ae3d27d4eb4fULL, h - 0x165667b19e3779f9ULL};
+    size_t blocks = n / 32;
+    for (size_t b = 0; b < blocks; b++, p += 32)
+        for (int k = 0; k < 4; k++) {
+            uint64_t w;
+            memcpy(&w, p + 8 * k, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+            w = __builtin_bswap64(w);
+#endif
+            uint64_t x = (lane[k] ^ w) * 0x9e3779b97f4a7c15ULL;
+            lane[k] = x ^ (x >> 29);
+        }
+    for (int k = 0; k < 4; k++) {
+        unsigned char le[8];
+        for (int i = 0; i < 8; i++) le[i] = (unsigned char)(lane[k] >> (8 * i));
+        h = cnn_hash64(h, le, 8);
+    }
+    h = cnn_hash64(h, p, n - blocks * 32);
+    uint64_t len = (uint64_t)n;
+    unsigned char le[8];
+    for (int i = 0; i < 8; i++) le[i] = (unsigned char)(len >> (8 * i));
+    return cnn_hash64(h, le, 8);
+}
+
 double cnn_now_ms(void)
 {
     struct timespec ts;

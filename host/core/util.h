@@ -133,6 +133,11 @@ size_t cnn_utf8_seq_len(const unsigned char *s, size_t n);
  * CNN_HASH64_INIT. */
 #define CNN_HASH64_INIT 0xcbf29ce484222325ULL
 uint64_t cnn_hash64(uint64_t h, const void *data, size_t n);
+/* A 64-bit hash of large buffers (weights files), chainable as cnn_hash64,
+ * several times faster: four independent lanes over 8-byte little-endian
+ * words, folded with cnn_hash64.  The same bytes give the same value on
+ * every machine. */
+uint64_t cnn_hash64_wide(uint64_t h, const void *data, size_t n);
 
 /* Monotonic clock in milliseconds. */
 double cnn_now_ms(void);

@@ -1,5 +1,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "io/json.h"
+#include "io/jsonparse.h"
 #include "core/error.h"
 #include "core/util.h"
 
@@ -258,6 +259,29 @@ void cnn_json_null(cnn_json *j)
 {
     if (!value_begin(j)) return;
     put_str(j, "null");
+}
+
+void cnn_json_value(cnn_json *j, const cnn_jv *v)
+{
+    switch (v->type) {
+    case CNN_JV_NULL: cnn_json_null(j); break;
+    case CNN_JV_BOOL: cnn_json_bool(j, v->b); break;
+    case CNN_JV_STRING: cnn_json_string(j, v->str); break;
+    case CNN_JV_NUMBER:
+        if (value_begin(j)) put_str(j, v->str);
+        break;
+    case CNN_JV_ARRAY:
+    case CNN_JV_OBJECT:
+        if (v->type == CNN_JV_OBJECT) cnn_json_object_begin(j);
+        else cnn_json_array_begin(j);
+        for (int i = 0; i < v->n; i++) {
+            if (v->type == CNN_JV_OBJECT) cnn_json_key(j, v->keys[i]);
+            cnn_json_value(j, &v->items[i]);
+        }
+        if (v->type == CNN_JV_OBJECT) cnn_json_object_end(j);
+        else cnn_json_array_end(j);
+        break;
+    }
 }
 
 int cnn_json_write_file(cnn_json *j, const char *path)

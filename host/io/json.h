@@ -45,6 +45,11 @@ void cnn_json_number(cnn_json *j, double v);     /* %.9g; NaN/inf -> null */
 void cnn_json_int(cnn_json *j, long long v);
 void cnn_json_bool(cnn_json *j, bool v);
 void cnn_json_null(cnn_json *j);
+/* A value read by io/jsonparse.h, written back: numbers as their text,
+ * strings, arrays and objects as the writer writes them, so a document
+ * this writer wrote and the reader read comes out byte for byte. */
+struct cnn_jv;
+void cnn_json_value(cnn_json *j, const struct cnn_jv *v);
 /* Writes the text atomically to path (CNN_ERR_NOMEM if building failed). */
 int cnn_json_write_file(cnn_json *j, const char *path);
 

@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -170,7 +171,9 @@ static int parse_string(parser *p, char **out)
     return CNN_OK;
 }
 
-static int parse_number(parser *p, double *out)
+/* A number: its value, and its text as written (so that it can be written
+ * back byte for byte). */
+static int parse_number(parser *p, double *out, char **text)
 {
     size_t i = p->pos;
     const char *s = p->s;
@@ -196,7 +199,8 @@ static int parse_number(parser *p, double *out)
     tmp[i - p->pos] = '\0';
     *out = strtod(tmp, NULL);
     p->pos = i;
-    return CNN_OK;
+    *text = cnn_strdup(tmp);
+    return *text ? CNN_OK : CNN_ERR_NOMEM;
 }
 
 static int parse_value(parser *p, cnn_jv *v, int depth);
@@ -270,7 +274,7 @@ static int parse_value(parser *p, cnn_jv *v, int depth)
     }
     if (c == '-' || (c >= '0' && c <= '9')) {
         v->type = CNN_JV_NUMBER;
-        return parse_number(p, &v->num);
+        return parse_number(p, &v->num, &v->str);
     }
     if (literal(p, "true") || literal(p, "false")) {
         v->type = CNN_JV_BOOL;
@@ -324,4 +328,78 @@ bool cnn_jv_int(const cnn_jv *v, long long lo, long long hi, long long *out)
     if (v->num < (double)lo || v->num > (double)hi) return false;
     *out = (long long)v->num;
     return true;
+}
+
+const char *cnn_jv_str(const cnn_jv *v, const char *key)
+{
+    const cnn_jv *s = cnn_jv_get(v, key);
+    return s && s->type == CNN_JV_STRING ? s->str : NULL;
+}
+
+bool cnn_jv_equal(const cnn_jv *a, const cnn_jv *b)
+{
+    if (a->type != b->type || a->n != b->n) return false;
+    switch (a->type) {
+    case CNN_JV_NULL: return true;
+    case CNN_JV_BOOL: return a->b == b->b;
+    case CNN_JV_NUMBER:
+    case CNN_JV_STRING: return strcmp(a->str, b->str) == 0;
+    case CNN_JV_ARRAY:
+    case CNN_JV_OBJECT:
+        for (int i = 0; i < a->n; i++) {
+            if (a->type == CNN_JV_OBJECT && strcmp(a->keys[i], b->keys[i]) != 0) return false;
+            if (!cnn_jv_equal(&a->items[i], &b->items[i])) return false;
+        }
+        return true;
+    }
+    return false;
+}
+
+static int b64_value(char c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+char *cnn_jv_path(const cnn_jv *obj, const char *key)
+{
+    char key_b64[128];
+    snprintf(key_b64, sizeof key_b64, "%s_b64", key);
+    const char *b64 = cnn_jv_str(obj, key_b64);
+    if (!b64) {
+        const char *s = cnn_jv_str(obj, key);
+        return s ? cnn_strdup(s) : NULL;
+    }
+    size_t n = strlen(b64);
+    if (n % 4) return NULL;
+    char *out = cnn_malloc(n / 4 * 3 + 1);
+    if (!out) return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        int v[4], pad = 0;
+        for (int j = 0; j < 4; j++) {
+            v[j] = b64_value(b64[i + j]);
+            if (b64[i + j] == '=' && i + 4 == n && j >= 2) {
+                v[j] = 0;
+                pad++;
+            } else if (v[j] < 0 || pad) {
+                free(out);
+                return NULL;
+            }
+        }
+        unsigned w = (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 | (unsigned)v[3];
+        out[k++] = (char)(w >> 16);
+        if (pad < 2) out[k++] = (char)(w >> 8);
+        if (pad < 1) out[k++] = (char)w;
+    }
+    out[k] = '\0';
+    if (strlen(out) != k) {
+        free(out);
+        return NULL;
+    }
+    return out;
 }

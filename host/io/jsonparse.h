@@ -26,7 +26,7 @@ typedef struct cnn_jv {
     cnn_jv_type type;
     bool b;               /* BOOL */
     double num;           /* NUMBER */
-    char *str;            /* STRING (NUL-terminated, valid UTF-8) */
+    char *str;            /* STRING (NUL-terminated, valid UTF-8); NUMBER: its text as written */
     struct cnn_jv *items; /* ARRAY / OBJECT: [n] values */
     char **keys;          /* OBJECT: [n] keys, in the text's order */
     int n;
@@ -44,5 +44,18 @@ const cnn_jv *cnn_jv_get(const cnn_jv *v, const char *key);
 
 /* A number that is an integer in [lo, hi]: true and *out set. */
 bool cnn_jv_int(const cnn_jv *v, long long lo, long long hi, long long *out);
+
+/* The string of `key` in an object, or NULL when it is missing or not a
+ * string. */
+const char *cnn_jv_str(const cnn_jv *v, const char *key);
+
+/* True when a and b are the same value (numbers by their text, objects
+ * with the same keys in the same order). */
+bool cnn_jv_equal(const cnn_jv *a, const cnn_jv *b);
+
+/* A file name written with cnn_json_path: the bytes of "KEY_b64" when the
+ * object has it (the name is not UTF-8), else the string of KEY; heap,
+ * NULL when neither is there or the base64 is not valid (or holds a NUL). */
+char *cnn_jv_path(const cnn_jv *obj, const char *key);
 
 #endif

@@ -4,6 +4,8 @@
 #include "core/error.h"
 #include "core/util.h"
 
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +90,10 @@ int cnn_manifest_text(const cnn_manifest *m, char **text, size_t *len)
     cnn_json_string(&j, CNN_VERSION_STRING);
     cnn_json_key(&j, "schema");
     cnn_json_int(&j, CNN_MANIFEST_SCHEMA);
+    if (m->run) {
+        cnn_json_key(&j, "run");
+        cnn_json_value(&j, m->run);
+    }
     cnn_json_key(&j, "files");
     cnn_json_array_begin(&j);
     for (int i = 0; i < m->n; i++) {
@@ -186,9 +192,9 @@ int cnn_manifest_text(const cnn_manifest *m, char **text, size_t *len)
     return CNN_OK;
 }
 
-void cnn_manifest_free(cnn_manifest *m)
+void cnn_manifest_truncate(cnn_manifest *m, int n)
 {
-    for (int i = 0; i < m->n; i++) {
+    for (int i = n; i < m->n; i++) {
         cnn_manifest_entry *e = &m->e[i];
         free(e->path);
         free(e->kind);
@@ -203,8 +209,188 @@ void cnn_manifest_free(cnn_manifest *m)
         free(e->deletion);
         free(e->insertion);
     }
+    if (n < m->n) m->n = n;
+}
+
+void cnn_manifest_free(cnn_manifest *m)
+{
+    cnn_manifest_truncate(m, 0);
     free(m->e);
+    cnn_jv_free(m->run);
+    free(m->run);
     memset(m, 0, sizeof *m);
+}
+
+int cnn_manifest_set_run(cnn_manifest *m, const char *text, size_t len)
+{
+    cnn_jv *run = cnn_calloc(1, sizeof *run);
+    if (!run) return CNN_ERR_NOMEM;
+    int status = cnn_jv_parse(text, len, run);
+    if (status < 0) {
+        free(run);
+        return status;
+    }
+    cnn_jv_free(m->run);
+    free(m->run);
+    m->run = run;
+    return CNN_OK;
+}
+
+/* Entries sorted by (group, place): the index array's order. */
+static _Thread_local const int *g_groups;
+
+static int cmp_group(const void *a, const void *b)
+{
+    int ia = *(const int *)a, ib = *(const int *)b;
+    if (g_groups[ia] != g_groups[ib]) return g_groups[ia] < g_groups[ib] ? -1 : 1;
+    return (ia > ib) - (ia < ib);
+}
+
+int cnn_manifest_order(cnn_manifest *m, const int *group)
+{
+    if (m->n < 2) return CNN_OK;
+    int *idx = cnn_malloc((size_t)m->n * sizeof *idx);
+    cnn_manifest_entry *e = cnn_malloc((size_t)m->cap * sizeof *e);
+    if (!idx || !e) {
+        free(idx);
+        free(e);
+        return CNN_ERR_NOMEM;
+    }
+    for (int i = 0; i < m->n; i++) idx[i] = i;
+    g_groups = group;
+    qsort(idx, (size_t)m->n, sizeof *idx, cmp_group);
+    for (int i = 0; i < m->n; i++) e[i] = m->e[idx[i]];
+    free(m->e);
+    m->e = e;
+    free(idx);
+    return CNN_OK;
+}
+
+/* A number of an entry read back: null is how NaN was written. */
+static bool jv_double(const cnn_jv *v, double *out)
+{
+    if (v->type == CNN_JV_NULL) *out = NAN;
+    else if (v->type == CNN_JV_NUMBER) *out = v->num;
+    else return false;
+    return true;
+}
+
+/* A float array ("range", "deletion", ...) into a new buffer. */
+static bool jv_floats(const cnn_jv *v, int max, float **out, int *n)
+{
+    if (v->type != CNN_JV_ARRAY || v->n > max) return false;
+    *out = cnn_malloc((size_t)(v->n ? v->n : 1) * sizeof **out);
+    if (!*out) return false;
+    for (int i = 0; i < v->n; i++) {
+        double d;
+        if (!jv_double(&v->items[i], &d)) return false;
+        (*out)[i] = (float)d;
+    }
+    *n = v->n;
+    return true;
+}
+
+static bool jv_string_or_null(const cnn_jv *v, char **out)
+{
+    if (v->type == CNN_JV_NULL) *out = NULL;
+    else if (v->type == CNN_JV_STRING) *out = v->str;
+    else return false;
+    return true;
+}
+
+int cnn_manifest_add_jv(cnn_manifest *m, const cnn_jv *v)
+{
+    if (v->type != CNN_JV_OBJECT) return cnn_error_set(CNN_ERR_INPUT, "a file entry that is not an object");
+    cnn_manifest_entry e = {.channel = -1};
+    float *range = NULL, *del = NULL, *ins = NULL;
+    char *input = NULL;
+    int n_range = 0, n_del = -1, n_ins = -1, n_stats = 0;
+    const char *bad = NULL;
+    for (int i = 0; i < v->n && !bad; i++) {
+        const char *k = v->keys[i];
+        const cnn_jv *x = &v->items[i];
+        bool ok = true;
+        long long ll;
+        if (!strcmp(k, "path") || !strcmp(k, "kind") || !strcmp(k, "format")) {
+            ok = x->type == CNN_JV_STRING;
+            if (ok) *(k[0] == 'p' ? &e.path : k[0] == 'k' ? &e.kind : &e.format) = x->str;
+        } else if (!strcmp(k, "bytes") || !strcmp(k, "mtime") || !strcmp(k, "input_b64")) {
+            /* recorded again at the commit; the name's bytes are read with "input" */
+        } else if (!strcmp(k, "role")) {
+            ok = jv_string_or_null(x, &e.role);
+        } else if (!strcmp(k, "layer")) {
+            ok = jv_string_or_null(x, &e.layer);
+        } else if (!strcmp(k, "normalize")) {
+            ok = jv_string_or_null(x, &e.normalize);
+        } else if (!strcmp(k, "colormap")) {
+            ok = jv_string_or_null(x, &e.colormap);
+        } else if (!strcmp(k, "label")) {
+            ok = jv_string_or_null(x, &e.label);
+        } else if (!strcmp(k, "note")) {
+            ok = jv_string_or_null(x, &e.note);
+        } else if (!strcmp(k, "input")) {
+            ok = !input && (x->type == CNN_JV_NULL ||
+                            (x->type == CNN_JV_STRING && (input = cnn_jv_path(v, "input")) != NULL));
+            e.input = input;
+        } else if (!strcmp(k, "channel")) {
+            ok = x->type == CNN_JV_NULL || cnn_jv_int(x, 0, INT32_MAX, &ll);
+            if (ok && x->type != CNN_JV_NULL) e.channel = (int)ll;
+        } else if (!strcmp(k, "class")) {
+            ok = cnn_jv_int(x, INT32_MIN, INT32_MAX, &ll);
+            e.has_cls = 1;
+            e.cls = (int)ll;
+        } else if (!strcmp(k, "nonfinite")) {
+            ok = cnn_jv_int(x, 0, INT64_MAX, &ll);
+            e.nonfinite = ll;
+        } else if (!strcmp(k, "shape")) {
+            ok = x->type == CNN_JV_ARRAY && x->n <= 4;
+            for (int d = 0; ok && d < x->n; d++) {
+                ok = cnn_jv_int(&x->items[d], -(1LL << 53), 1LL << 53, &ll);
+                e.shape[d] = ll;
+            }
+            e.ndim = ok ? x->n : 0;
+        } else if (!strcmp(k, "range")) {
+            ok = !range && jv_floats(x, 2, &range, &n_range) && n_range == 2;
+            if (ok) {
+                e.has_range = 1;
+                e.range[0] = range[0];
+                e.range[1] = range[1];
+            }
+        } else if (!strcmp(k, "min") || !strcmp(k, "max") || !strcmp(k, "mean") || !strcmp(k, "std")) {
+            int at = k[1] == 'i' ? 0 : k[1] == 'a' ? 1 : k[1] == 'e' ? 2 : 3;
+            ok = jv_double(x, &e.stats[at]);
+            n_stats++;
+        } else if (!strcmp(k, "deletion_auc") || !strcmp(k, "insertion_auc")) {
+            ok = jv_double(x, &e.auc[k[0] == 'd' ? 0 : 1]);
+        } else if (!strcmp(k, "deletion")) {
+            ok = !del && jv_floats(x, 1 << 20, &del, &n_del);
+        } else if (!strcmp(k, "insertion")) {
+            ok = !ins && jv_floats(x, 1 << 20, &ins, &n_ins);
+        } else {
+            ok = false;
+        }
+        if (!ok) bad = k;
+    }
+    int status;
+    if (bad)
+        status = cnn_error_set(CNN_ERR_INPUT, "a file entry with a field this version does not write so: '%.60s'",
+                               bad);
+    else if (!e.path || !e.kind || !e.format || !cnn_manifest_path_ok(e.path))
+        status = cnn_error_set(CNN_ERR_INPUT, "a file entry without a usable path, kind and format");
+    else if ((n_stats != 0 && n_stats != 4) || n_del != n_ins)
+        status = cnn_error_set(CNN_ERR_INPUT, "%s: an entry with part of its statistics or curves", e.path);
+    else {
+        e.has_stats = n_stats == 4;
+        e.n_curve = n_del > 0 ? n_del : 0;
+        e.deletion = del;
+        e.insertion = ins;
+        status = cnn_manifest_add(m, &e);
+    }
+    free(input);
+    free(range);
+    free(del);
+    free(ins);
+    return status;
 }
 
 bool cnn_manifest_path_ok(const char *rel)

@@ -49,19 +49,35 @@ typedef struct cnn_manifest_entry {
     int64_t mtime_s, mtime_ns;
 } cnn_manifest_entry;
 
+struct cnn_jv;
+
 typedef struct cnn_manifest {
     cnn_manifest_entry *e;
     int n, cap;
+    struct cnn_jv *run; /* what the run was ("run": {...}: model hash, inputs, shard, ...), owned; or NULL */
 } cnn_manifest;
 
 /* Copies every string and curve. */
 int cnn_manifest_add(cnn_manifest *m, const cnn_manifest_entry *e);
+/* Adds an entry read back from a manifest this version wrote (an element
+ * of its "files"), every field as it was but the size and time, which the
+ * output folder records again at the commit.  A field this version does
+ * not write, or one of the wrong type: CNN_ERR_INPUT naming it. */
+int cnn_manifest_add_jv(cnn_manifest *m, const struct cnn_jv *v);
+/* Keeps `text`, a JSON object, as the run's description (written after
+ * the schema).  Replaces an earlier one. */
+int cnn_manifest_set_run(cnn_manifest *m, const char *text, size_t len);
+/* Reorders the entries by group[i] (entry i's group), keeping the order
+ * within a group: a run's files in input order whatever the batches. */
+int cnn_manifest_order(cnn_manifest *m, const int *group);
 /* Sets entry i's curves (copied). */
 int cnn_manifest_set_curves(cnn_manifest *m, int i, const float *deletion, const float *insertion, int n,
                             double auc_deletion, double auc_insertion);
 /* The manifest's JSON text (heap, NUL-terminated), marker included. */
 int cnn_manifest_text(const cnn_manifest *m, char **text, size_t *len);
 void cnn_manifest_free(cnn_manifest *m);
+/* Drops the entries from the n-th on. */
+void cnn_manifest_truncate(cnn_manifest *m, int n);
 
 /* Schema of the manifests this version writes; older unmarked manifests
  * (schema 1) and foreign ones are never trusted. */

@@ -318,6 +318,112 @@ static int finish_commit(cnn_outdir *o, int sfd, char **paths, int n, const cnn_
 
 static char *stage_name(void) { return cnn_strfmt(STAGE_PREFIX "%ld", (long)getpid()); }
 
+/* ---------------------------------------------------------------------- */
+/* Files of another output folder into the stage                          */
+
+struct cnn_outdir_take {
+    int stage;            /* the stage folder */
+    dir_cache from, to;   /* the last source and stage folders */
+    int from_root;        /* the source folder `from` belongs to */
+};
+
+/* Copies the open file `in` to a new file `name` of folder `dir`. */
+static int copy_file(int in, int dir, const char *name, int *err)
+{
+    int out = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (out < 0) {
+        *err = errno;
+        return -1;
+    }
+    char buf[1 << 16];
+    int e = 0;
+    for (;;) {
+        ssize_t r = read(in, buf, sizeof buf);
+        if (r < 0 && errno == EINTR && !cnn_signal_pending()) continue;
+        if (r <= 0) {
+            e = r < 0 ? errno : 0;
+            break;
+        }
+        for (ssize_t done = 0; done < r && !e;) {
+            ssize_t w = write(out, buf + done, (size_t)(r - done));
+            if (w < 0 && errno == EINTR && !cnn_signal_pending()) continue;
+            if (w <= 0) e = w < 0 ? errno : ENOSPC;
+            else done += w;
+        }
+        if (e) break;
+    }
+    if (close(out) != 0 && !e) e = errno;
+    if (e) {
+        unlinkat(dir, name, 0);
+        *err = e;
+        return -1;
+    }
+    return 0;
+}
+
+static void take_release(cnn_outdir *o)
+{
+    if (!o->take) return;
+    cache_close(&o->take->from);
+    cache_close(&o->take->to);
+    if (o->take->stage >= 0) close(o->take->stage);
+    free(o->take);
+    o->take = NULL;
+}
+
+int cnn_outdir_take_file(cnn_outdir *o, int from, const char *from_name, const cnn_owned_file *f, bool *copied)
+{
+    CNN_ASSERT(o->dfd >= 0 && o->stage && !o->committed);
+    struct cnn_outdir_take *t = o->take;
+    if (!t) {
+        if (!(t = o->take = cnn_calloc(1, sizeof *t))) return CNN_ERR_NOMEM;
+        t->from.fd = t->to.fd = t->from_root = -1;
+        char *name = stage_name();
+        t->stage = name ? openat(o->dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+        free(name);
+        if (t->stage < 0) return cnn_error_set(CNN_ERR_IO, "%s: the run's folder is gone", o->stage);
+    }
+    if (t->from_root != from) {
+        cache_close(&t->from);
+        t->from_root = from;
+    }
+    const char *rel = f->path, *base = base_name(rel);
+    walk_err why;
+    struct stat st;
+    int s = cached_parent(&t->from, from, rel, false, &why);
+    if (s < 0 || fstatat(s, base, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return cnn_error_set(CNN_ERR_INPUT, "%s/%s: listed in its manifest.json but %s", from_name, rel,
+                             s < 0 && why.err == ELOOP ? "a folder on the way is a symbolic link" : "missing");
+    if (!same_stat(f, &st))
+        return cnn_error_set(CNN_ERR_INPUT, "%s/%s: changed since its run wrote it (%s); run that part again",
+                             from_name, rel, S_ISREG(st.st_mode) ? "size or time differ" : "not a regular file");
+    int d = cached_parent(&t->to, t->stage, rel, true, &why);
+    if (d < 0) return cnn_error_set(CNN_ERR_IO, "%s/%s: cannot make the folder: %s", o->path, why.at, strerror(why.err));
+    *copied = false;
+    if (linkat(s, base, d, base, 0) == 0) return CNN_OK;
+    int err = errno;
+    if (err == EXDEV || err == EPERM || err == EMLINK || err == ENOTSUP || err == EACCES) {
+        int in = openat(s, base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        struct stat ist;
+        if (in >= 0 && (fstat(in, &ist) != 0 || !same_stat(f, &ist))) {
+            close(in);
+            return cnn_error_set(CNN_ERR_INPUT, "%s/%s: changed since its run wrote it; run that part again",
+                                 from_name, rel);
+        }
+        err = in < 0 ? errno : 0;
+        if (in >= 0) {
+            int r = copy_file(in, d, base, &err);
+            close(in);
+            if (r == 0) {
+                *copied = true;
+                return CNN_OK;
+            }
+        }
+    }
+    return cnn_error_set(CNN_ERR_IO, "%s/%s: cannot link or copy into %s: %s", from_name, rel, o->path,
+                         strerror(err));
+}
+
 /* A file of OUT that the commit would replace must be the earlier run's
  * and unchanged; its folders must be real folders on OUT's file system. */
 static int check_target(cnn_outdir *o, dir_cache *c, const char *rel, dev_t dev)
@@ -355,6 +461,7 @@ static int check_target(cnn_outdir *o, dir_cache *c, const char *rel, dev_t dev)
 int cnn_outdir_commit(cnn_outdir *o, cnn_manifest *m)
 {
     CNN_ASSERT(o->dfd >= 0 && o->stage && !o->committed);
+    take_release(o);
     char *sname = stage_name();
     if (!sname) return CNN_ERR_NOMEM;
     int sfd = openat(o->dfd, sname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -649,6 +756,7 @@ int cnn_outdir_check_names(const cnn_outdir *o, const char *const *names, const 
 void cnn_outdir_close(cnn_outdir *o)
 {
     if (!o->path) return; /* never opened: its fds are not ours */
+    take_release(o);
     if (o->dfd >= 0) {
         char *name = stage_name();
         /* A commit that stopped half way keeps its stage for the next run. */

@@ -39,6 +39,7 @@ typedef struct cnn_outdir {
     bool committed;
     bool quiet;
     cnn_owned old;    /* the files the earlier run's manifest proves it wrote */
+    struct cnn_outdir_take *take; /* cnn_outdir_take_file's open folders */
 } cnn_outdir;
 
 /* Creates OUT if needed, takes the lock (waiting for it when wait_lock),
@@ -63,6 +64,15 @@ int cnn_outdir_check_names(const cnn_outdir *o, const char *const *names, const 
  * removes the earlier run's files that `m` does not list.  `m` must list
  * every file the run wrote into the stage, manifest.json excluded. */
 int cnn_outdir_commit(cnn_outdir *o, cnn_manifest *m);
+
+/* Puts file f->path of another output folder (`from`: an open folder,
+ * `from_name` its name for messages) into the stage at the same path: a
+ * hard link, or a copy where the two are on different file systems
+ * (*copied says which).  Paths are resolved without following symbolic
+ * links on either side.  The file must be a regular file of f's size and
+ * modification time, as that folder's manifest recorded them: else
+ * CNN_ERR_INPUT naming it (changed or removed since its run wrote it). */
+int cnn_outdir_take_file(cnn_outdir *o, int from, const char *from_name, const cnn_owned_file *f, bool *copied);
 
 /* Removes the stage if the run did not commit, releases the lock and
  * removes OUT if this run created it and it is empty.  Safe on a zeroed or

@@ -17,6 +17,7 @@
 #include "viz/gradmap.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,33 +110,35 @@ done:
     return status;
 }
 
-/* Uploads and preprocesses image k (decoded by the prefetcher) into slot
- * `b` of the network input (a .npy input goes in as it is).  An unreadable
- * image returns CNN_ERR_INPUT (the caller skips it). */
-static int load_input(cnn_job *s, cnn_prefetch *pf, int k, int b)
+/* Uploads and preprocesses image k into slot `b` of the network input (a
+ * .npy input goes in as it is), decoded ahead by the prefetcher when the
+ * run has one (inputs taken in order: one device), else here.  An
+ * unreadable image returns CNN_ERR_INPUT (the caller skips it). */
+static int load_input(cnn_job *s, int k, int b)
 {
     cnn_image img = {0};
-    int status = cnn_prefetch_take(pf, k, &img);
-    if (status == CNN_OK)
-        status = s->inputs.file && s->inputs.file[k] ? load_tensor(s, k, b)
-                                                     : cnn_job_load_pixels(s, &img, s->inputs.paths[k], b);
+    int status = CNN_OK;
+    if (s->pf) status = cnn_prefetch_take(s->pf, k, &img);
+    if (status == CNN_OK && s->inputs.file && s->inputs.file[k]) {
+        status = load_tensor(s, k, b);
+    } else if (status == CNN_OK) {
+        if (!s->pf) status = cnn_image_load(s->inputs.paths[k], &img);
+        if (status == CNN_OK) status = cnn_job_load_pixels(s, &img, s->inputs.paths[k], b);
+    }
     cnn_image_free(&img);
     return status;
 }
 
-/* Image inputs decoded ahead, from input `first` on (a .npy entry's path
- * is left out: it is read when its turn comes). */
-static int start_prefetch(cnn_job *s, int first, int batch, cnn_prefetch **pf)
+/* The run's image inputs [first, end) decoded ahead, in order, two
+ * batches at a time (a .npy entry is left to load_tensor). */
+static int start_prefetch(cnn_job *s, int batch)
 {
-    if (!s->decode_paths) {
-        s->decode_paths = cnn_calloc((size_t)s->inputs.n + 1, sizeof *s->decode_paths);
-        if (!s->decode_paths) return CNN_ERR_NOMEM;
-        for (int i = 0; i < s->inputs.n; i++)
-            s->decode_paths[i] = s->inputs.file && s->inputs.file[i] ? NULL : s->inputs.paths[i];
-    }
-    /* two batches ahead: one being uploaded, one decoding */
-    return cnn_prefetch_start(s->decode_paths, first, s->inputs.n,
-                              cnn_prefetch_threads((s->cl.type & CL_DEVICE_TYPE_CPU) != 0), 2 * batch, pf);
+    s->decode_paths = cnn_calloc((size_t)s->inputs.n + 1, sizeof *s->decode_paths);
+    if (!s->decode_paths) return CNN_ERR_NOMEM;
+    for (int i = 0; i < s->inputs.n; i++)
+        s->decode_paths[i] = s->inputs.file && s->inputs.file[i] ? NULL : s->inputs.paths[i];
+    return cnn_prefetch_start(s->decode_paths, s->first, s->end,
+                              cnn_prefetch_threads((s->cl.type & CL_DEVICE_TYPE_CPU) != 0), 2 * batch, &s->pf);
 }
 
 /* A probability as printed and written to predictions.csv: "nan" for NaN
@@ -202,6 +205,8 @@ static int finish_input(cnn_job *s, int k, int b)
     cnn_job_rank(logits, nout, idx);
     char shown[1200];
     cnn_escape_line(shown, sizeof shown, path);
+    /* several devices: one input's lines together */
+    if (s->print_mu) pthread_mutex_lock(s->print_mu);
     cnn_logf(CNN_LOG_PREDICTION, "%s", shown);
     cnn_json_object_begin(&s->preds);
     cnn_json_path(&s->preds, "input", path);
@@ -226,6 +231,7 @@ static int finish_input(cnn_job *s, int k, int b)
     }
     cnn_json_array_end(&s->preds);
     cnn_json_object_end(&s->preds);
+    if (s->print_mu) pthread_mutex_unlock(s->print_mu);
     int best = idx[0];
     free(idx);
     bool has_nan = false, has_inf = false;
@@ -242,6 +248,17 @@ static int finish_input(cnn_job *s, int k, int b)
         s->rin[s->n_rin] = (cnn_report_input){path, s->rpred + (size_t)s->n_rin * top, top};
         s->n_rin++;
     }
+    if (s->n_done == s->cap_done) {
+        int cap = s->cap_done ? 2 * s->cap_done : 64;
+        int *d = cnn_realloc(s->done_of, (size_t)cap * sizeof *d);
+        size_t *r = d ? cnn_realloc(s->row_at, (size_t)cap * sizeof *r) : NULL;
+        if (d) s->done_of = d;
+        if (r) s->row_at = r;
+        if (!d || !r) return CNN_ERR_NOMEM;
+        s->cap_done = cap;
+    }
+    s->done_of[s->n_done] = k;
+    s->row_at[s->n_done++] = s->csv_len;
     status = cnn_job_csv_append(s, path, best, best < s->l.n_labels ? s->l.labels[best] : "",
                         probs ? (double)logits[best] : exp((double)logits[best] - mx) / sum);
     if (status < 0) return status;
@@ -448,9 +465,12 @@ int cnn_job_interrupted(cnn_job *s)
 
 int cnn_job_px(const cnn_job *s) { return s->l.graph.in_h * s->l.graph.in_w; }
 
-static void job_free(cnn_job *s)
+void cnn_job_free(cnn_job *s)
 {
-    cnn_png_pool_free(s->pool); /* waits for files still being encoded */
+    cnn_prefetch_free(s->pf); /* before the inputs it reads */
+    s->pf = NULL;
+    free(s->decode_paths);
+    if (!s->borrowed) cnn_png_pool_free(s->pool); /* waits for files still being encoded */
     cnn_outdir_close(&s->od);   /* without a commit, nothing of this run stays */
     cnn_job_free_gradients(s);
     for (int t = 0; t < s->n_taps; t++) cnn_vtap_release(&s->taps[t]);
@@ -464,31 +484,45 @@ static void job_free(cnn_job *s)
     cnn_manifest_free(&s->manifest);
     cnn_json_free(&s->preds);
     free(s->csv);
-    if (s->stems)
-        for (int i = 0; i < s->inputs.n; i++) free(s->stems[i]);
-    free(s->stems);
+    if (!s->borrowed) {
+        for (int i = 0; s->stems && i < s->inputs.n; i++) free(s->stems[i]);
+        free(s->stems);
+        cnn_inputs_free(&s->inputs);
+    }
     free(s->npy);
-    free(s->decode_paths);
-    cnn_inputs_free(&s->inputs);
     free(s->logits);
     free(s->host_tmp);
     free(s->rin);
     free(s->rpred);
+    free(s->skipped);
+    cnn_stats_free(&s->ranges);
+    free(s->done_of);
+    free(s->row_at);
+    free(s->devices);
 }
 
-/* Loads up to `batch` readable inputs from *k on into the network input;
- * slot_of[j] is the input in slot j; returns the count in *n.  Unreadable
- * inputs are skipped (and counted when `report`). */
-static int load_batch(cnn_job *s, cnn_prefetch *pf, int batch, int *k, int *slot_of, int *n, bool report)
+/* Loads the readable inputs of the batch that starts at *k (the list's
+ * inputs [*k, next multiple of `batch`), within the run's part) into the
+ * network input; slot_of[j] is the input in slot j; returns the count in
+ * *n.  Unreadable inputs are skipped (and counted when `report`), which
+ * leaves the batch smaller: every batch holds the same inputs however the
+ * list is split (shards, devices). */
+static int load_batch(cnn_job *s, int batch, int *k, int *slot_of, int *n, bool report)
 {
     int b = 0;
-    while (b < batch && *k < s->inputs.n) {
-        int st = load_input(s, pf, *k, b);
+    int lim = (int)(((long long)*k / batch + 1) * batch);
+    if (lim > s->end) lim = s->end;
+    while (*k < lim) {
+        int st = load_input(s, *k, b);
         if (st == CNN_ERR_INPUT) {
             if (report) {
                 if (!s->first_skip[0]) snprintf(s->first_skip, sizeof s->first_skip, "%s", cnn_error_message());
-                if (s->inputs.n > 1) cnn_print_line(stderr, "cnnviz-cl: skipped: ", cnn_error_message());
+                if (s->end - s->first > 1) cnn_print_line(stderr, "cnnviz-cl: skipped: ", cnn_error_message());
                 s->failed_inputs++;
+                int *p = cnn_realloc(s->skipped, ((size_t)s->n_skipped + 1) * sizeof *p);
+                if (!p) return CNN_ERR_NOMEM;
+                s->skipped = p;
+                s->skipped[s->n_skipped++] = *k;
             }
             (*k)++;
             continue;
@@ -500,27 +534,35 @@ static int load_batch(cnn_job *s, cnn_prefetch *pf, int batch, int *k, int *slot
     return CNN_OK;
 }
 
+bool cnn_job_global_tap(const cnn_vtap *t)
+{
+    return t->kind == CNN_TAP_ACTIVATIONS && t->scope == CNN_SCOPE_GLOBAL;
+}
+
 /* Taps with the `global` scope need one range over every input: one pass
  * gathers min/max, a second the histogram when clipping, before any image
- * is drawn. */
+ * is drawn.  With --ranges the file gives what the passes would gather;
+ * a --stats run gathers and draws nothing, and without a file stops after
+ * the first pass (the histogram's bins need every part's range). */
 static int global_passes(cnn_job *s, int batch, int *slot_of)
 {
     bool any = false, hist = false;
     for (int t = 0; t < s->n_taps; t++) {
-        any |= s->taps[t].kind == CNN_TAP_ACTIVATIONS && s->taps[t].scope == CNN_SCOPE_GLOBAL;
+        any |= cnn_job_global_tap(&s->taps[t]);
         hist |= s->taps[t].kind == CNN_TAP_ACTIVATIONS && cnn_vtap_needs_hist(&s->taps[t]);
     }
     if (!any) return CNN_OK;
     const cnn_graph *g = &s->l.graph;
-    for (int pass = 0; pass < (hist ? 2 : 1); pass++) {
-        cnn_logf(CNN_LOG_INFO, "global range: pass %d of %d over %d inputs", pass + 1, hist ? 3 : 2, s->inputs.n);
+    bool run_pass[2] = {!s->have_ranges, hist && s->o.stats == s->have_ranges};
+    for (int pass = 0; pass < 2; pass++) {
+        if (!run_pass[pass]) continue;
+        cnn_logf(CNN_LOG_INFO, "global range: %s over %d inputs", pass ? "histogram pass" : "min/max pass",
+                 s->end - s->first);
         bool first = true;
-        cnn_prefetch *pf = NULL;
-        int status = start_prefetch(s, 0, batch, &pf);
-        for (int k = 0; k < s->inputs.n && status == CNN_OK;) {
+        for (int k = s->first; k < s->end;) {
             int n = 0;
-            status = cnn_job_interrupted(s);
-            if (status == CNN_OK) status = load_batch(s, pf, batch, &k, slot_of, &n, false);
+            int status = cnn_job_interrupted(s);
+            if (status == CNN_OK) status = load_batch(s, batch, &k, slot_of, &n, false);
             if (status == CNN_OK && n) status = cnn_net_forward(&s->net, n);
             for (int j = 0; j < n && status == CNN_OK; j++) {
                 for (int t = 0; t < s->n_taps && status == CNN_OK; t++) {
@@ -532,14 +574,14 @@ static int global_passes(cnn_job *s, int batch, int *slot_of)
                     else if (cnn_vtap_needs_hist(vt)) status = cnn_vtap_global_hist(&s->viz, vt, src, off, first);
                 }
                 first = false;
+                s->hist_inputs += pass;
             }
+            if (status < 0) return status;
         }
-        cnn_prefetch_free(pf);
-        if (status < 0) return status;
     }
-    for (int t = 0; t < s->n_taps; t++) {
+    for (int t = 0; t < s->n_taps && !s->o.stats; t++) {
         cnn_vtap *vt = &s->taps[t];
-        if (vt->kind != CNN_TAP_ACTIVATIONS || vt->scope != CNN_SCOPE_GLOBAL) continue;
+        if (!cnn_job_global_tap(vt)) continue;
         int status = cnn_vtap_global_finish(&s->viz, vt);
         if (status < 0) return status;
     }
@@ -551,12 +593,12 @@ static int global_passes(cnn_job *s, int batch, int *slot_of)
 static int setup_viz(cnn_job *s)
 {
     int level = s->o.png_level >= 0 ? s->o.png_level : s->l.pipe.png_level;
-    CNN_TRY_RET(cnn_png_pool_create(0, level, 0, &s->pool));
+    if (!s->pool) CNN_TRY_RET(cnn_png_pool_create(0, level, 0, &s->pool));
     CNN_TRY_RET(cnn_vctx_init(&s->viz, &s->cl, &s->l.graph, s->pool, &s->manifest, s->wdir, s->o.quiet));
     s->viz.labels = s->l.labels;
     s->viz.n_labels = s->l.n_labels;
     s->viz_ready = true;
-    for (int t = 0; t < s->n_taps; t++) {
+    for (int t = 0; t < s->n_taps && !s->o.stats && !s->no_model_taps; t++) {
         cnn_vtap *vt = &s->taps[t];
         if (vt->kind == CNN_TAP_FILTERS) CNN_TRY_RET(cnn_vtap_filters(&s->viz, vt));
         else if (vt->kind == CNN_TAP_WEIGHTS) CNN_TRY_RET(cnn_vtap_weights(&s->viz, vt));
@@ -572,184 +614,268 @@ static int prepare_taps(cnn_job *s)
     return CNN_OK;
 }
 
-int cnn_job_run(const cnn_job_opts *o, cnn_job_result *res)
+void cnn_job_shard_range(int total, int batch, int index, int count, int *first, int *end)
 {
-    cnn_job s;
-    memset(&s, 0, sizeof s);
-    memset(res, 0, sizeof *res);
-    s.o = *o;
-    cnn_json_init(&s.preds, true);
-    double t_start = cnn_now_ms();
+    long long batches = ((long long)total + batch - 1) / batch;
+    long long a = batches * index / count, b = batches * (index + 1) / count;
+    *first = (int)(a * batch < total ? a * batch : total);
+    *end = (int)(b * batch < total ? b * batch : total);
+}
+
+int cnn_job_prepare(cnn_job *s, const cnn_job *lead)
+{
+    cnn_json_init(&s->preds, true);
+    s->t_start = cnn_now_ms();
+    const cnn_job_opts *o = &s->o;
     cnn_model_opts mo = {.config = o->config, .weights = o->weights, .imp = o->imp, .strict = o->strict,
                          .read_weights = o->read_weights};
-    int status = cnn_model_load(&mo, &s.l);
-    if (status < 0) goto done;
-    if (s.l.assumed[0])
+    CNN_TRY_RET(cnn_model_load(&mo, &s->l));
+    if (s->l.assumed[0])
         cnn_logf(CNN_LOG_INFO, "%s: preprocessing is not part of an ONNX model; assumed %s (--preprocess, --mean, "
-                 "--std, --size change it)", s.o.config, s.l.assumed);
-    CNN_TRY(cnn_job_collect_taps(&s), done);
-    if (s.o.n_inputs == 0 && s.o.repeat == 0) {
-        status = cnn_error_set(CNN_ERR_USAGE, "run: no input: give images with --input (files, folders or @list.txt)");
-        goto done;
+                 "--std, --size change it)", s->o.config, s->l.assumed);
+    CNN_TRY_RET(cnn_job_collect_taps(s));
+    if (lead) {
+        s->inputs = lead->inputs;
+        s->stems = lead->stems;
+        s->first = lead->first;
+        s->end = lead->end;
+        s->borrowed = true;
+    } else {
+        if (s->o.n_inputs == 0 && s->o.repeat == 0)
+            return cnn_error_set(CNN_ERR_USAGE, "run: no input: give images with --input (files, folders or "
+                                 "@list.txt)");
+        for (int i = 0; i < s->o.n_inputs; i++) CNN_TRY_RET(cnn_inputs_add(&s->inputs, s->o.inputs[i]));
+        /* .npy inputs checked against the network now, before anything runs */
+        const cnn_input_spec *net_in = &s->l.pipe.input;
+        CNN_TRY_RET(cnn_inputs_expand_tensors(&s->inputs, net_in->c, net_in->h, net_in->w, net_in->tensor));
+        if (s->attrib && s->l.pipe.input.tensor)
+            return cnn_error_set(CNN_ERR_USAGE, "run: gradient maps and occlusion are drawn over the input image; "
+                                 "this network takes a tensor (color: none)");
+        CNN_TRY_RET(cnn_job_make_stems(s));
+        s->end = s->inputs.n;
     }
-    for (int i = 0; i < s.o.n_inputs; i++) CNN_TRY(cnn_inputs_add(&s.inputs, s.o.inputs[i]), done);
-    /* .npy inputs checked against the network now, before anything runs */
-    const cnn_input_spec *net_in = &s.l.pipe.input;
-    CNN_TRY(cnn_inputs_expand_tensors(&s.inputs, net_in->c, net_in->h, net_in->w, net_in->tensor), done);
-    if (s.attrib && s.l.pipe.input.tensor) {
-        status = cnn_error_set(CNN_ERR_USAGE, "run: gradient maps and occlusion are drawn over the input image; this "
-                               "network takes a tensor (color: none)");
-        goto done;
+    if (s->o.shard_count && !lead) {
+        cnn_job_shard_range(s->inputs.n, s->o.batch, s->o.shard_index, s->o.shard_count, &s->first, &s->end);
+        if (s->first == s->end)
+            cnn_logf(CNN_LOG_INFO, "shard %d/%d: no inputs (%d input%s in batches of %d make fewer batches than "
+                     "parts); its folder records the part for merge", s->o.shard_index, s->o.shard_count,
+                     s->inputs.n, s->inputs.n == 1 ? "" : "s", s->o.batch);
+        else
+            cnn_logf(CNN_LOG_INFO, "shard %d/%d: inputs %d to %d of %d", s->o.shard_index, s->o.shard_count,
+                     s->first, s->end - 1, s->inputs.n);
     }
-    CNN_TRY(cnn_job_make_stems(&s), done);
-    if (s.o.out) s.out_dir = cnn_strdup(s.o.out);
-    else if (s.l.pipe.out_dir) s.out_dir = cnn_strdup(s.l.pipe.out_dir);
+    int count = s->end - s->first;
+    if (s->o.stats || s->o.ranges) {
+        bool global = false;
+        for (int t = 0; t < s->n_taps; t++) global |= cnn_job_global_tap(&s->taps[t]);
+        if (!global && s->o.stats)
+            return cnn_error_set(CNN_ERR_USAGE, "run --stats: no tap of %s has normalize: global (activations), so "
+                                 "there is nothing to gather", s->o.config);
+        if (!global)
+            cnn_logf(CNN_LOG_WARN, "--ranges %s: no tap has normalize: global; the file is not used", s->o.ranges);
+        if (global && s->o.ranges) CNN_TRY_RET(cnn_job_load_ranges(s));
+    }
+    if (s->o.npy) s->l.pipe.npy = true;
+    s->o.npy = s->l.pipe.npy;
+    s->report = s->l.pipe.report && !s->o.no_report && count > 0 && !s->o.stats;
+    s->images = s->report || s->n_taps > 0;
+    return CNN_OK;
+}
+
+int cnn_job_open(cnn_job *s)
+{
+    if (s->o.out) s->out_dir = cnn_strdup(s->o.out);
+    else if (s->l.pipe.out_dir) s->out_dir = cnn_strdup(s->l.pipe.out_dir);
     else {
         char name[128];
-        cnn_sanitize_name(s.l.pipe.model_name ? s.l.pipe.model_name : "model", name, sizeof name);
-        s.out_dir = cnn_strfmt("out/%s", name);
+        cnn_sanitize_name(s->l.pipe.model_name ? s->l.pipe.model_name : "model", name, sizeof name);
+        s->out_dir = cnn_strfmt("out/%s", name);
     }
-    if (!s.out_dir) {
-        status = CNN_ERR_NOMEM;
-        goto done;
-    }
-    /* The output folder first: a folder that is in use or not ours is
-     * refused before the device is touched. */
-    CNN_TRY(cnn_job_open_output(&s), done);
-    if (s.o.npy) s.l.pipe.npy = true;
-    s.o.npy = s.l.pipe.npy;
-    bool report = s.l.pipe.report && !s.o.no_report && s.inputs.n > 0;
-    s.images = report || s.n_taps > 0;
+    if (!s->out_dir) return CNN_ERR_NOMEM;
+    return cnn_job_open_output(s);
+}
 
-    double t_loaded = cnn_now_ms();
-    status = cnn_cl_init(&s.cl, s.o.platform, s.o.device, s.o.profile);
-    res->bad_device = status == CNN_ERR_USAGE;
-    if (status < 0) goto done;
-    s.cl_ready = true;
-    cnn_blas_apply_defaults(&s.cl);
-    cnn_tune_apply(&s.cl); /* a `cnnviz-cl tune` result for this device, if any */
-    int batch = s.o.batch;
-    if (s.inputs.n && batch > s.inputs.n) batch = s.inputs.n;
+int cnn_job_device(cnn_job *s, const char *platform, const char *device, int *batch_out, bool *bad_device)
+{
+    s->t_loaded = cnn_now_ms();
+    int status = cnn_cl_init(&s->cl, platform, device, s->o.profile);
+    *bad_device = status == CNN_ERR_USAGE;
+    if (status < 0) return status;
+    s->cl_ready = true;
+    cnn_blas_apply_defaults(&s->cl);
+    cnn_tune_apply(&s->cl); /* a `cnnviz-cl tune` result for this device, if any */
+    int count = s->end - s->first;
+    int batch = s->o.batch;
+    if (count && batch > count) batch = count;
     int net_batch = batch;
-    if (s.attrib) {
+    if (s->attrib) {
         /* Gradient mode: every tensor is kept for the backward pass.
          * SmoothGrad / Integrated Gradients / occlusion / curve copies run
          * in chunks that fit in ~512 MiB of activations and gradients. */
         size_t per = 0;
-        for (int i = 0; i < s.l.graph.n; i++) {
-            if (s.gradients) s.keep[i] = true;
-            per += (s.gradients ? 8 : 4) * cnn_layer_numel(&s.l.graph.layers[i]);
+        for (int i = 0; i < s->l.graph.n; i++) {
+            if (s->gradients) s->keep[i] = true;
+            per += (s->gradients ? 8 : 4) * cnn_layer_numel(&s->l.graph.layers[i]);
         }
-        int samples = cnn_job_batch_copies(&s);
+        int samples = cnn_job_batch_copies(s);
         int fit = (int)((512u << 20) / (per ? per : 1));
         if (samples > net_batch) net_batch = samples < fit ? samples : (fit > net_batch ? fit : net_batch);
     }
     /* before anything is written */
-    CNN_TRY(cnn_job_check_memory(&s, net_batch), done);
-    if (s.images) CNN_TRY(setup_viz(&s), done);
+    CNN_TRY_RET(cnn_job_check_memory(s, net_batch));
+    if (s->images) CNN_TRY_RET(setup_viz(s));
     /* Nothing reads the host parameters after this: the network releases
      * each layer's once it is on the device (float32 tensors upload
      * straight from the map), then the file is unmapped, unless buffers
      * of a CPU device are the file's pages. */
-    double t_device = cnn_now_ms();
-    CNN_TRY(cnn_net_create_consuming(&s.net, &s.cl, &s.l.graph, s.keep, net_batch, s.gradients), done);
-    if (!s.net.any_in_place) cnn_weights_close(&s.l.weights);
-    double t_net = cnn_now_ms();
-    s.net_ready = true;
-    if (s.images) CNN_TRY(prepare_taps(&s), done);
-    if (s.attrib) CNN_TRY(cnn_job_setup_gradients(&s, batch), done);
-    cnn_logf(CNN_LOG_INFO, "%s on %s (%s), plan %.1f MiB", s.l.pipe.model_name ? s.l.pipe.model_name : "model",
-             s.cl.device_name, s.cl.platform_name, (double)s.net.plan.peak_bytes / 1048576.0);
-    if (s.net.choices_measured)
+    s->t_device = cnn_now_ms();
+    CNN_TRY_RET(cnn_net_create_consuming(&s->net, &s->cl, &s->l.graph, s->keep, net_batch, s->gradients));
+    if (!s->net.any_in_place) cnn_weights_close(&s->l.weights);
+    s->t_net = cnn_now_ms();
+    s->net_ready = true;
+    if (s->images) CNN_TRY_RET(prepare_taps(s));
+    if (s->have_ranges) CNN_TRY_RET(cnn_job_apply_ranges(s));
+    if (s->attrib) CNN_TRY_RET(cnn_job_setup_gradients(s, batch));
+    cnn_logf(CNN_LOG_INFO, "%s on %s (%s), plan %.1f MiB", s->l.pipe.model_name ? s->l.pipe.model_name : "model",
+             s->cl.device_name, s->cl.platform_name, (double)s->net.plan.peak_bytes / 1048576.0);
+    if (s->net.choices_measured)
         cnn_logf(CNN_LOG_INFO, "timed %d convolution shape%s on this device to choose their kernels (%.0f ms; kept in "
-                 "the cache for later runs)", s.net.choices_measured, s.net.choices_measured == 1 ? "" : "s",
-                 s.net.choices_ms);
+                 "the cache for later runs)", s->net.choices_measured, s->net.choices_measured == 1 ? "" : "s",
+                 s->net.choices_ms);
 
-    const cnn_graph *g = &s.l.graph;
+    const cnn_graph *g = &s->l.graph;
     size_t nout = cnn_layer_numel(&g->layers[g->n - 1]);
     size_t maxn = nout;
     for (int i = 0; i < g->n; i++)
         if (cnn_layer_numel(&g->layers[i]) > maxn) maxn = cnn_layer_numel(&g->layers[i]);
-    int top = s.o.top ? s.o.top : s.l.pipe.top;
+    int top = s->o.top ? s->o.top : s->l.pipe.top;
     if ((size_t)top > nout) top = (int)nout;
-    s.logits = cnn_malloc((size_t)batch * nout * sizeof(float));
-    s.host_tmp = cnn_malloc(maxn * sizeof(float));
-    if (report) {
-        s.rin = cnn_calloc((size_t)s.inputs.n + 1, sizeof *s.rin);
-        s.rpred = cnn_calloc(((size_t)s.inputs.n + 1) * (size_t)top, sizeof *s.rpred);
+    s->logits = cnn_malloc((size_t)batch * nout * sizeof(float));
+    s->host_tmp = cnn_malloc(maxn * sizeof(float));
+    if (s->report) {
+        s->rin = cnn_calloc((size_t)s->inputs.n + 1, sizeof *s->rin);
+        s->rpred = cnn_calloc(((size_t)s->inputs.n + 1) * (size_t)top, sizeof *s->rpred);
     }
-    if (!s.logits || !s.host_tmp || (report && (!s.rin || !s.rpred))) {
-        status = CNN_ERR_NOMEM;
-        goto done;
-    }
-    cnn_json_array_begin(&s.preds);
-    int *slot_of = cnn_calloc((size_t)batch, sizeof *slot_of);
-    if (!slot_of) {
-        status = CNN_ERR_NOMEM;
-        goto done;
-    }
-    cnn_prefetch *pf = NULL;
-    double t_first = 0, t_loop = cnn_now_ms();
-    int done_inputs = 0;
-    if (s.images) CNN_TRY(global_passes(&s, batch, slot_of), loop_done);
-    /* the next batches decode while the device runs this one */
-    CNN_TRY(start_prefetch(&s, 0, batch, &pf), loop_done);
-    t_loop = cnn_now_ms();
-    for (int k = 0; k < s.inputs.n && status == CNN_OK;) {
-        int b = 0;
-        CNN_TRY(cnn_job_interrupted(&s), loop_done);
-        CNN_TRY(load_batch(&s, pf, batch, &k, slot_of, &b, true), loop_done);
-        if (b == 0) break;
-        CNN_TRY(cnn_net_forward(&s.net, b), loop_done);
-        CNN_TRY(cnn_net_read(&s.net, g->n - 1, b, s.logits), loop_done);
-        if (s.attrib) CNN_TRY(cnn_job_gradient_maps(&s, b, slot_of), loop_done);
-        for (int j = 0; j < b && status == CNN_OK; j++) status = finish_input(&s, slot_of[j], j);
-        if (status == CNN_OK && s.attrib) status = cnn_job_late_batch(&s, b, slot_of);
-        done_inputs += b;
-        if (!t_first) t_first = cnn_now_ms() - t_start;
-        if (s.inputs.n > 1)
-            cnn_log_progress(k, s.inputs.n, k / ((cnn_now_ms() - t_loop) / 1000.0 + 1e-9), k == s.inputs.n);
-    }
-loop_done:
-    cnn_prefetch_free(pf);
+    if (!s->logits || !s->host_tmp || (s->report && (!s->rin || !s->rpred))) return CNN_ERR_NOMEM;
+    cnn_json_array_begin(&s->preds);
+    *batch_out = batch;
+    return CNN_OK;
+}
+
+int cnn_job_global(cnn_job *s, int batch)
+{
+    if (!s->images) return CNN_OK;
+    int *slot_of = cnn_calloc((size_t)batch + 1, sizeof *slot_of);
+    int status = slot_of ? global_passes(s, batch, slot_of) : CNN_ERR_NOMEM;
     free(slot_of);
-    if (status < 0) goto done;
-    if (s.nonfinite_inputs) warn_nonfinite_outputs(&s, done_inputs);
-    if (s.pool) CNN_TRY(cnn_png_pool_wait(s.pool), done);
-    double loop_ms = cnn_now_ms() - t_loop;
-    char measured[96] = "";
-    if (s.net.choices_measured)
-        snprintf(measured, sizeof measured, " (%d convolution shape%s timed to choose their kernel)",
-                 s.net.choices_measured, s.net.choices_measured == 1 ? "" : "s");
-    if (s.o.profile && done_inputs)
-        cnn_logf(CNN_LOG_RESULT, "start-up: pipeline and weights read %.0f ms, device ready %.0f ms, network on the "
-                 "device %.0f ms%s, first output %.0f ms", t_loaded - t_start, t_device - t_start, t_net - t_start,
-                 measured, t_first);
-    if (s.o.profile && done_inputs) {
-        print_profile(&s);
-        CNN_TRY(cnn_job_write_trace(&s), done);
-    }
-    if (s.o.repeat) CNN_TRY(run_repeat(&s, batch), done);
-    if (s.o.repeat && s.gradients) CNN_TRY(cnn_job_repeat_gradients(&s, batch), done);
-    if (s.o.repeat && s.attrib) CNN_TRY(cnn_job_repeat_late(&s, batch), done);
-    cnn_json_array_end(&s.preds);
-    if (s.inputs.n && done_inputs) CNN_TRY(cnn_job_publish(&s, report), done);
-    if (done_inputs) {
-        cnn_logf(CNN_LOG_INFO, "%d input%s in %.2f s (%.1f images/s), first output after %.0f ms; %ld PNG files; peak "
-                 "memory %.0f MiB", done_inputs, done_inputs == 1 ? "" : "s", loop_ms / 1000.0,
-                 done_inputs / (loop_ms / 1000.0), t_first, s.pool ? cnn_png_pool_written(s.pool) : 0L, peak_rss_mib());
-        if (report) cnn_logf(CNN_LOG_INFO, "wrote %s/index.html", s.out_dir);
-        cnn_logf(CNN_LOG_INFO, "wrote %s/manifest.json", s.out_dir);
-    }
-    res->inputs_done = done_inputs;
-    if (s.failed_inputs && s.inputs.n == 1)
-        status = cnn_error_set(CNN_ERR_INPUT, "%s", s.first_skip);
-    else if (s.failed_inputs)
-        status = cnn_error_set(CNN_ERR_INPUT, "%d of %d inputs could not be read (the 'skipped' lines above say why)%s",
-                               s.failed_inputs, s.inputs.n, done_inputs ? "" : "; nothing was written");
-done:
-    if (status < 0) cnn_outdir_fix_message(&s.od);
-    job_free(&s);
     return status;
 }
 
+/* A test of the recovery from a device that fails in the middle of a run:
+ * CNNVIZ_TEST_FAIL_DEVICE=D:N makes device D (counted from 0 among those
+ * of the run) fail its Nth batch after the first input's files. */
+static bool test_failure(const cnn_job *s)
+{
+    const char *v = getenv("CNNVIZ_TEST_FAIL_DEVICE");
+    int d = -1, n = -1;
+    return v && s->print_mu && sscanf(v, "%d:%d", &d, &n) == 2 && d == s->device_rank && n == s->batches_run;
+}
+
+int cnn_job_batch(cnn_job *s, int batch, int *k, int *slot_of, int *b)
+{
+    const cnn_graph *g = &s->l.graph;
+    *b = 0;
+    CNN_TRY_RET(cnn_job_interrupted(s));
+    CNN_TRY_RET(load_batch(s, batch, k, slot_of, b, true));
+    if (*b == 0) return CNN_OK; /* every input of the batch unreadable */
+    s->batches_run++;
+    CNN_TRY_RET(cnn_net_forward(&s->net, *b));
+    CNN_TRY_RET(cnn_net_read(&s->net, g->n - 1, *b, s->logits));
+    if (s->attrib) CNN_TRY_RET(cnn_job_gradient_maps(s, *b, slot_of));
+    for (int j = 0; j < *b; j++) {
+        CNN_TRY_RET(finish_input(s, slot_of[j], j));
+        if (j == 0 && test_failure(s))
+            return cnn_error_set(CNN_ERR_DEVICE, "%s: failed (CNNVIZ_TEST_FAIL_DEVICE)", s->cl.device_name);
+    }
+    if (s->attrib) CNN_TRY_RET(cnn_job_late_batch(s, *b, slot_of));
+    return CNN_OK;
+}
+
+int cnn_job_conclude(cnn_job *s, int batch, int done_inputs, double loop_ms, double t_first, cnn_job_result *res)
+{
+    int count = s->end - s->first;
+    if (s->nonfinite_inputs) warn_nonfinite_outputs(s, done_inputs);
+    if (s->pool) CNN_TRY_RET(cnn_png_pool_wait(s->pool));
+    char measured[96] = "";
+    if (s->net.choices_measured)
+        snprintf(measured, sizeof measured, " (%d convolution shape%s timed to choose their kernel)",
+                 s->net.choices_measured, s->net.choices_measured == 1 ? "" : "s");
+    if (s->o.profile && done_inputs)
+        cnn_logf(CNN_LOG_RESULT, "start-up: pipeline and weights read %.0f ms, device ready %.0f ms, network on the "
+                 "device %.0f ms%s, first output %.0f ms", s->t_loaded - s->t_start, s->t_device - s->t_start,
+                 s->t_net - s->t_start, measured, t_first);
+    if (s->o.profile && done_inputs) {
+        print_profile(s);
+        CNN_TRY_RET(cnn_job_write_trace(s));
+    }
+    if (s->o.repeat) CNN_TRY_RET(run_repeat(s, batch));
+    if (s->o.repeat && s->gradients) CNN_TRY_RET(cnn_job_repeat_gradients(s, batch));
+    if (s->o.repeat && s->attrib) CNN_TRY_RET(cnn_job_repeat_late(s, batch));
+    cnn_json_array_end(&s->preds);
+    /* A shard publishes even when its part holds no input, or none that
+     * could be read: merge needs its manifest to see the part covered. */
+    bool publish = (count && done_inputs) || s->o.shard_count || s->o.stats;
+    if (publish) CNN_TRY_RET(cnn_job_publish(s, s->report));
+    if (done_inputs)
+        cnn_logf(CNN_LOG_INFO, "%d input%s in %.2f s (%.1f images/s), first output after %.0f ms; %ld PNG files; peak "
+                 "memory %.0f MiB", done_inputs, done_inputs == 1 ? "" : "s", loop_ms / 1000.0,
+                 done_inputs / (loop_ms / 1000.0), t_first, s->pool ? cnn_png_pool_written(s->pool) : 0L,
+                 peak_rss_mib());
+    if (publish) {
+        if (s->report) cnn_logf(CNN_LOG_INFO, "wrote %s/index.html", s->out_dir);
+        cnn_logf(CNN_LOG_INFO, "wrote %s/manifest.json", s->out_dir);
+    }
+    res->inputs_done = done_inputs;
+    if (s->failed_inputs && count == 1) return cnn_error_set(CNN_ERR_INPUT, "%s", s->first_skip);
+    if (s->failed_inputs)
+        return cnn_error_set(CNN_ERR_INPUT, "%d of %d inputs could not be read (the 'skipped' lines above say why)%s",
+                             s->failed_inputs, count, done_inputs || s->o.shard_count ? "" : "; nothing was written");
+    return CNN_OK;
+}
+
+int cnn_job_run(const cnn_job_opts *o, cnn_job_result *res)
+{
+    memset(res, 0, sizeof *res);
+    if (cnn_cl_wants_several(o->device)) return cnn_job_run_devices(o, res);
+    cnn_job s;
+    memset(&s, 0, sizeof s);
+    s.o = *o;
+    int batch = 1, *slot_of = NULL, done_inputs = 0;
+    double t_first = 0, t_loop = 0;
+    int status = cnn_job_prepare(&s, NULL);
+    /* The output folder first: a folder that is in use or not ours is
+     * refused before the device is touched. */
+    if (status == CNN_OK) status = cnn_job_open(&s);
+    if (status == CNN_OK) status = cnn_job_device(&s, s.o.platform, s.o.device, &batch, &res->bad_device);
+    if (status == CNN_OK) status = (slot_of = cnn_calloc((size_t)batch, sizeof *slot_of)) ? CNN_OK : CNN_ERR_NOMEM;
+    if (status == CNN_OK) status = cnn_job_global(&s, batch);
+    /* one device takes the inputs in order: the next batches decode while
+     * it runs this one */
+    if (status == CNN_OK && !s.o.stats) status = start_prefetch(&s, batch);
+    t_loop = cnn_now_ms();
+    int count = s.end - s.first;
+    for (int k = s.first; k < s.end && status == CNN_OK && !s.o.stats;) {
+        int b = 0;
+        status = cnn_job_batch(&s, batch, &k, slot_of, &b);
+        done_inputs += b;
+        if (b && !t_first) t_first = cnn_now_ms() - s.t_start;
+        if (status == CNN_OK && count > 1)
+            cnn_log_progress(k - s.first, count, (k - s.first) / ((cnn_now_ms() - t_loop) / 1000.0 + 1e-9),
+                             k == s.end);
+    }
+    free(slot_of);
+    if (status == CNN_OK) status = cnn_job_conclude(&s, batch, done_inputs, cnn_now_ms() - t_loop, t_first, res);
+    if (status < 0) cnn_outdir_fix_message(&s.od);
+    cnn_job_free(&s);
+    return status;
+}

@@ -23,6 +23,15 @@ typedef struct cnn_job_opts {
     bool read_weights;     /* read the weights into memory, not mapped (a library's run: cnn_model_opts) */
     int top, batch, repeat, png_level; /* 0 / -1 (png_level): the pipeline's */
     int curves;            /* deletion/insertion steps for every gradient tap; -1: the pipeline's */
+    /* --shard I/N: run part I (from 0) of N of the expanded input list:
+     * whole batches of `batch` inputs, a contiguous run of them per part
+     * (cnn_job_shard_range).  shard_count 0: everything. */
+    int shard_index, shard_count;
+    /* Taps with normalize: global across parts (pipeline/stats.h): `stats`
+     * gathers their statistics into stats.json and draws nothing;
+     * `ranges` (a file of merge --stats) gives them instead of gathering. */
+    bool stats;
+    const char *ranges;
     cnn_import_opts imp;   /* an ONNX model's preprocessing */
 } cnn_job_opts;
 
@@ -35,6 +44,12 @@ typedef struct cnn_job_result {
     int inputs_done;  /* inputs run and written */
     bool bad_device;  /* --platform / --device matched nothing (the caller may list the devices) */
 } cnn_job_result;
+
+/* The inputs [*first, *end) of part `index` of `count` of a list of
+ * `total` inputs run in batches of `batch`: the list's batches are cut
+ * into `count` contiguous runs whose lengths differ by one batch at most,
+ * so that a part's batches are exactly those a single run would form. */
+void cnn_job_shard_range(int total, int batch, int index, int count, int *first, int *end);
 
 /* Runs the job.  Errors: the usual statuses with one message (exit codes
  * of core/error.h); inputs that could not be read end the run with

@@ -6,6 +6,8 @@
 #define CNN_PIPELINE_JOB_IMPL_H
 
 #include "io/inputs.h"
+
+#include <pthread.h>
 #include "core/error.h"
 #include "io/image.h"
 #include "io/json.h"
@@ -15,6 +17,7 @@
 #include "io/pngpool.h"
 #include "pipeline/job.h"
 #include "pipeline/model.h"
+#include "pipeline/stats.h"
 #include "runtime/backward.h"
 #include "runtime/clrt.h"
 #include "runtime/net.h"
@@ -48,7 +51,30 @@ struct cnn_job {
     size_t csv_len, csv_cap;
     cnn_input_list inputs;
     char **stems; /* [inputs.n] unique output sub-folder names */
-    const char **decode_paths; /* [inputs.n] the image files to decode (NULL for a .npy entry) */
+    cnn_prefetch *pf;     /* images decoded ahead (one device's run), or NULL */
+    const char **decode_paths; /* [inputs.n] the image files it decodes (NULL for a .npy entry) */
+    int first, end;       /* the inputs this run does: [first, end) of the list (a shard's part) */
+    int *skipped;         /* [n_skipped] inputs that could not be read (indices into the list) */
+    int n_skipped;
+    bool report;          /* write index.html */
+    double t_start, t_loaded, t_device, t_net; /* start-up phases (--profile) */
+    /* Several devices (pipeline/devices.c): each has a job of its own (a
+     * worker) that borrows the lead's input list, stems, stage and PNG
+     * pool; what it finishes is kept with the input's index, and the lead
+     * puts everything in input order before it publishes. */
+    bool borrowed;        /* inputs, stems and PNG pool are the lead's */
+    bool no_model_taps;   /* filters and weights: drawn by the first device only */
+    int *done_of;         /* [n_done] the inputs finished, in that order */
+    size_t *row_at;       /* [n_done] where each one's predictions.csv row starts in csv */
+    int n_done, cap_done;
+    pthread_mutex_t *print_mu; /* one input's prediction lines together; NULL: one device */
+    const cnn_job *primary; /* the lead's first worker: its layers and notes go in the record */
+    char *devices;        /* the lead's device list for the record, or NULL */
+    int device_rank;      /* a worker's place among the devices */
+    int batches_run;      /* batches this job has run */
+    cnn_stats ranges;     /* --ranges FILE */
+    bool have_ranges;
+    int hist_inputs;      /* inputs counted into the global histograms */
     float *npy;           /* the samples of the .npy file read last (consecutive inputs share it) */
     const char *npy_of;   /* ... its inputs.file entry */
     float *logits;
@@ -95,7 +121,19 @@ struct cnn_job {
 int cnn_job_collect_taps(cnn_job *s);
 int cnn_job_make_stems(cnn_job *s);
 
-/* job.c */
+/* job.c: the phases of a run, which one device runs in a row and several
+ * devices share (devices.c): prepare (model, taps, inputs; a worker
+ * borrows the lead's inputs), the output folder, a device, the batches,
+ * the end (PNGs waited for, commit, summary). */
+int cnn_job_prepare(cnn_job *s, const cnn_job *lead);
+int cnn_job_open(cnn_job *s);
+int cnn_job_device(cnn_job *s, const char *platform, const char *device, int *batch, bool *bad_device);
+int cnn_job_global(cnn_job *s, int batch);
+int cnn_job_batch(cnn_job *s, int batch, int *k, int *slot_of, int *b);
+int cnn_job_conclude(cnn_job *s, int batch, int done_inputs, double loop_ms, double t_first, cnn_job_result *res);
+void cnn_job_free(cnn_job *s);
+/* devices.c: a run over several devices (--device all, --device 0,2). */
+int cnn_job_run_devices(const cnn_job_opts *o, cnn_job_result *res);
 /* An 8-bit image (decoded, or handed over by a caller) through the
  * pipeline's preprocessing into slot b of the network input; name is used
  * in messages.  An image the network cannot take is CNN_ERR_INPUT. */
@@ -125,8 +163,20 @@ int cnn_job_open_output(cnn_job *s);
 int cnn_job_write_npy(cnn_job *s, const char *rel, const float *data, const int64_t *shape, int ndim,
                       const char *kind, const char *role, const char *layer, const char *input);
 int cnn_job_csv_append(cnn_job *s, const char *input, int index, const char *label, double prob);
+int cnn_job_csv_raw(cnn_job *s, const char *rows, size_t n); /* rows as they are */
 int cnn_job_write_trace(cnn_job *s);
-/* predictions.json, predictions.csv, the report, then the commit. */
+/* predictions.json, predictions.csv, the report (a --stats run:
+ * stats.json), then the commit. */
 int cnn_job_publish(cnn_job *s, bool report);
+/* The pipeline + weights hash and the input list's, as 16 hex digits. */
+void cnn_job_hashes(const cnn_job *s, char model[17], char list[17]);
+/* --ranges FILE: read and checked against the run (load), then given to
+ * the taps once their buffers exist (apply). */
+int cnn_job_load_ranges(cnn_job *s);
+int cnn_job_apply_ranges(cnn_job *s);
+/* stats.json of a --stats run into the stage, and its manifest entry. */
+int cnn_job_write_stats(cnn_job *s);
+/* True for a tap drawn with one range over every input. */
+bool cnn_job_global_tap(const cnn_vtap *t);
 
 #endif

@@ -38,6 +38,7 @@ static int load_labels(cnn_model *l)
     int status = cnn_file_read(path, 16u << 20, &text, &len);
     if (status == CNN_ERR_INTERRUPTED) return status;
     if (status < 0) return cnn_pipeline_error_at(&l->pipe, l->pipe.labels_pos, "labels: %s", cnn_error_message());
+    l->hash = cnn_hash64_wide(l->hash, text, len);
     size_t pos = len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
     while (len > pos && (text[len - 1] == '\n' || text[len - 1] == '\r')) len--;
     text[len] = '\0';
@@ -155,6 +156,8 @@ static int load_onnx(const cnn_model_opts *o, cnn_model *l)
         return status;
     }
     snprintf(l->assumed, sizeof l->assumed, "%s", imp.assumed);
+    l->hash = cnn_hash64_wide(l->hash, imp.yaml, imp.yaml_len);
+    l->hash = cnn_hash64_wide(l->hash, imp.weights, imp.weights_len);
     char *name = cnn_strfmt("%s (imported)", o->config), *dir = cnn_path_dir(o->config);
     status = name && dir ? cnn_pipeline_parse(name, dir, imp.yaml, imp.yaml_len, &l->pipe) : CNN_ERR_NOMEM;
     free(name);
@@ -170,6 +173,7 @@ static int load_onnx(const cnn_model_opts *o, cnn_model *l)
 int cnn_model_load(const cnn_model_opts *o, cnn_model *l)
 {
     memset(l, 0, sizeof *l);
+    l->hash = CNN_HASH64_INIT;
     if (cnn_import_is_onnx(o->config)) {
         int status = load_onnx(o, l);
         if (status == CNN_OK) status = cnn_graph_build(&l->pipe, &l->weights, &l->graph);
@@ -178,6 +182,13 @@ int cnn_model_load(const cnn_model_opts *o, cnn_model *l)
     }
     int status = cnn_pipeline_load(o->config, &l->pipe);
     if (status < 0) return status;
+    /* The text the pipeline was parsed from, read again for the hash (a
+     * few kilobytes). */
+    char *text = NULL;
+    size_t text_len = 0;
+    CNN_TRY_RET(cnn_file_read(o->config, 16u << 20, &text, &text_len));
+    l->hash = cnn_hash64_wide(l->hash, text, text_len);
+    free(text);
     if (o->weights) {
         free(l->pipe.weights);
         l->pipe.weights = cnn_strdup(o->weights);
@@ -198,8 +209,10 @@ int cnn_model_load(const cnn_model_opts *o, cnn_model *l)
             status = cnn_file_read(l->pipe.weights, (size_t)1 << 40, &buf, &len);
             l->onnx_weights = (unsigned char *)buf;
             if (status == CNN_OK) status = cnn_weights_open_memory(l->pipe.weights, buf, len, &l->weights);
+            if (status == CNN_OK) l->hash = cnn_hash64_wide(l->hash, buf, len);
         } else {
             status = cnn_weights_open(l->pipe.weights, &l->weights);
+            if (status == CNN_OK) l->hash = cnn_hash64_wide(l->hash, l->weights.map, l->weights.map_len);
         }
         if (status < 0) {
             if (l->pipe.weights_pos.line)

@@ -4,6 +4,7 @@
 #define CNN_PIPELINE_MODEL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include "config/config.h"
 #include "import/import.h"
 #include "model/graph.h"
@@ -27,6 +28,8 @@ typedef struct cnn_model {
     unsigned char *onnx_weights; /* weights held in memory: an ONNX model's imported ones, or the file read
                                   * whole (read_weights); the weights read them */
     char assumed[400];           /* ... and the preprocessing the import assumed ("" for a YAML file) */
+    uint64_t hash;               /* what was run: the pipeline text (an ONNX model's as imported), the
+                                    weights file's bytes and the class names (cnn_hash64_wide) */
 } cnn_model;
 
 /* Loads and checks everything (pipeline, weights, graph, labels); errors

@@ -239,6 +239,68 @@ static int select_device(const char *psel, const char *dsel, cl_platform_id *pla
                                         "driver (ICD), e.g. 'apt-get install pocl-opencl-icd'");
 }
 
+bool cnn_cl_wants_several(const char *device_sel)
+{
+    if (!device_sel) device_sel = getenv("CNNVIZ_DEVICE");
+    return device_sel && (!strcmp(device_sel, "all") || strchr(device_sel, ','));
+}
+
+int cnn_cl_select_several(const char *platform_sel, const char *device_sel, int *plats, int *devs, int max, int *n)
+{
+    if (!platform_sel) platform_sel = getenv("CNNVIZ_PLATFORM");
+    if (!device_sel) device_sel = getenv("CNNVIZ_DEVICE");
+    if (platform_sel && !*platform_sel) platform_sel = NULL;
+    *n = 0;
+    if (device_sel && !strcmp(device_sel, "all")) {
+        cl_platform_id ps[MAX_PLATFORMS];
+        cl_uint np = 0;
+        CNN_TRY_RET(list_platforms(ps, &np));
+        long pidx = as_index(platform_sel);
+        for (cl_uint p = 0; p < np; p++) {
+            char name[256], vendor[256];
+            pinfo(ps[p], CL_PLATFORM_NAME, name, sizeof name);
+            pinfo(ps[p], CL_PLATFORM_VENDOR, vendor, sizeof vendor);
+            if (platform_sel && (pidx >= 0 || pidx == -2 ? (long)p != pidx
+                                                        : !contains_nocase(name, platform_sel) &&
+                                                              !contains_nocase(vendor, platform_sel)))
+                continue;
+            cl_device_id ds[MAX_DEVICES];
+            cl_uint nd = 0;
+            list_devices(ps[p], ds, &nd);
+            for (cl_uint d = 0; d < nd && *n < max; d++) {
+                plats[*n] = (int)p;
+                devs[(*n)++] = (int)d;
+            }
+        }
+        if (!*n)
+            return cnn_error_set(platform_sel ? CNN_ERR_USAGE : CNN_ERR_NODEV, "--device all: %s has no OpenCL device",
+                                 platform_sel ? "the selected platform" : "this machine");
+        return CNN_OK;
+    }
+    char list[512];
+    snprintf(list, sizeof list, "%s", device_sel ? device_sel : "");
+    char *save = NULL;
+    for (char *part = strtok_r(list, ",", &save); part; part = strtok_r(NULL, ",", &save)) {
+        while (*part == ' ') part++;
+        if (*n == max) return cnn_error_set(CNN_ERR_USAGE, "--device %s: more than %d devices", device_sel, max);
+        cl_platform_id plat;
+        cl_device_id dev;
+        int status = select_device(platform_sel, part, &plat, &dev, &plats[*n], &devs[*n]);
+        if (status == CNN_ERR_USAGE)
+            return cnn_error_set(status, "--device %s: '%s' matches no device%s%s%s", device_sel, part,
+                                 platform_sel ? " of platform '" : "", platform_sel ? platform_sel : "",
+                                 platform_sel ? "'" : "");
+        if (status < 0) return status;
+        for (int i = 0; i < *n; i++)
+            if (plats[i] == plats[*n] && devs[i] == devs[*n])
+                return cnn_error_set(CNN_ERR_USAGE, "--device %s: '%s' names device %d of platform %d again",
+                                     device_sel, part, devs[i], plats[i]);
+        (*n)++;
+    }
+    if (!*n) return cnn_error_set(CNN_ERR_USAGE, "--device '%s': no device named", device_sel);
+    return CNN_OK;
+}
+
 char *cnn_cl_cache_dir(void)
 {
     const char *env = getenv("CNNVIZ_CACHE_DIR");

@@ -45,6 +45,18 @@ typedef struct cnn_cl {
  * matching nothing -> CNN_ERR_USAGE naming the flag (the caller prints the
  * device list). */
 int cnn_cl_init(cnn_cl *cl, const char *platform_sel, const char *device_sel, bool profiling);
+
+/* True when device_sel (or, when NULL, CNNVIZ_DEVICE) asks for several
+ * devices: "all", or a comma-separated list. */
+bool cnn_cl_wants_several(const char *device_sel);
+/* The devices such a selection names: "all" (every device of the
+ * platforms platform_sel matches, or of every platform), or a list of
+ * selections as cnn_cl_init takes them ("0,2", "gpu,cpu"), each the first
+ * device it matches.  Fills plats[i] / devs[i] (platform index, device
+ * index within it) for *n devices, at most `max`.  Errors: CNN_ERR_USAGE
+ * naming the part that matches nothing or a device named twice;
+ * CNN_ERR_NODEV. */
+int cnn_cl_select_several(const char *platform_sel, const char *device_sel, int *plats, int *devs, int max, int *n);
 void cnn_cl_free(cnn_cl *cl);
 
 /* Prints every platform and device with what a user of this tool needs.

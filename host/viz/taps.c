@@ -517,6 +517,22 @@ int cnn_vtap_global_hist(cnn_vctx *v, cnn_vtap *t, cl_mem src, size_t off, bool 
     return status;
 }
 
+int cnn_vtap_global_set(cnn_vctx *v, cnn_vtap *t, double gmin, double gmax, bool any, const uint32_t *hist)
+{
+    t->gmin = gmin;
+    t->gmax = gmax;
+    t->g_any = any;
+    if (!hist || !t->hist) return CNN_OK;
+    float lo = any ? (float)gmin : 0, hi = any ? (float)gmax : 0;
+    CNN_TRY_RET(cnn_viz_ranges_fixed(&v->viz, t->bounds, 1, lo, hi, t->layer_name));
+    return cnn_cl_write(v->cl, t->hist, 0, CNN_VIZ_BINS * sizeof *hist, hist, t->layer_name);
+}
+
+int cnn_vtap_global_read_hist(cnn_vctx *v, cnn_vtap *t, uint32_t *hist)
+{
+    return cnn_cl_read(v->cl, t->hist, 0, CNN_VIZ_BINS * sizeof *hist, hist, t->layer_name);
+}
+
 int cnn_vtap_global_finish(cnn_vctx *v, cnn_vtap *t)
 {
     double lo = t->g_any ? t->gmin : 0, hi = t->g_any ? t->gmax : 0;

@@ -131,6 +131,12 @@ int cnn_vtap_global_minmax(cnn_vctx *v, cnn_vtap *t, cl_mem src, size_t off);
 int cnn_vtap_global_hist(cnn_vctx *v, cnn_vtap *t, cl_mem src, size_t off, bool first);
 /* Fixes grange from the passes (reads the percentile range when clipping). */
 int cnn_vtap_global_finish(cnn_vctx *v, cnn_vtap *t);
+/* Global scope from statistics gathered elsewhere (run --ranges FILE):
+ * the ends of the values and, for clip, the CNN_VIZ_BINS counts of their
+ * histogram over [(float)gmin, (float)gmax], as pass 2 counts them. */
+int cnn_vtap_global_set(cnn_vctx *v, cnn_vtap *t, double gmin, double gmax, bool any, const uint32_t *hist);
+/* The histogram pass 2 gathered (CNN_VIZ_BINS counts). */
+int cnn_vtap_global_read_hist(cnn_vctx *v, cnn_vtap *t, uint32_t *hist);
 /* True when the tap needs a second gathering pass (global + clip). */
 static inline bool cnn_vtap_needs_hist(const cnn_vtap *t) { return t->scope == CNN_SCOPE_GLOBAL && t->clip; }
 

@@ -83,6 +83,57 @@ untouched() {
     bad "$2: output written for an error: $(echo $left)"; fi
 }
 
+# same_run A B: the same files, byte for byte but manifest.json, whose
+# entries differ in their times at most
+same_run() {
+  /usr/bin/python3 - "$1" "$2" <<'PYEOF'
+import json, os, sys
+a, b = sys.argv[1:]
+def files(d):
+    return sorted(os.path.relpath(os.path.join(r, f), d) for r, _, fs in os.walk(d) for f in fs)
+fa, fb = files(a), files(b)
+assert fa == fb, "files differ: %s" % sorted(set(fa) ^ set(fb))[:5]
+for f in fa:
+    if f != "manifest.json":
+        assert open(os.path.join(a, f), "rb").read() == open(os.path.join(b, f), "rb").read(), f + " differs"
+ma, mb = (json.load(open(os.path.join(d, "manifest.json"))) for d in (a, b))
+for m in (ma, mb):
+    for e in m["files"]:
+        e.pop("mtime")
+assert ma == mb, [k for k in ma if ma[k] != mb[k]]
+print(len(fa), "files alike")
+PYEOF
+}
+
+# Fashion-MNIST's test set (Debian's dataset-fashion-mnist)
+FASHION_TEST=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+# need_fashion_test: ends the test with a SKIP line when it is not there
+need_fashion_test() {
+  [ -f "$FASHION_TEST" ] && return 0
+  echo "SKIP: $FASHION_TEST missing (Debian package dataset-fashion-mnist; cmake/install-deps.sh installs it)"
+  finish
+  exit $?
+}
+
+# fashion_images DIR N: the first N test images as DIR/a/NNNN.png and
+# DIR/b/NNNN.png (N/2 each: the same names in both folders)
+fashion_images() {
+  /usr/bin/python3 - "$1" "$2" "$FASHION_TEST" <<'PYEOF'
+import gzip, os, struct, sys
+import numpy as np
+from PIL import Image
+out, n, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+data = gzip.open(path, "rb").read()
+_, _, ndim = struct.unpack(">HBB", data[:4])
+dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+imgs = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+for i in range(n):
+    sub = os.path.join(out, "ab"[i * 2 // n])
+    os.makedirs(sub, exist_ok=True)
+    Image.fromarray(imgs[i]).save(os.path.join(sub, "%04d.png" % (i % (n // 2))))
+PYEOF
+}
+
 finish() {
   echo "$passed passed, $failed failed"
   rm -rf "$TMP"

@@ -1,11 +1,14 @@
 /* Image, .npy and JSON files: PNG/JPEG decoding of every layout the loader
  * promises, the error paths (truncated, crafted headers, CMYK, not an
- * image), atomic writers leaving no temporary files, exact JSON text. */
+ * image), atomic writers leaving no temporary files, exact JSON text, and
+ * manifests read back and written again byte for byte (merge). */
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
 #include "core/util.h"
 #include "io/image.h"
 #include "io/json.h"
+#include "io/jsonparse.h"
+#include "io/manifest.h"
 #include "io/npy.h"
 
 #include <dirent.h>
@@ -1045,6 +1048,75 @@ static void remove_dir(void)
     rmdir(g_dir);
 }
 
+/* A manifest with every field, written, read back entry by entry and
+ * written again: the same text (what merge relies on), numbers included. */
+static void test_manifest_roundtrip(void)
+{
+    cnn_manifest m = {0}, back = {0};
+    float del[3] = {0.9f, 0.25f, 1e-7f}, ins[3] = {0.1f, 0.5f, 0.987654321f};
+    cnn_manifest_entry a = {.path = "cat/conv1/activations.png", .kind = "activations", .role = "montage",
+                            .layer = "conv1", .input = "in/caf\xe9 \"1\".png", .channel = -1, .format = "png",
+                            .shape = {64, 112, 112}, .ndim = 3, .normalize = "global", .range = {-1.5e10f, 3.1415927f},
+                            .has_range = 1, .colormap = "viridis", .has_stats = 1,
+                            .stats = {-0.1, 1.0 / 3.0, NAN, 2e-300}, .nonfinite = 12, .note = "a\nnote",
+                            .has_stat = 1, .bytes = 1234, .mtime_s = 1700000000, .mtime_ns = 5};
+    cnn_manifest_entry b = {.path = "cat/gradcam_conv4_c2.png", .kind = "gradient", .layer = "conv4",
+                            .input = "in/cat.png", .channel = 7, .format = "png", .shape = {1}, .ndim = 1,
+                            .has_cls = 1, .cls = 2, .label = "Pullover", .n_curve = 3, .deletion = del,
+                            .insertion = ins, .auc = {0.123456789, 1.0}, .has_stat = 1, .bytes = 1, .mtime_s = 1};
+    cnn_manifest_entry c = {.path = "model/fc1/weights.png", .kind = "weights", .channel = -1, .format = "png",
+                            .has_stat = 1};
+    CHECK_OK(cnn_manifest_add(&m, &a));
+    CHECK_OK(cnn_manifest_add(&m, &b));
+    CHECK_OK(cnn_manifest_add(&m, &c));
+    static const char run[] = "{\"model\":\"00ff\",\"inputs\":3,\"layers\":[{\"macs\":123456789012}],\"x\":-0.0}";
+    CHECK_OK(cnn_manifest_set_run(&m, run, sizeof run - 1));
+    char *t1 = NULL, *t2 = NULL;
+    size_t n1 = 0, n2 = 0;
+    CHECK_OK(cnn_manifest_text(&m, &t1, &n1));
+    cnn_jv v;
+    CHECK_OK(cnn_jv_parse(t1, n1, &v));
+    const cnn_jv *files = cnn_jv_get(&v, "files"), *r = cnn_jv_get(&v, "run");
+    CHECK(files && files->n == 3 && r, "files and run read back");
+    for (int i = 0; files && i < files->n; i++) {
+        CHECK_OK(cnn_manifest_add_jv(&back, &files->items[i]));
+        back.e[i].has_stat = 1; /* the commit records them again */
+        back.e[i].bytes = m.e[i].bytes;
+        back.e[i].mtime_s = m.e[i].mtime_s;
+        back.e[i].mtime_ns = m.e[i].mtime_ns;
+    }
+    cnn_json j;
+    cnn_json_init(&j, false);
+    if (r) cnn_json_value(&j, r);
+    CHECK(j.buf && !strcmp(j.buf, run), "the run record written back as it was: %s", j.buf ? j.buf : "");
+    if (j.buf) CHECK_OK(cnn_manifest_set_run(&back, j.buf, j.len));
+    cnn_json_free(&j);
+    CHECK_OK(cnn_manifest_text(&back, &t2, &n2));
+    CHECK(t1 && t2 && n1 == n2 && !memcmp(t1, t2, n1), "manifest text differs after a round trip:\n%s\n%s",
+          t1 ? t1 : "", t2 ? t2 : "");
+    /* what it refuses: a field it does not write, a field of another type */
+    cnn_jv bad;
+    static const char *const refused[] = {
+        "{\"path\": \"a/b.png\", \"kind\": \"x\", \"format\": \"png\", \"extra\": 1}",
+        "{\"path\": \"a/b.png\", \"kind\": \"x\", \"format\": \"png\", \"channel\": \"3\"}",
+        "{\"path\": \"../b.png\", \"kind\": \"x\", \"format\": \"png\"}",
+        "{\"path\": \"a/b.png\", \"kind\": \"x\", \"format\": \"png\", \"min\": 1}",
+        "{\"path\": \"a/b.png\", \"kind\": \"x\", \"format\": \"png\", \"input\": \"a\", \"input_b64\": \"%%\"}",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        CHECK_OK(cnn_jv_parse(refused[i], strlen(refused[i]), &bad));
+        cnn_manifest none = {0};
+        CHECK(cnn_manifest_add_jv(&none, &bad) == CNN_ERR_INPUT, "accepted %s", refused[i]);
+        cnn_manifest_free(&none);
+        cnn_jv_free(&bad);
+    }
+    cnn_jv_free(&v);
+    free(t1);
+    free(t2);
+    cnn_manifest_free(&m);
+    cnn_manifest_free(&back);
+}
+
 int main(void)
 {
     const char *base = getenv("CNNVIZ_TEST_TMP");
@@ -1065,6 +1137,7 @@ int main(void)
     test_json_utf8();
     test_escape_line();
     test_file_kinds();
+    test_manifest_roundtrip();
 
     CHECK(count_tmp_files() == 0, "temporary files left in %s", g_dir);
     int rc = test_summary("test_io");
