@@ -48,6 +48,19 @@ def torch_run(files, batch):
     return time.perf_counter() - t0, top1
 
 
+def fashion_pngs(tmp, images):
+    """The first `images` Fashion-MNIST test images as PNG files in a folder
+    under tmp (written once, kept for later runs); returns the folder."""
+    folder = os.path.join(tmp, "fashion_%d" % images)
+    if not os.path.isdir(folder) or len(os.listdir(folder)) != images:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder)
+        for i, im in enumerate(read_idx(DATASET)[:images]):
+            Image.fromarray(np.ascontiguousarray(im, dtype=np.uint8), mode="L").save(
+                os.path.join(folder, "%05d.png" % i))
+    return folder
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "cnnviz-cl"))
@@ -59,14 +72,7 @@ def main():
     ap.add_argument("--write", action="store_true", help="write the section of BENCHMARKS.md")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    folder = os.path.join(a.tmp, "fashion_%d" % a.images)
-    if not os.path.isdir(folder) or len(os.listdir(folder)) != a.images:
-        shutil.rmtree(folder, ignore_errors=True)
-        os.makedirs(folder)
-        imgs = read_idx(DATASET)[:a.images]
-        for i, im in enumerate(imgs):
-            Image.fromarray(np.ascontiguousarray(im, dtype=np.uint8), mode="L").save(
-                os.path.join(folder, "%05d.png" % i))
+    folder = fashion_pngs(a.tmp, a.images)
     files = sorted(os.path.join(folder, f) for f in os.listdir(folder))
     out = os.path.join(a.tmp, "fashion_out")
     cmd = [a.bin, "run", CONFIG, "--input", folder, "--out", out, "--no-taps", "--no-report", "-q",
