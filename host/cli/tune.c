@@ -3,7 +3,11 @@
  * process never touches OpenCL), so that a parameter set that crashes or
  * hangs the OpenCL compiler or kernel costs that candidate only: it is
  * recorded as failed and the search goes on.  The best set so far is written
- * to the tuning file after every candidate. */
+ * to the tuning file after every candidate.
+ *
+ * One file: the parent's search and the child's measurement share the GEMM
+ * shapes, the candidate's text form and the pipe protocol between them;
+ * split, that protocol would become a header with one user. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli/tune.h"
 #include "config/config.h"

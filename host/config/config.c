@@ -7,7 +7,12 @@
  * documents), so the tree it builds is always small and shallow.  Then the
  * tree is checked against the schema in configs/README.md and copied into
  * the plain structs of config.h.  Every error goes through
- * cnn_pipeline_error_at() and names the offending node's line and column. */
+ * cnn_pipeline_error_at() and names the offending node's line and column.
+ *
+ * One file: both passes share the node tree and the error that names a
+ * node's line and column; the schema readers are small functions, one per
+ * section, and splitting them out would publish the tree for this file's
+ * use alone. */
 #define _POSIX_C_SOURCE 200809L
 #include "config/config.h"
 #include "core/error.h"

@@ -1,6 +1,9 @@
 /* One function per ONNX op (or pattern ending at a node) that writes its
  * pipeline layers: each checks the axes it works on (emit.h) and refuses,
- * naming the node, what the pipeline cannot compute as ONNX defines it. */
+ * naming the node, what the pipeline cannot compute as ONNX defines it.
+ *
+ * One file: the ops are one dispatch table, a short function each; it is
+ * read as a catalogue (what is supported and how it is refused). */
 #define _POSIX_C_SOURCE 200809L
 #include "import/emit.h"
 #include "core/error.h"

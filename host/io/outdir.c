@@ -1,3 +1,8 @@
+/* The output folder, owned safely (io/outdir.h: the rules).
+ *
+ * One file: every place where the tool deletes, renames or replaces a file
+ * in OUT is here (stage, lock, commit, recovery of dead runs), so that the
+ * rules of io/outdir.h are checked in one file. */
 #define _DEFAULT_SOURCE
 #include "io/outdir.h"
 #include "core/error.h"

@@ -5,7 +5,10 @@
  * YAML-only escapes, text after the object) and bounds the nesting before
  * libyaml allocates anything.  Then libyaml's event parser feeds a schema-
  * driven reader that refuses the YAML features visible in events (anchors,
- * aliases, tags, unquoted or single-quoted strings). */
+ * aliases, tags, unquoted or single-quoted strings).
+ *
+ * One file: the byte-level pass and the schema reader enforce one set of
+ * bounds on one untrusted file and are reviewed together. */
 #define _DEFAULT_SOURCE /* madvise(MADV_DONTNEED): posix_madvise ignores DONTNEED on Linux */
 #define _POSIX_C_SOURCE 200809L
 #include "model/weights.h"

@@ -2,7 +2,11 @@
  * folder and a device, then runs the inputs in batches: each batch's
  * forward, its predictions and taps, the attribution methods' shared
  * backward passes (methods.c) and their own passes and curves (sampling.c);
- * at the end the predictions, the report and the commit (outputs.c). */
+ * at the end the predictions, the report and the commit (outputs.c).
+ *
+ * One file: it is the one place that decides the order of a batch's passes;
+ * the pieces it calls live in methods.c, sampling.c, outputs.c and
+ * devices.c. */
 #define _POSIX_C_SOURCE 200809L
 #include "pipeline/job_impl.h"
 #include "pipeline/methods.h"

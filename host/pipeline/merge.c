@@ -1,6 +1,10 @@
 /* `cnnviz-cl merge` (pipeline/merge.h): the parts' manifests read and
  * checked against each other, their files put into the output folder's
- * stage, predictions and report written for the whole, one commit. */
+ * stage, predictions and report written for the whole, one commit.
+ *
+ * One file: the checks of the parts (same run, inputs covered once, global
+ * statistics) and the joining all read the same loaded parts, and every
+ * refusal has to happen before the first file is taken. */
 #define _POSIX_C_SOURCE 200809L
 #include "pipeline/merge.h"
 #include "core/error.h"

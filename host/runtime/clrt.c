@@ -1,3 +1,10 @@
+/* OpenCL runtime (runtime/clrt.h): devices, context and queue, programs
+ * built once and cached on disk, and the checked wrappers of the OpenCL
+ * calls the ops make.
+ *
+ * One file: every OpenCL call outside the ops goes through here, each
+ * checked and named in its error, which is easiest to keep true in one
+ * place. */
 #define _POSIX_C_SOURCE 200809L
 #include "runtime/clrt.h"
 #include "runtime/kernels.h"

@@ -18,7 +18,10 @@
  * the first time it is opened.  With "?selftest" in the URL the script
  * loads every image the page knows, exercises the zoom and the drill-downs and
  * writes the outcome into <body data-selftest="ok N" | "fail: ...">
- * (test/report/check_report.py reads it). */
+ * (test/report/check_report.py reads it).
+ *
+ * One file: the page is one document, and its grouping, markup, style and
+ * script (with the self-test the report test drives) change together. */
 #define _POSIX_C_SOURCE 200809L
 #include "viz/report.h"
 #include "core/error.h"

@@ -1,3 +1,7 @@
+/* Taps turned into files (viz/taps.h: kinds and file names).
+ *
+ * One file: every tap kind shares the buffers, the normalisation and the
+ * path from device pixels to the PNG pool and the manifest. */
 #define _POSIX_C_SOURCE 200809L
 #include "viz/taps.h"
 #include "core/error.h"
