@@ -25,6 +25,11 @@
 #define GM_GRADCAM 0
 #define GM_GRADCAMPP 1
 #define GM_LAYERCAM 2
+#define GM_XGRADCAM 3
+#define GM_HIRESCAM 4
+#define GM_WEIGHTED 5
+/* XGrad-CAM eps, pytorch-grad-cam's (xgrad_cam.py: eps = 1e-7). */
+#define GM_XGRAD_EPS 1e-7f
 
 /* max(x, 0) that keeps NaN (numpy's np.maximum(x, 0)); -0 -> +0. */
 inline float gm_relu(float x) { return (x > 0.0f || isnan(x)) ? x : 0.0f; }
@@ -91,7 +96,10 @@ inline float gm_group_sum(__local float *l, float v, uint lid, uint wg)
  *   GM_GRADCAMPP: S = sum_p a; sum over p with g > 0 (or NaN) of
  *                 g * (g^2 / (2 g^2 + S g^3 + eps)), a zero denominator
  *                 contributing 0 (relu(g) is 0 elsewhere, so alpha is not
- *                 needed there; this is also alpha = 0 where g == 0). */
+ *                 needed there; this is also alpha = 0 where g == 0).
+ *   GM_XGRADCAM:  (sum_p g a) / (S + 1e-7)
+ * (One barrier sequence for the last two: PoCL 3.1's work-group loops fail
+ * to compile a third branch with its own pair of reductions.) */
 __kernel void kernel_gm_cam_weights(__global const float *a, const ulong a_off,
                                     __global const float *g, const ulong g_off, const uint plane,
                                     const uint kind, const uint map0, __global float *weights)
@@ -114,7 +122,10 @@ __kernel void kernel_gm_cam_weights(__global const float *a, const ulong a_off,
         float t = 0.0f;
         for (uint i = lid; i < plane; i += wg) {
             float gv = gm[i];
-            if (!(gv <= 0.0f)) {
+            if (kind == GM_XGRADCAM) {
+                float ga = gv * am[i];
+                t = t + ga;
+            } else if (!(gv <= 0.0f)) {
                 float g2 = gv * gv;
                 float g3 = g2 * gv;
                 float den = 2.0f * g2;
@@ -129,13 +140,18 @@ __kernel void kernel_gm_cam_weights(__global const float *a, const ulong a_off,
             }
         }
         w = gm_group_sum(l_s, t, lid, wg);
+        if (kind == GM_XGRADCAM) {
+            float den = S + GM_XGRAD_EPS;
+            w = w / den;
+        }
     }
     if (lid == 0) weights[m] = w;
 }
 
 /* One work-item per (b, p) of n_px = n * plane: out[b, p] = relu(sum_k
  * coef_k * a[b, k, p]), k in order; coef_k = weights[b * c + k], or
- * relu(g[b, k, p]) for GM_LAYERCAM (weights not read). */
+ * relu(g[b, k, p]) for GM_LAYERCAM, g[b, k, p] for GM_HIRESCAM (weights not
+ * read).  GM_WEIGHTED does not read g (NULL). */
 __kernel void kernel_gm_cam_combine(__global const float *a, const ulong a_off,
                                     __global const float *g, const ulong g_off,
                                     __global const float *weights, const uint c,
@@ -148,11 +164,12 @@ __kernel void kernel_gm_cam_combine(__global const float *a, const ulong a_off,
     const ulong base = b * c * plane + p;
     __global const float *aa = a + a_off + base;
     float s = 0.0f;
-    if (kind == GM_LAYERCAM) {
+    if (kind == GM_LAYERCAM || kind == GM_HIRESCAM) {
         __global const float *gg = g + g_off + base;
         for (uint k = 0; k < c; k++) {
             ulong i = (ulong)k * plane;
-            float prod = gm_relu(gg[i]) * aa[i];
+            float gv = kind == GM_LAYERCAM ? gm_relu(gg[i]) : gg[i];
+            float prod = gv * aa[i];
             s = s + prod;
         }
     } else {
@@ -167,13 +184,20 @@ __kernel void kernel_gm_cam_combine(__global const float *a, const ulong a_off,
 
 /* Source index and weight along one axis, PyTorch's upsample_bilinear2d
  * (align_corners=False): src = scale * (dst + 0.5) - 0.5 with scale = in /
- * out (a float from the host), clamped below at 0; i0 = floor(src) (at most
+ * out (a float from the host), clamped below at 0; with corners
+ * (align_corners=True, UpsamplingBilinear2d) src = scale * dst with scale =
+ * (in - 1) / (out - 1); i0 = floor(src) (at most
  * in - 1), i1 = min(i0 + 1, in - 1), lambda = src - i0 clamped to [0, 1]. */
-inline void gm_axis(uint dst, uint in, float scale, uint *i0, uint *i1, float *lambda)
+inline void gm_axis(uint dst, uint in, float scale, uint corners, uint *i0, uint *i1, float *lambda)
 {
-    float src = (float)dst + 0.5f;
-    src = scale * src;
-    src = src - 0.5f;
+    float src;
+    if (corners) {
+        src = scale * (float)dst; /* align_corners=True: scale = (in - 1) / (out - 1) */
+    } else {
+        src = (float)dst + 0.5f;
+        src = scale * src;
+        src = src - 0.5f;
+    }
     if (src < 0.0f) src = 0.0f;
     uint i = (uint)src; /* src >= 0: truncation is floor */
     if (i > in - 1) i = in - 1;
@@ -183,13 +207,30 @@ inline void gm_axis(uint dst, uint in, float scale, uint *i0, uint *i1, float *l
     *i1 = i < in - 1 ? i + 1 : i;
 }
 
+/* The bilinear mix of the four corner values in PyTorch's order (height
+ * outer): (1 - ly) * ((1 - lx) v00 + lx v01) + ly * ((1 - lx) v10 + lx v11),
+ * one IEEE operation at a time. */
+inline float gm_mix4(float v00, float v01, float v10, float v11, float ly, float lx)
+{
+    const float hy0 = 1.0f - ly, wx0 = 1.0f - lx;
+    float t0 = wx0 * v00;
+    float t0b = lx * v01;
+    t0 = t0 + t0b;
+    float t1 = wx0 * v10;
+    float t1b = lx * v11;
+    t1 = t1 + t1b;
+    float o = hy0 * t0;
+    float ob = ly * t1;
+    return o + ob;
+}
+
 /* One work-item per output pixel t of n_px = n * H * W: map b = t / (H W).
  * out = (1 - ly) * ((1 - lx) * x00 + lx * x01) + ly * ((1 - lx) * x10 +
  * lx * x11), PyTorch's order (height outer). */
 __kernel void kernel_gm_resize(__global const float *in, const ulong in_off, const uint h,
                                const uint w, const float sy, const float sx,
                                __global float *out, const ulong out_off, const uint H,
-                               const uint W, const ulong n_px)
+                               const uint W, const ulong n_px, const uint corners)
 {
     const ulong t = get_global_id(0);
     if (t >= n_px) return;
@@ -198,20 +239,11 @@ __kernel void kernel_gm_resize(__global const float *in, const ulong in_off, con
     const uint y = (uint)(r / W), x = (uint)(r - (ulong)y * W);
     uint y0, y1, x0, x1;
     float ly, lx;
-    gm_axis(y, h, sy, &y0, &y1, &ly);
-    gm_axis(x, w, sx, &x0, &x1, &lx);
-    const float hy0 = 1.0f - ly, wx0 = 1.0f - lx;
+    gm_axis(y, h, sy, corners, &y0, &y1, &ly);
+    gm_axis(x, w, sx, corners, &x0, &x1, &lx);
     __global const float *m = in + in_off + b * h * w;
     __global const float *r0 = m + (ulong)y0 * w, *r1 = m + (ulong)y1 * w;
-    float t0 = wx0 * r0[x0];
-    float t0b = lx * r0[x1];
-    t0 = t0 + t0b;
-    float t1 = wx0 * r1[x0];
-    float t1b = lx * r1[x1];
-    t1 = t1 + t1b;
-    float o = hy0 * t0;
-    float ob = ly * t1;
-    out[out_off + t] = o + ob;
+    out[out_off + t] = gm_mix4(r0[x0], r0[x1], r1[x0], r1[x1], ly, lx);
 }
 
 /* out[i] = a[i] * b[i] */
@@ -428,4 +460,166 @@ __kernel void kernel_gm_curve(__global const float *a, const ulong a_off, __glob
     const ulong count = (ulong)(s0 + (uint)k) * plane / steps;
     const uint p = (uint)(i % plane);
     out[out_off + t] = rank[p] < count ? a[a_off + i] : b[b_off + i];
+}
+
+/* ---- the CAM family's own passes (host/pipeline/cams.c) ---- */
+
+/* Score-CAM inputs: one work-item per element t of m * len (len = c *
+ * plane): copy j = t / len, element i, pixel p = i % plane:
+ * out = x[i] * ((up[j, p] - mn_j) / ((mx_j - mn_j) + 1e-8)), mn_j and mx_j
+ * at st[j * stride + i_min], st[j * stride + i_max] (pytorch-grad-cam's
+ * ScoreCAM order of operations). */
+__kernel void kernel_gm_score_inputs(__global const float *x, const ulong x_off, const ulong len,
+                                     const uint plane, __global const float *up,
+                                     __global const float *st, const uint stride, const uint i_min,
+                                     const uint i_max, __global float *out, const ulong n)
+{
+    const ulong t = get_global_id(0);
+    if (t >= n) return;
+    const ulong j = t / len, i = t - j * len;
+    const ulong p = i % plane;
+    const float mn = st[j * stride + i_min], mx = st[j * stride + i_max];
+    float d = up[j * plane + p] - mn;
+    float r = mx - mn;
+    r = r + 1e-8f;
+    float v = d / r;
+    out[t] = x[x_off + i] * v;
+}
+
+/* Ablation: one work-item per element t of m * plane: channel k0 + j of
+ * image j of buf ([m, c, plane] at off) set to 0, j = t / plane. */
+__kernel void kernel_gm_ablate(__global float *buf, const ulong off, const uint c, const uint plane,
+                               const uint k0, const ulong n)
+{
+    const ulong t = get_global_id(0);
+    if (t >= n) return;
+    const ulong j = t / plane, p = t - j * plane;
+    buf[off + (j * c + k0 + j) * plane + p] = 0.0f;
+}
+
+/* out[i] = |a[i] * b[k]| (per_channel: k = i / plane) or |a[i] * b[i]|, one
+ * work-item per element of n = c * plane (FullGrad's bias and input terms). */
+__kernel void kernel_gm_absmul(__global const float *a, const ulong a_off, __global const float *b,
+                               const ulong b_off, const uint plane, const uint per_channel,
+                               __global float *out, const ulong n)
+{
+    const ulong t = get_global_id(0);
+    if (t >= n) return;
+    const float bv = per_channel ? b[b_off + t / plane] : b[b_off + t];
+    out[t] = fabs(a[a_off + t] * bv);
+}
+
+/* FullGrad's sum: one work-item per output pixel (y, x) of H x W:
+ * out (+)= sum over maps k of (bilinear(t_k)(y, x) - mn_k) / (1e-7 + (mx_k -
+ * mn_k)), t: c maps of h x w, bilinear as kernel_gm_resize (align_corners
+ * False); mn_k, mx_k from st as in kernel_gm_score_inputs.  k in order. */
+__kernel void kernel_gm_fullgrad_acc(__global const float *t, const uint c, const uint h,
+                                     const uint w, const float sy, const float sx,
+                                     __global const float *st, const uint stride, const uint i_min,
+                                     const uint i_max, __global float *out, const ulong out_off,
+                                     const uint H, const uint W, const uint accumulate)
+{
+    const ulong q = get_global_id(0);
+    if (q >= (ulong)H * W) return;
+    const uint y = (uint)(q / W), x = (uint)(q - (ulong)y * W);
+    uint y0, y1, x0, x1;
+    float ly, lx;
+    gm_axis(y, h, sy, 0, &y0, &y1, &ly);
+    gm_axis(x, w, sx, 0, &x0, &x1, &lx);
+    float s = accumulate ? out[out_off + q] : 0.0f;
+    for (uint k = 0; k < c; k++) {
+        __global const float *m = t + (ulong)k * h * w;
+        __global const float *r0 = m + (ulong)y0 * w, *r1 = m + (ulong)y1 * w;
+        float o = gm_mix4(r0[x0], r0[x1], r1[x0], r1[x1], ly, lx);
+        const float mn = st[k * stride + i_min], mx = st[k * stride + i_max];
+        float d = o - mn;
+        float r = mx - mn;
+        r = 1e-7f + r;
+        d = d / r;
+        s = s + d;
+    }
+    out[out_off + q] = s;
+}
+
+/* ---- RISE (host/pipeline/cams.c) ---- */
+
+/* RISE masks: one work-item per element t of m * H * W: mask i = i0 + t /
+ * (H W), pixel (y, x).  Cell (gy, gx) of mask i's s x s grid is kept (1)
+ * when u <= keep, u = ((word0 >> 8) + 1) / 2^24 of Philox2x32-10 of counter
+ * (gy * s + gx, i) and key seed; its shift (dy, dx) comes from counter
+ * (0xFFFFFFFF, i): dy = ((word0 >> 8) * ch) >> 24, dx = ((word1 >> 8) * cw)
+ * >> 24, so dy < ch, dx < cw (ch = ceil(H / s), cw = ceil(W / s)).  The grid
+ * is upsampled bilinearly (align_corners=False, edges clamped) to (s + 1) ch
+ * x (s + 1) cw, scale sy = s / ((s + 1) ch) from the host, and cropped at
+ * (dy, dx): the mask's value is the upsampled grid's at (y + dy, x + dx). */
+__kernel void kernel_gm_rise_masks(const uint seed, const uint s, const uint ch, const uint cw,
+                                   const float sy, const float sx, const float keep,
+                                   const uint i0, const uint H, const uint W,
+                                   __global float *out, const ulong n)
+{
+    const ulong t = get_global_id(0);
+    if (t >= n) return;
+    const ulong HW = (ulong)H * W;
+    const uint i = i0 + (uint)(t / HW);
+    const ulong r = t - (t / HW) * HW;
+    const uint y = (uint)(r / W), x = (uint)(r - (ulong)y * W);
+    uint2 sh = gm_philox2x32_10(0xFFFFFFFFu, i, seed);
+    const uint dy = (uint)(((ulong)(sh.x >> 8) * ch) >> 24), dx = (uint)(((ulong)(sh.y >> 8) * cw) >> 24);
+    uint y0, y1, x0, x1;
+    float ly, lx;
+    gm_axis(y + dy, s, sy, 0, &y0, &y1, &ly);
+    gm_axis(x + dx, s, sx, 0, &x0, &x1, &lx);
+    float v[4];
+    const uint cy[4] = {y0, y0, y1, y1}, cx[4] = {x0, x1, x0, x1};
+    for (int k = 0; k < 4; k++) {
+        uint2 g = gm_philox2x32_10(cy[k] * s + cx[k], i, seed);
+        float u = (float)((g.x >> 8) + 1u) * 0x1.0p-24f;
+        v[k] = u <= keep ? 1.0f : 0.0f;
+    }
+    out[t] = gm_mix4(v[0], v[1], v[2], v[3], ly, lx);
+}
+
+/* out[j, c, p] = x[x_off + c * plane + p] * mk[j, p], one work-item per
+ * element of m * len (len = c * plane). */
+__kernel void kernel_gm_mask_mul(__global const float *x, const ulong x_off, const ulong len,
+                                 const uint plane, __global const float *mk,
+                                 __global float *out, const ulong n)
+{
+    const ulong t = get_global_id(0);
+    if (t >= n) return;
+    const ulong j = t / len, i = t - j * len;
+    out[t] = x[x_off + i] * mk[j * plane + i % plane];
+}
+
+/* out[p] (+)= sum over j < m of w[j] * mk[j, p], j in order; one work-item
+ * per pixel p of plane. */
+__kernel void kernel_gm_weighted_sum(__global const float *mk, const uint m, const uint plane,
+                                     __global const float *w, __global float *out,
+                                     const ulong out_off, const uint accumulate)
+{
+    const uint p = get_global_id(0);
+    if (p >= plane) return;
+    float s = accumulate ? out[out_off + p] : 0.0f;
+    for (uint j = 0; j < m; j++) {
+        float v = w[j] * mk[(ulong)j * plane + p];
+        s = s + v;
+    }
+    out[out_off + p] = s;
+}
+
+/* ---- LIME and KernelSHAP (host/pipeline/perturb.c) ---- */
+
+/* One work-item per element t of m * len (len = c * plane): copy j = t /
+ * len, element i, pixel p = i % plane: out = x[i] where sample j keeps
+ * segment seg[p] (z[j * nseg + seg[p]] != 0), else base[i]. */
+__kernel void kernel_gm_segment_mix(__global const float *x, const ulong x_off,
+                                    __global const float *base, const ulong len, const uint plane,
+                                    __global const int *seg, __global const float *z,
+                                    const uint nseg, __global float *out, const ulong n)
+{
+    const ulong t = get_global_id(0);
+    if (t >= n) return;
+    const ulong j = t / len, i = t - j * len;
+    const int s = seg[i % plane];
+    out[t] = z[j * nseg + (uint)s] != 0.0f ? x[x_off + i] : base[i];
 }

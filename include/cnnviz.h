@@ -40,11 +40,11 @@ extern "C" {
 #endif
 
 #define CNNVIZ_VERSION_MAJOR 0
-#define CNNVIZ_VERSION_MINOR 3
+#define CNNVIZ_VERSION_MINOR 4
 #define CNNVIZ_VERSION_PATCH 0
-#define CNNVIZ_VERSION_STRING "0.3.0"
+#define CNNVIZ_VERSION_STRING "0.4.0"
 /* MAJOR * 10000 + MINOR * 100 + PATCH */
-#define CNNVIZ_VERSION 300
+#define CNNVIZ_VERSION 400
 
 #if defined(__GNUC__)
 #define CNNVIZ_API __attribute__((visibility("default")))
@@ -64,7 +64,7 @@ typedef enum cnnviz_status {
     CNNVIZ_ERR_STATE = -8       /* called out of order: nothing run yet, or a map over another batch */
 } cnnviz_status;
 
-/* "0.3.0": the library's version, which may differ from the header's. */
+/* "0.4.0": the library's version, which may differ from the header's. */
 CNNVIZ_API const char *cnnviz_version(void);
 
 /* The last error of this thread ("" after success). */
@@ -205,15 +205,22 @@ typedef struct cnnviz_attr_opts {
     int window, stride;   /* occlusion window side and step in pixels (0: ~1/14 of the shorter side, half
                            * of the window) */
     int upsample;         /* 1: CAM-type maps at the input's size (bilinear); 0 (default): the layer's */
+    const char *reduce;   /* smoothgrad: "paper" (NULL: max over channels of |mean gradient|), "per-copy"
+                           * (mean of each copy's saliency) or "magnitude" (max over channels of the mean
+                           * squared gradient) */
+    int cells;            /* rise: the masks' grid side (0: 7) */
+    float keep;           /* rise: the probability that a cell is kept (0: 0.5) */
 } cnnviz_attr_opts;
 
 CNNVIZ_API void cnnviz_attr_opts_init(cnnviz_attr_opts *o);
 
 /* Maps of the last run's images for one method:
  *   saliency, guided, deconvnet, gradxinput, smoothgrad, integrated,
- *   occlusion: [n, H, W] at the input's size (`layer` NULL or "input");
- *   gradcam, gradcampp, layercam: [n, h, w] at `layer`'s size (upsample: the
- *   input's); guided-gradcam: [n, H, W] with the CAM of `layer`.
+ *   fullgrad, occlusion, rise: [n, H, W] at the input's size (`layer` NULL
+ *   or "input");
+ *   gradcam, gradcampp, layercam, xgradcam, hirescam, scorecam, ablationcam,
+ *   eigencam: [n, h, w] at `layer`'s size (upsample: the input's);
+ *   guided-gradcam: [n, H, W] with the CAM of `layer`.
  * targets[n]: the class of each image's map (NULL: each image's top class);
  * opts may be NULL.  The values are those the command line writes to
  * .npy.  shape receives {n, h, w}; out NULL asks only for the shape.  Needs

@@ -523,8 +523,14 @@ static int attribute(cnnviz_model *m, const char *method, const char *layer, con
         CHECK_ARG(named || (end != o.baseline && *end == '\0'),
                   "baseline '%s': black, zero, blur or a pixel value such as 0.5", o.baseline);
     }
+    if (o.reduce)
+        CHECK_ARG(!strcmp(o.reduce, "paper") || !strcmp(o.reduce, "per-copy") || !strcmp(o.reduce, "magnitude"),
+                  "reduce '%s': paper, per-copy or magnitude", o.reduce);
+    CHECK_ARG(o.cells >= 0 && o.cells <= 256, "cells %d: give 1 to 256 (0: the default)", o.cells);
+    CHECK_ARG(o.keep >= 0 && o.keep <= 1, "keep %g: give a probability in (0, 1] (0: the default)", o.keep);
     cnn_tap_spec spec = {.alpha = 0.5f, .score = o.prob ? "prob" : "logit", .samples = o.samples, .sigma = o.sigma,
-                         .baseline = (char *)o.baseline, .window = o.window, .step = o.stride};
+                         .baseline = (char *)o.baseline, .window = o.window, .step = o.stride,
+                         .reduce = (char *)o.reduce, .cells = o.cells, .keep = o.keep};
     int *top = NULL;
     if (!targets) {
         /* each image's top class, as the command line's top1 ranks them */

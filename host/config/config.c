@@ -48,7 +48,8 @@ enum {
 const char *const cnn_tap_kinds[] = {
     "activations", "filters",  "weights",    "saliency",       "guided",
     "deconvnet",   "smoothgrad", "integrated", "gradxinput",   "gradcam",
-    "gradcampp",   "layercam", "guided-gradcam", "occlusion", NULL};
+    "gradcampp",   "layercam", "guided-gradcam", "occlusion", "xgradcam", "hirescam",
+    "scorecam",    "ablationcam", "eigencam", "fullgrad", "rise", "lime", "kernelshap", NULL};
 const char *const cnn_norm_scopes[] = {"per-channel", "per-layer", "global", "fixed", NULL};
 const char *const cnn_colormaps[] = {"gray", "viridis", "magma", "inferno",
                                      "turbo", "jet", "rdbu", NULL};
@@ -1237,7 +1238,7 @@ static int parse_model(cnn_pipeline *p, const node *v)
 
 static const char *const g_tap_keys[] = {
     "layer", "show", "normalize", "range", "clip", "colormap", "columns", "max_channels",
-    "signed", "units", "class", "score", "alpha", "samples", "sigma", "baseline", "window", "step", "curves", NULL};
+    "signed", "units", "class", "score", "alpha", "samples", "sigma", "baseline", "window", "step", "curves", "reduce", "cells", "keep", "segments", "kernel_width", NULL};
 
 static int parse_tap_layers(ctx *c, cnn_tap_spec *t, const node *v)
 {
@@ -1325,6 +1326,25 @@ static int parse_tap(ctx *c, size_t idx, const node *m)
             status = get_int(p, v, key, "an integer", 0, &t->curves);
             if (status == CNN_OK && t->curves > 1000)
                 status = cnn_pipeline_error_at(p, v->pos, "'curves' must be at most 1000 steps (got %d)", t->curves);
+        } else if (is_key(k, "segments")) {
+            status = get_int(p, v, key, "an integer", 2, &t->segments);
+            if (status == CNN_OK && t->segments > 1000)
+                status = cnn_pipeline_error_at(p, v->pos, "'segments' must be at most 1000 (got %d)", t->segments);
+        } else if (is_key(k, "kernel_width")) {
+            status = get_float(p, v, key, &t->kernel_width);
+            if (status == CNN_OK && !(t->kernel_width > 0 && t->kernel_width < 1e6))
+                status = cnn_pipeline_error_at(p, v->pos, "'kernel_width' must be > 0 (got %g)", (double)t->kernel_width);
+        } else if (is_key(k, "cells")) {
+            status = get_int(p, v, key, "an integer", 1, &t->cells);
+            if (status == CNN_OK && t->cells > 256)
+                status = cnn_pipeline_error_at(p, v->pos, "'cells' must be at most 256 (got %d)", t->cells);
+        } else if (is_key(k, "keep")) {
+            status = get_float(p, v, key, &t->keep);
+            if (status == CNN_OK && !(t->keep > 0 && t->keep <= 1))
+                status = cnn_pipeline_error_at(p, v->pos, "'keep' must be in (0, 1] (got %g)", (double)t->keep);
+        } else if (is_key(k, "reduce")) {
+            static const char *const reduces[] = {"paper", "per-copy", "magnitude", NULL};
+            status = get_choice(p, v, key, reduces, "reduce", &t->reduce);
         } else if (is_key(k, "class")) {
             status = get_string(p, v, key, MAX_NAME, &t->cls);
         } else if (is_key(k, "score")) {
@@ -1519,6 +1539,7 @@ void cnn_pipeline_free(cnn_pipeline *p)
         free(t->cls);
         free(t->score);
         free(t->baseline);
+        free(t->reduce);
     }
     free(p->taps);
     free(p->path);

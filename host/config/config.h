@@ -144,6 +144,11 @@ typedef struct cnn_tap_spec {
     char *baseline;     /* integrated/occlusion/deletion baseline */
     int window, step;   /* occlusion */
     int curves;         /* deletion/insertion curve steps; 0 = none */
+    char *reduce;       /* smoothgrad: "paper" (default), "per-copy", "magnitude" */
+    int cells;          /* rise: grid side; 0 = default (7) */
+    float keep;         /* rise: probability a cell is kept; 0 = default (0.5) */
+    int segments;       /* lime / kernelshap: superpixels; 0 = default (50) */
+    float kernel_width; /* lime: kernel width; 0 = default (0.25) */
 } cnn_tap_spec;
 
 /* Known tap kinds and normalisation scopes and colormaps (NULL-terminated). */

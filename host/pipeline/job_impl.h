@@ -91,6 +91,9 @@ struct cnn_job {
     cl_mem *img8;         /* [batch] the inputs as 8-bit images (overlays) */
     cl_mem maps, cams, camw, xsave, acc, gsum, base; /* gradient-map scratch */
     cl_mem tmp, zero, occ, rankbuf; /* blur scratch, zeros, window scores, pixel ranks */
+    cl_mem acts, mstats;  /* the CAM family's: one image's layer tensor, per-map statistics (cams.c) */
+    cl_mem tsum;          /* perturbation methods: one input-size sum per target class (10) */
+    cl_mem segbuf, zbuf;  /* LIME / KernelSHAP: one image's superpixel labels, a batch of samples */
     int chunk;            /* copies per pass for smoothgrad / integrated / occlusion / curves */
     char first_skip[CNN_ERROR_MAX]; /* why the first unreadable input was skipped */
     cnn_outdir od;        /* the output folder: lock, stage, commit */

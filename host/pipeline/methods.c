@@ -7,6 +7,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "viz/gradmap.h"
+#include "viz/vizops.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -42,14 +43,25 @@ int cnn_job_setup_gradients(cnn_job *s, int batch)
     s->occ_cap = n_win;
     CNN_TRY_RET(cnn_cl_buffer(cl, px * sizeof(cl_uint), &s->rankbuf, "pixel ranks"));
     int nb = s->net.plan.max_batch;
-    size_t maxplane = 1, maxc = 1;
-    /* a session's maps may be asked of any layer */
-    for (int t = 0; t < (s->session ? g->n : s->n_taps); t++)
-        if (s->session || (s->taps[t].kind == CNN_TAP_GRADIENT && s->taps[t].layer >= 0)) {
-            const cnn_layer *ly = &g->layers[s->session ? t : s->taps[t].layer];
+    size_t maxplane = 1, maxc = 1, maxnumel = len;
+    /* a session's maps may be asked of any layer; FullGrad reads every one */
+    bool all = s->session;
+    for (int t = 0; t < s->n_taps; t++)
+        all |= s->taps[t].kind == CNN_TAP_GRADIENT && s->taps[t].method == CNN_GM_FULLGRAD;
+    for (int t = 0; t < (all ? g->n : s->n_taps); t++)
+        if (all || (s->taps[t].kind == CNN_TAP_GRADIENT && s->taps[t].layer >= 0)) {
+            const cnn_layer *ly = &g->layers[all ? t : s->taps[t].layer];
             if ((size_t)ly->h * ly->w > maxplane) maxplane = (size_t)ly->h * ly->w;
             if ((size_t)ly->c > maxc) maxc = (size_t)ly->c;
+            if (cnn_layer_numel(ly) > maxnumel) maxnumel = cnn_layer_numel(ly);
         }
+    CNN_TRY_RET(cnn_cl_buffer(cl, maxnumel * sizeof(float), &s->acts, "layer tensor"));
+    CNN_TRY_RET(cnn_cl_buffer(cl, 10 * px * sizeof(float), &s->tsum, "per-class sums"));
+    CNN_TRY_RET(cnn_cl_buffer(cl, px * sizeof(cl_int), &s->segbuf, "superpixels"));
+    CNN_TRY_RET(cnn_cl_buffer(cl, (size_t)nb * CNN_MAX_SEGMENTS * sizeof(float), &s->zbuf, "superpixel samples"));
+    size_t nst = (size_t)nb > maxc ? (size_t)nb : maxc;
+    if ((size_t)g->in_c > nst) nst = (size_t)g->in_c;
+    CNN_TRY_RET(cnn_cl_buffer(cl, nst * CNN_STATS_STRIDE * sizeof(float), &s->mstats, "map statistics"));
     s->img8 = cnn_calloc((size_t)batch, sizeof *s->img8);
     s->n_img8 = batch;
     s->rank = cnn_calloc((size_t)nb * 10, sizeof *s->rank);
@@ -78,7 +90,7 @@ void cnn_job_free_gradients(cnn_job *s)
             if (s->img8[b]) clReleaseMemObject(s->img8[b]);
     free(s->img8);
     cl_mem *all[] = {&s->maps, &s->cams, &s->camw, &s->xsave, &s->acc, &s->gsum, &s->base,
-                     &s->tmp,  &s->zero, &s->occ,  &s->rankbuf};
+                     &s->tmp,  &s->zero, &s->occ,  &s->rankbuf, &s->acts, &s->mstats, &s->tsum, &s->segbuf, &s->zbuf};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         if (*all[i]) clReleaseMemObject(*all[i]);
     for (int t = 0; t < s->n_taps; t++)
@@ -262,6 +274,8 @@ static int cam_of(cnn_job *s, cnn_vtap *t, int nb, cl_mem dst, const char *what)
     const cnn_layer *ly = &g->layers[t->layer];
     cnn_cam_kind kind = t->method == CNN_GM_GRADCAMPP  ? CNN_CAM_GRADCAMPP
                         : t->method == CNN_GM_LAYERCAM ? CNN_CAM_LAYERCAM
+                        : t->method == CNN_GM_XGRADCAM ? CNN_CAM_XGRADCAM
+                        : t->method == CNN_GM_HIRESCAM ? CNN_CAM_HIRESCAM
                                                        : CNN_CAM_GRADCAM;
     CNN_TRY_RET(cnn_gm_cam(&s->cl, kind, cnn_net_buffer(&s->net, t->layer), 0, cnn_backward_grad(&s->bw, t->layer), 0,
                            nb, ly->c, ly->h * ly->w, s->camw, s->cams, 0, what));
@@ -301,6 +315,46 @@ static int guided_gradcam_from_pass(cnn_job *s, cnn_vtap *t, int nb, const int *
     return emit_input_maps(s, t, nb, cls, slot_of);
 }
 
+/* FullGrad (Srinivas and Fleuret 2019), as pytorch-grad-cam's FullGrad:
+ * |x * dscore/dx| per input channel, and |b_k * dscore/dz_k| per channel k
+ * of every conv layer with a bias and every batch norm (its shift beta -
+ * mean * gamma / sqrt(var + eps)), z the layer's output; each map min-max
+ * normalised at its own resolution, upsampled to the input, all summed. */
+int cnn_method_fullgrad_from_pass(cnn_job *s, cnn_vtap *t, int nb, const int *cls, const int *slot_of,
+                                  cnn_grad_mode mode)
+{
+    (void)mode;
+    char what[256];
+    what_of(t, what, sizeof what);
+    const cnn_graph *g = &s->l.graph;
+    const cnn_plan *pl = &s->net.plan;
+    cnn_cl *cl = &s->cl;
+    int px = cnn_job_px(s);
+    size_t len = (size_t)g->in_c * px;
+    cl_mem din = cnn_backward_grad(&s->bw, CNN_GRAPH_INPUT);
+    for (int b = 0; b < nb; b++) {
+        CNN_TRY_RET(cnn_gm_absmul(cl, s->net.input, (size_t)b * len, din, (size_t)b * len, g->in_c, px, false, s->acts,
+                                  what));
+        CNN_TRY_RET(cnn_viz_stats(&s->viz.viz, s->acts, 0, (size_t)px, (size_t)px, g->in_c, s->mstats, what));
+        CNN_TRY_RET(cnn_gm_fullgrad_acc(cl, s->acts, g->in_c, g->in_h, g->in_w, s->mstats, s->maps, (size_t)b * px,
+                                        g->in_h, g->in_w, false, what));
+        for (int i = 0; i < g->n; i++) {
+            const cnn_layer *ly = &g->layers[i];
+            bool conv = cnn_layer_is_conv(ly) && pl->fold_bn[i] < 0;
+            bool bn = ly->spec->op == CNN_OP_BATCHNORM && pl->computes[i];
+            if (!(conv || bn) || !s->net.b[i] || ly->flat) continue;
+            int plane = ly->h * ly->w;
+            size_t numel = cnn_layer_numel(ly);
+            CNN_TRY_RET(cnn_gm_absmul(cl, cnn_backward_grad(&s->bw, i), (size_t)b * numel, s->net.b[i], 0, ly->c, plane,
+                                      true, s->acts, what));
+            CNN_TRY_RET(cnn_viz_stats(&s->viz.viz, s->acts, 0, (size_t)plane, (size_t)plane, ly->c, s->mstats, what));
+            CNN_TRY_RET(cnn_gm_fullgrad_acc(cl, s->acts, ly->c, ly->h, ly->w, s->mstats, s->maps, (size_t)b * px,
+                                            g->in_h, g->in_w, true, what));
+        }
+    }
+    return emit_input_maps(s, t, nb, cls, slot_of);
+}
+
 static int sampling_copies(const cnn_vtap *t, int in_h, int in_w)
 {
     (void)in_h;
@@ -311,6 +365,21 @@ static int sampling_copies(const cnn_vtap *t, int in_h, int in_w)
 static int occlusion_copies(const cnn_vtap *t, int in_h, int in_w)
 {
     return cnn_gm_positions(in_h, t->window, t->stride) * cnn_gm_positions(in_w, t->window, t->stride);
+}
+
+/* KernelSHAP's default: shap's 2 M + 2048 for the segments asked for */
+static int shap_copies(const cnn_vtap *t, int in_h, int in_w)
+{
+    (void)in_h;
+    (void)in_w;
+    return t->samples ? t->samples : 2 * t->segments + 2048;
+}
+
+static int channel_copies(const cnn_vtap *t, int in_h, int in_w)
+{
+    (void)in_h;
+    (void)in_w;
+    return t->chans;
 }
 
 static const cnn_method METHODS[CNN_GM_COUNT] = {
@@ -330,6 +399,19 @@ static const cnn_method METHODS[CNN_GM_COUNT] = {
                            sampling_copies},
     [CNN_GM_OCCLUSION] = {CNN_GM_OCCLUSION, false, false, NULL, NULL, NULL, cnn_method_occlusion_passes,
                           occlusion_copies},
+    [CNN_GM_XGRADCAM] = {CNN_GM_XGRADCAM, true, true, in_own_mode, lowest_layer, cam_from_pass, NULL, NULL},
+    [CNN_GM_HIRESCAM] = {CNN_GM_HIRESCAM, true, true, in_own_mode, lowest_layer, cam_from_pass, NULL, NULL},
+    [CNN_GM_SCORECAM] = {CNN_GM_SCORECAM, false, false, NULL, NULL, NULL, cnn_method_scorecam_passes,
+                         channel_copies},
+    [CNN_GM_ABLATIONCAM] = {CNN_GM_ABLATIONCAM, false, false, NULL, NULL, NULL, cnn_method_ablationcam_passes,
+                            channel_copies},
+    [CNN_GM_EIGENCAM] = {CNN_GM_EIGENCAM, false, false, NULL, NULL, NULL, cnn_method_eigencam_passes, NULL},
+    [CNN_GM_FULLGRAD] = {CNN_GM_FULLGRAD, true, true, in_own_mode, lowest_input, cnn_method_fullgrad_from_pass,
+                         NULL, NULL},
+    [CNN_GM_RISE] = {CNN_GM_RISE, false, false, NULL, NULL, NULL, cnn_method_rise_passes, sampling_copies},
+    [CNN_GM_LIME] = {CNN_GM_LIME, false, false, NULL, NULL, NULL, cnn_method_lime_passes, sampling_copies},
+    [CNN_GM_KERNELSHAP] = {CNN_GM_KERNELSHAP, false, false, NULL, NULL, NULL, cnn_method_kernelshap_passes,
+                           shap_copies},
 };
 
 const cnn_method *cnn_method_of(cnn_gmethod id)
@@ -408,7 +490,7 @@ int cnn_job_gradient_maps(cnn_job *s, int nb, const int *slot_of)
 /* --repeat with gradient taps: each shared-pass method timed as the user
  * would run it (forward, backward down to what it needs, the map on the
  * device; no file written), median of the repeats after one warm-up.
- * Methods with several passes (guided Grad-CAM) are left out. */
+ * A method with several passes (guided Grad-CAM) is timed with all of them. */
 int cnn_job_repeat_gradients(cnn_job *s, int nb)
 {
     const cnn_graph *g = &s->l.graph;
@@ -420,26 +502,33 @@ int cnn_job_repeat_gradients(cnn_job *s, int nb)
         cnn_vtap *vt = &s->taps[ti];
         if (vt->kind != CNN_TAP_GRADIENT) continue;
         const cnn_method *m = cnn_method_of(vt->method);
-        cnn_grad_mode mode = plain_mode(vt->method);
-        if (!m->shared || !m->in_mode(vt, mode) || (m->in_mode(vt, CNN_GRAD_PLAIN) && m->in_mode(vt, CNN_GRAD_GUIDED)))
-            continue;
+        if (!m->shared) continue;
+        static const cnn_grad_mode modes[] = {CNN_GRAD_PLAIN, CNN_GRAD_GUIDED, CNN_GRAD_DECONV};
+        int passes = 0;
         for (int r = 0; r <= reps && status == CNN_OK; r++) {
             double t0 = cnn_now_ms();
             status = cnn_net_forward(&s->net, nb);
             if (status == CNN_OK) status = cnn_net_read(&s->net, g->n - 1, nb, s->logits);
             if (status == CNN_OK) status = rank_classes(s, nb);
             for (int b = 0; b < nb; b++) cls[b] = cnn_method_target(s, vt, b, 0);
-            if (status == CNN_OK)
-                status = cnn_backward_run(&s->bw, nb, cls, vt->prob, s->logits, mode, m->lowest(vt, mode));
-            if (status == CNN_OK) status = m->from_pass(s, vt, nb, cls, NULL, mode);
+            /* every pass the method takes, in the order a run takes them
+             * (guided Grad-CAM: the plain pass for its CAM, then the guided) */
+            passes = 0;
+            for (int mi = 0; mi < 3 && status == CNN_OK; mi++) {
+                if (!m->in_mode(vt, modes[mi])) continue;
+                passes++;
+                status = cnn_backward_run(&s->bw, nb, cls, vt->prob, s->logits, modes[mi], m->lowest(vt, modes[mi]));
+                if (status == CNN_OK) status = m->from_pass(s, vt, nb, cls, NULL, modes[mi]);
+            }
             cl_int err = status == CNN_OK ? clFinish(s->cl.queue) : CL_SUCCESS;
             if (err != CL_SUCCESS)
                 status = cnn_error_set(CNN_ERR_DEVICE, "clFinish failed: %s (gradient)", cnn_cl_error_name(err));
             t[r] = cnn_now_ms() - t0; /* t[0]: the warm-up */
         }
         if (status != CNN_OK) break;
-        cnn_logf(CNN_LOG_RESULT, "gradient %s:%s: median %.2f ms over %d runs (batch %d; forward + backward + map)",
-                 vt->layer_name, cnn_gmethod_names[vt->method], cnn_job_median(t + 1, reps), reps, nb);
+        cnn_logf(CNN_LOG_RESULT, "gradient %s:%s: median %.2f ms over %d runs (batch %d; forward + %s + map)",
+                 vt->layer_name, cnn_gmethod_names[vt->method], cnn_job_median(t + 1, reps), reps, nb,
+                 passes > 1 ? "2 backward passes" : "backward");
     }
     free(t);
     return status;

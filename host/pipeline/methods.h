@@ -54,6 +54,31 @@ int cnn_method_target(const cnn_job *s, const cnn_vtap *t, int b, int r);
 int cnn_method_sampling_passes(cnn_job *s, cnn_vtap *t, int b, int k, const float *logits0);
 int cnn_method_occlusion_passes(cnn_job *s, cnn_vtap *t, int b, int k, const float *logits0);
 
+/* The CAM family's methods with passes of their own (cams.c): Score-CAM,
+ * Ablation-CAM, Eigen-CAM; and FullGrad's map from a shared plain pass. */
+int cnn_method_scorecam_passes(cnn_job *s, cnn_vtap *t, int b, int k, const float *logits0);
+int cnn_method_ablationcam_passes(cnn_job *s, cnn_vtap *t, int b, int k, const float *logits0);
+int cnn_method_eigencam_passes(cnn_job *s, cnn_vtap *t, int b, int k, const float *logits0);
+/* RISE (perturb.c): random masks scored in batches. */
+int cnn_method_rise_passes(cnn_job *s, cnn_vtap *t, int b, int k, const float *logits0);
+int cnn_method_fullgrad_from_pass(cnn_job *s, cnn_vtap *t, int nb, const int *cls, const int *slot_of,
+                                  cnn_grad_mode mode);
+
+/* The baseline of tap t's method for the input saved at s->xsave + x_off
+ * into s->base: blurred, 0 in network units, or a pixel value (black: 0)
+ * through the input's normalisation (sampling.c). */
+int cnn_method_baseline(cnn_job *s, const cnn_vtap *t, size_t x_off, const char *what);
+
+/* LIME and KernelSHAP (perturb.c): superpixels switched on and off (at most
+ * CNN_MAX_SEGMENTS of them; SLIC may return a few more than asked). */
+#define CNN_MAX_SEGMENTS 1100
+int cnn_method_lime_passes(cnn_job *s, cnn_vtap *t, int b, int k, const float *logits0);
+int cnn_method_kernelshap_passes(cnn_job *s, cnn_vtap *t, int b, int k, const float *logits0);
+
+/* The score of class c in one image's output (nout logits): the logit, or
+ * its softmax probability (prob), in double. */
+double cnn_method_score(const float *logits, size_t nout, int c, bool prob);
+
 /* Draws map b (h x w at map + off, the input's size) of tap t for target
  * cls and image k, with the raw map (raw_h x raw_w at raw + raw_off) for
  * .npy, and queues its curves.  Nothing when s->timing. */

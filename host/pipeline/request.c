@@ -53,7 +53,8 @@ static int add_tap(cnn_job *s, const char *layer, const char *kind, const cnn_ta
         snprintf(t->dir, sizeof t->dir, "%s_%d", base, k);
     }
     s->n_taps++;
-    if (t->kind == CNN_TAP_ACTIVATIONS) s->keep[li] = true;
+    /* a CAM's layer (Ablation-CAM changes it between two halves of a forward) */
+    if (t->kind == CNN_TAP_ACTIVATIONS || (t->kind == CNN_TAP_GRADIENT && li >= 0)) s->keep[li] = true;
     if (t->kind == CNN_TAP_GRADIENT) s->attrib = true;
     if (t->kind == CNN_TAP_GRADIENT && cnn_method_of(t->method)->backward) s->gradients = true;
     return CNN_OK;

@@ -16,8 +16,7 @@
 /* A tap whose method runs passes of its own. */
 static bool own_passes(const cnn_vtap *t) { return cnn_method_of(t->method)->own_passes != NULL; }
 
-/* The score of class c for image b of the last forward (logit or prob). */
-static double score_of(const float *logits, size_t nout, int c, bool prob)
+double cnn_method_score(const float *logits, size_t nout, int c, bool prob)
 {
     if (!prob) return logits[c];
     double mx = -INFINITY, sum = 0;
@@ -29,7 +28,7 @@ static double score_of(const float *logits, size_t nout, int c, bool prob)
 /* The baseline of tap t's method for the image at xsave + x_off into
  * s->base: the input blurred, 0 in network units, or a constant pixel
  * value through the input's normalisation (black = 0). */
-static int fill_baseline(cnn_job *s, const cnn_vtap *t, size_t x_off, const char *what)
+int cnn_method_baseline(cnn_job *s, const cnn_vtap *t, size_t x_off, const char *what)
 {
     const cnn_graph *g = &s->l.graph;
     const cnn_input_spec *in = &s->l.pipe.input;
@@ -68,7 +67,7 @@ int cnn_method_sampling_passes(cnn_job *s, cnn_vtap *t, int b, int k, const floa
         CNN_TRY_RET(cnn_cl_read(cl, s->camw, 0, sizeof st, st, what));
         sigma = t->sigma * (st[CNN_ST_MAX] - st[CNN_ST_MIN]);
     } else {
-        CNN_TRY_RET(fill_baseline(s, t, x_off, what));
+        CNN_TRY_RET(cnn_method_baseline(s, t, x_off, what));
     }
     float *lg = cnn_malloc((size_t)s->chunk * nout * sizeof *lg);
     int *cls = cnn_malloc((size_t)s->chunk * sizeof *cls);
@@ -88,13 +87,18 @@ int cnn_method_sampling_passes(cnn_job *s, cnn_vtap *t, int b, int k, const floa
             for (int j = 0; j < m; j++) cls[j] = c;
             if (status == CNN_OK) status = cnn_backward_run(&s->bw, m, cls, t->prob, lg, CNN_GRAD_PLAIN, CNN_GRAPH_INPUT);
             cl_mem din = cnn_backward_grad(&s->bw, CNN_GRAPH_INPUT);
-            if (status == CNN_OK && t->method == CNN_GM_SMOOTHGRAD) {
+            if (status == CNN_OK && t->method == CNN_GM_SMOOTHGRAD && t->reduce == CNN_SG_PER_COPY) {
                 status = cnn_gm_chan_maxabs(cl, din, 0, m, g->in_c, (int)px, s->maps, 0, what);
                 if (status == CNN_OK)
                     status = cnn_gm_sum_blocks(cl, s->maps, 0, m, px, 1.0f / (float)t->samples, s->acc, 0, k0 > 0,
                                                what);
             } else if (status == CNN_OK) {
-                status = cnn_gm_sum_blocks(cl, din, 0, m, len, 1.0f / (float)t->samples, s->gsum, 0, k0 > 0, what);
+                /* the mean over copies of g (or g^2), reduced over channels below */
+                if (t->method == CNN_GM_SMOOTHGRAD && t->reduce == CNN_SG_MAGNITUDE)
+                    status = cnn_gm_mul(cl, din, 0, din, 0, din, 0, (size_t)m * len, what);
+                if (status == CNN_OK)
+                    status =
+                        cnn_gm_sum_blocks(cl, din, 0, m, len, 1.0f / (float)t->samples, s->gsum, 0, k0 > 0, what);
             }
         }
         char note[256] = "";
@@ -119,13 +123,15 @@ int cnn_method_sampling_passes(cnn_job *s, cnn_vtap *t, int b, int k, const floa
             if (status == CNN_OK) status = cnn_cl_read(cl, s->camw, 0, sizeof st, st, what);
             if (status == CNN_OK) {
                 double sum = (double)st[CNN_ST_MEAN] * st[CNN_ST_FINITE];
-                double diff = score_of(logits0, nout, c, t->prob) - score_of(lg, nout, c, t->prob);
+                double diff = cnn_method_score(logits0, nout, c, t->prob) - cnn_method_score(lg, nout, c, t->prob);
                 snprintf(note, sizeof note, "completeness: attributions sum to %.6g, score difference %.6g (%.2f%%)",
                          sum, diff, fabs(diff) > 0 ? 100.0 * fabs(sum - diff) / fabs(diff) : 0.0);
             }
-        } else if (status == CNN_OK) {
+        } else if (status == CNN_OK && t->reduce == CNN_SG_PER_COPY) {
             CNN_CL_TRY(clEnqueueCopyBuffer(cl->queue, s->acc, s->maps, 0, 0, px * sizeof(float), 0, NULL, NULL), what,
                        done);
+        } else if (status == CNN_OK) {
+            status = cnn_gm_chan_maxabs(cl, s->gsum, 0, 1, g->in_c, (int)px, s->maps, 0, what);
         }
         if (status == CNN_OK)
             status = cnn_method_emit(s, t, b, k, c, s->maps, 0, s->maps, 0, g->in_h, g->in_w, note[0] ? note : NULL);
@@ -148,7 +154,7 @@ int cnn_method_occlusion_passes(cnn_job *s, cnn_vtap *t, int b, int k, const flo
     size_t nout = cnn_layer_numel(&g->layers[g->n - 1]);
     const char *what = "input occlusion";
     size_t x_off = (size_t)b * len;
-    CNN_TRY_RET(fill_baseline(s, t, x_off, what));
+    CNN_TRY_RET(cnn_method_baseline(s, t, x_off, what));
     int ny = cnn_gm_positions(g->in_h, t->window, t->stride), nx = cnn_gm_positions(g->in_w, t->window, t->stride);
     int nw = ny * nx, nt = t->cls_fixed >= 0 ? 1 : t->topk;
     float *lg = cnn_malloc((size_t)s->chunk * nout * sizeof *lg);
@@ -163,9 +169,9 @@ int cnn_method_occlusion_passes(cnn_job *s, cnn_vtap *t, int b, int k, const flo
         if (status == CNN_OK) status = cnn_net_read(&s->net, g->n - 1, m, lg);
         for (int r = 0; r < nt && status == CNN_OK; r++) {
             int c = cnn_method_target(s, t, b, r);
-            double s0 = score_of(logits0, nout, c, t->prob);
+            double s0 = cnn_method_score(logits0, nout, c, t->prob);
             for (int j = 0; j < m; j++)
-                d[(size_t)r * nw + w0 + j] = (float)(s0 - score_of(lg + (size_t)j * nout, nout, c, t->prob));
+                d[(size_t)r * nw + w0 + j] = (float)(s0 - cnn_method_score(lg + (size_t)j * nout, nout, c, t->prob));
         }
     }
     for (int r = 0; r < nt && status == CNN_OK; r++) {
@@ -224,7 +230,7 @@ static int run_curves(cnn_job *s)
                 if (status == CNN_OK) status = cnn_net_forward(&s->net, m);
                 if (status == CNN_OK) status = cnn_net_read(&s->net, g->n - 1, m, lg);
                 for (int j = 0; j < m && status == CNN_OK; j++)
-                    cv[s0 + j] = (float)score_of(lg + (size_t)j * nout, nout, p->cls, true);
+                    cv[s0 + j] = (float)cnn_method_score(lg + (size_t)j * nout, nout, p->cls, true);
             }
             for (int j = 0; j < n; j++) auc[ins] += 0.5 * ((double)cv[j] + cv[j + 1]) / n;
         }
@@ -286,7 +292,7 @@ int cnn_job_repeat_late(cnn_job *s, int nb)
         cnn_vtap *vt = &s->taps[ti];
         if (vt->kind != CNN_TAP_GRADIENT || !own_passes(vt)) continue;
         const cnn_method *m = cnn_method_of(vt->method);
-        int passes = m->copies(vt, g->in_h, g->in_w);
+        int passes = m->copies ? m->copies(vt, g->in_h, g->in_w) : 1;
         bool with_backward = m->backward;
         double t0 = cnn_now_ms();
         status = m->own_passes(s, vt, 0, 0, s->logits);
@@ -296,9 +302,10 @@ int cnn_job_repeat_late(cnn_job *s, int nb)
                                    cnn_gmethod_names[vt->method]);
         double ms = cnn_now_ms() - t0;
         if (status == CNN_OK)
-            cnn_logf(CNN_LOG_RESULT, "gradient %s:%s: one run %.2f ms (%d %s in batches of up to %d, %.2f ms per copy)",
+            cnn_logf(CNN_LOG_RESULT, "gradient %s:%s: one run %.2f ms (%d %s%s in batches of up to %d, %.2f ms per copy)",
                      vt->layer_name, cnn_gmethod_names[vt->method], ms, passes,
-                     with_backward ? "forward+backward passes" : "forward passes", s->chunk, ms / passes);
+                     with_backward ? "forward+backward pass" : "forward pass", passes == 1 ? "" : "es", s->chunk,
+                     ms / passes);
     }
     s->timing = false;
     return status;

@@ -537,11 +537,14 @@ static int run_layer(cnn_net *net, int i, int n)
     return CNN_OK;
 }
 
-int cnn_net_forward(cnn_net *net, int n)
+int cnn_net_forward(cnn_net *net, int n) { return cnn_net_forward_range(net, 0, net->g->n, n); }
+
+int cnn_net_forward_range(cnn_net *net, int first, int last, int n)
 {
     CNN_ASSERT(n >= 1 && n <= net->plan.max_batch);
+    CNN_ASSERT(first >= 0 && first <= last && last <= net->g->n);
     net->layer_ms_images = n;
-    for (int i = 0; i < net->g->n; i++) {
+    for (int i = first; i < last; i++) {
         net->layer_ms[i] = 0;
         if (!net->plan.computes[i]) continue;
         double t0 = net->cl->profiling ? cnn_now_ms() : 0;

@@ -95,6 +95,10 @@ void cnn_net_free(cnn_net *net);
  * caller reads results with cnn_net_read, which blocks). */
 int cnn_net_forward(cnn_net *net, int n);
 
+/* Runs only layers [first, last) on the first n images: their inputs must
+ * hold what a full forward leaves there (an ablation changes a kept
+ * layer's output between two ranges). */
+int cnn_net_forward_range(cnn_net *net, int first, int last, int n);
 /* The operands of binary layer i (add, sub, mul, div) in the order of
  * g->layers[i].bin: its input layers' buffers, or that of its one input
  * and its constant's (NULL for `value`). */

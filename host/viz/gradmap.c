@@ -13,6 +13,7 @@
 #include "viz/gradmap.h"
 #include "core/error.h"
 #include "core/util.h"
+#include "viz/vizops.h"
 
 #include <math.h>
 
@@ -174,9 +175,11 @@ int cnn_gm_cam(cnn_cl *cl, cnn_cam_kind kind, cl_mem a, size_t a_off, cl_mem g, 
                int plane, cl_mem weights, cl_mem out, size_t out_off, const char *what)
 {
     int status;
-    if (kind != CNN_CAM_GRADCAM && kind != CNN_CAM_GRADCAMPP && kind != CNN_CAM_LAYERCAM)
-        return cnn_error_set(CNN_ERR_INPUT, "%s: CAM kind %d (0 gradcam, 1 gradcam++, 2 layercam)", what,
-                             (int)kind);
+    if ((int)kind < CNN_CAM_GRADCAM || kind > CNN_CAM_WEIGHTED)
+        return cnn_error_set(CNN_ERR_INPUT,
+                             "%s: CAM kind %d (0 gradcam, 1 gradcam++, 2 layercam, 3 xgradcam, 4 hirescam, 5 weighted)",
+                             what, (int)kind);
+    bool use_g = kind != CNN_CAM_WEIGHTED;
     size_t n_in, n_px, n_w;
     if ((status = check_pos(n, "the batch n", what)) < 0 || (status = check_pos(c, "the channel count c", what)) < 0 ||
         (status = check_pos(plane, "the plane size", what)) < 0 ||
@@ -184,24 +187,26 @@ int cnn_gm_cam(cnn_cl *cl, cnn_cam_kind kind, cl_mem a, size_t a_off, cl_mem g, 
         (status = count3((size_t)n, 1, (size_t)plane, &n_px, "map", what)) < 0 ||
         (status = count3((size_t)n, (size_t)c, 1, &n_w, "weights", what)) < 0 ||
         (status = check_span(a, a_off, n_in, sizeof(float), "activation", what)) < 0 ||
-        (status = check_span(g, g_off, n_in, sizeof(float), "gradient", what)) < 0 ||
+        (use_g && (status = check_span(g, g_off, n_in, sizeof(float), "gradient", what)) < 0) ||
         (status = check_span(out, out_off, n_px, sizeof(float), "output", what)) < 0 ||
         (status = check_overlap(out, out_off, n_px, "output", a, a_off, n_in, "activation", false, what)) < 0 ||
-        (status = check_overlap(out, out_off, n_px, "output", g, g_off, n_in, "gradient", false, what)) < 0)
+        (use_g &&
+         (status = check_overlap(out, out_off, n_px, "output", g, g_off, n_in, "gradient", false, what)) < 0))
         return status;
     if (n_w > UINT32_MAX)
         return cnn_error_set(CNN_ERR_INPUT, "%s: %d x %d channels (at most %u maps)", what, n, c, UINT32_MAX);
-    bool use_w = kind != CNN_CAM_LAYERCAM;
+    bool use_w = kind != CNN_CAM_LAYERCAM && kind != CNN_CAM_HIRESCAM;
     if (use_w) {
         if ((status = check_span(weights, 0, n_w, sizeof(float), "weights", what)) < 0 ||
             (status = check_overlap(weights, 0, n_w, "weights", a, a_off, n_in, "activation", false, what)) < 0 ||
-            (status = check_overlap(weights, 0, n_w, "weights", g, g_off, n_in, "gradient", false, what)) < 0 ||
+            (use_g &&
+             (status = check_overlap(weights, 0, n_w, "weights", g, g_off, n_in, "gradient", false, what)) < 0) ||
             (status = check_overlap(weights, 0, n_w, "weights", out, out_off, n_px, "output", false, what)) < 0)
             return status;
     }
     cl_ulong ua_off = a_off, ug_off = g_off, uout_off = out_off, un_px = n_px;
     cl_uint uc = (cl_uint)c, uplane = (cl_uint)plane, ukind = (cl_uint)kind;
-    if (use_w) {
+    if (use_w && use_g) {
         cl_kernel kw;
         size_t wg;
         if ((status = gm_kernel(cl, "kernel_gm_cam_weights", what, &kw)) < 0 ||
@@ -219,9 +224,10 @@ int cnn_gm_cam(cnn_cl *cl, cnn_cam_kind kind, cl_mem a, size_t a_off, cl_mem g, 
     }
     cl_kernel kc;
     if ((status = gm_kernel(cl, "kernel_gm_cam_combine", what, &kc)) < 0) return status;
-    /* LayerCAM reads no weights: the argument is NULL when none was given. */
-    cl_mem wbuf = use_w ? weights : NULL;
-    gm_arg a2[] = {GA(a), GA(ua_off), GA(g), GA(ug_off), GA(wbuf), GA(uc), GA(uplane), GA(un_px), GA(ukind),
+    /* LayerCAM and HiResCAM read no weights, the weighted kind no gradient:
+     * those arguments are NULL. */
+    cl_mem wbuf = use_w ? weights : NULL, gbuf = use_g ? g : NULL;
+    gm_arg a2[] = {GA(a), GA(ua_off), GA(gbuf), GA(ug_off), GA(wbuf), GA(uc), GA(uplane), GA(un_px), GA(ukind),
                    GA(out), GA(uout_off)};
     if ((status = set_args(kc, a2, sizeof a2 / sizeof a2[0], what)) < 0) return status;
     return cnn_cl_run1d(cl, kc, n_px, what);
@@ -231,6 +237,12 @@ int cnn_gm_cam(cnn_cl *cl, cnn_cam_kind kind, cl_mem a, size_t a_off, cl_mem g, 
 
 int cnn_gm_resize(cnn_cl *cl, cl_mem in, size_t in_off, int n, int h, int w, cl_mem out, size_t out_off, int H,
                   int W, const char *what)
+{
+    return cnn_gm_resize_ex(cl, in, in_off, n, h, w, out, out_off, H, W, false, what);
+}
+
+int cnn_gm_resize_ex(cnn_cl *cl, cl_mem in, size_t in_off, int n, int h, int w, cl_mem out, size_t out_off, int H,
+                     int W, bool corners, const char *what)
 {
     int status;
     size_t n_in, n_out;
@@ -247,11 +259,16 @@ int cnn_gm_resize(cnn_cl *cl, cl_mem in, size_t in_off, int n, int h, int w, cl_
     /* PyTorch's scale: (float)in / out, one correctly rounded division
      * here, whatever the device's division. */
     float sy = (float)h / (float)H, sx = (float)w / (float)W;
+    if (corners) {
+        sy = H > 1 ? (float)(h - 1) / (float)(H - 1) : 0.0f;
+        sx = W > 1 ? (float)(w - 1) / (float)(W - 1) : 0.0f;
+    }
     cl_kernel k;
     if ((status = gm_kernel(cl, "kernel_gm_resize", what, &k)) < 0) return status;
     cl_ulong uin_off = in_off, uout_off = out_off, un = n_out;
-    cl_uint uh = (cl_uint)h, uw = (cl_uint)w, uH = (cl_uint)H, uW = (cl_uint)W;
-    gm_arg a[] = {GA(in), GA(uin_off), GA(uh), GA(uw), GA(sy), GA(sx), GA(out), GA(uout_off), GA(uH), GA(uW), GA(un)};
+    cl_uint uh = (cl_uint)h, uw = (cl_uint)w, uH = (cl_uint)H, uW = (cl_uint)W, ucorners = corners ? 1u : 0u;
+    gm_arg a[] = {GA(in),       GA(uin_off), GA(uh), GA(uw), GA(sy), GA(sx), GA(out),
+                  GA(uout_off), GA(uH),      GA(uW), GA(un), GA(ucorners)};
     if ((status = set_args(k, a, sizeof a / sizeof a[0], what)) < 0) return status;
     return cnn_cl_run1d(cl, k, n_out, what);
 }
@@ -559,4 +576,201 @@ int cnn_gm_curve(cnn_cl *cl, cl_mem a, size_t a_off, cl_mem b, size_t b_off, cl_
                      GA(un)};
     if ((status = set_args(k, args, sizeof args / sizeof args[0], what)) < 0) return status;
     return cnn_cl_run1d(cl, k, total, what);
+}
+
+/* ---- the CAM family's own passes ---- */
+
+/* The checks of the ops that write m masked copies (c x plane floats each,
+ * out at offset 0) of x (at x_off) with masks mk (m x plane floats at
+ * offset 0); len and n: floats per copy and in all. */
+static int check_masked_copies(cl_mem x, size_t x_off, int c, int plane, cl_mem mk, int m, cl_mem out, size_t *len,
+                               size_t *n, const char *what)
+{
+    int status;
+    if ((status = check_pos(c, "the channel count", what)) < 0 || (status = check_pos(plane, "the plane", what)) < 0 ||
+        (status = check_pos(m, "the copies", what)) < 0 ||
+        (status = count3((size_t)c, (size_t)plane, 1, len, "input", what)) < 0 ||
+        (status = count3((size_t)m, *len, 1, n, "copies", what)) < 0 ||
+        (status = check_span(x, x_off, *len, sizeof(float), "input", what)) < 0 ||
+        (status = check_span(mk, 0, (size_t)m * plane, sizeof(float), "masks", what)) < 0 ||
+        (status = check_span(out, 0, *n, sizeof(float), "output", what)) < 0 ||
+        (status = check_overlap(out, 0, *n, "output", x, x_off, *len, "input", false, what)) < 0 ||
+        (status = check_overlap(out, 0, *n, "output", mk, 0, (size_t)m * plane, "masks", false, what)) < 0)
+        return status;
+    return CNN_OK;
+}
+
+int cnn_gm_score_inputs(cnn_cl *cl, cl_mem x, size_t x_off, int c, int plane, cl_mem up, int m, cl_mem st,
+                        cl_mem out, const char *what)
+{
+    int status;
+    size_t len, n;
+    if ((status = check_masked_copies(x, x_off, c, plane, up, m, out, &len, &n, what)) < 0 ||
+        (status = check_span(st, 0, (size_t)m * CNN_STATS_STRIDE, sizeof(float), "mask statistics", what)) < 0)
+        return status;
+    cl_kernel k;
+    if ((status = gm_kernel(cl, "kernel_gm_score_inputs", what, &k)) < 0) return status;
+    cl_ulong ux = x_off, ulen = len, un = n;
+    cl_uint uplane = (cl_uint)plane, ustride = CNN_STATS_STRIDE, imin = CNN_ST_MIN, imax = CNN_ST_MAX;
+    gm_arg a[] = {GA(x), GA(ux), GA(ulen), GA(uplane), GA(up), GA(st), GA(ustride), GA(imin), GA(imax), GA(out), GA(un)};
+    if ((status = set_args(k, a, sizeof a / sizeof a[0], what)) < 0) return status;
+    return cnn_cl_run1d(cl, k, n, what);
+}
+
+int cnn_gm_ablate(cnn_cl *cl, cl_mem buf, size_t off, int c, int plane, int k0, int m, const char *what)
+{
+    int status;
+    size_t n_in;
+    if ((status = check_pos(c, "the channel count", what)) < 0 || (status = check_pos(plane, "the plane", what)) < 0 ||
+        (status = check_pos(m, "the copies", what)) < 0 ||
+        (status = count3((size_t)m, (size_t)c, (size_t)plane, &n_in, "tensor", what)) < 0 ||
+        (status = check_span(buf, off, n_in, sizeof(float), "tensor", what)) < 0)
+        return status;
+    if (k0 < 0 || k0 + m > c)
+        return cnn_error_set(CNN_ERR_INPUT, "%s: channels %d to %d of %d", what, k0, k0 + m - 1, c);
+    cl_kernel k;
+    if ((status = gm_kernel(cl, "kernel_gm_ablate", what, &k)) < 0) return status;
+    cl_ulong uoff = off, un = (size_t)m * plane;
+    cl_uint uc = (cl_uint)c, uplane = (cl_uint)plane, uk0 = (cl_uint)k0;
+    gm_arg a[] = {GA(buf), GA(uoff), GA(uc), GA(uplane), GA(uk0), GA(un)};
+    if ((status = set_args(k, a, sizeof a / sizeof a[0], what)) < 0) return status;
+    return cnn_cl_run1d(cl, k, (size_t)un, what);
+}
+
+int cnn_gm_absmul(cnn_cl *cl, cl_mem a, size_t a_off, cl_mem b, size_t b_off, int c, int plane, bool per_channel,
+                  cl_mem out, const char *what)
+{
+    int status;
+    size_t n;
+    if ((status = check_pos(c, "the channel count", what)) < 0 || (status = check_pos(plane, "the plane", what)) < 0 ||
+        (status = count3((size_t)c, (size_t)plane, 1, &n, "tensor", what)) < 0 ||
+        (status = check_span(a, a_off, n, sizeof(float), "first", what)) < 0 ||
+        (status = check_span(b, b_off, per_channel ? (size_t)c : n, sizeof(float), "second", what)) < 0 ||
+        (status = check_span(out, 0, n, sizeof(float), "output", what)) < 0 ||
+        (status = check_overlap(out, 0, n, "output", a, a_off, n, "first", false, what)) < 0 ||
+        (status = check_overlap(out, 0, n, "output", b, b_off, per_channel ? (size_t)c : n, "second", false, what)) < 0)
+        return status;
+    cl_kernel k;
+    if ((status = gm_kernel(cl, "kernel_gm_absmul", what, &k)) < 0) return status;
+    cl_ulong ua = a_off, ub = b_off, un = n;
+    cl_uint uplane = (cl_uint)plane, upc = per_channel ? 1u : 0u;
+    gm_arg args[] = {GA(a), GA(ua), GA(b), GA(ub), GA(uplane), GA(upc), GA(out), GA(un)};
+    if ((status = set_args(k, args, sizeof args / sizeof args[0], what)) < 0) return status;
+    return cnn_cl_run1d(cl, k, n, what);
+}
+
+int cnn_gm_fullgrad_acc(cnn_cl *cl, cl_mem t, int c, int h, int w, cl_mem st, cl_mem out, size_t out_off, int H,
+                        int W, bool accumulate, const char *what)
+{
+    int status;
+    size_t n_in, n_out;
+    if ((status = check_pos(c, "the channel count", what)) < 0 || (status = check_pos(h, "the height", what)) < 0 ||
+        (status = check_pos(w, "the width", what)) < 0 || (status = check_pos(H, "the output height", what)) < 0 ||
+        (status = check_pos(W, "the output width", what)) < 0 ||
+        (status = count3((size_t)c, (size_t)h, (size_t)w, &n_in, "maps", what)) < 0 ||
+        (status = count3(1, (size_t)H, (size_t)W, &n_out, "output", what)) < 0 ||
+        (status = check_span(t, 0, n_in, sizeof(float), "maps", what)) < 0 ||
+        (status = check_span(st, 0, (size_t)c * CNN_STATS_STRIDE, sizeof(float), "statistics", what)) < 0 ||
+        (status = check_span(out, out_off, n_out, sizeof(float), "output", what)) < 0 ||
+        (status = check_overlap(out, out_off, n_out, "output", t, 0, n_in, "maps", false, what)) < 0)
+        return status;
+    float sy = (float)h / (float)H, sx = (float)w / (float)W;
+    cl_kernel k;
+    if ((status = gm_kernel(cl, "kernel_gm_fullgrad_acc", what, &k)) < 0) return status;
+    cl_uint uc = (cl_uint)c, uh = (cl_uint)h, uw = (cl_uint)w, uH = (cl_uint)H, uW = (cl_uint)W;
+    cl_uint ustride = CNN_STATS_STRIDE, imin = CNN_ST_MIN, imax = CNN_ST_MAX, uacc = accumulate ? 1u : 0u;
+    cl_ulong uoff = out_off;
+    gm_arg a[] = {GA(t),    GA(uc),   GA(uh),  GA(uw),   GA(sy), GA(sx), GA(st),  GA(ustride),
+                  GA(imin), GA(imax), GA(out), GA(uoff), GA(uH), GA(uW), GA(uacc)};
+    if ((status = set_args(k, a, sizeof a / sizeof a[0], what)) < 0) return status;
+    return cnn_cl_run1d(cl, k, n_out, what);
+}
+
+/* ---- RISE ---- */
+
+int cnn_gm_rise_masks(cnn_cl *cl, uint32_t seed, int cells, float keep, int H, int W, int i0, int m, cl_mem out,
+                      const char *what)
+{
+    int status;
+    size_t n;
+    if ((status = check_pos(cells, "the grid side", what)) < 0 || (status = check_pos(H, "the height", what)) < 0 ||
+        (status = check_pos(W, "the width", what)) < 0 || (status = check_pos(m, "the masks", what)) < 0 ||
+        (status = count3((size_t)m, (size_t)H, (size_t)W, &n, "masks", what)) < 0 ||
+        (status = check_span(out, 0, n, sizeof(float), "masks", what)) < 0)
+        return status;
+    if (!(keep > 0 && keep <= 1) || i0 < 0)
+        return cnn_error_set(CNN_ERR_INPUT, "%s: keep %g (0 < keep <= 1), first mask %d", what, (double)keep, i0);
+    cl_uint s = (cl_uint)cells, chh = (cl_uint)((H + cells - 1) / cells), cww = (cl_uint)((W + cells - 1) / cells);
+    float sy = (float)cells / (float)((cells + 1) * (int)chh), sx = (float)cells / (float)((cells + 1) * (int)cww);
+    cl_uint useed = seed, ui0 = (cl_uint)i0, uH = (cl_uint)H, uW = (cl_uint)W;
+    cl_ulong un = n;
+    cl_kernel k;
+    if ((status = gm_kernel(cl, "kernel_gm_rise_masks", what, &k)) < 0) return status;
+    gm_arg a[] = {GA(useed), GA(s), GA(chh), GA(cww), GA(sy), GA(sx), GA(keep), GA(ui0), GA(uH), GA(uW), GA(out), GA(un)};
+    if ((status = set_args(k, a, sizeof a / sizeof a[0], what)) < 0) return status;
+    return cnn_cl_run1d(cl, k, n, what);
+}
+
+int cnn_gm_mask_mul(cnn_cl *cl, cl_mem x, size_t x_off, int c, int plane, cl_mem mk, int m, cl_mem out,
+                    const char *what)
+{
+    int status;
+    size_t len, n;
+    if ((status = check_masked_copies(x, x_off, c, plane, mk, m, out, &len, &n, what)) < 0) return status;
+    cl_kernel k;
+    if ((status = gm_kernel(cl, "kernel_gm_mask_mul", what, &k)) < 0) return status;
+    cl_ulong ux = x_off, ulen = len, un = n;
+    cl_uint uplane = (cl_uint)plane;
+    gm_arg a[] = {GA(x), GA(ux), GA(ulen), GA(uplane), GA(mk), GA(out), GA(un)};
+    if ((status = set_args(k, a, sizeof a / sizeof a[0], what)) < 0) return status;
+    return cnn_cl_run1d(cl, k, n, what);
+}
+
+int cnn_gm_weighted_sum(cnn_cl *cl, cl_mem mk, int m, int plane, cl_mem w, cl_mem out, size_t out_off,
+                        bool accumulate, const char *what)
+{
+    int status;
+    if ((status = check_pos(m, "the masks", what)) < 0 || (status = check_pos(plane, "the plane", what)) < 0 ||
+        (status = check_span(mk, 0, (size_t)m * plane, sizeof(float), "masks", what)) < 0 ||
+        (status = check_span(w, 0, (size_t)m, sizeof(float), "weights", what)) < 0 ||
+        (status = check_span(out, out_off, (size_t)plane, sizeof(float), "output", what)) < 0 ||
+        (status = check_overlap(out, out_off, (size_t)plane, "output", mk, 0, (size_t)m * plane, "masks", false,
+                                what)) < 0 ||
+        (status = check_overlap(out, out_off, (size_t)plane, "output", w, 0, (size_t)m, "weights", false, what)) < 0)
+        return status;
+    cl_kernel k;
+    if ((status = gm_kernel(cl, "kernel_gm_weighted_sum", what, &k)) < 0) return status;
+    cl_uint um = (cl_uint)m, uplane = (cl_uint)plane, uacc = accumulate ? 1u : 0u;
+    cl_ulong uoff = out_off;
+    gm_arg a[] = {GA(mk), GA(um), GA(uplane), GA(w), GA(out), GA(uoff), GA(uacc)};
+    if ((status = set_args(k, a, sizeof a / sizeof a[0], what)) < 0) return status;
+    return cnn_cl_run1d(cl, k, (size_t)plane, what);
+}
+
+/* ---- LIME and KernelSHAP ---- */
+
+int cnn_gm_segment_mix(cnn_cl *cl, cl_mem x, size_t x_off, cl_mem base, int c, int plane, cl_mem seg, cl_mem z,
+                       int nseg, int m, cl_mem out, const char *what)
+{
+    int status;
+    size_t len, n;
+    if ((status = check_pos(c, "the channel count", what)) < 0 || (status = check_pos(plane, "the plane", what)) < 0 ||
+        (status = check_pos(m, "the samples", what)) < 0 || (status = check_pos(nseg, "the segments", what)) < 0 ||
+        (status = count3((size_t)c, (size_t)plane, 1, &len, "input", what)) < 0 ||
+        (status = count3((size_t)m, len, 1, &n, "copies", what)) < 0 ||
+        (status = check_span(x, x_off, len, sizeof(float), "input", what)) < 0 ||
+        (status = check_span(base, 0, len, sizeof(float), "baseline", what)) < 0 ||
+        (status = check_span(seg, 0, (size_t)plane, sizeof(cl_int), "segments", what)) < 0 ||
+        (status = check_span(z, 0, (size_t)m * nseg, sizeof(float), "samples", what)) < 0 ||
+        (status = check_span(out, 0, n, sizeof(float), "output", what)) < 0 ||
+        (status = check_overlap(out, 0, n, "output", x, x_off, len, "input", false, what)) < 0 ||
+        (status = check_overlap(out, 0, n, "output", base, 0, len, "baseline", false, what)) < 0)
+        return status;
+    cl_kernel k;
+    if ((status = gm_kernel(cl, "kernel_gm_segment_mix", what, &k)) < 0) return status;
+    cl_ulong ux = x_off, ulen = len, un = n;
+    cl_uint uplane = (cl_uint)plane, useg = (cl_uint)nseg;
+    gm_arg a[] = {GA(x), GA(ux), GA(base), GA(ulen), GA(uplane), GA(seg), GA(z), GA(useg), GA(out), GA(un)};
+    if ((status = set_args(k, a, sizeof a / sizeof a[0], what)) < 0) return status;
+    return cnn_cl_run1d(cl, k, n, what);
 }

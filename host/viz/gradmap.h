@@ -28,14 +28,20 @@ typedef enum cnn_cam_kind {
                               alpha = g^2 / (2 g^2 + (sum_p A_kp) g^3 + eps), 0 where g == 0
                               (or where the denominator is 0), eps = 1e-6 as in
                               pytorch-grad-cam's GradCAMPlusPlus;     cam = relu(sum_k w_k A_k) */
-    CNN_CAM_LAYERCAM = 2   /* cam = relu(sum_k relu(g_kp) A_kp) */
+    CNN_CAM_LAYERCAM = 2,  /* cam = relu(sum_k relu(g_kp) A_kp) */
+    CNN_CAM_XGRADCAM = 3,  /* w_k = sum_p g_kp A_kp / (sum_p A_kp + eps), eps = 1e-7 as in
+                              pytorch-grad-cam's XGradCAM;          cam = relu(sum_k w_k A_k) */
+    CNN_CAM_HIRESCAM = 4,  /* cam = relu(sum_k g_kp A_kp) */
+    CNN_CAM_WEIGHTED = 5   /* the caller's w_k (Score-CAM, Ablation-CAM): cam = relu(sum_k w_k A_k);
+                              g is not read and may be NULL */
 } cnn_cam_kind;
 
 /* Class activation map of images [0, n): a, g [n, c, plane] (the layer's
  * activations and the score's gradient with respect to them; element
  * offsets a_off, g_off) -> out [n, plane].  weights: scratch of n * c
- * floats (the w_k; left there for callers that report them).  LayerCAM has
- * no w_k: weights is neither read nor written and may be NULL.  relu keeps
+ * floats (the w_k; left there for callers that report them; CNN_CAM_WEIGHTED
+ * reads the caller's there).  LayerCAM and HiResCAM have no w_k: weights is
+ * neither read nor written and may be NULL.  relu keeps
  * NaN (np.maximum).  Sums over the plane and over k run in a fixed order. */
 int cnn_gm_cam(cnn_cl *cl, cnn_cam_kind kind, cl_mem a, size_t a_off, cl_mem g, size_t g_off, int n, int c,
                int plane, cl_mem weights, cl_mem out, size_t out_off, const char *what);
@@ -45,6 +51,11 @@ int cnn_gm_cam(cnn_cl *cl, cnn_cam_kind kind, cl_mem a, size_t a_off, cl_mem g, 
  * centres, source coordinates clamped at 0, no antialiasing). */
 int cnn_gm_resize(cnn_cl *cl, cl_mem in, size_t in_off, int n, int h, int w, cl_mem out, size_t out_off, int H,
                   int W, const char *what);
+
+/* Same, with align_corners = true when `corners` (torch.nn.UpsamplingBilinear2d:
+ * source = dst * (in - 1) / (out - 1), which Score-CAM's masks use). */
+int cnn_gm_resize_ex(cnn_cl *cl, cl_mem in, size_t in_off, int n, int h, int w, cl_mem out, size_t out_off, int H,
+                     int W, bool corners, const char *what);
 
 /* out[i] = a[i] * b[i] (n floats; out may be exactly a or b). */
 int cnn_gm_mul(cnn_cl *cl, cl_mem a, size_t a_off, cl_mem b, size_t b_off, cl_mem out, size_t out_off, size_t n,
@@ -129,5 +140,63 @@ static inline float cnn_gm_blur_sigma(int h, int w) { return (h < w ? h : w) / 3
  * of 0 .. plane-1 by importance).  s0 + copies <= steps + 1. */
 int cnn_gm_curve(cnn_cl *cl, cl_mem a, size_t a_off, cl_mem b, size_t b_off, cl_mem rank, int c, int plane,
                  int copies, int s0, int steps, cl_mem out, size_t out_off, const char *what);
+
+/* ---- the CAM family's own passes (pipeline/cams.c) ---- */
+
+/* Score-CAM inputs: out[j] (copy j of c x plane floats at offset 0) = x (c x
+ * plane at x_off) times mask j, mask j = (up[j] - min_j) / ((max_j - min_j) +
+ * 1e-8) for the m maps up[j] (plane floats each at offset 0) and their
+ * minimum and maximum in st (cnn_viz_stats, CNN_STATS_STRIDE per map). */
+int cnn_gm_score_inputs(cnn_cl *cl, cl_mem x, size_t x_off, int c, int plane, cl_mem up, int m, cl_mem st,
+                        cl_mem out, const char *what);
+
+/* Ablation: in buf ([m, c, plane] at off) channel k0 + j of image j set to
+ * 0 for j in [0, m); k0 + m <= c. */
+int cnn_gm_ablate(cnn_cl *cl, cl_mem buf, size_t off, int c, int plane, int k0, int m, const char *what);
+
+/* out[i] = |a[i] * b[i / plane]| (per_channel) or |a[i] * b[i]| for the c *
+ * plane values of a (out at offset 0). */
+int cnn_gm_absmul(cnn_cl *cl, cl_mem a, size_t a_off, cl_mem b, size_t b_off, int c, int plane, bool per_channel,
+                  cl_mem out, const char *what);
+
+/* FullGrad's sum of normalised maps: out (H x W at out_off; accumulate: added
+ * to) = sum over the c maps t_k (h x w each, t at offset 0) of (bilinear
+ * t_k - min_k) / (1e-7 + (max_k - min_k)), min and max from st
+ * (cnn_viz_stats of the maps), bilinear as cnn_gm_resize.  Equal, up to
+ * rounding, to pytorch-grad-cam's scale_cam_image (normalise, then resize). */
+int cnn_gm_fullgrad_acc(cnn_cl *cl, cl_mem t, int c, int h, int w, cl_mem st, cl_mem out, size_t out_off, int H,
+                        int W, bool accumulate, const char *what);
+
+/* ---- RISE (Petsiuk et al. 2018) ---- */
+
+/* Masks i0 .. i0 + m - 1 (out: m x H x W floats at offset 0), each a
+ * cells x cells grid of cells kept with probability keep (Philox2x32-10 of
+ * counter (cell, i) and key seed: u = ((word0 >> 8) + 1) / 2^24 <= keep),
+ * upsampled bilinearly (align_corners=False, edges clamped) to (cells + 1)
+ * ceil(H / cells) x (cells + 1) ceil(W / cells) and cropped at a random
+ * shift (dy, dx) < the cell (counter (0xFFFFFFFF, i): dy = ((word0 >> 8) *
+ * ch) >> 24, dx the same of word1 and cw).  cl/gradmap.cl spells it out. */
+int cnn_gm_rise_masks(cnn_cl *cl, uint32_t seed, int cells, float keep, int H, int W, int i0, int m, cl_mem out,
+                      const char *what);
+
+/* out[j] (c x plane floats at offset 0, j < m) = x (c x plane at x_off) *
+ * mask j (plane floats of mk at j * plane), per channel. */
+int cnn_gm_mask_mul(cnn_cl *cl, cl_mem x, size_t x_off, int c, int plane, cl_mem mk, int m, cl_mem out,
+                    const char *what);
+
+/* out[p] (plane floats at out_off) = (accumulate: out[p] +) sum over j < m,
+ * in order, of w[j] * mk[j * plane + p]. */
+int cnn_gm_weighted_sum(cnn_cl *cl, cl_mem mk, int m, int plane, cl_mem w, cl_mem out, size_t out_off,
+                        bool accumulate, const char *what);
+
+/* ---- LIME and KernelSHAP ---- */
+
+/* Copies j < m (c x plane floats each, out at offset 0) of x (at x_off)
+ * with the segments sample j leaves out taken from base (c x plane at
+ * offset 0): pixel p keeps x where z[j * nseg + seg[p]] != 0.  seg: plane
+ * ints in [0, nseg) (not checked on the device: the caller's); z: m * nseg
+ * floats. */
+int cnn_gm_segment_mix(cnn_cl *cl, cl_mem x, size_t x_off, cl_mem base, int c, int plane, cl_mem seg, cl_mem z,
+                       int nseg, int m, cl_mem out, const char *what);
 
 #endif

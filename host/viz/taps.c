@@ -18,9 +18,12 @@
 #include <string.h>
 
 const char *const cnn_scope_names[] = {"per-channel", "per-layer", "global", "fixed", NULL};
+const char *const cnn_sg_reduce_names[] = {"paper", "per-copy", "magnitude", NULL};
 const char *const cnn_gmethod_names[] = {"saliency",   "guided",  "deconvnet", "smoothgrad",     "integrated",
                                          "gradxinput", "gradcam", "gradcampp", "layercam", "guided-gradcam",
-                                         "occlusion",  NULL};
+                                         "occlusion",  "xgradcam", "hirescam", "scorecam", "ablationcam",
+                                         "eigencam",   "fullgrad", "rise",       "lime",        "kernelshap",
+                                         NULL};
 
 /* Montage limits: tiles are enlarged until their longer side reaches
  * MIN_TILE pixels (7x7 maps become 49x49), no image side exceeds MAX_SIDE. */
@@ -103,20 +106,30 @@ static int configure_gradient(cnn_vtap *t, const cnn_graph *g, int layer, int me
         return cnn_error_set(CNN_ERR_INPUT, "%s: '%s' needs a layer with spatial maps (a conv or pool layer), not %s",
                              where, cnn_gmethod_names[method], layer < 0 ? "the input" : g->layers[layer].spec->name);
     t->layer_name = layer < 0 ? "input" : g->layers[layer].spec->name;
+    t->chans = layer < 0 ? 0 : g->layers[layer].c;
     int n_out = (int)cnn_layer_numel(&g->layers[g->n - 1]);
     int status = parse_class(t, spec ? spec->cls : NULL, n_out, labels, n_labels, where);
     if (status < 0) return status;
-    t->is_signed = t->method == CNN_GM_INTEGRATED || t->method == CNN_GM_GRADXINPUT || t->method == CNN_GM_OCCLUSION;
+    t->is_signed = t->method == CNN_GM_INTEGRATED || t->method == CNN_GM_GRADXINPUT || t->method == CNN_GM_OCCLUSION ||
+                   t->method == CNN_GM_LIME || t->method == CNN_GM_KERNELSHAP;
     t->scope = CNN_SCOPE_LAYER;
     t->cmap = t->is_signed ? CNN_CMAP_RDBU : CNN_CMAP_TURBO;
     t->alpha = 0.5f;
-    t->samples = t->method == CNN_GM_SMOOTHGRAD ? 25 : 50;
+    t->samples = t->method == CNN_GM_SMOOTHGRAD ? 25
+                 : t->method == CNN_GM_RISE     ? 4000
+                 : t->method == CNN_GM_LIME     ? 1000
+                 : t->method == CNN_GM_KERNELSHAP ? 0 /* 2 M + 2048, M the segments found */
+                                                  : 50;
+    t->cells = 7;
+    t->keep = 0.5f;
+    t->segments = 50;
+    t->kernel_width = 0.25f;
     t->sigma = 0.15f;
     /* occlusion: a window of ~1/14 of the shorter side (16 px at 224),
      * half-overlapping, covered with 0 in network units (the mean colour) */
     int side = g->in_h < g->in_w ? g->in_h : g->in_w;
     t->window = (side + 7) / 14 > 1 ? (side + 7) / 14 : 1;
-    t->base_zero = t->method == CNN_GM_OCCLUSION;
+    t->base_zero = t->method == CNN_GM_OCCLUSION || t->method == CNN_GM_LIME || t->method == CNN_GM_KERNELSHAP;
     t->entry = -1;
     if (spec) {
         t->prob = spec->score && !strcmp(spec->score, "prob");
@@ -142,8 +155,31 @@ static int configure_gradient(cnn_vtap *t, const cnn_graph *g, int layer, int me
                 t->base_pixel = strtof(spec->baseline, NULL);
         }
         if (spec->window) t->window = spec->window;
+        if (spec->cells) t->cells = spec->cells;
+        if (spec->segments) t->segments = spec->segments;
+        if (spec->kernel_width > 0) t->kernel_width = spec->kernel_width;
+        if (spec->keep > 0) t->keep = spec->keep;
         if (spec->step) t->stride = spec->step;
         t->curves = spec->curves;
+        if (spec->segments && t->method != CNN_GM_LIME && t->method != CNN_GM_KERNELSHAP)
+            return cnn_error_set(CNN_ERR_INPUT, "%s: 'segments' applies to lime and kernelshap, not %s", where,
+                                 cnn_gmethod_names[method]);
+        if (spec->kernel_width > 0 && t->method != CNN_GM_LIME)
+            return cnn_error_set(CNN_ERR_INPUT, "%s: 'kernel_width' applies to lime, not %s", where,
+                                 cnn_gmethod_names[method]);
+        if ((spec->cells || spec->keep > 0) && t->method != CNN_GM_RISE)
+            return cnn_error_set(CNN_ERR_INPUT, "%s: 'cells' and 'keep' apply to rise, not %s", where,
+                                 cnn_gmethod_names[method]);
+        if (spec->reduce) {
+            if (t->method != CNN_GM_SMOOTHGRAD)
+                return cnn_error_set(CNN_ERR_INPUT, "%s: 'reduce' applies to smoothgrad, not %s", where,
+                                     cnn_gmethod_names[method]);
+            int r = find_name(cnn_sg_reduce_names, spec->reduce);
+            if (r < 0)
+                return cnn_error_set(CNN_ERR_INPUT, "%s: unknown reduce '%s' (known: paper, per-copy, magnitude)",
+                                     where, spec->reduce);
+            t->reduce = (cnn_sg_reduce)r;
+        }
     }
     if (t->method == CNN_GM_OCCLUSION) {
         if (t->window > side)
@@ -151,6 +187,9 @@ static int configure_gradient(cnn_vtap *t, const cnn_graph *g, int layer, int me
                                  t->window, g->in_h, g->in_w);
         if (!t->stride) t->stride = t->window / 2 > 1 ? t->window / 2 : 1;
     }
+    if (t->method == CNN_GM_RISE && t->cells > side)
+        return cnn_error_set(CNN_ERR_INPUT, "%s: rise: %d cells a side on a %d x %d input (at most %d)", where,
+                             t->cells, g->in_h, g->in_w, side);
     if (t->scope == CNN_SCOPE_CHANNEL || t->scope == CNN_SCOPE_GLOBAL) t->scope = CNN_SCOPE_LAYER;
     return CNN_OK;
 }

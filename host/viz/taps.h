@@ -38,13 +38,32 @@ typedef enum cnn_gmethod {
     CNN_GM_LAYERCAM,
     CNN_GM_GUIDED_GRADCAM, /* guided saliency * upsampled Grad-CAM */
     CNN_GM_OCCLUSION,      /* score drop when a window is covered (forward passes only) */
+    CNN_GM_XGRADCAM,       /* CAM, w_k = sum g A / sum A */
+    CNN_GM_HIRESCAM,       /* relu(sum_k g_k A_k) element-wise */
+    CNN_GM_SCORECAM,       /* CAM, w = softmax over channels of the masked inputs' scores */
+    CNN_GM_ABLATIONCAM,    /* CAM, w_k = (y - y with channel k zeroed) / y */
+    CNN_GM_EIGENCAM,       /* first principal component of the activations */
+    CNN_GM_FULLGRAD,       /* |x g| and every conv / batch-norm |bias g|, normalised, summed */
+    CNN_GM_RISE,           /* mean of random masks weighted by the masked inputs' scores */
+    CNN_GM_LIME,           /* weighted ridge coefficients of superpixels switched on and off */
+    CNN_GM_KERNELSHAP,     /* Shapley values of superpixels by the Shapley kernel */
     CNN_GM_COUNT
 } cnn_gmethod;
 extern const char *const cnn_gmethod_names[]; /* "saliency", ... */
+/* Methods that explain a conv or pool layer (layer: name). */
 static inline bool cnn_gm_is_cam(cnn_gmethod m)
 {
-    return m == CNN_GM_GRADCAM || m == CNN_GM_GRADCAMPP || m == CNN_GM_LAYERCAM || m == CNN_GM_GUIDED_GRADCAM;
+    return m == CNN_GM_GRADCAM || m == CNN_GM_GRADCAMPP || m == CNN_GM_LAYERCAM || m == CNN_GM_GUIDED_GRADCAM ||
+           m == CNN_GM_XGRADCAM || m == CNN_GM_HIRESCAM || m == CNN_GM_SCORECAM || m == CNN_GM_ABLATIONCAM ||
+           m == CNN_GM_EIGENCAM;
 }
+/* SmoothGrad's reductions of the copies' input gradients g_k [C, H, W]:
+ * PAPER     max_c |mean_k g_k|      (Smilkov et al. 2017: average, then reduce)
+ * PER_COPY  mean_k max_c |g_k|      (each copy's saliency, averaged)
+ * MAGNITUDE max_c mean_k g_k^2      (the paper's squared variant) */
+typedef enum cnn_sg_reduce { CNN_SG_PAPER, CNN_SG_PER_COPY, CNN_SG_MAGNITUDE } cnn_sg_reduce;
+extern const char *const cnn_sg_reduce_names[]; /* "paper", "per-copy", "magnitude" */
+
 typedef enum cnn_scope { CNN_SCOPE_CHANNEL, CNN_SCOPE_LAYER, CNN_SCOPE_GLOBAL, CNN_SCOPE_FIXED } cnn_scope;
 
 extern const char *const cnn_scope_names[]; /* "per-channel", ... */
@@ -70,10 +89,16 @@ typedef struct cnn_vtap {
     float alpha;             /* overlay */
     int samples;             /* smoothgrad copies / integrated steps */
     float sigma;             /* smoothgrad noise, fraction of (max - min) of the input */
+    cnn_sg_reduce reduce;    /* smoothgrad: how copies and channels are reduced */
     bool base_zero;          /* integrated/occlusion baseline: 0 in network units */
     bool base_blur;          /* ... or the input blurred (cnn_gm_blur_sigma) */
     float base_pixel;        /* ... else this pixel value (0: black) */
     int window, stride;      /* occlusion window side and step, pixels */
+    int chans;               /* the layer's channels (CAM methods; 0 for the input) */
+    int cells;               /* rise: grid side */
+    float keep;              /* rise: probability a cell is kept */
+    int segments;            /* lime / kernelshap: SLIC superpixels wanted */
+    float kernel_width;      /* lime: the exponential kernel's width on cosine distance */
     int curves;              /* deletion/insertion curve steps per map; 0: none */
     int entry;               /* manifest index of the last map's PNG */
     cl_mem cam;              /* guided-gradcam: the upsampled cams of the batch */

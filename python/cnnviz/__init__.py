@@ -21,7 +21,7 @@ write_run()  the command line's output folder (PNG, .npy, report)
 library()    which libcnnviz is loaded, and its version
 Error, UsageError, InputError, LibraryError: the exceptions
 """
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 from .errors import Error, InputError, LibraryError, UsageError
 from .functions import Device, devices, library, write_run

@@ -74,6 +74,9 @@ class AttrOpts(ctypes.Structure):
         ("window", c_int),
         ("stride", c_int),
         ("upsample", c_int),
+        ("reduce", c_char_p),
+        ("cells", c_int),
+        ("keep", c_float),
     ]
 
 

@@ -522,9 +522,10 @@ class Model:
             tg[i] = t
         return self._addr["_targets"]
 
-    def _attr_opts(self, score, samples, sigma, baseline, window, stride, upsample):
+    def _attr_opts(self, score, samples, sigma, baseline, window, stride, upsample, reduce=None, cells=None,
+                   keep=None):
         if (score == "logit" and samples is None and sigma is None and baseline is None and window is None
-                and stride is None and not upsample):
+                and stride is None and not upsample and reduce is None and cells is None and keep is None):
             return None, None
         o = AttrOpts.from_buffer_copy(self._nat.attr_defaults)
         if score not in ("logit", "prob"):
@@ -544,10 +545,21 @@ class Model:
         if stride is not None:
             o.stride = _int(stride, "stride", 1)
         o.upsample = 1 if upsample else 0
+        if reduce is not None:
+            if reduce not in ("paper", "per-copy", "magnitude"):
+                raise ValueError("reduce is 'paper', 'per-copy' or 'magnitude', got %r" % (reduce,))
+            o.reduce = reduce.encode()
+        if cells is not None:
+            o.cells = _int(cells, "cells", 1)
+        if keep is not None:
+            o.keep = _float(keep, "keep", 0.0)
+            if not 0 < o.keep <= 1:
+                raise ValueError("keep is a probability in (0, 1], got %r" % (keep,))
         return o, ctypes.addressof(o)
 
     def attribute(self, x, method, layer=None, target=None, *, score="logit", samples=None, sigma=None,
-                  baseline=None, window=None, stride=None, upsample=False, out=None):
+                  baseline=None, window=None, stride=None, upsample=False, reduce=None, cells=None, keep=None,
+                  out=None):
         """An attribution map of x for one class: float32 [h, w] for one
         input, [N, h, w] for a batch; the values the command line writes to
         its .npy map (configs/README.md, "Gradient maps", defines each):
@@ -556,9 +568,11 @@ class Model:
         layer's activation units, occlusion in score drops.
 
         method: "saliency", "guided", "deconvnet", "gradxinput", "smoothgrad",
-          "integrated", "occlusion" (maps at the input's size H x W; layer
-          None or "input"); "gradcam", "gradcampp", "layercam" (maps at
-          `layer`'s h x w, a conv or pool layer; upsample=True: at H x W);
+          "integrated", "fullgrad", "occlusion", "rise" (maps at the input's
+          size H x W; layer None or "input"); "gradcam", "gradcampp",
+          "layercam", "xgradcam", "hirescam", "scorecam", "ablationcam",
+          "eigencam" (maps at `layer`'s h x w, a conv or pool layer;
+          upsample=True: at H x W);
           "guided-gradcam" (H x W, with the CAM of `layer`).
         target: the class explained: None (each input's top class), an index,
           a label, "topK" (each input's K-th most probable class), or one of
@@ -569,13 +583,18 @@ class Model:
         baseline: integrated / occlusion: "black", "zero", "blur" or a pixel
           value such as 0.5.
         window, stride: occlusion's square side and step in input pixels.
+        reduce: smoothgrad's "paper" (default: max over channels of |the
+          mean gradient|), "per-copy" or "magnitude" (configs/README.md).
+        cells, keep: rise's grid side (7) and the probability that a cell
+          is kept (0.5); samples: its masks (4000).
         out: optional float32 array of the result's shape to fill.
         Needs a model opened with gradients=True, occlusion excepted."""
         if not isinstance(method, str):
             raise TypeError("method must be a string such as 'gradcam', got %s" % type(method).__name__)
         if layer is not None:
             self.layer(self._layer_name(layer))
-        opts, opts_addr = self._attr_opts(score, samples, sigma, baseline, window, stride, upsample)
+        opts, opts_addr = self._attr_opts(score, samples, sigma, baseline, window, stride, upsample, reduce, cells,
+                                          keep)
         batch = _inputs.prepare(x, self._input_shape)
         targets = self._resolve_targets(target, batch.n)
         mname = method.encode("utf-8")

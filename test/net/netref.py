@@ -330,7 +330,7 @@ def _binary(op, a, b):
 
 
 def run_config(layers, state_dict, x, eps_default=1e-5, relu=None, outs_out=None, pool_idx=None,
-               relu_mask=None):
+               relu_mask=None, hooks=None, given=None):
     """Runs the `layers:` list of a pipeline file on x [1, C, H, W] (any float
     dtype; weights are cast to it).  Checks the bound tensors' shapes against
     the layer keys (out, kernel, groups, bias) and that every state_dict
@@ -342,7 +342,12 @@ def run_config(layers, state_dict, x, eps_default=1e-5, relu=None, outs_out=None
     return_indices gives them}: that layer takes its maximum (value and
     gradient route) from these positions instead of its own argmax;
     relu_mask: optional {relu layer name: bool tensor}: that ReLU passes
-    (value and gradient) exactly where the mask is true.
+    (value and gradient) exactly where the mask is true;
+    hooks: optional {layer name: function}: the layer's output is replaced by
+    the function of it before any later layer reads it (ablations);
+    given: optional {layer name: tensor}: that layer's output, not computed
+    (a run of the layers above a layer whose inputs are known; the check of
+    unbound tensors is then left out).
     Returns (output tensor, {layer name: output shape without batch})."""
     dt = x.dtype
     used = set()
@@ -369,6 +374,10 @@ def run_config(layers, state_dict, x, eps_default=1e-5, relu=None, outs_out=None
         name, op = d["name"], d["op"]
         if name in outs:
             raise ConfigError("%s: duplicate name" % name)
+        if given is not None and name in given:
+            outs[name] = prev = given[name]
+            shapes[name] = list(prev.shape[1:])
+            continue
         src = d.get("in")
         srcs = [prev] if src is None else [outs[s] for s in (src if isinstance(src, list) else [src])]
         a = srcs[0]
@@ -520,13 +529,15 @@ def run_config(layers, state_dict, x, eps_default=1e-5, relu=None, outs_out=None
                                       float(d.get("beta", 0.75)), float(d.get("k", 1.0)))
         else:
             raise ConfigError("%s: unknown op %s" % (name, op))
+        if hooks and name in hooks:
+            y = hooks[name](y)
         outs[name] = y
         shapes[name] = list(y.shape[1:])
         prev = y
     if outs_out is not None:
         outs_out.update(outs)
     unused = [k for k in state_dict if k not in used and not k.endswith("num_batches_tracked")]
-    if unused:
+    if unused and given is None:
         raise ConfigError("tensors not bound by any layer: %s%s" %
                           (", ".join(unused[:5]), " ..." if len(unused) > 5 else ""))
     return prev, shapes

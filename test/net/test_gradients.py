@@ -12,8 +12,9 @@ seeded random weights, same image.
     autograd maps computed through netref.run_config (the same YAML
     interpreted in PyTorch);
   * Fashion-MNIST (trained weights): Integrated Gradients completeness
-    (sum of attributions vs score difference, the run's own note) within
-    1 %; the model-randomisation check (Adebayo et al. 2018): re-randomising
+    (sum of attributions vs score difference, the run's own note) on all
+    ten sample images within IG_BOUND (4 % at 50 steps, 0.5 % at 400, and
+    smaller at 400 than at 50); the model-randomisation check (Adebayo et al. 2018): re-randomising
     conv4 and the classifier changes the saliency map substantially
     (Spearman rank correlation with the original < 0.5) while the trained
     model's map is reproducible (a second run equals the first);
@@ -275,6 +276,56 @@ def spearman(a, b):
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
+# Integrated Gradients completeness on all ten sample images: the midpoint
+# rule's error, measured (PoCL, AVX-512) 0.18 % to 3.01 % at 50 steps and at
+# most 0.39 % at 400; a real mistake (a wrong baseline, class or scale) is
+# far off and does not shrink with more steps.
+IG_BOUND = {50: 4.0, 400: 0.5}
+
+
+def completeness(out):
+    """{input: the run's completeness error in %} of its integrated maps."""
+    with open(os.path.join(out, "manifest.json")) as f:
+        files = json.load(f)["files"]
+    res = {}
+    for e in files:
+        if e["kind"] == "integrated" and e.get("role") == "map":
+            m = re.search(r"\(([0-9.]+)%\)", e.get("note") or "")
+            res[os.path.basename(e["input"])] = float(m.group(1)) if m else float("inf")
+    return res
+
+
+def check_completeness(work, cfg):
+    src = tn.source_dir()
+    images = os.path.join(src, "samples", "fashion_mnist", "images")
+    with open(cfg, encoding="utf-8") as f:
+        pipe = yaml.safe_load(f)
+    for key in ("weights", "labels"):
+        pipe["model"][key] = os.path.join(os.path.dirname(cfg), pipe["model"][key])
+    errs = {}
+    for steps, bound in IG_BOUND.items():
+        pipe["taps"] = [{"layer": "input", "show": "integrated", "samples": steps}]
+        path = os.path.join(work, "fashion_ig%d.yaml" % steps)
+        with open(path, "w", encoding="utf-8") as f:
+            yaml.safe_dump(pipe, f)
+        out = os.path.join(work, "fashion_ig%d" % steps)
+        p = subprocess.run([BIN, "run", path, "--input", images, "--out", out, "-q", "--no-report"],
+                           capture_output=True, text=True)
+        check(p.returncode == 0, "fashion IG %d steps: exit %d: %s" % (steps, p.returncode, p.stderr))
+        if p.returncode != 0:
+            return
+        errs[steps] = completeness(out)
+        check(len(errs[steps]) == 10, "fashion IG %d steps: 10 maps, got %d" % (steps, len(errs[steps])))
+        worst = max(errs[steps].values()) if errs[steps] else float("inf")
+        tn.log("  fashion: IG completeness at %d steps: worst %.2f %% of 10 images" % (steps, worst))
+        check(worst <= bound, "IG completeness at %d steps: %.2f %% > %g %%: %r" % (steps, worst, bound, errs[steps]))
+    # the error is the rule's: more steps shrink it on every image with a visible error
+    for k, e50 in errs.get(50, {}).items():
+        e400 = errs.get(400, {}).get(k, float("inf"))
+        check(e50 < 0.05 or e400 < e50, "IG completeness of %s does not shrink with steps: %.2f %% at 50, %.2f %% at "
+              "400" % (k, e50, e400))
+
+
 def test_fashion(work):
     src = tn.source_dir()
     cfg = os.path.join(src, "configs", "fashion_mnist.yaml")
@@ -286,11 +337,7 @@ def test_fashion(work):
                             "--tap", "input:integrated", "--npy", "-q"], capture_output=True, text=True)
         check(p.returncode == 0, "fashion: exit %d: %s" % (p.returncode, p.stderr))
         runs.append(out)
-    with open(os.path.join(runs[0], "manifest.json")) as f:
-        files = json.load(f)["files"]
-    notes = [e.get("note") or "" for e in files if e["kind"] == "integrated" and e.get("role") == "map"]
-    m = re.search(r"\(([0-9.]+)%\)", notes[0] if notes else "")
-    check(m is not None and float(m.group(1)) <= 1.0, "IG completeness within 1%%: %r" % notes)
+    check_completeness(work, cfg)
     a = np.load(os.path.join(runs[0], "9_ankle_boot", "saliency_c9.npy"))
     b = np.load(os.path.join(runs[1], "9_ankle_boot", "saliency_c9.npy"))
     check(np.array_equal(a, b), "saliency is reproducible")

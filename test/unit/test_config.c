@@ -5,6 +5,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
 #include "config/config.h"
+#include "viz/taps.h"
 #include "core/util.h"
 
 #include <dirent.h>
@@ -263,7 +264,13 @@ static void test_flow_style_defaults(void)
         CHECK(cnn_op_name((cnn_op)op) && strcmp(cnn_op_name((cnn_op)op), "?") != 0, "op %d", op);
     CHECK(strcmp(cnn_op_name(CNN_OP_ADAPTIVE_AVGPOOL), "adaptive_avgpool") == 0, "op name");
     CHECK(strcmp(cnn_op_name(CNN_OP_COUNT), "?") == 0, "op out of range");
-    CHECK(strcmp(cnn_tap_kinds[13], "occlusion") == 0 && !cnn_tap_kinds[14], "kinds");
+    /* the tap kinds are activations, filters, weights and then every
+     * gradient method, in the order of viz/taps.h */
+    int gm = 0;
+    while (cnn_gmethod_names[gm] && cnn_tap_kinds[3 + gm] && !strcmp(cnn_tap_kinds[3 + gm], cnn_gmethod_names[gm])) gm++;
+    CHECK(gm == CNN_GM_COUNT && !cnn_gmethod_names[gm] && !cnn_tap_kinds[3 + gm], "kinds: %d methods agree of %d", gm,
+          (int)CNN_GM_COUNT);
+    CHECK(strcmp(cnn_tap_kinds[13], "occlusion") == 0, "kinds");
     CHECK(strcmp(cnn_norm_scopes[3], "fixed") == 0 && !cnn_norm_scopes[4], "scopes");
     CHECK(strcmp(cnn_colormaps[6], "rdbu") == 0 && !cnn_colormaps[7], "colormaps");
 }

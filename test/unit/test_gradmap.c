@@ -49,6 +49,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
 #include "viz/gradmap.h"
+#include "viz/vizops.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -266,6 +267,20 @@ static void ref_cam(cnn_cam_kind kind, const float *a, const float *g, int n, in
                 }
                 w[m] = s;
                 wmag[m] = s * (1 + (S != 0 ? Sa / fabs(S) : 1));
+            } else if (kind == CNN_CAM_XGRADCAM) {
+                double t = 0, ta = 0;
+                for (int p = 0; p < plane; p++) {
+                    S += am[p];
+                    Sa += fabs(am[p]);
+                    t += (double)gm[p] * am[p];
+                    ta += fabs((double)gm[p] * am[p]);
+                }
+                double den = S + 1e-7;
+                w[m] = t / den;
+                wmag[m] = (ta + fabs(t) * Sa / fabs(den)) / fabs(den);
+            } else if (kind == CNN_CAM_WEIGHTED) {
+                /* the caller's weights, passed in w */
+                wmag[m] = fabs(w[m]);
             } else {
                 w[m] = wmag[m] = 0;
             }
@@ -275,8 +290,8 @@ static void ref_cam(cnn_cam_kind kind, const float *a, const float *g, int n, in
             for (int k = 0; k < c; k++) {
                 size_t i = ((size_t)b * c + k) * plane + p;
                 size_t m = (size_t)b * c + k;
-                if (kind == CNN_CAM_LAYERCAM) {
-                    double r = g[i] > 0 ? g[i] : 0;
+                if (kind == CNN_CAM_LAYERCAM || kind == CNN_CAM_HIRESCAM) {
+                    double r = kind == CNN_CAM_HIRESCAM ? g[i] : g[i] > 0 ? g[i] : 0;
                     s += r * a[i];
                     sa += fabs(r * a[i]);
                 } else {
@@ -292,7 +307,8 @@ static void ref_cam(cnn_cam_kind kind, const float *a, const float *g, int n, in
 
 static const char *kind_name(cnn_cam_kind k)
 {
-    return k == CNN_CAM_GRADCAM ? "gradcam" : k == CNN_CAM_GRADCAMPP ? "gradcam++" : "layercam";
+    static const char *const names[] = {"gradcam", "gradcam++", "layercam", "xgradcam", "hirescam", "weighted"};
+    return names[k];
 }
 
 static void test_cam_case(cnn_cam_kind kind, int n, int c, int plane, size_t a_off, size_t g_off, size_t out_off,
@@ -318,20 +334,28 @@ static void test_cam_case(cnn_cam_kind kind, int n, int c, int plane, size_t a_o
             for (int p = 0; p < plane; p++) g[m * plane + p] = 0.0f;
         }
     }
-    cl_mem ba = upload_guarded(a, a_off, n_in, 2), bg = upload_guarded(g, g_off, n_in, 2);
-    cl_mem bo = upload_guarded(NULL, out_off, n_px, 7), bw = upload_guarded(NULL, 0, n_w, 4);
+    bool given = kind == CNN_CAM_WEIGHTED;
+    float *win = malloc(n_w * sizeof *win);
+    fill_nonzero_rel(win, n_w, -0.5f, 1.0f);
+    cl_mem ba = upload_guarded(a, a_off, n_in, 2), bg = given ? NULL : upload_guarded(g, g_off, n_in, 2);
+    cl_mem bo = upload_guarded(NULL, out_off, n_px, 7), bw = upload_guarded(given ? win : NULL, 0, n_w, 4);
     char what[128];
     snprintf(what, sizeof what, "%s n %d c %d plane %d mode %d", kind_name(kind), n, c, plane, mode);
-    CHECK_OK(cnn_gm_cam(&g_cl, kind, ba, a_off, bg, g_off, n, c, plane, null_weights ? NULL : bw, bo, out_off,
-                        what));
+    CHECK_OK(cnn_gm_cam(&g_cl, kind, ba, a_off, bg, given ? 0 : g_off, n, c, plane, null_weights ? NULL : bw, bo,
+                        out_off, what));
     float *o = download_guarded(bo, out_off, n_px, 7, what);
     float *w = download(bw, (n_w + 4) * sizeof(float));
     double *rw = malloc(n_w * sizeof *rw), *rwm = malloc(n_w * sizeof *rwm);
     double *rc = malloc(n_px * sizeof *rc), *rb = malloc(n_px * sizeof *rb);
+    for (size_t m = 0; m < n_w; m++) rw[m] = win[m];
     ref_cam(kind, a, g, n, c, plane, rw, rwm, rc, rb);
     CHECK(check_bound(o + out_off, rc, rb, n_px, what), "%s: cam", what);
     CHECK(!any_nan(o + out_off, n_px), "%s: NaN in the cam", what);
-    if (kind == CNN_CAM_LAYERCAM) {
+    if (given) {
+        size_t changed = 0;
+        for (size_t m = 0; m < n_w; m++) changed += w[m] != win[m];
+        CHECK(changed == 0, "%s: %zu of the caller's weights changed", what, changed);
+    } else if (kind == CNN_CAM_LAYERCAM || kind == CNN_CAM_HIRESCAM) {
         /* Weights left untouched (they stay NaN with guards after). */
         size_t touched = 0;
         for (size_t m = 0; m < n_w; m++) touched += !isnan(w[m]);
@@ -350,19 +374,21 @@ static void test_cam_case(cnn_cam_kind kind, int n, int c, int plane, size_t a_o
                   (double)w[n_w > 1 ? 1 : 0]);
         if (mode == CAM_NEGATIVE) {
             size_t bad = 0;
+            bool neg = kind == CNN_CAM_GRADCAM || kind == CNN_CAM_XGRADCAM;
             for (size_t m = 0; m < n_w; m++)
-                bad += kind == CNN_CAM_GRADCAM ? !(w[m] < 0.0f) : !(w[m] == 0.0f);
-            CHECK(bad == 0, "%s: %zu weights not %s", what, bad, kind == CNN_CAM_GRADCAM ? "< 0" : "exactly 0");
+                bad += neg ? !(w[m] < 0.0f) : !(w[m] == 0.0f);
+            CHECK(bad == 0, "%s: %zu weights not %s", what, bad, neg ? "< 0" : "exactly 0");
         }
         free(wb);
     }
-    if (mode == CAM_NEGATIVE) {
+    if (mode == CAM_NEGATIVE && !given) {
         size_t nz = 0;
         for (size_t i = 0; i < n_px; i++) nz += o[out_off + i] != 0.0f;
         CHECK(nz == 0, "%s: %zu cam values not exactly 0", what, nz);
     }
     free(a);
     free(g);
+    free(win);
     free(o);
     free(w);
     free(rw);
@@ -377,8 +403,9 @@ static void test_cam_case(cnn_cam_kind kind, int n, int c, int plane, size_t a_o
 
 static void test_cam(void)
 {
-    static const cnn_cam_kind kinds[] = {CNN_CAM_GRADCAM, CNN_CAM_GRADCAMPP, CNN_CAM_LAYERCAM};
-    for (int i = 0; i < 3; i++) {
+    static const cnn_cam_kind kinds[] = {CNN_CAM_GRADCAM,  CNN_CAM_GRADCAMPP, CNN_CAM_LAYERCAM,
+                                         CNN_CAM_XGRADCAM, CNN_CAM_HIRESCAM,  CNN_CAM_WEIGHTED};
+    for (int i = 0; i < 6; i++) {
         cnn_cam_kind k = kinds[i];
         test_cam_case(k, 1, 6, 7 * 7, 3, 11, 5, CAM_RANDOM, false);
         test_cam_case(k, 3, 5, 23 * 19, 29, 1, 13, CAM_RANDOM, false);
@@ -390,6 +417,7 @@ static void test_cam(void)
         test_cam_case(k, 3, 4, 300, 8, 3, 6, CAM_NEGATIVE, false);
     }
     test_cam_case(CNN_CAM_LAYERCAM, 1, 5, 9 * 11, 1, 2, 3, CAM_RANDOM, true); /* weights NULL */
+    test_cam_case(CNN_CAM_HIRESCAM, 3, 5, 9 * 11, 1, 2, 3, CAM_RANDOM, true);
 }
 
 /* ---- resize ---- */
@@ -460,6 +488,215 @@ static void test_resize(void)
     test_resize_case(1, 2, 8, 8, 2, 1, 9);
     test_resize_case(1, 14, 14, 224, 224, 6, 3);
     test_resize_case(3, 7, 7, 227, 225, 1, 2);
+}
+
+/* align_corners=True against a double reference of its rule: source =
+ * dst * (in - 1) / (out - 1) (0 for a side of 1). */
+static void test_resize_corners_case(int n, int h, int w, int H, int W, size_t in_off, size_t out_off)
+{
+    size_t n_in = (size_t)n * h * w, n_out = (size_t)n * H * W;
+    float *x = malloc(n_in * sizeof *x);
+    fill_nonzero_rel(x, n_in, -3.0f, 5.0f);
+    cl_mem bi = upload_guarded(x, in_off, n_in, 2), bo = upload_guarded(NULL, out_off, n_out, 3);
+    char what[96];
+    snprintf(what, sizeof what, "resize corners n %d %dx%d -> %dx%d", n, h, w, H, W);
+    CHECK_OK(cnn_gm_resize_ex(&g_cl, bi, in_off, n, h, w, bo, out_off, H, W, true, what));
+    float *o = download_guarded(bo, out_off, n_out, 3, what);
+    double *ref = malloc(n_out * sizeof *ref), *bound = malloc(n_out * sizeof *bound);
+    for (int b = 0; b < n; b++)
+        for (int y = 0; y < H; y++) {
+            double sy = H > 1 ? (double)y * (h - 1) / (H - 1) : 0;
+            int y0 = (int)floor(sy) < h - 1 ? (int)floor(sy) : h - 1, y1 = y0 < h - 1 ? y0 + 1 : y0;
+            double ly = sy - y0;
+            for (int xx = 0; xx < W; xx++) {
+                double sx = W > 1 ? (double)xx * (w - 1) / (W - 1) : 0;
+                int x0 = (int)floor(sx) < w - 1 ? (int)floor(sx) : w - 1, x1 = x0 < w - 1 ? x0 + 1 : x0;
+                double lx = sx - x0;
+                const float *m = x + (size_t)b * h * w;
+                double v00 = m[y0 * w + x0], v01 = m[y0 * w + x1], v10 = m[y1 * w + x0], v11 = m[y1 * w + x1];
+                size_t i = ((size_t)b * H + y) * W + xx;
+                ref[i] = (1 - ly) * ((1 - lx) * v00 + lx * v01) + ly * ((1 - lx) * v10 + lx * v11);
+                bound[i] = 2e-6 * fmax(fmax(fabs(v00), fabs(v01)), fmax(fabs(v10), fabs(v11)));
+            }
+        }
+    CHECK(check_bound(o + out_off, ref, bound, n_out, what), "%s", what);
+    /* the corners are the input's corners exactly */
+    for (int b = 0; b < n && H > 1 && W > 1; b++) {
+        const float *m = x + (size_t)b * h * w, *q = o + out_off + (size_t)b * H * W;
+        CHECK(q[0] == m[0] && q[W - 1] == m[w - 1] && q[(size_t)(H - 1) * W] == m[(h - 1) * w] &&
+                  q[(size_t)H * W - 1] == m[h * w - 1],
+              "%s: corners differ", what);
+    }
+    free(x);
+    free(o);
+    free(ref);
+    free(bound);
+    release(bi);
+    release(bo);
+}
+
+/* ---- the CAM family's own-pass ops ---- */
+
+/* Per-map minimum and maximum of m maps of len floats into a host stats
+ * array in cnn_viz_stats' layout (the rest NaN: not read). */
+static float *host_minmax(const float *x, int m, size_t len)
+{
+    float *st = malloc((size_t)m * CNN_STATS_STRIDE * sizeof *st);
+    for (int j = 0; j < m; j++) {
+        float mn = x[(size_t)j * len], mx = mn;
+        for (size_t i = 1; i < len; i++) {
+            mn = fminf(mn, x[(size_t)j * len + i]);
+            mx = fmaxf(mx, x[(size_t)j * len + i]);
+        }
+        for (int k = 0; k < CNN_STATS_STRIDE; k++) st[(size_t)j * CNN_STATS_STRIDE + k] = NAN;
+        st[(size_t)j * CNN_STATS_STRIDE + CNN_ST_MIN] = mn;
+        st[(size_t)j * CNN_STATS_STRIDE + CNN_ST_MAX] = mx;
+    }
+    return st;
+}
+
+static void test_score_inputs_case(int m, int c, int plane, size_t x_off)
+{
+    size_t len = (size_t)c * plane, n = (size_t)m * len;
+    float *x = malloc(len * sizeof *x), *up = malloc((size_t)m * plane * sizeof *up);
+    fill_nonzero_rel(x, len, -2.0f, 2.0f);
+    fill_nonzero_rel(up, (size_t)m * plane, -1.0f, 3.0f);
+    float *st = host_minmax(up, m, (size_t)plane);
+    cl_mem bx = upload_guarded(x, x_off, len, 1), bu = upload(up, (size_t)m * plane * sizeof *up);
+    cl_mem bs = upload(st, (size_t)m * CNN_STATS_STRIDE * sizeof *st), bo = upload_guarded(NULL, 0, n, 3);
+    char what[96];
+    snprintf(what, sizeof what, "score inputs m %d c %d plane %d", m, c, plane);
+    CHECK_OK(cnn_gm_score_inputs(&g_cl, bx, x_off, c, plane, bu, m, bs, bo, what));
+    float *o = download_guarded(bo, 0, n, 3, what);
+    double *ref = malloc(n * sizeof *ref), *bound = malloc(n * sizeof *bound);
+    for (int j = 0; j < m; j++) {
+        double mn = st[(size_t)j * CNN_STATS_STRIDE + CNN_ST_MIN], mx = st[(size_t)j * CNN_STATS_STRIDE + CNN_ST_MAX];
+        for (size_t i = 0; i < len; i++) {
+            double mask = (up[(size_t)j * plane + i % plane] - mn) / (mx - mn + 1e-8);
+            ref[(size_t)j * len + i] = x[i] * mask;
+            bound[(size_t)j * len + i] = 1e-6 * fabs(x[i]) + 1e-30;
+        }
+    }
+    CHECK(check_bound(o, ref, bound, n, what), "%s", what);
+    free(x);
+    free(up);
+    free(st);
+    free(o);
+    free(ref);
+    free(bound);
+    release(bx);
+    release(bu);
+    release(bs);
+    release(bo);
+}
+
+static void test_ablate_case(int m, int c, int plane, int k0, size_t off)
+{
+    size_t n = (size_t)m * c * plane;
+    float *x = malloc(n * sizeof *x);
+    fill_nonzero_rel(x, n, -2.0f, 2.0f);
+    cl_mem b = upload_guarded(x, off, n, 2);
+    char what[96];
+    snprintf(what, sizeof what, "ablate m %d c %d plane %d k0 %d", m, c, plane, k0);
+    CHECK_OK(cnn_gm_ablate(&g_cl, b, off, c, plane, k0, m, what));
+    float *o = download_guarded(b, off, n, 2, what);
+    size_t bad = 0;
+    for (int j = 0; j < m; j++)
+        for (int k = 0; k < c; k++)
+            for (int p = 0; p < plane; p++) {
+                size_t i = ((size_t)j * c + k) * plane + p;
+                bad += o[off + i] != (k == k0 + j ? 0.0f : x[i]);
+            }
+    CHECK(bad == 0, "%s: %zu values wrong", what, bad);
+    free(x);
+    free(o);
+    release(b);
+}
+
+static void test_absmul_case(int c, int plane, bool per_channel, size_t a_off, size_t b_off)
+{
+    size_t n = (size_t)c * plane, nb = per_channel ? (size_t)c : n;
+    float *a = malloc(n * sizeof *a), *bv = malloc(nb * sizeof *bv);
+    fill_nonzero_rel(a, n, -3.0f, 3.0f);
+    fill_nonzero_rel(bv, nb, -2.0f, 2.0f);
+    cl_mem ba = upload_guarded(a, a_off, n, 1), bb = upload_guarded(bv, b_off, nb, 1);
+    cl_mem bo = upload_guarded(NULL, 0, n, 2);
+    char what[96];
+    snprintf(what, sizeof what, "absmul c %d plane %d per-channel %d", c, plane, per_channel);
+    CHECK_OK(cnn_gm_absmul(&g_cl, ba, a_off, bb, b_off, c, plane, per_channel, bo, what));
+    float *o = download_guarded(bo, 0, n, 2, what);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += o[i] != fabsf(a[i] * bv[per_channel ? i / plane : i]);
+    CHECK(bad == 0, "%s: %zu values differ from |a * b| in float", what, bad);
+    free(a);
+    free(bv);
+    free(o);
+    release(ba);
+    release(bb);
+    release(bo);
+}
+
+static void test_fullgrad_acc_case(int c, int h, int w, int H, int W, size_t out_off, bool accumulate)
+{
+    size_t n = (size_t)c * h * w, n_out = (size_t)H * W;
+    float *t = malloc(n * sizeof *t), *o0 = malloc(n_out * sizeof *o0);
+    fill_nonzero_rel(t, n, 0.01f, 4.0f);
+    fill_nonzero_rel(o0, n_out, -1.0f, 1.0f);
+    float *st = host_minmax(t, c, (size_t)h * w);
+    cl_mem bt = upload(t, n * sizeof *t), bs = upload(st, (size_t)c * CNN_STATS_STRIDE * sizeof *st);
+    cl_mem bo = upload_guarded(o0, out_off, n_out, 3);
+    char what[96];
+    snprintf(what, sizeof what, "fullgrad sum c %d %dx%d -> %dx%d acc %d", c, h, w, H, W, accumulate);
+    CHECK_OK(cnn_gm_fullgrad_acc(&g_cl, bt, c, h, w, bs, bo, out_off, H, W, accumulate, what));
+    float *o = download_guarded(bo, out_off, n_out, 3, what);
+    double *ref = malloc(n_out * sizeof *ref), *bound = malloc(n_out * sizeof *bound);
+    for (int y = 0; y < H; y++)
+        for (int xx = 0; xx < W; xx++) {
+            int y0, y1, x0, x1;
+            float ly, lx;
+            ref_axis(y, h, H, &y0, &y1, &ly);
+            ref_axis(xx, w, W, &x0, &x1, &lx);
+            size_t q = (size_t)y * W + xx;
+            double sum = accumulate ? o0[q] : 0;
+            for (int k = 0; k < c; k++) {
+                /* pytorch-grad-cam's order: normalise, then resize */
+                const float *m = t + (size_t)k * h * w;
+                double mn = st[(size_t)k * CNN_STATS_STRIDE + CNN_ST_MIN];
+                double mx = st[(size_t)k * CNN_STATS_STRIDE + CNN_ST_MAX];
+                double v[4] = {m[y0 * w + x0], m[y0 * w + x1], m[y1 * w + x0], m[y1 * w + x1]};
+                for (int i = 0; i < 4; i++) v[i] = (v[i] - mn) / (1e-7 + (mx - mn));
+                sum += (1.0 - ly) * ((1.0 - lx) * v[0] + lx * v[1]) + ly * ((1.0 - lx) * v[2] + lx * v[3]);
+            }
+            ref[q] = sum;
+            bound[q] = 1e-6 * (c + (accumulate ? fabs(o0[q]) : 0)) + 1e-30;
+        }
+    CHECK(check_bound(o + out_off, ref, bound, n_out, what), "%s", what);
+    free(t);
+    free(o0);
+    free(st);
+    free(o);
+    free(ref);
+    free(bound);
+    release(bt);
+    release(bs);
+    release(bo);
+}
+
+static void test_cam_family_ops(void)
+{
+    test_resize_corners_case(1, 7, 7, 224, 224, 3, 5);
+    test_resize_corners_case(3, 5, 9, 28, 31, 1, 2);
+    test_resize_corners_case(2, 1, 1, 4, 3, 1, 1);
+    test_resize_corners_case(1, 14, 14, 14, 14, 2, 2);
+    test_score_inputs_case(5, 3, 17 * 19, 7);
+    test_score_inputs_case(1, 1, 28 * 28, 0);
+    test_ablate_case(4, 6, 7 * 5, 2, 3);
+    test_ablate_case(1, 1, 9, 0, 0);
+    test_absmul_case(5, 49, true, 3, 1);
+    test_absmul_case(3, 33, false, 0, 9);
+    test_fullgrad_acc_case(6, 7, 7, 28, 28, 5, false);
+    test_fullgrad_acc_case(3, 28, 28, 28, 28, 0, true);
+    test_fullgrad_acc_case(4, 5, 3, 17, 29, 2, true);
 }
 
 /* ---- mul, axpby ---- */
@@ -1190,7 +1427,18 @@ static void test_errors(void)
     expect_input_error(cnn_gm_chan_dot(&g_cl, b, 0, NULL, 0, 1, 2, 4, o, 0, "tap X"), "x NULL");
     expect_input_error(cnn_gm_chan_dot(&g_cl, b, 0, b, 0, 1, 2, 4, o, SIZE_MAX - 2, "tap X"), "offset overflow");
     /* cam */
-    expect_input_error(cnn_gm_cam(&g_cl, (cnn_cam_kind)3, b, 0, b, 0, 1, 2, 4, o, o, 16, "tap X"), "kind 3");
+    expect_input_error(cnn_gm_cam(&g_cl, (cnn_cam_kind)6, b, 0, b, 0, 1, 2, 4, o, o, 16, "tap X"), "kind 6");
+    expect_input_error(cnn_gm_cam(&g_cl, CNN_CAM_XGRADCAM, b, 0, NULL, 0, 1, 2, 4, o, o, 16, "tap X"),
+                       "xgradcam without gradients");
+    /* the CAM family's own-pass ops */
+    expect_input_error(cnn_gm_ablate(&g_cl, b, 0, 2, 2, 1, 2, "tap X"), "ablate past the last channel");
+    expect_input_error(cnn_gm_ablate(&g_cl, small, 0, 4, 4, 0, 2, "tap X"), "ablate buffer too small");
+    expect_input_error(cnn_gm_score_inputs(&g_cl, b, 0, 3, 100, o, 8, small, o, "tap X"), "score stats too small");
+    expect_input_error(cnn_gm_score_inputs(&g_cl, b, 0, 3, 100, b, 2, o, b, "tap X"), "score output over input");
+    expect_input_error(cnn_gm_absmul(&g_cl, b, 0, small, 0, 2, 10, false, o, "tap X"), "absmul b too small");
+    expect_input_error(cnn_gm_fullgrad_acc(&g_cl, b, 3, 4, 4, small, o, 0, 8, 8, false, "tap X"),
+                       "fullgrad stats too small");
+    expect_input_error(cnn_gm_resize_ex(&g_cl, b, 0, 1, 0, 4, o, 0, 8, 8, true, "tap X"), "corners h 0");
     expect_input_error(cnn_gm_cam(&g_cl, CNN_CAM_GRADCAM, b, 0, b, 0, 1, 2, 4, NULL, o, 16, "tap X"),
                        "weights NULL");
     expect_input_error(cnn_gm_cam(&g_cl, CNN_CAM_GRADCAM, b, 0, b, 0, 3, 2, 4, small, o, 16, "tap X"),
@@ -1340,6 +1588,9 @@ int main(void)
     g_worst_ratio = 0;
     test_resize();
     printf("resize: worst error / bound %.3g\n", g_worst_ratio);
+    g_worst_ratio = 0;
+    test_cam_family_ops();
+    printf("align-corners resize, Score-CAM inputs, FullGrad sums: worst error / bound %.3g\n", g_worst_ratio);
     test_elementwise();
     test_noise();
     test_path();
