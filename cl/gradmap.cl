@@ -513,7 +513,7 @@ __kernel void kernel_gm_absmul(__global const float *a, const ulong a_off, __glo
  * out (+)= sum over maps k of (bilinear(t_k)(y, x) - mn_k) / (1e-7 + (mx_k -
  * mn_k)), t: c maps of h x w, bilinear as kernel_gm_resize (align_corners
  * False); mn_k, mx_k from st as in kernel_gm_score_inputs.  k in order. */
-__kernel void kernel_gm_fullgrad_acc(__global const float *t, const uint c, const uint h,
+__kernel void kernel_gm_fullgrad_acc(__global const float *t, const ulong t_off, const uint c, const uint h,
                                      const uint w, const float sy, const float sx,
                                      __global const float *st, const uint stride, const uint i_min,
                                      const uint i_max, __global float *out, const ulong out_off,
@@ -528,7 +528,7 @@ __kernel void kernel_gm_fullgrad_acc(__global const float *t, const uint c, cons
     gm_axis(x, w, sx, 0, &x0, &x1, &lx);
     float s = accumulate ? out[out_off + q] : 0.0f;
     for (uint k = 0; k < c; k++) {
-        __global const float *m = t + (ulong)k * h * w;
+        __global const float *m = t + t_off + (ulong)k * h * w;
         __global const float *r0 = m + (ulong)y0 * w, *r1 = m + (ulong)y1 * w;
         float o = gm_mix4(r0[x0], r0[x1], r1[x0], r1[x1], ly, lx);
         const float mn = st[k * stride + i_min], mx = st[k * stride + i_max];

@@ -1237,7 +1237,7 @@ static int parse_model(cnn_pipeline *p, const node *v)
 }
 
 static const char *const g_tap_keys[] = {
-    "layer", "show", "normalize", "range", "clip", "colormap", "columns", "max_channels",
+    "layer", "layers", "show", "normalize", "range", "clip", "colormap", "columns", "max_channels",
     "signed", "units", "class", "score", "alpha", "samples", "sigma", "baseline", "window", "step", "curves", "reduce", "cells", "keep", "segments", "kernel_width", NULL};
 
 static int parse_tap_layers(ctx *c, cnn_tap_spec *t, const node *v)
@@ -1280,8 +1280,15 @@ static int parse_tap(ctx *c, size_t idx, const node *m)
         const node *k = map_key(m, i), *v = map_val(m, i);
         const char *key = k->str; /* one of g_tap_keys: checked above */
         float pair[2] = {0, 0};
-        if (is_key(k, "layer")) {
+        if (is_key(k, "layer") || is_key(k, "layers")) {
+            if (t->layers)
+                return cnn_pipeline_error_at(p, k->pos, "%s: give 'layer' (a map each) or 'layers' (one map fused "
+                                             "over them), not both", where);
+            t->fuse = is_key(k, "layers");
             status = parse_tap_layers(c, t, v);
+            if (status == CNN_OK && t->fuse && t->n_layers > CNN_MAX_FUSE)
+                status = cnn_pipeline_error_at(p, v->pos, "'layers': at most %d layers in one fused map (got %d)",
+                                               CNN_MAX_FUSE, t->n_layers);
         } else if (is_key(k, "show")) {
             status = get_choice(p, v, key, cnn_tap_kinds, "tap kind", &t->show);
         } else if (is_key(k, "normalize")) {

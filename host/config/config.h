@@ -118,11 +118,15 @@ typedef struct cnn_input_spec {
     cnn_pos pos;
 } cnn_input_spec;
 
+/* Layers one fused CAM may take (`layers:`). */
+#define CNN_MAX_FUSE 16
+
 /* A tap: what to show of which layer.  Kinds and scopes are checked against
  * the lists below; the visualization module interprets them. */
 typedef struct cnn_tap_spec {
     char **layers;      /* [n_layers]; n_layers == 0 for input-level methods */
     int n_layers;
+    bool fuse;          /* given as `layers:`: one CAM fused over them (else `layer:`, one tap each) */
     cnn_pos pos;
     char *show;         /* kind: "activations", "filters", "weights", ... */
     char *normalize;    /* scope or NULL (kind's default) */

@@ -48,13 +48,17 @@ int cnn_job_setup_gradients(cnn_job *s, int batch)
     bool all = s->session;
     for (int t = 0; t < s->n_taps; t++)
         all |= s->taps[t].kind == CNN_TAP_GRADIENT && s->taps[t].method == CNN_GM_FULLGRAD;
-    for (int t = 0; t < (all ? g->n : s->n_taps); t++)
-        if (all || (s->taps[t].kind == CNN_TAP_GRADIENT && s->taps[t].layer >= 0)) {
-            const cnn_layer *ly = &g->layers[all ? t : s->taps[t].layer];
+    for (int t = 0; t < (all ? g->n : s->n_taps); t++) {
+        const cnn_vtap *v = all ? NULL : &s->taps[t];
+        if (v && (v->kind != CNN_TAP_GRADIENT || v->layer < 0)) continue;
+        /* the tap's layer, or each layer it fuses */
+        for (int i = 0; i < (v && v->n_fuse ? v->n_fuse : 1); i++) {
+            const cnn_layer *ly = &g->layers[!v ? t : v->n_fuse ? v->fuse[i] : v->layer];
             if ((size_t)ly->h * ly->w > maxplane) maxplane = (size_t)ly->h * ly->w;
             if ((size_t)ly->c > maxc) maxc = (size_t)ly->c;
             if (cnn_layer_numel(ly) > maxnumel) maxnumel = cnn_layer_numel(ly);
         }
+    }
     CNN_TRY_RET(cnn_cl_buffer(cl, maxnumel * sizeof(float), &s->acts, "layer tensor"));
     CNN_TRY_RET(cnn_cl_buffer(cl, 10 * px * sizeof(float), &s->tsum, "per-class sums"));
     CNN_TRY_RET(cnn_cl_buffer(cl, px * sizeof(cl_int), &s->segbuf, "superpixels"));
@@ -217,7 +221,10 @@ static int lowest_input(const cnn_vtap *t, cnn_grad_mode mode)
 static int lowest_layer(const cnn_vtap *t, cnn_grad_mode mode)
 {
     (void)mode;
-    return t->layer;
+    int low = t->layer;
+    for (int i = 0; i < t->n_fuse; i++)
+        if (t->fuse[i] < low) low = t->fuse[i];
+    return low;
 }
 
 static int lowest_guided_gradcam(const cnn_vtap *t, cnn_grad_mode mode)
@@ -266,20 +273,70 @@ static int gradxinput_from_pass(cnn_job *s, cnn_vtap *t, int nb, const int *cls,
     return emit_input_maps(s, t, nb, cls, slot_of);
 }
 
+/* The CAM of tap t's method at `layer` for images [0, nb) into s->cams
+ * (the layer's resolution). */
+static int cam_at(cnn_job *s, const cnn_vtap *t, int layer, int nb, const char *what)
+{
+    const cnn_layer *ly = &s->l.graph.layers[layer];
+    cnn_cam_kind kind = t->method == CNN_GM_GRADCAMPP  ? CNN_CAM_GRADCAMPP
+                        : t->method == CNN_GM_LAYERCAM ? CNN_CAM_LAYERCAM
+                        : t->method == CNN_GM_XGRADCAM ? CNN_CAM_XGRADCAM
+                        : t->method == CNN_GM_HIRESCAM ? CNN_CAM_HIRESCAM
+                                                       : CNN_CAM_GRADCAM;
+    return cnn_gm_cam(&s->cl, kind, cnn_net_buffer(&s->net, layer), 0, cnn_backward_grad(&s->bw, layer), 0, nb, ly->c,
+                      ly->h * ly->w, s->camw, s->cams, 0, what);
+}
+
 /* The CAM of tap t's layer for images [0, nb) into s->cams (the layer's
  * resolution), upsampled into dst. */
 static int cam_of(cnn_job *s, cnn_vtap *t, int nb, cl_mem dst, const char *what)
 {
     const cnn_graph *g = &s->l.graph;
     const cnn_layer *ly = &g->layers[t->layer];
-    cnn_cam_kind kind = t->method == CNN_GM_GRADCAMPP  ? CNN_CAM_GRADCAMPP
-                        : t->method == CNN_GM_LAYERCAM ? CNN_CAM_LAYERCAM
-                        : t->method == CNN_GM_XGRADCAM ? CNN_CAM_XGRADCAM
-                        : t->method == CNN_GM_HIRESCAM ? CNN_CAM_HIRESCAM
-                                                       : CNN_CAM_GRADCAM;
-    CNN_TRY_RET(cnn_gm_cam(&s->cl, kind, cnn_net_buffer(&s->net, t->layer), 0, cnn_backward_grad(&s->bw, t->layer), 0,
-                           nb, ly->c, ly->h * ly->w, s->camw, s->cams, 0, what));
+    CNN_TRY_RET(cam_at(s, t, t->layer, nb, what));
     return cnn_gm_resize(&s->cl, s->cams, 0, nb, ly->h, ly->w, dst, 0, g->in_h, g->in_w, what);
+}
+
+/* One map fused over the tap's layers, as pytorch-grad-cam fuses target
+ * layers: each layer's CAM min-max normalised ((v - min) / (1e-7 + max -
+ * min)) and upsampled to the input, their mean normalised the same way. */
+static int fused_from_pass(cnn_job *s, cnn_vtap *t, int nb, const int *cls, const int *slot_of, const char *what)
+{
+    const cnn_graph *g = &s->l.graph;
+    int px = cnn_job_px(s);
+    for (int i = 0; i < t->n_fuse; i++) {
+        const cnn_layer *ly = &g->layers[t->fuse[i]];
+        int plane = ly->h * ly->w;
+        CNN_TRY_RET(cam_at(s, t, t->fuse[i], nb, what));
+        for (int b = 0; b < nb; b++) {
+            CNN_TRY_RET(cnn_viz_stats(&s->viz.viz, s->cams, (size_t)b * plane, (size_t)plane, (size_t)plane, 1,
+                                      s->mstats, what));
+            CNN_TRY_RET(cnn_gm_fullgrad_acc(&s->cl, s->cams, (size_t)b * plane, 1, ly->h, ly->w, s->mstats, s->maps,
+                                            (size_t)b * px, g->in_h, g->in_w, i > 0, what));
+        }
+    }
+    float *m = cnn_malloc((size_t)px * sizeof *m);
+    int status = m ? CNN_OK : CNN_ERR_NOMEM;
+    for (int b = 0; b < nb && status == CNN_OK; b++) {
+        status = cnn_cl_read(&s->cl, s->maps, (size_t)b * px * sizeof(float), (size_t)px * sizeof(float), m, what);
+        if (status < 0) break;
+        double lo = INFINITY, hi = -INFINITY;
+        for (int p = 0; p < px; p++) {
+            double v = (double)m[p] / t->n_fuse;
+            lo = fmin(lo, v);
+            hi = fmax(hi, v);
+        }
+        for (int p = 0; p < px; p++) m[p] = (float)(((double)m[p] / t->n_fuse - lo) / (1e-7 + (hi - lo)));
+        status = cnn_cl_write(&s->cl, s->maps, (size_t)b * px * sizeof(float), (size_t)px * sizeof(float), m, what);
+    }
+    free(m);
+    if (status < 0) return status;
+    char note[96];
+    snprintf(note, sizeof note, "fused over %d layers", t->n_fuse);
+    for (int b = 0; slot_of && b < nb; b++)
+        CNN_TRY_RET(cnn_method_emit(s, t, b, slot_of[b], cls[b], s->maps, (size_t)b * px, s->maps, (size_t)b * px,
+                                    g->in_h, g->in_w, note));
+    return CNN_OK;
 }
 
 /* Grad-CAM, Grad-CAM++, LayerCAM: the map at the input's size; the .npy
@@ -289,6 +346,7 @@ static int cam_from_pass(cnn_job *s, cnn_vtap *t, int nb, const int *cls, const 
     (void)mode;
     char what[256];
     what_of(t, what, sizeof what);
+    if (t->n_fuse) return fused_from_pass(s, t, nb, cls, slot_of, what);
     CNN_TRY_RET(cam_of(s, t, nb, s->maps, what));
     const cnn_graph *g = &s->l.graph;
     const cnn_layer *ly = &g->layers[t->layer];
@@ -336,7 +394,7 @@ int cnn_method_fullgrad_from_pass(cnn_job *s, cnn_vtap *t, int nb, const int *cl
         CNN_TRY_RET(cnn_gm_absmul(cl, s->net.input, (size_t)b * len, din, (size_t)b * len, g->in_c, px, false, s->acts,
                                   what));
         CNN_TRY_RET(cnn_viz_stats(&s->viz.viz, s->acts, 0, (size_t)px, (size_t)px, g->in_c, s->mstats, what));
-        CNN_TRY_RET(cnn_gm_fullgrad_acc(cl, s->acts, g->in_c, g->in_h, g->in_w, s->mstats, s->maps, (size_t)b * px,
+        CNN_TRY_RET(cnn_gm_fullgrad_acc(cl, s->acts, 0, g->in_c, g->in_h, g->in_w, s->mstats, s->maps, (size_t)b * px,
                                         g->in_h, g->in_w, false, what));
         for (int i = 0; i < g->n; i++) {
             const cnn_layer *ly = &g->layers[i];
@@ -348,7 +406,7 @@ int cnn_method_fullgrad_from_pass(cnn_job *s, cnn_vtap *t, int nb, const int *cl
             CNN_TRY_RET(cnn_gm_absmul(cl, cnn_backward_grad(&s->bw, i), (size_t)b * numel, s->net.b[i], 0, ly->c, plane,
                                       true, s->acts, what));
             CNN_TRY_RET(cnn_viz_stats(&s->viz.viz, s->acts, 0, (size_t)plane, (size_t)plane, ly->c, s->mstats, what));
-            CNN_TRY_RET(cnn_gm_fullgrad_acc(cl, s->acts, ly->c, ly->h, ly->w, s->mstats, s->maps, (size_t)b * px,
+            CNN_TRY_RET(cnn_gm_fullgrad_acc(cl, s->acts, 0, ly->c, ly->h, ly->w, s->mstats, s->maps, (size_t)b * px,
                                             g->in_h, g->in_w, true, what));
         }
     }

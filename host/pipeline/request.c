@@ -23,8 +23,10 @@ static int add_tap(cnn_job *s, const char *layer, const char *kind, const cnn_ta
         return cnn_error_set(CNN_ERR_USAGE, "%s: no layer '%s' in %s (see 'cnnviz-cl info %s')", where, layer,
                              s->o.config, s->o.config);
     }
-    for (int t = 0; t < s->n_taps; t++)
-        if (s->taps[t].layer == li && !strcmp(s->taps[t].kind_name, kind)) return CNN_OK; /* asked twice */
+    bool fuse = spec && spec->fuse;
+    for (int t = 0; t < s->n_taps && !fuse; t++)
+        if (s->taps[t].layer == li && !s->taps[t].n_fuse && !strcmp(s->taps[t].kind_name, kind))
+            return CNN_OK; /* asked twice */
     cnn_vtap *t = &s->taps[s->n_taps];
     int status = cnn_vtap_configure(t, &s->l.graph, li, kind, spec, where, s->l.labels, s->l.n_labels);
     if (status < 0) return status;
@@ -42,8 +44,10 @@ static int add_tap(cnn_job *s, const char *layer, const char *kind, const cnn_ta
     }
     /* Different names can sanitise alike ("a/b", "a_b"); a layer keeps the
      * folder an earlier tap of it got, and a new layer gets a free one. */
-    char base[101];
-    cnn_outdir_name(li < 0 ? "input" : p->layers[li].name, base, sizeof base);
+    char base[101], joined[600] = "";
+    for (int i = 0; fuse && i < spec->n_layers; i++)
+        snprintf(joined + strlen(joined), sizeof joined - strlen(joined), "%s%s", i ? "+" : "", spec->layers[i]);
+    cnn_outdir_name(fuse ? joined : li < 0 ? "input" : p->layers[li].name, base, sizeof base);
     snprintf(t->dir, sizeof t->dir, "%s", base);
     for (int k = 2;; k++) {
         int clash = -1;
@@ -55,6 +59,7 @@ static int add_tap(cnn_job *s, const char *layer, const char *kind, const cnn_ta
     s->n_taps++;
     /* a CAM's layer (Ablation-CAM changes it between two halves of a forward) */
     if (t->kind == CNN_TAP_ACTIVATIONS || (t->kind == CNN_TAP_GRADIENT && li >= 0)) s->keep[li] = true;
+    for (int i = 0; i < t->n_fuse; i++) s->keep[t->fuse[i]] = true;
     if (t->kind == CNN_TAP_GRADIENT) s->attrib = true;
     if (t->kind == CNN_TAP_GRADIENT && cnn_method_of(t->method)->backward) s->gradients = true;
     return CNN_OK;
@@ -104,7 +109,7 @@ int cnn_job_collect_taps(cnn_job *s)
     int status = CNN_OK;
     if (!s->o.no_taps) {
         for (int i = 0; i < p->n_taps && status == CNN_OK; i++)
-            for (int k = 0; k < p->taps[i].n_layers && status == CNN_OK; k++)
+            for (int k = 0; k < (p->taps[i].fuse ? 1 : p->taps[i].n_layers) && status == CNN_OK; k++)
                 status = add_tap(s, p->taps[i].layers[k], p->taps[i].show, &p->taps[i], NULL);
         if (status == CNN_OK && !p->taps_given && s->o.n_taps == 0) status = default_taps(s);
     }

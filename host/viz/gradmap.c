@@ -659,8 +659,8 @@ int cnn_gm_absmul(cnn_cl *cl, cl_mem a, size_t a_off, cl_mem b, size_t b_off, in
     return cnn_cl_run1d(cl, k, n, what);
 }
 
-int cnn_gm_fullgrad_acc(cnn_cl *cl, cl_mem t, int c, int h, int w, cl_mem st, cl_mem out, size_t out_off, int H,
-                        int W, bool accumulate, const char *what)
+int cnn_gm_fullgrad_acc(cnn_cl *cl, cl_mem t, size_t t_off, int c, int h, int w, cl_mem st, cl_mem out,
+                        size_t out_off, int H, int W, bool accumulate, const char *what)
 {
     int status;
     size_t n_in, n_out;
@@ -669,19 +669,19 @@ int cnn_gm_fullgrad_acc(cnn_cl *cl, cl_mem t, int c, int h, int w, cl_mem st, cl
         (status = check_pos(W, "the output width", what)) < 0 ||
         (status = count3((size_t)c, (size_t)h, (size_t)w, &n_in, "maps", what)) < 0 ||
         (status = count3(1, (size_t)H, (size_t)W, &n_out, "output", what)) < 0 ||
-        (status = check_span(t, 0, n_in, sizeof(float), "maps", what)) < 0 ||
+        (status = check_span(t, t_off, n_in, sizeof(float), "maps", what)) < 0 ||
         (status = check_span(st, 0, (size_t)c * CNN_STATS_STRIDE, sizeof(float), "statistics", what)) < 0 ||
         (status = check_span(out, out_off, n_out, sizeof(float), "output", what)) < 0 ||
-        (status = check_overlap(out, out_off, n_out, "output", t, 0, n_in, "maps", false, what)) < 0)
+        (status = check_overlap(out, out_off, n_out, "output", t, t_off, n_in, "maps", false, what)) < 0)
         return status;
     float sy = (float)h / (float)H, sx = (float)w / (float)W;
     cl_kernel k;
     if ((status = gm_kernel(cl, "kernel_gm_fullgrad_acc", what, &k)) < 0) return status;
     cl_uint uc = (cl_uint)c, uh = (cl_uint)h, uw = (cl_uint)w, uH = (cl_uint)H, uW = (cl_uint)W;
     cl_uint ustride = CNN_STATS_STRIDE, imin = CNN_ST_MIN, imax = CNN_ST_MAX, uacc = accumulate ? 1u : 0u;
-    cl_ulong uoff = out_off;
-    gm_arg a[] = {GA(t),    GA(uc),   GA(uh),  GA(uw),   GA(sy), GA(sx), GA(st),  GA(ustride),
-                  GA(imin), GA(imax), GA(out), GA(uoff), GA(uH), GA(uW), GA(uacc)};
+    cl_ulong uoff = out_off, ut_off = t_off;
+    gm_arg a[] = {GA(t),       GA(ut_off), GA(uc),   GA(uh),  GA(uw),   GA(sy), GA(sx), GA(st),
+                  GA(ustride), GA(imin),   GA(imax), GA(out), GA(uoff), GA(uH), GA(uW), GA(uacc)};
     if ((status = set_args(k, a, sizeof a / sizeof a[0], what)) < 0) return status;
     return cnn_cl_run1d(cl, k, n_out, what);
 }

@@ -160,12 +160,12 @@ int cnn_gm_absmul(cnn_cl *cl, cl_mem a, size_t a_off, cl_mem b, size_t b_off, in
                   cl_mem out, const char *what);
 
 /* FullGrad's sum of normalised maps: out (H x W at out_off; accumulate: added
- * to) = sum over the c maps t_k (h x w each, t at offset 0) of (bilinear
+ * to) = sum over the c maps t_k (h x w each, from t_off) of (bilinear
  * t_k - min_k) / (1e-7 + (max_k - min_k)), min and max from st
  * (cnn_viz_stats of the maps), bilinear as cnn_gm_resize.  Equal, up to
  * rounding, to pytorch-grad-cam's scale_cam_image (normalise, then resize). */
-int cnn_gm_fullgrad_acc(cnn_cl *cl, cl_mem t, int c, int h, int w, cl_mem st, cl_mem out, size_t out_off, int H,
-                        int W, bool accumulate, const char *what);
+int cnn_gm_fullgrad_acc(cnn_cl *cl, cl_mem t, size_t t_off, int c, int h, int w, cl_mem st, cl_mem out,
+                        size_t out_off, int H, int W, bool accumulate, const char *what);
 
 /* ---- RISE (Petsiuk et al. 2018) ---- */
 

@@ -107,6 +107,26 @@ static int configure_gradient(cnn_vtap *t, const cnn_graph *g, int layer, int me
                              where, cnn_gmethod_names[method], layer < 0 ? "the input" : g->layers[layer].spec->name);
     t->layer_name = layer < 0 ? "input" : g->layers[layer].spec->name;
     t->chans = layer < 0 ? 0 : g->layers[layer].c;
+    if (spec && spec->fuse) {
+        cnn_gmethod m = t->method;
+        if (m != CNN_GM_GRADCAM && m != CNN_GM_GRADCAMPP && m != CNN_GM_LAYERCAM && m != CNN_GM_XGRADCAM &&
+            m != CNN_GM_HIRESCAM)
+            return cnn_error_set(CNN_ERR_INPUT, "%s: 'layers' (one map fused over several layers) applies to gradcam, "
+                                 "gradcampp, layercam, xgradcam and hirescam, not %s (use 'layer' for a map each)",
+                                 where, cnn_gmethod_names[method]);
+        for (int i = 0; i < spec->n_layers; i++) {
+            int li = -1;
+            for (int j = 0; j < g->n && li < 0; j++)
+                if (!strcmp(g->layers[j].spec->name, spec->layers[i])) li = j;
+            if (li < 0 || g->layers[li].flat || g->layers[li].h * g->layers[li].w <= 1)
+                return cnn_error_set(CNN_ERR_INPUT, "%s: '%s' needs layers with spatial maps (conv or pool), not %s",
+                                     where, cnn_gmethod_names[method], spec->layers[i]);
+            for (int k = 0; k < t->n_fuse; k++)
+                if (t->fuse[k] == li)
+                    return cnn_error_set(CNN_ERR_INPUT, "%s: 'layers' names %s twice", where, spec->layers[i]);
+            t->fuse[t->n_fuse++] = li;
+        }
+    }
     int n_out = (int)cnn_layer_numel(&g->layers[g->n - 1]);
     int status = parse_class(t, spec ? spec->cls : NULL, n_out, labels, n_labels, where);
     if (status < 0) return status;

@@ -95,6 +95,8 @@ typedef struct cnn_vtap {
     float base_pixel;        /* ... else this pixel value (0: black) */
     int window, stride;      /* occlusion window side and step, pixels */
     int chans;               /* the layer's channels (CAM methods; 0 for the input) */
+    int n_fuse;              /* > 0: one map fused over these layers (`layers:`; layer = fuse[0]) */
+    int fuse[CNN_MAX_FUSE];
     int cells;               /* rise: grid side */
     float keep;              /* rise: probability a cell is kept */
     int segments;            /* lime / kernelshap: SLIC superpixels wanted */

@@ -20,6 +20,9 @@ each is compared with its float64 reference by relative L2:
                v the first right singular vector (numpy's SVD), its sign
                such that X v correlates positively with the pixels'
                summed activation
+  * gradcam with `layers: [a, b]`: each layer's Grad-CAM min-max
+               normalised (+1e-7), bilinear to the input, the mean
+               normalised again (pytorch-grad-cam's multi-layer rule)
   * fullgrad   |x g_x| per input channel, |b g| per channel of every conv
                with a bias and every batch norm (shift beta - mean gamma /
                sqrt(var + eps)); each map min-max normalised (+1e-7),
@@ -82,7 +85,8 @@ LOOSE_OF = {("resnet18", "smoothgrad_" + r): (1e-3, _SG_WHY) for r in ("paper", 
 CHUNK = 32  # float64 copies per reference forward
 RISE_N = 4000  # RISE's default mask count
 RISE_N_RESNET = 256
-SP_N_RESNET = 160  # LIME / KernelSHAP samples on ResNet-18 (float32 reference scores)
+SP_N_RESNET = 160
+FUSE = {"fashion": ["conv3", "conv4"], "resnet18": ["layer3", "layer4"]}  # `layers:` of one fused Grad-CAM  # LIME / KernelSHAP samples on ResNet-18 (float32 reference scores)
 
 failures = []
 checks = 0
@@ -328,13 +332,13 @@ def norm_resize(m, H, W):
     return F.interpolate(n[None], size=(H, W), mode="bilinear", align_corners=False)[0]
 
 
-def reference(layers, sd, x, cls, L, seed, score_dtype=torch.float64, sigma_frac=0.15, samples=25):
+def reference(layers, sd, x, cls, L, seed, fuse, score_dtype=torch.float64, sigma_frac=0.15, samples=25):
     ref = {}
     outs = {}
     xi = x.clone().requires_grad_(True)
     y, _ = netref.run_config(layers, sd, xi, outs_out=outs)
     biases = bias_layers(layers, sd)
-    for name, _ in biases:
+    for name in set([n for n, _ in biases] + fuse):
         outs[name].retain_grad()
     A = outs[L]
     A.retain_grad()
@@ -350,6 +354,14 @@ def reference(layers, sd, x, cls, L, seed, score_dtype=torch.float64, sigma_frac
         t = (b[:, None, None] * outs[name].grad[0]).abs()
         total = total + norm_resize(t, H, W).sum(0)
     ref["fullgrad"] = total.numpy()
+    # Grad-CAM fused over layers (pytorch-grad-cam's multi-layer rule)
+    parts = []
+    for name in fuse:
+        aa, gg = outs[name][0].detach(), outs[name].grad[0]
+        cam = torch.relu((gg.mean((1, 2))[:, None, None] * aa).sum(0))
+        parts.append(norm_resize(cam[None], H, W)[0])
+    mean = torch.stack(parts).mean(0)
+    ref["fused"] = ((mean - mean.min()) / (1e-7 + (mean.max() - mean.min()))).numpy()
     # Score-CAM: the masks in float64; the masked inputs' forwards in
     # float32 where score_dtype says so (ResNet-18's 512 float64 forwards
     # take ~250 s on 2 cores; float32 logits are ~1e-6 relative off, far
@@ -418,11 +430,12 @@ CAMS = ["xgradcam", "hirescam", "scorecam", "ablationcam", "eigencam"]
 REDUCES = ["paper", "per-copy", "magnitude"]
 
 
-def run_tool(name, cfg_path, pipe, weights, img_path, L, cls, work, rise_samples, sp_samples=None):
+def run_tool(name, cfg_path, pipe, weights, img_path, L, cls, work, rise_samples, fuse, sp_samples=None):
     for key in ("weights", "labels"):
         if key in pipe["model"]:
             pipe["model"][key] = os.path.join(os.path.dirname(cfg_path), pipe["model"][key])
-    taps = [{"layer": L, "show": m} for m in CAMS] + [{"layer": "input", "show": "fullgrad"},
+    taps = [{"layer": L, "show": m} for m in CAMS] + [{"layers": fuse, "show": "gradcam"},
+                                                      {"layer": "input", "show": "fullgrad"},
                                                       {"layer": "input", "show": "rise", "samples": rise_samples}]
     for m in ("lime", "kernelshap"):
         taps.append({"layer": "input", "show": m, **({"samples": sp_samples} if sp_samples else {})})
@@ -447,11 +460,12 @@ def run_tool(name, cfg_path, pipe, weights, img_path, L, cls, work, rise_samples
     return runs
 
 
-def compare_all(name, runs, ref, L, cls):
+def compare_all(name, runs, ref, L, cls, fuse):
     stem = runs["paper"]
     got = {}
     for m in CAMS:
         got[m] = ("%s_%s_c%d.npy" % (m, L, cls), m)
+    got["gradcam fused"] = ("gradcam_%s_c%d.npy" % ("_".join(fuse), cls), "fused")
     got["fullgrad"] = ("fullgrad_c%d.npy" % cls, "fullgrad")
     got["rise"] = ("rise_c%d.npy" % cls, "rise")
     for m, (fname, key) in got.items():
@@ -496,15 +510,15 @@ def test_fashion(work):
         y, _ = netref.run_config(pipe["layers"], sd, x)
     cls = int(torch.argsort(-y[0], stable=True)[1])
     tn.log("fashion: class %d" % cls)
-    ref = reference(pipe["layers"], sd, x, cls, "conv4", 0x5EED)
+    ref = reference(pipe["layers"], sd, x, cls, "conv4", 0x5EED, FUSE["fashion"])
     H, W = x.shape[2:]
     t0 = time.time()
     ref["rise"] = rise_map(pipe["layers"], sd, x, cls, rise_masks(0x715E, RISE_N, 7, 0.5, H, W), 0.5)
     indep = rise_map(pipe["layers"], sd, x, cls, independent_masks(RISE_N, 7, 0.5, H, W), 0.5)
     tn.log("fashion: RISE references (%d masks, twice) %.1f s" % (RISE_N, time.time() - t0))
-    runs = run_tool("fashion", cfg, pipe, None, img, "conv4", cls, work, RISE_N)
+    runs = run_tool("fashion", cfg, pipe, None, img, "conv4", cls, work, RISE_N, FUSE["fashion"])
     if runs:
-        compare_all("fashion", runs, ref, "conv4", cls)
+        compare_all("fashion", runs, ref, "conv4", cls, FUSE["fashion"])
         path = os.path.join(runs["paper"], "rise_c%d.npy" % cls)
         if os.path.exists(path):
             rho = tg.spearman(np.load(path), indep)
@@ -522,7 +536,7 @@ def test_resnet18(work):
     sd = {k: v.double() for k, v in sd.items()}
     x = netref.preprocess(img).double()
     t0 = time.time()
-    ref = reference(pipe["layers"], sd, x, cls, "layer4", 0x5EED, score_dtype=torch.float32)
+    ref = reference(pipe["layers"], sd, x, cls, "layer4", 0x5EED, FUSE["resnet18"], score_dtype=torch.float32)
     H, W = x.shape[2:]
     # RISE with the tool's masks, fewer of them (each a forward; float32
     # scores as Score-CAM's)
@@ -530,9 +544,9 @@ def test_resnet18(work):
                            torch.float32)
     tn.log("resnet18: class %d, references %.1f s" % (cls, time.time() - t0))
     runs = run_tool("resnet18", tn.config_path("resnet18"), pipe, wpath, img_path, "layer4", cls, work,
-                    RISE_N_RESNET, SP_N_RESNET)
+                    RISE_N_RESNET, FUSE["resnet18"], SP_N_RESNET)
     if runs:
-        compare_all("resnet18", runs, ref, "layer4", cls)
+        compare_all("resnet18", runs, ref, "layer4", cls, FUSE["resnet18"])
         check_superpixels("resnet18", runs["paper"], pipe["layers"], sd, x, cls, torch.float32)
 
 

@@ -647,7 +647,7 @@ static void test_fullgrad_acc_case(int c, int h, int w, int H, int W, size_t out
     cl_mem bo = upload_guarded(o0, out_off, n_out, 3);
     char what[96];
     snprintf(what, sizeof what, "fullgrad sum c %d %dx%d -> %dx%d acc %d", c, h, w, H, W, accumulate);
-    CHECK_OK(cnn_gm_fullgrad_acc(&g_cl, bt, c, h, w, bs, bo, out_off, H, W, accumulate, what));
+    CHECK_OK(cnn_gm_fullgrad_acc(&g_cl, bt, 0, c, h, w, bs, bo, out_off, H, W, accumulate, what));
     float *o = download_guarded(bo, out_off, n_out, 3, what);
     double *ref = malloc(n_out * sizeof *ref), *bound = malloc(n_out * sizeof *bound);
     for (int y = 0; y < H; y++)
@@ -1436,7 +1436,7 @@ static void test_errors(void)
     expect_input_error(cnn_gm_score_inputs(&g_cl, b, 0, 3, 100, o, 8, small, o, "tap X"), "score stats too small");
     expect_input_error(cnn_gm_score_inputs(&g_cl, b, 0, 3, 100, b, 2, o, b, "tap X"), "score output over input");
     expect_input_error(cnn_gm_absmul(&g_cl, b, 0, small, 0, 2, 10, false, o, "tap X"), "absmul b too small");
-    expect_input_error(cnn_gm_fullgrad_acc(&g_cl, b, 3, 4, 4, small, o, 0, 8, 8, false, "tap X"),
+    expect_input_error(cnn_gm_fullgrad_acc(&g_cl, b, 0, 3, 4, 4, small, o, 0, 8, 8, false, "tap X"),
                        "fullgrad stats too small");
     expect_input_error(cnn_gm_resize_ex(&g_cl, b, 0, 1, 0, 4, o, 0, 8, 8, true, "tap X"), "corners h 0");
     expect_input_error(cnn_gm_cam(&g_cl, CNN_CAM_GRADCAM, b, 0, b, 0, 1, 2, 4, NULL, o, 16, "tap X"),
