@@ -543,40 +543,49 @@ __kernel void kernel_gm_fullgrad_acc(__global const float *t, const ulong t_off,
 
 /* ---- RISE (host/pipeline/cams.c) ---- */
 
-/* RISE masks: one work-item per element t of m * H * W: mask i = i0 + t /
- * (H W), pixel (y, x).  Cell (gy, gx) of mask i's s x s grid is kept (1)
- * when u <= keep, u = ((word0 >> 8) + 1) / 2^24 of Philox2x32-10 of counter
- * (gy * s + gx, i) and key seed; its shift (dy, dx) comes from counter
- * (0xFFFFFFFF, i): dy = ((word0 >> 8) * ch) >> 24, dx = ((word1 >> 8) * cw)
- * >> 24, so dy < ch, dx < cw (ch = ceil(H / s), cw = ceil(W / s)).  The grid
- * is upsampled bilinearly (align_corners=False, edges clamped) to (s + 1) ch
- * x (s + 1) cw, scale sy = s / ((s + 1) ch) from the host, and cropped at
- * (dy, dx): the mask's value is the upsampled grid's at (y + dy, x + dx). */
-__kernel void kernel_gm_rise_masks(const uint seed, const uint s, const uint ch, const uint cw,
-                                   const float sy, const float sx, const float keep,
-                                   const uint i0, const uint H, const uint W,
+/* RISE, step 1: one work-item per entry e of m * (s * s + 2): for mask i =
+ * i0 + e / (s s + 2), entry q < s s is cell q's bit (1 when u <= keep, u =
+ * ((word0 >> 8) + 1) / 2^24 of Philox2x32-10 of counter (q, i) and key
+ * seed); entries s s and s s + 1 are the shift (dy, dx) from counter
+ * (0xFFFFFFFF, i): dy = ((word0 >> 8) * ch) >> 24 < ch, dx the same of
+ * word1 and cw (ch = ceil(H / s), cw = ceil(W / s)). */
+__kernel void kernel_gm_rise_grid(const uint seed, const uint s, const uint ch, const uint cw,
+                                  const float keep, const uint i0, __global float *grid, const ulong n)
+{
+    const ulong e = get_global_id(0);
+    if (e >= n) return;
+    const uint per = s * s + 2;
+    const uint i = i0 + (uint)(e / per), q = (uint)(e % per);
+    if (q < s * s) {
+        uint2 g = gm_philox2x32_10(q, i, seed);
+        float u = (float)((g.x >> 8) + 1u) * 0x1.0p-24f;
+        grid[e] = u <= keep ? 1.0f : 0.0f;
+    } else {
+        uint2 sh = gm_philox2x32_10(0xFFFFFFFFu, i, seed);
+        grid[e] = q == s * s ? (float)(((ulong)(sh.x >> 8) * ch) >> 24) : (float)(((ulong)(sh.y >> 8) * cw) >> 24);
+    }
+}
+
+/* RISE, step 2: one work-item per element t of m * H * W: mask j = t /
+ * (H W), pixel (y, x): the grid of step 1 upsampled bilinearly
+ * (align_corners=False, edges clamped) to (s + 1) ch x (s + 1) cw, scale
+ * sy = s / ((s + 1) ch) from the host, read at (y + dy, x + dx). */
+__kernel void kernel_gm_rise_masks(__global const float *grid, const uint s, const float sy,
+                                   const float sx, const uint H, const uint W,
                                    __global float *out, const ulong n)
 {
     const ulong t = get_global_id(0);
     if (t >= n) return;
     const ulong HW = (ulong)H * W;
-    const uint i = i0 + (uint)(t / HW);
-    const ulong r = t - (t / HW) * HW;
+    const ulong j = t / HW, r = t - j * HW;
     const uint y = (uint)(r / W), x = (uint)(r - (ulong)y * W);
-    uint2 sh = gm_philox2x32_10(0xFFFFFFFFu, i, seed);
-    const uint dy = (uint)(((ulong)(sh.x >> 8) * ch) >> 24), dx = (uint)(((ulong)(sh.y >> 8) * cw) >> 24);
+    __global const float *g = grid + j * (s * s + 2);
+    const uint dy = (uint)g[s * s], dx = (uint)g[s * s + 1];
     uint y0, y1, x0, x1;
     float ly, lx;
     gm_axis(y + dy, s, sy, 0, &y0, &y1, &ly);
     gm_axis(x + dx, s, sx, 0, &x0, &x1, &lx);
-    float v[4];
-    const uint cy[4] = {y0, y0, y1, y1}, cx[4] = {x0, x1, x0, x1};
-    for (int k = 0; k < 4; k++) {
-        uint2 g = gm_philox2x32_10(cy[k] * s + cx[k], i, seed);
-        float u = (float)((g.x >> 8) + 1u) * 0x1.0p-24f;
-        v[k] = u <= keep ? 1.0f : 0.0f;
-    }
-    out[t] = gm_mix4(v[0], v[1], v[2], v[3], ly, lx);
+    out[t] = gm_mix4(g[y0 * s + x0], g[y0 * s + x1], g[y1 * s + x0], g[y1 * s + x1], ly, lx);
 }
 
 /* out[j, c, p] = x[x_off + c * plane + p] * mk[j, p], one work-item per

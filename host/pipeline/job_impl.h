@@ -94,6 +94,8 @@ struct cnn_job {
     cl_mem acts, mstats;  /* the CAM family's: one image's layer tensor, per-map statistics (cams.c) */
     cl_mem tsum;          /* perturbation methods: one input-size sum per target class (10) */
     cl_mem segbuf, zbuf;  /* LIME / KernelSHAP: one image's superpixel labels, a batch of samples */
+    cl_mem rgrid;         /* RISE: a batch of masks' cells and shifts */
+    int rgrid_cells;      /* ... for grids up to this side */
     int chunk;            /* copies per pass for smoothgrad / integrated / occlusion / curves */
     char first_skip[CNN_ERROR_MAX]; /* why the first unreadable input was skipped */
     cnn_outdir od;        /* the output folder: lock, stage, commit */

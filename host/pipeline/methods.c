@@ -62,6 +62,12 @@ int cnn_job_setup_gradients(cnn_job *s, int batch)
     CNN_TRY_RET(cnn_cl_buffer(cl, maxnumel * sizeof(float), &s->acts, "layer tensor"));
     CNN_TRY_RET(cnn_cl_buffer(cl, 10 * px * sizeof(float), &s->tsum, "per-class sums"));
     CNN_TRY_RET(cnn_cl_buffer(cl, px * sizeof(cl_int), &s->segbuf, "superpixels"));
+    size_t cells = 7; /* the session's default; a run's largest RISE grid */
+    for (int t = 0; t < s->n_taps; t++)
+        if (s->taps[t].kind == CNN_TAP_GRADIENT && s->taps[t].method == CNN_GM_RISE && (size_t)s->taps[t].cells > cells)
+            cells = (size_t)s->taps[t].cells;
+    CNN_TRY_RET(cnn_cl_buffer(cl, (size_t)nb * (cells * cells + 2) * sizeof(float), &s->rgrid, "RISE grids"));
+    s->rgrid_cells = (int)cells;
     CNN_TRY_RET(cnn_cl_buffer(cl, (size_t)nb * CNN_MAX_SEGMENTS * sizeof(float), &s->zbuf, "superpixel samples"));
     size_t nst = (size_t)nb > maxc ? (size_t)nb : maxc;
     if ((size_t)g->in_c > nst) nst = (size_t)g->in_c;
@@ -94,7 +100,7 @@ void cnn_job_free_gradients(cnn_job *s)
             if (s->img8[b]) clReleaseMemObject(s->img8[b]);
     free(s->img8);
     cl_mem *all[] = {&s->maps, &s->cams, &s->camw, &s->xsave, &s->acc, &s->gsum, &s->base,
-                     &s->tmp,  &s->zero, &s->occ,  &s->rankbuf, &s->acts, &s->mstats, &s->tsum, &s->segbuf, &s->zbuf};
+                     &s->tmp,  &s->zero, &s->occ,  &s->rankbuf, &s->acts, &s->mstats, &s->tsum, &s->segbuf, &s->zbuf, &s->rgrid};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         if (*all[i]) clReleaseMemObject(*all[i]);
     for (int t = 0; t < s->n_taps; t++)

@@ -32,8 +32,8 @@ int cnn_method_rise_passes(cnn_job *s, cnn_vtap *t, int b, int k, const float *l
     for (int i0 = 0; i0 < n && status == CNN_OK; i0 += s->chunk) {
         int m = n - i0 < s->chunk ? n - i0 : s->chunk;
         if ((status = cnn_job_interrupted(s)) < 0) break;
-        status = cnn_gm_rise_masks(cl, RISE_SEED + (uint32_t)k, t->cells, t->keep, g->in_h, g->in_w, i0, m, s->maps,
-                                   what);
+        status = cnn_gm_rise_masks(cl, RISE_SEED + (uint32_t)k, t->cells, t->keep, g->in_h, g->in_w, i0, m, s->rgrid,
+                                   s->maps, what);
         if (status == CNN_OK)
             status = cnn_gm_mask_mul(cl, s->xsave, (size_t)b * len, g->in_c, px, s->maps, m, s->net.input, what);
         if (status == CNN_OK) status = cnn_net_forward(&s->net, m);

@@ -231,6 +231,14 @@ static int tap_buffers(cnn_session *ss, cnn_vtap *t)
             s->occ_cap = nw;
         }
     }
+    if (t->method == CNN_GM_RISE && t->cells > s->rgrid_cells) {
+        size_t n = (size_t)s->net.plan.max_batch * ((size_t)t->cells * t->cells + 2);
+        clReleaseMemObject(s->rgrid);
+        s->rgrid = NULL;
+        s->rgrid_cells = 0;
+        CNN_TRY_RET(cnn_cl_buffer(&s->cl, n * sizeof(float), &s->rgrid, "RISE grids"));
+        s->rgrid_cells = t->cells;
+    }
     if (t->method == CNN_GM_GUIDED_GRADCAM)
         return cnn_cl_buffer(&s->cl, (size_t)s->net.plan.max_batch * cnn_job_px(s) * sizeof(float), &t->cam,
                              "guided Grad-CAM");

@@ -688,27 +688,36 @@ int cnn_gm_fullgrad_acc(cnn_cl *cl, cl_mem t, size_t t_off, int c, int h, int w,
 
 /* ---- RISE ---- */
 
-int cnn_gm_rise_masks(cnn_cl *cl, uint32_t seed, int cells, float keep, int H, int W, int i0, int m, cl_mem out,
-                      const char *what)
+int cnn_gm_rise_masks(cnn_cl *cl, uint32_t seed, int cells, float keep, int H, int W, int i0, int m, cl_mem grid,
+                      cl_mem out, const char *what)
 {
     int status;
-    size_t n;
+    size_t n, ng;
     if ((status = check_pos(cells, "the grid side", what)) < 0 || (status = check_pos(H, "the height", what)) < 0 ||
         (status = check_pos(W, "the width", what)) < 0 || (status = check_pos(m, "the masks", what)) < 0 ||
         (status = count3((size_t)m, (size_t)H, (size_t)W, &n, "masks", what)) < 0 ||
-        (status = check_span(out, 0, n, sizeof(float), "masks", what)) < 0)
+        (status = count3((size_t)m, (size_t)cells * cells + 2, 1, &ng, "grids", what)) < 0 ||
+        (status = check_span(out, 0, n, sizeof(float), "masks", what)) < 0 ||
+        (status = check_span(grid, 0, ng, sizeof(float), "grids", what)) < 0 ||
+        (status = check_overlap(out, 0, n, "masks", grid, 0, ng, "grids", false, what)) < 0)
         return status;
     if (!(keep > 0 && keep <= 1) || i0 < 0)
         return cnn_error_set(CNN_ERR_INPUT, "%s: keep %g (0 < keep <= 1), first mask %d", what, (double)keep, i0);
     cl_uint s = (cl_uint)cells, chh = (cl_uint)((H + cells - 1) / cells), cww = (cl_uint)((W + cells - 1) / cells);
     float sy = (float)cells / (float)((cells + 1) * (int)chh), sx = (float)cells / (float)((cells + 1) * (int)cww);
     cl_uint useed = seed, ui0 = (cl_uint)i0, uH = (cl_uint)H, uW = (cl_uint)W;
-    cl_ulong un = n;
-    cl_kernel k;
-    if ((status = gm_kernel(cl, "kernel_gm_rise_masks", what, &k)) < 0) return status;
-    gm_arg a[] = {GA(useed), GA(s), GA(chh), GA(cww), GA(sy), GA(sx), GA(keep), GA(ui0), GA(uH), GA(uW), GA(out), GA(un)};
-    if ((status = set_args(k, a, sizeof a / sizeof a[0], what)) < 0) return status;
-    return cnn_cl_run1d(cl, k, n, what);
+    cl_ulong un = n, ung = ng;
+    cl_kernel kg, km;
+    if ((status = gm_kernel(cl, "kernel_gm_rise_grid", what, &kg)) < 0 ||
+        (status = gm_kernel(cl, "kernel_gm_rise_masks", what, &km)) < 0)
+        return status;
+    gm_arg a1[] = {GA(useed), GA(s), GA(chh), GA(cww), GA(keep), GA(ui0), GA(grid), GA(ung)};
+    gm_arg a2[] = {GA(grid), GA(s), GA(sy), GA(sx), GA(uH), GA(uW), GA(out), GA(un)};
+    if ((status = set_args(kg, a1, sizeof a1 / sizeof a1[0], what)) < 0 ||
+        (status = cnn_cl_run1d(cl, kg, ng, what)) < 0 ||
+        (status = set_args(km, a2, sizeof a2 / sizeof a2[0], what)) < 0)
+        return status;
+    return cnn_cl_run1d(cl, km, n, what);
 }
 
 int cnn_gm_mask_mul(cnn_cl *cl, cl_mem x, size_t x_off, int c, int plane, cl_mem mk, int m, cl_mem out,

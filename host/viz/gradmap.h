@@ -175,9 +175,11 @@ int cnn_gm_fullgrad_acc(cnn_cl *cl, cl_mem t, size_t t_off, int c, int h, int w,
  * upsampled bilinearly (align_corners=False, edges clamped) to (cells + 1)
  * ceil(H / cells) x (cells + 1) ceil(W / cells) and cropped at a random
  * shift (dy, dx) < the cell (counter (0xFFFFFFFF, i): dy = ((word0 >> 8) *
- * ch) >> 24, dx the same of word1 and cw).  cl/gradmap.cl spells it out. */
-int cnn_gm_rise_masks(cnn_cl *cl, uint32_t seed, int cells, float keep, int H, int W, int i0, int m, cl_mem out,
-                      const char *what);
+ * ch) >> 24, dx the same of word1 and cw).  cl/gradmap.cl spells it out.
+ * grid: scratch of m * (cells^2 + 2) floats (each mask's cells and shift,
+ * made first, so a pixel reads them instead of hashing). */
+int cnn_gm_rise_masks(cnn_cl *cl, uint32_t seed, int cells, float keep, int H, int W, int i0, int m, cl_mem grid,
+                      cl_mem out, const char *what);
 
 /* out[j] (c x plane floats at offset 0, j < m) = x (c x plane at x_off) *
  * mask j (plane floats of mk at j * plane), per channel. */

@@ -526,6 +526,8 @@ static const char *const k_css[] = {
     ".grid img{width:100%;height:auto;display:block;min-height:8px}.grid figcaption{text-align:center;"
     "margin-top:1px;font-size:11px}.grid .bad img{outline:2px solid var(--warn)}\n"
     ".scroll{overflow-x:auto}table.layers td,table.layers th{white-space:nowrap}\n"
+    "table.rank{border-collapse:collapse;margin:0 0 8px;font-size:12px}table.rank td,table.rank th{padding:1px 8px;"
+    "text-align:left;border-bottom:1px solid var(--line)}\n"
     ".xrow{margin-top:14px;border-top:1px solid var(--line);padding-top:8px}.xrow h4{margin:0 0 8px;"
     "font-size:14px}.xrow h4 small{color:var(--mut);font-weight:400;margin-left:8px}\n"
     ".xfig{display:grid;grid-template-columns:repeat(auto-fill,minmax(190px,1fr));gap:12px}\n"
@@ -911,6 +913,28 @@ static void put_curves(sbuf *b, const cnn_manifest_entry *e)
     put_str(b, "</svg>");
 }
 
+/* A method of a row of maps and its faithfulness (NaN: no curves). */
+typedef struct ranked_fig {
+    int gi;
+    double ins, del;
+    const cnn_manifest_entry *e; /* its map, when it has curves */
+    int order;                   /* its place in the report's order */
+} ranked_fig;
+
+/* Maps with curves first, by insertion AUC (higher first; NaN after the
+ * numbers), then the rest; ties keep the report's order. */
+static int cmp_fig(const void *pa, const void *pb)
+{
+    const ranked_fig *a = pa, *b = pb;
+    if ((a->e != NULL) != (b->e != NULL)) return a->e ? -1 : 1;
+    if (a->e) {
+        bool na = isnan(a->ins), nb = isnan(b->ins);
+        if (na != nb) return na ? 1 : -1;
+        if (!na && a->ins != b->ins) return a->ins > b->ins ? -1 : 1;
+    }
+    return cmp_int(a->order, b->order);
+}
+
 /* An input's gradient maps, one row per target class (in the order the
  * classes first appear): each method's map and its overlay side by side,
  * with stats, the note, the curves; the row's .npy files below it. */
@@ -953,10 +977,57 @@ static int put_explanations(ctx *x, const dinput *d)
             put_str(b, " &middot; ");
             esc(b, first->label);
         }
-        put_str(b, "<small>why this class: each map beside its overlay</small></h4><div class=\"xfig\">\n");
+        /* the row's methods (groups), the most faithful first when their
+         * maps have curves: insertion AUC, higher first; then the rest in
+         * their order */
+        int nf = 0;
+        ranked_fig *fig = cnn_malloc((size_t)(d->g1 - d->g0 + 1) * sizeof *fig);
+        if (!fig) {
+            free(cl);
+            return CNN_ERR_NOMEM;
+        }
         for (int gi = d->g0; gi < d->g1; gi++) {
             const group *g = &x->groups[gi];
             if (!is_grad(x, g)) continue;
+            ranked_fig f = {gi, NAN, NAN, NULL, nf};
+            for (int i = 0; i < g->n; i++) {
+                const cnn_manifest_entry *e = &x->e[x->items[g->start + i].e];
+                if (e->cls != cl[k][0] || x->items[g->start + i].cls != CLS_MAIN) continue;
+                if (e->role && streq(e->role, "map") && e->n_curve > 1) {
+                    f.ins = e->auc[1];
+                    f.del = e->auc[0];
+                    f.e = e;
+                }
+            }
+            fig[nf++] = f;
+        }
+        qsort(fig, (size_t)nf, sizeof *fig, cmp_fig);
+        int n_ranked = 0;
+        for (int i = 0; i < nf; i++) n_ranked += fig[i].e != NULL;
+        put_str(b, n_ranked > 1 ? "<small>why this class: each map beside its overlay, the most faithful first "
+                                  "(insertion AUC)</small></h4>"
+                                : "<small>why this class: each map beside its overlay</small></h4>");
+        if (n_ranked > 1) {
+            put_str(b, "<table class=\"rank\"><tr><th>#</th><th>method</th><th>insertion AUC &uarr;</th>"
+                       "<th>deletion AUC &darr;</th></tr>");
+            for (int i = 0; i < nf && fig[i].e; i++) {
+                putf(b, "<tr><td>%d</td><td>", i + 1);
+                esc(b, fig[i].e->kind ? fig[i].e->kind : "");
+                if (fig[i].e->layer && strcmp(fig[i].e->layer, "input") != 0) {
+                    put_str(b, " ");
+                    esc(b, fig[i].e->layer);
+                }
+                put_str(b, "</td><td>");
+                put_num(b, "%.3f", fig[i].ins);
+                put_str(b, "</td><td>");
+                put_num(b, "%.3f", fig[i].del);
+                put_str(b, "</td></tr>");
+            }
+            put_str(b, "</table>");
+        }
+        put_str(b, "<div class=\"xfig\">\n");
+        for (int fi = 0; fi < nf; fi++) {
+            const group *g = &x->groups[fig[fi].gi];
             for (int i = 0; i < g->n; i++) {
                 const item *t = &x->items[g->start + i];
                 const cnn_manifest_entry *e = &x->e[t->e];
@@ -986,6 +1057,7 @@ static int put_explanations(ctx *x, const dinput *d)
                 put_str(b, "</figcaption></figure>\n");
             }
         }
+        free(fig);
         put_str(b, "</div>");
         bool any_file = false;
         for (int gi = d->g0; gi < d->g1; gi++) {

@@ -52,6 +52,10 @@ each is compared with its float64 reference by relative L2:
                `magnitude` max_c mean g^2; and paper vs per-copy differ
                (they are not the same map under two names).
 
+The report: with curves, each class's row ranks its maps by insertion AUC
+(a table, then the figures in that order); the page passes
+test/report/check_report.py.
+
 Tolerances: relative L2 <= RTOL = 1e-4 for every map but ResNet-18's
 SmoothGrad (1e-3, LOOSE_OF gives the measured reason; the log prints
 PyTorch's own float32 distance from float64 beside ours).  Score-CAM's
@@ -59,7 +63,9 @@ masked forwards on ResNet-18 run in float32 in the reference (see
 reference()).  Measured: 2e-7 to 3e-5 for every other map.  Nothing is
 skipped.
 """
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -550,9 +556,56 @@ def test_resnet18(work):
         check_superpixels("resnet18", runs["paper"], pipe["layers"], sd, x, cls, torch.float32)
 
 
+def test_report_ranking(work):
+    """The report's row of maps for a class: with curves, a table of the
+    methods by insertion AUC (highest first, the manifest's values) and the
+    figures in that order; the page passes check_report.py."""
+    src = tn.source_dir()
+    out = os.path.join(work, "fashion_rank")
+    img = os.path.join(src, "samples", "fashion_mnist", "images", "9_ankle_boot.png")
+    p = subprocess.run([BIN, "run", os.path.join(src, "configs", "fashion_mnist.yaml"), "--input", img, "--out", out,
+                        "--no-taps", "--tap", "input:saliency", "--tap", "conv4:gradcam", "--tap", "input:occlusion",
+                        "--tap", "conv4:eigencam", "--curves", "8", "-q"], capture_output=True, text=True)
+    check(p.returncode == 0, "ranking run: exit %d: %s" % (p.returncode, p.stderr))
+    if p.returncode != 0:
+        return
+    with open(os.path.join(out, "manifest.json")) as f:
+        files = json.load(f)["files"]
+    aucs = {(e["kind"], e.get("layer")): e["insertion_auc"] for e in files
+            if e.get("role") == "map" and "insertion_auc" in e}
+    check(len(aucs) == 4, "ranking run: 4 maps with curves, got %d" % len(aucs))
+    with open(os.path.join(out, "index.html"), encoding="utf-8") as f:
+        page = f.read()
+    m = re.search(r'<table class="rank">(.*?)</table>', page, re.S)
+    check(m is not None, "report: no ranking table")
+    if m is None:
+        return
+    rows = re.findall(r"<tr><td>(\d+)</td><td>([^<]*)</td><td>([0-9.]+)</td><td>([0-9.]+)</td></tr>", m.group(1))
+    check(len(rows) == 4, "report: %d ranked rows, want 4" % len(rows))
+    ins = [float(r[2]) for r in rows]
+    check(ins == sorted(ins, reverse=True), "report: ranking not by insertion AUC, highest first: %s" % ins)
+    want = sorted(aucs.values(), reverse=True)
+    check(all(abs(a - b) < 6e-4 for a, b in zip(ins, want)), "report: ranked AUCs %s differ from the manifest's %s"
+          % (ins, want))
+    # the figures follow the table's order (map captions name the kind)
+    after = page[m.end():]
+    order = [k for k in re.findall(r"<figcaption><b>([^<]*)</b>", after)]
+    firsts = []
+    for k in order:
+        if k not in firsts:
+            firsts.append(k)
+    check(firsts[:4] == [r[1].split(" ")[0] for r in rows], "report: figures %s not in the table's order %s" %
+          (firsts[:4], [r[1] for r in rows]))
+    r = subprocess.run([sys.executable, os.path.join(src, "test", "report", "check_report.py"), out],
+                       capture_output=True, text=True)
+    check(r.returncode == 0, "check_report.py on the ranked report: %s%s" % (r.stdout, r.stderr))
+    tn.log("  report: methods ranked by insertion AUC %s" % [(r_[1], r_[2]) for r_ in rows])
+
+
 def main():
     work = tn.work_dir()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
+    test_report_ranking(work)
     test_fashion(work)
     test_resnet18(work)
     print("%d checks, %d failures" % (checks, len(failures)))
