@@ -143,18 +143,32 @@ int cnn_method_scorecam_passes(cnn_job *s, cnn_vtap *t, int b, int k, const floa
 /* Ablation-CAM                                                           */
 
 /* Copies [k0, k0 + m): the input's forward with channel k0 + j of the
- * layer's output set to 0 in copy j before the layers above it run. */
+ * layer's output set to 0 in copy j before the layers above it run.  The
+ * layers up to the ablated one are the same for every copy: they run once,
+ * on the image alone, and each tensor a layer above reads from them (the
+ * ablated layer's, a skip connection's) is copied to the m copies; only the
+ * layers above run on the batch. */
 static int ablate_fill(cnn_job *s, cnn_vtap *t, int b, int k0, int m, const char *what)
 {
     const cnn_graph *g = &s->l.graph;
     const cnn_layer *ly = &g->layers[t->layer];
     size_t len = (size_t)g->in_c * cnn_job_px(s);
     int status = CNN_OK;
-    for (int j = 0; j < m; j++)
-        CNN_CL_TRY(clEnqueueCopyBuffer(s->cl.queue, s->xsave, s->net.input, (size_t)b * len * sizeof(float),
-                                       (size_t)j * len * sizeof(float), len * sizeof(float), 0, NULL, NULL),
-                   what, done);
-    CNN_TRY(cnn_net_forward_range(&s->net, 0, t->layer + 1, m), done);
+    CNN_CL_TRY(clEnqueueCopyBuffer(s->cl.queue, s->xsave, s->net.input, (size_t)b * len * sizeof(float), 0,
+                                   len * sizeof(float), 0, NULL, NULL),
+               what, done);
+    CNN_TRY(cnn_net_forward_range(&s->net, 0, t->layer + 1, 1), done);
+    for (int i = CNN_GRAPH_INPUT; i <= t->layer; i++) {
+        bool read_above = false;
+        for (int r = t->layer + 1; r < g->n && !read_above; r++)
+            for (int q = 0; q < g->layers[r].n_in; q++) read_above |= g->layers[r].in[q] == i;
+        if (!read_above) continue;
+        cl_mem buf = i == CNN_GRAPH_INPUT ? s->net.input : cnn_net_buffer(&s->net, i);
+        size_t bytes = (i == CNN_GRAPH_INPUT ? len : cnn_layer_numel(&g->layers[i])) * sizeof(float);
+        for (int j = 1; j < m; j++)
+            CNN_CL_TRY(clEnqueueCopyBuffer(s->cl.queue, buf, buf, 0, (size_t)j * bytes, bytes, 0, NULL, NULL), what,
+                       done);
+    }
     CNN_TRY(cnn_gm_ablate(&s->cl, cnn_net_buffer(&s->net, t->layer), 0, ly->c, ly->h * ly->w, k0, m, what), done);
     CNN_TRY(cnn_net_forward_range(&s->net, t->layer + 1, g->n, m), done);
 done:

@@ -2,7 +2,8 @@
 Python libraries people use for them, same weights, same image, same
 machine, same run.
 
-  build-bench-venv/bin/python test/bench/bench_attrib.py [--bin build/cnnviz-cl] [--runs 3] [--threads 2] [--write]
+  build-bench-venv/bin/python test/bench/bench_attrib.py [--bin build/cnnviz-cl] [--runs 3] [--threads 2]
+      [--only fashion|resnet18] [--methods ablationcam,scorecam,...]
 
 (test/bench/setup-peers.sh makes the environment: Debian's torch with
 pytorch-grad-cam 1.4.8 and Captum 0.6.0 from PyPI.)
@@ -45,7 +46,6 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "test", "net"))
 sys.path.insert(0, os.path.join(ROOT, "samples", "fashion_mnist"))
 import netref  # noqa: E402
-import benchmd  # noqa: E402
 
 METHODS = ["scorecam", "ablationcam", "eigencam", "rise", "lime", "kernelshap"]
 
@@ -60,14 +60,14 @@ def median_time(fn, runs):
     return statistics.median(ts)
 
 
-def ours(binary, cfg, weights, image, layer, out, extra=()):
+def ours(binary, cfg, weights, image, layer, out, methods, extra=()):
     """{method: ms of one run} from --repeat, the whole process's seconds,
     and RISE's batch."""
     cmd = [binary, "run", cfg, "--input", image, "--out", out, "--no-taps", "--npy", "--repeat", "3", "-q",
            "--no-report"]
     if weights:
         cmd += ["--weights", weights]
-    for m in METHODS:
+    for m in methods:
         cmd += ["--tap", ("%s:%s" % (layer, m)) if "cam" in m else "input:" + m]
     cmd += list(extra)
     subprocess.run(cmd, check=True, capture_output=True)  # builds and caches every kernel
@@ -120,7 +120,7 @@ def rise_numpy(model, x, cls, n=4000, s=7, p=0.5, batch=64, seed=0):
     return sal / (n * p)
 
 
-def python_side(model, layer_module, x, cls, seg, n_shap, runs):
+def python_side(model, layer_module, x, cls, seg, n_shap, runs, methods):
     from pytorch_grad_cam import AblationCAM, EigenCAM, ScoreCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     from captum.attr import KernelShap, Lime
@@ -130,12 +130,18 @@ def python_side(model, layer_module, x, cls, seg, n_shap, runs):
     targets = [ClassifierOutputTarget(cls)]
     res = {}
     for name, cls_ in (("scorecam", ScoreCAM), ("ablationcam", AblationCAM), ("eigencam", EigenCAM)):
-        cam = cls_(model=model, target_layers=[layer_module])
-        res[name] = median_time(lambda: cam(input_tensor=x, targets=targets), runs) * 1000
-    res["rise"] = median_time(lambda: rise_numpy(model, x, cls), max(1, runs - 1)) * 1000
+        if name in methods:
+            cam = cls_(model=model, target_layers=[layer_module])
+            res[name] = median_time(lambda: cam(input_tensor=x, targets=targets), runs) * 1000
+    if "rise" in methods:
+        res["rise"] = median_time(lambda: rise_numpy(model, x, cls), max(1, runs - 1)) * 1000
+    if seg is None:
+        return res
     fmask = torch.from_numpy(seg.astype(np.int64))[None, None].expand_as(x[:, :1]).expand_as(x).contiguous()
     base = torch.zeros_like(x)
     for ppe in (1, 64):
+        if "lime" not in methods:
+            break
         lime = Lime(model)
         res["lime/%d" % ppe] = median_time(
             lambda: lime.attribute(x, target=cls, feature_mask=fmask, baselines=base, n_samples=1000,
@@ -154,11 +160,10 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tmp", default=os.path.join(ROOT, "build", "bench-tmp"))
     ap.add_argument("--only", choices=["fashion", "resnet18"])
-    ap.add_argument("--write", action="store_true", help="write the section of BENCHMARKS.md")
+    ap.add_argument("--methods", default=",".join(METHODS), help="a comma-separated subset of %s" % ",".join(METHODS))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     os.makedirs(a.tmp, exist_ok=True)
-    rows = []
     for name in ("fashion", "resnet18"):
         if a.only and name != a.only:
             continue
@@ -189,27 +194,27 @@ def main():
         with torch.no_grad():
             cls = int(model(x)[0].argmax())
         out = os.path.join(a.tmp, "attrib_" + name)
-        mine, wall, batch = ours(a.bin, cfg, weights, image, layer, out)
+        methods = a.methods.split(",")
+        mine, wall, batch = ours(a.bin, cfg, weights, image, layer, out, methods)
         stem = os.path.join(out, os.path.splitext(os.path.basename(image))[0])
-        seg = np.load(os.path.join(stem, "lime_segments.npy")).astype(np.int64)
-        n_shap = np.load(os.path.join(stem, "kernelshap_samples.npy")).shape[0]
-        per_img = forward_per_image(a.bin, cfg, weights, image, batch, a.tmp)
-        theirs = python_side(model, module, x, cls, seg, n_shap, a.runs)
-        print("%s (class %d): this tool's whole process with all six %.1f s; forward %.3f ms per image at batch %d"
-              % (name, cls, wall, per_img, batch), flush=True)
-        for m in METHODS:
+        sp = "lime" in methods and "kernelshap" in methods
+        seg = np.load(os.path.join(stem, "lime_segments.npy")).astype(np.int64) if sp else None
+        n_shap = np.load(os.path.join(stem, "kernelshap_samples.npy")).shape[0] if sp else 0
+        per_img = forward_per_image(a.bin, cfg, weights, image, batch, a.tmp) if batch else float("nan")
+        theirs = python_side(model, module, x, cls, seg, n_shap, a.runs, methods)
+        print("%s (class %d): this tool's whole process with %s %.1f s; forward %.3f ms per image at batch %s"
+              % (name, cls, ", ".join(methods), wall, per_img, batch), flush=True)
+        for m in methods:
             peers = [k for k in theirs if k == m or k.startswith(m + "/")]
             for k in peers:
                 r = mine[m] / theirs[k]
                 print("  %-16s ours %9.1f ms  theirs %9.1f ms  ratio %.3f" % (k, mine[m], theirs[k], r), flush=True)
-                rows.append((name, k, mine[m], theirs[k], r))
+        if "rise" not in methods:
+            continue
         bound = 4000 * per_img * 1.1
         print("  rise bound 4000 x %.3f ms x 1.1 = %.0f ms: ours %.0f ms (%s)" %
               (per_img, bound, mine["rise"], "within" if mine["rise"] <= bound else "over"), flush=True)
-        rows.append((name, "rise vs bound", mine["rise"], bound, mine["rise"] / bound))
-    if a.write:
-        cpu = benchmd.cpu_name() if hasattr(benchmd, "cpu_name") else ""
-        print("rows for BENCHMARKS.md:", rows, cpu)
+
 
 
 if __name__ == "__main__":
