@@ -189,3 +189,43 @@ def test_onnx(tmp_base):
     with cnnviz.Model(onnx, log=lambda level, line: lines.append((level, line))) as m:
         pass
     assert any(level == 0 and "assumed ImageNet preprocessing" in line for level, line in lines), lines
+
+
+NEW_METHODS = [("xgradcam", "conv4"), ("hirescam", "conv4"), ("scorecam", "conv4"), ("ablationcam", "conv4"),
+               ("eigencam", "conv4"), ("fullgrad", None), ("rise", None), ("lime", None), ("kernelshap", None)]
+
+
+def test_fashion_new_methods(fashion, tmp_base):
+    """The CAM family, FullGrad, RISE, LIME and KernelSHAP through the
+    library equal the command line's .npy maps of the same image and class.
+    The methods that run copies in batches sum them in the network batch's
+    chunks, which differ between the two (the library's max_batch, the
+    command line's batch sized for the copies): equal to float32 rounding,
+    relative L2 <= 1e-4 (Ablation-CAM's weights subtract nearly equal
+    scores: 1.7e-5 measured), not bit for bit; the others bit for bit."""
+    img = fashion_image(7)
+    out = os.path.join(tmp_base, "fashion_new_methods")
+    taps = []
+    for m, layer in NEW_METHODS:
+        taps += ["--tap", "%s:%s" % (layer or "input", m)]
+    run_cli("run", FASHION, "--input", img, "--out", out, "--npy", "--no-taps", "--no-report", "-q",
+            "--class", FASHION_CLASS, *taps)
+    d = os.path.join(out, stem(img))
+    for m, layer in NEW_METHODS:
+        got = fashion.attribute(img, m, layer=layer, target=FASHION_CLASS)
+        ref = np.load(os.path.join(d, "%s%s_c%d.npy" % (m, "_" + layer if layer else "", FASHION_CLASS)))
+        assert got.shape == ref.shape, "%s: shape %s, the command line's %s" % (m, got.shape, ref.shape)
+        if m in ("xgradcam", "hirescam", "fullgrad", "eigencam"):
+            assert_same(got, ref, m + " of " + img)
+        else:
+            e = np.linalg.norm(got.astype(np.float64) - ref) / max(np.linalg.norm(ref), 1e-30)
+            assert e <= 1e-4, "%s of %s: relative L2 %.3e from the command line's" % (m, img, e)
+    # options reach the methods: RISE with another grid, SmoothGrad's reductions differ
+    r1 = fashion.attribute(img, "rise", target=FASHION_CLASS, samples=200, cells=4, keep=0.3)
+    r2 = fashion.attribute(img, "rise", target=FASHION_CLASS, samples=200)
+    assert r1.shape == r2.shape and not np.array_equal(r1, r2)
+    s1 = fashion.attribute(img, "smoothgrad", target=FASHION_CLASS, reduce="per-copy")
+    s2 = fashion.attribute(img, "smoothgrad", target=FASHION_CLASS)
+    assert not np.array_equal(s1, s2)
+    with pytest.raises(ValueError, match="reduce"):
+        fashion.attribute(img, "smoothgrad", reduce="mean")

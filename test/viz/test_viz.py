@@ -332,7 +332,19 @@ def test_hostile_names_and_errors():
                       ("  - {layer: fc2, show: weights, units: 4}\n", "'units' needs"),
                       ("  - {layer: conv1, show: occlusion}\n", "explains the input"),
                       ("  - {layer: input, show: gradcam}\n", "needs a layer with spatial maps"),
-                      ("  - {layer: conv1, show: saliency}\n", "use layer: input")]:
+                      ("  - {layer: conv1, show: saliency}\n", "use layer: input"),
+                      ("  - {layer: conv4, show: gradcam, reduce: paper}\n", "'reduce' applies to smoothgrad"),
+                      ("  - {layer: input, show: smoothgrad, reduce: mean}\n", "unknown reduce 'mean'"),
+                      ("  - {layers: [conv3, conv4], show: scorecam}\n", "'layers' (one map fused"),
+                      ("  - {layers: [conv4, fc1], show: gradcam}\n", "needs layers with spatial maps"),
+                      ("  - {layers: [conv4, conv4], show: gradcam}\n", "names conv4 twice"),
+                      ("  - {layer: conv4, layers: [conv4], show: gradcam}\n", "not both"),
+                      ("  - {layer: input, show: rise, keep: 1.5}\n", "'keep' must be in (0, 1]"),
+                      ("  - {layer: input, show: rise, cells: 29}\n", "29 cells a side"),
+                      ("  - {layer: input, show: lime, segments: 1}\n", "'segments'"),
+                      ("  - {layer: input, show: lime, kernel_width: 0}\n", "'kernel_width' must be > 0"),
+                      ("  - {layer: input, show: kernelshap, kernel_width: 0.5}\n", "applies to lime"),
+                      ("  - {layer: input, show: occlusion, cells: 4}\n", "apply to rise")]:
         cfg = write_config("bad", taps)
         p = run(["run", cfg, "--input", IMAGES, "--out", os.path.join(TMP, "viz_bad"), "-q"], expect=2)
         check(msg in p.stderr and (cfg + ":") in p.stderr and p.stderr.count("\n") == 1,
