@@ -266,6 +266,18 @@ int cnn_job_late_batch(cnn_job *s, int nb, const int *slot_of)
     if (!any) return CNN_OK;
     const cnn_graph *g = &s->l.graph;
     size_t nout = cnn_layer_numel(&g->layers[g->n - 1]);
+    if (s->batches_run == 1 && !s->session)
+        /* what the long ones cost, said once, before the first input waits on them */
+        for (int t = 0; t < s->n_taps; t++) {
+            const cnn_vtap *vt = &s->taps[t];
+            if (vt->kind != CNN_TAP_GRADIENT || !own_passes(vt)) continue;
+            const cnn_method *m = cnn_method_of(vt->method);
+            int copies = m->copies ? m->copies(vt, g->in_h, g->in_w) : 1;
+            if (copies >= 256)
+                cnn_logf(CNN_LOG_INFO, "%s:%s: %d %s per input (batches of %d)", vt->layer_name,
+                         cnn_gmethod_names[vt->method], copies,
+                         m->backward ? "forward+backward passes" : "forward passes", s->chunk);
+        }
     int status = cnn_job_save_inputs(s, nb, true);
     for (int b = 0; b < nb && status == CNN_OK; b++)
         for (int t = 0; t < s->n_taps && status == CNN_OK; t++) {
