@@ -268,6 +268,8 @@ typedef struct cnnviz_write_opts {
     float mean[3], std[3];
     int n_mean, n_std;
     int size[2];
+    int road;                 /* --road: 1 ROAD of every map, 0 none (-1, the default: each tap's) */
+    int sanity;               /* --sanity N: model randomisation check over the top N layers (0: none) */
 } cnnviz_write_opts;
 
 CNNVIZ_API void cnnviz_write_opts_init(cnnviz_write_opts *o);

@@ -612,6 +612,7 @@ void cnnviz_write_opts_init(cnnviz_write_opts *o)
     o->batch = 1;
     o->curves = -1;
     o->png_level = -1;
+    o->road = -1;
 }
 
 static void write_emit(void *ctx, cnn_log_kind kind, const char *text)
@@ -657,10 +658,16 @@ int cnnviz_write_run(const char *model, const char *const *inputs, int n_inputs,
     jo.read_weights = true;
     jo.score = o.score;
     jo.curves = o.curves;
+    jo.road = o.road;
+    jo.sanity = o.sanity;
     jo.png_level = o.png_level;
     jo.strict = o.strict != 0;
     if (o.score && strcmp(o.score, "logit") != 0 && strcmp(o.score, "prob") != 0)
         return finish(cnn_error_set(CNN_ERR_USAGE, "score '%s': logit or prob", o.score));
+    if (o.sanity < 0 || o.sanity > 64)
+        return finish(cnn_error_set(CNN_ERR_USAGE, "sanity %d: 0 to 64 layers", o.sanity));
+    if (o.road < -1 || o.road > 1)
+        return finish(cnn_error_set(CNN_ERR_USAGE, "road %d: 1, 0 or -1 (each tap's)", o.road));
     if (o.curves < -1 || o.curves > 1000 || o.png_level < -1 || o.png_level > 9)
         return finish(cnn_error_set(CNN_ERR_USAGE, "curves %d or png_level %d out of range (-1: the pipeline's)",
                                     o.curves, o.png_level));

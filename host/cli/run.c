@@ -89,6 +89,17 @@ static const char RUN_HELP_TAPS[] =
     "                    class probability as the most important pixels are\n"
     "                    removed (to 0) / inserted (into a blurred copy); areas\n"
     "                    under them in manifest.json and the report\n"
+    "  --road            ROAD of every map (remove and debias): the probability\n"
+    "                    change as 10..90 % of the most (MoRF) or least (LeRF)\n"
+    "                    relevant pixels are filled from their neighbours;\n"
+    "                    (LeRF - MoRF) / 2 in manifest.json and the report,\n"
+    "                    higher is more faithful (18 passes per map)\n"
+    "  --sanity N        model randomisation check: every map computed again\n"
+    "                    with the top conv/linear layer's weights random, then\n"
+    "                    the next one down too, N layers; the Spearman rank\n"
+    "                    correlation with the map drawn after each (near 0:\n"
+    "                    the map depends on what the model learnt) in\n"
+    "                    manifest.json and the report\n"
     "normalize (value range -> 0..255): per-channel (activations' default),\n"
     "  per-layer (filters' and weights' default), global (one range over all\n"
     "  inputs of the run), fixed (with range: [lo, hi]); clip: [0.5, 99.5] uses\n"
@@ -233,6 +244,11 @@ static int parse_args(int argc, char **argv, run_opts *o, bool info)
         } else if (!strcmp(a, "--curves")) {
             NEED_VALUE();
             if (parse_int(a, v, 0, 1000, &o->job.curves) < 0) return CNN_ERR_USAGE;
+        } else if (!strcmp(a, "--sanity")) {
+            NEED_VALUE();
+            if (parse_int(a, v, 1, 64, &o->job.sanity) < 0) return CNN_ERR_USAGE;
+        } else if (!strcmp(a, "--road")) {
+            o->job.road = 1;
         } else if (!strcmp(a, "--no-report")) {
             o->job.no_report = true;
         } else if (!strcmp(a, "--png-level")) {

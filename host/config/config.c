@@ -1238,7 +1238,34 @@ static int parse_model(cnn_pipeline *p, const node *v)
 
 static const char *const g_tap_keys[] = {
     "layer", "layers", "show", "normalize", "range", "clip", "colormap", "columns", "max_channels",
-    "signed", "units", "class", "score", "alpha", "samples", "sigma", "baseline", "window", "step", "curves", "reduce", "cells", "keep", "segments", "kernel_width", NULL};
+    "signed", "units", "class", "score", "alpha", "samples", "sigma", "baseline", "window", "step", "curves", "reduce", "cells", "keep", "segments", "kernel_width", "road", "road_noise", NULL};
+
+/* road: true (the default percentiles), false, or a list of percentiles
+ * strictly between 0 and 100. */
+static int get_road(const cnn_pipeline *p, const node *v, cnn_tap_spec *t)
+{
+    if (v->kind == NODE_SCALAR) {
+        bool on = false;
+        int status = get_bool(p, v, "road", &on);
+        if (status < 0) return status;
+        static const float def[] = CNN_ROAD_DEFAULT;
+        t->n_road = on ? CNN_ROAD_N_DEFAULT : 0;
+        memcpy(t->road, def, sizeof def);
+        return CNN_OK;
+    }
+    if (v->kind != NODE_SEQ || v->n == 0 || v->n > CNN_MAX_ROAD)
+        return cnn_pipeline_error_at(p, v->pos, "'road' must be true, false or a list of 1 to %d percentiles",
+                                     CNN_MAX_ROAD);
+    for (size_t i = 0; i < v->n; i++) {
+        int status = get_float(p, v->kids[i], "road", &t->road[i]);
+        if (status < 0) return status;
+        if (!(t->road[i] > 0 && t->road[i] < 100))
+            return cnn_pipeline_error_at(p, v->kids[i]->pos, "'road' percentiles must be between 0 and 100, "
+                                         "both excluded (got %g)", (double)t->road[i]);
+    }
+    t->n_road = (int)v->n;
+    return CNN_OK;
+}
 
 static int parse_tap_layers(ctx *c, cnn_tap_spec *t, const node *v)
 {
@@ -1349,6 +1376,14 @@ static int parse_tap(ctx *c, size_t idx, const node *m)
             status = get_float(p, v, key, &t->keep);
             if (status == CNN_OK && !(t->keep > 0 && t->keep <= 1))
                 status = cnn_pipeline_error_at(p, v->pos, "'keep' must be in (0, 1] (got %g)", (double)t->keep);
+        } else if (is_key(k, "road")) {
+            status = get_road(p, v, t);
+        } else if (is_key(k, "road_noise")) {
+            status = get_float(p, v, key, &t->road_noise);
+            t->has_road_noise = true;
+            if (status == CNN_OK && !(t->road_noise >= 0 && t->road_noise <= 100))
+                status = cnn_pipeline_error_at(p, v->pos, "'road_noise' must be between 0 and 100 (got %g)",
+                                               (double)t->road_noise);
         } else if (is_key(k, "reduce")) {
             static const char *const reduces[] = {"paper", "per-copy", "magnitude", NULL};
             status = get_choice(p, v, key, reduces, "reduce", &t->reduce);

@@ -121,6 +121,11 @@ typedef struct cnn_input_spec {
 /* Layers one fused CAM may take (`layers:`). */
 #define CNN_MAX_FUSE 16
 
+/* ROAD percentiles one tap may ask for, and the default list. */
+#define CNN_MAX_ROAD 32
+#define CNN_ROAD_DEFAULT {10, 20, 30, 40, 50, 60, 70, 80, 90}
+#define CNN_ROAD_N_DEFAULT 9
+
 /* A tap: what to show of which layer.  Kinds and scopes are checked against
  * the lists below; the visualization module interprets them. */
 typedef struct cnn_tap_spec {
@@ -153,6 +158,10 @@ typedef struct cnn_tap_spec {
     float keep;         /* rise: probability a cell is kept; 0 = default (0.5) */
     int segments;       /* lime / kernelshap: superpixels; 0 = default (50) */
     float kernel_width; /* lime: kernel width; 0 = default (0.25) */
+    int n_road;         /* ROAD percentiles (`road:`); 0 = none */
+    float road[CNN_MAX_ROAD];
+    float road_noise;   /* ROAD imputation noise when has_road_noise (default 0.01) */
+    bool has_road_noise;
 } cnn_tap_spec;
 
 /* Known tap kinds and normalisation scopes and colormaps (NULL-terminated). */

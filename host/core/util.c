@@ -464,6 +464,19 @@ size_t cnn_utf8_seq_len(const unsigned char *s, size_t n)
     return len;
 }
 
+void cnn_philox2x32(uint32_t c0, uint32_t c1, uint32_t key, uint32_t out[2])
+{
+    for (int r = 0; r < 10; r++) {
+        uint64_t prod = (uint64_t)0xD256D193u * c0;
+        uint32_t hi = (uint32_t)(prod >> 32), lo = (uint32_t)prod;
+        c0 = hi ^ key ^ c1;
+        c1 = lo;
+        key += 0x9E3779B9u;
+    }
+    out[0] = c0;
+    out[1] = c1;
+}
+
 uint64_t cnn_hash64(uint64_t h, const void *data, size_t n)
 {
     const unsigned char *p = data;

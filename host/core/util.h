@@ -139,6 +139,10 @@ uint64_t cnn_hash64(uint64_t h, const void *data, size_t n);
  * every machine. */
 uint64_t cnn_hash64_wide(uint64_t h, const void *data, size_t n);
 
+/* Philox2x32-10 of counter (c0, c1) and key, as cl/gradmap.cl's: the
+ * host's random numbers, the same on every machine. */
+void cnn_philox2x32(uint32_t c0, uint32_t c1, uint32_t key, uint32_t out[2]);
+
 /* Monotonic clock in milliseconds. */
 double cnn_now_ms(void);
 

@@ -42,10 +42,88 @@ int cnn_manifest_add(cnn_manifest *m, const cnn_manifest_entry *e)
     d->label = dup_or_null(e->label, &fail);
     d->n_curve = 0;
     d->deletion = d->insertion = NULL;
+    d->n_road = 0;
+    d->road_pct = d->road_morf = d->road_lerf = NULL;
+    d->n_sanity = 0;
+    d->sanity_layer = NULL;
+    d->sanity_rho = NULL;
     m->n++;
     if (fail) return CNN_ERR_NOMEM;
     if (e->n_curve > 0)
-        return cnn_manifest_set_curves(m, m->n - 1, e->deletion, e->insertion, e->n_curve, e->auc[0], e->auc[1]);
+        CNN_TRY_RET(cnn_manifest_set_curves(m, m->n - 1, e->deletion, e->insertion, e->n_curve, e->auc[0], e->auc[1]));
+    if (e->n_road > 0) {
+        cnn_manifest_entry *r = &m->e[m->n - 1];
+        r->road_pct = cnn_malloc((size_t)e->n_road * sizeof(float));
+        r->road_morf = cnn_malloc((size_t)e->n_road * sizeof(float));
+        r->road_lerf = cnn_malloc((size_t)e->n_road * sizeof(float));
+        if (!r->road_pct || !r->road_morf || !r->road_lerf) return CNN_ERR_NOMEM;
+        memcpy(r->road_pct, e->road_pct, (size_t)e->n_road * sizeof(float));
+        memcpy(r->road_morf, e->road_morf, (size_t)e->n_road * sizeof(float));
+        memcpy(r->road_lerf, e->road_lerf, (size_t)e->n_road * sizeof(float));
+        r->n_road = e->n_road;
+    }
+    if (e->n_sanity > 0)
+        return cnn_manifest_set_sanity(m, m->n - 1, (const char *const *)e->sanity_layer, e->sanity_rho, e->n_sanity);
+    return CNN_OK;
+}
+
+static void free_sanity(cnn_manifest_entry *d)
+{
+    for (int k = 0; k < d->n_sanity && d->sanity_layer; k++) free(d->sanity_layer[k]);
+    free(d->sanity_layer);
+    free(d->sanity_rho);
+    d->sanity_layer = NULL;
+    d->sanity_rho = NULL;
+    d->n_sanity = 0;
+}
+
+int cnn_manifest_set_sanity(cnn_manifest *m, int i, const char *const *layers, const float *rho, int n)
+{
+    cnn_manifest_entry *d = &m->e[i];
+    free_sanity(d);
+    d->sanity_layer = cnn_calloc((size_t)n, sizeof *d->sanity_layer);
+    d->sanity_rho = cnn_malloc((size_t)n * sizeof *d->sanity_rho);
+    if (!d->sanity_layer || !d->sanity_rho) {
+        free_sanity(d);
+        return CNN_ERR_NOMEM;
+    }
+    d->n_sanity = n;
+    for (int k = 0; k < n; k++) {
+        d->sanity_layer[k] = cnn_strdup(layers[k]);
+        d->sanity_rho[k] = rho[k];
+        if (!d->sanity_layer[k]) {
+            free_sanity(d);
+            return CNN_ERR_NOMEM;
+        }
+    }
+    return CNN_OK;
+}
+
+int cnn_manifest_set_road(cnn_manifest *m, int i, const float *pct, const double *morf, const double *lerf, int n,
+                          double combined)
+{
+    cnn_manifest_entry *d = &m->e[i];
+    float *a = cnn_malloc((size_t)n * sizeof *a), *b = cnn_malloc((size_t)n * sizeof *b);
+    float *c = cnn_malloc((size_t)n * sizeof *c);
+    if (!a || !b || !c) {
+        free(a);
+        free(b);
+        free(c);
+        return CNN_ERR_NOMEM;
+    }
+    for (int k = 0; k < n; k++) {
+        a[k] = pct[k];
+        b[k] = (float)morf[k];
+        c[k] = (float)lerf[k];
+    }
+    free(d->road_pct);
+    free(d->road_morf);
+    free(d->road_lerf);
+    d->road_pct = a;
+    d->road_morf = b;
+    d->road_lerf = c;
+    d->n_road = n;
+    d->road = combined;
     return CNN_OK;
 }
 
@@ -171,6 +249,26 @@ int cnn_manifest_text(const cnn_manifest *m, char **text, size_t *len)
             json_curve(&j, "deletion", e->deletion, e->n_curve);
             json_curve(&j, "insertion", e->insertion, e->n_curve);
         }
+        if (e->n_road > 0) {
+            cnn_json_key(&j, "road");
+            cnn_json_number(&j, e->road);
+            json_curve(&j, "road_percentiles", e->road_pct, e->n_road);
+            json_curve(&j, "road_morf", e->road_morf, e->n_road);
+            json_curve(&j, "road_lerf", e->road_lerf, e->n_road);
+        }
+        if (e->n_sanity > 0) {
+            cnn_json_key(&j, "sanity");
+            cnn_json_array_begin(&j);
+            for (int k = 0; k < e->n_sanity; k++) {
+                cnn_json_object_begin(&j);
+                cnn_json_key(&j, "randomized");
+                cnn_json_string(&j, e->sanity_layer[k]);
+                cnn_json_key(&j, "spearman");
+                cnn_json_number(&j, e->sanity_rho[k]);
+                cnn_json_object_end(&j);
+            }
+            cnn_json_array_end(&j);
+        }
         if (e->nonfinite) {
             cnn_json_key(&j, "nonfinite");
             cnn_json_int(&j, (long long)e->nonfinite);
@@ -208,6 +306,10 @@ void cnn_manifest_truncate(cnn_manifest *m, int n)
         free(e->label);
         free(e->deletion);
         free(e->insertion);
+        free(e->road_pct);
+        free(e->road_morf);
+        free(e->road_lerf);
+        free_sanity(e);
     }
     if (n < m->n) m->n = n;
 }
@@ -302,9 +404,13 @@ int cnn_manifest_add_jv(cnn_manifest *m, const cnn_jv *v)
 {
     if (v->type != CNN_JV_OBJECT) return cnn_error_set(CNN_ERR_INPUT, "a file entry that is not an object");
     cnn_manifest_entry e = {.channel = -1};
-    float *range = NULL, *del = NULL, *ins = NULL;
+    float *range = NULL, *del = NULL, *ins = NULL, *rp = NULL, *rm = NULL, *rl = NULL;
     char *input = NULL;
-    int n_range = 0, n_del = -1, n_ins = -1, n_stats = 0;
+    int n_range = 0, n_del = -1, n_ins = -1, n_stats = 0, n_rp = -1, n_rm = -1, n_rl = -1;
+    bool has_road = false;
+    char *san_layer[64];
+    float san_rho[64];
+    int n_san = 0;
     const char *bad = NULL;
     for (int i = 0; i < v->n && !bad; i++) {
         const char *k = v->keys[i];
@@ -366,6 +472,27 @@ int cnn_manifest_add_jv(cnn_manifest *m, const cnn_jv *v)
             ok = !del && jv_floats(x, 1 << 20, &del, &n_del);
         } else if (!strcmp(k, "insertion")) {
             ok = !ins && jv_floats(x, 1 << 20, &ins, &n_ins);
+        } else if (!strcmp(k, "road")) {
+            ok = !has_road && jv_double(x, &e.road);
+            has_road = true;
+        } else if (!strcmp(k, "road_percentiles")) {
+            ok = !rp && jv_floats(x, 1000, &rp, &n_rp);
+        } else if (!strcmp(k, "road_morf")) {
+            ok = !rm && jv_floats(x, 1000, &rm, &n_rm);
+        } else if (!strcmp(k, "road_lerf")) {
+            ok = !rl && jv_floats(x, 1000, &rl, &n_rl);
+        } else if (!strcmp(k, "sanity")) {
+            ok = !n_san && x->type == CNN_JV_ARRAY && x->n > 0 && x->n <= 64;
+            for (int s = 0; ok && s < x->n; s++) {
+                const cnn_jv *o = &x->items[s], *ly = cnn_jv_get(o, "randomized"), *r = cnn_jv_get(o, "spearman");
+                double d = 0;
+                ok = o->type == CNN_JV_OBJECT && o->n == 2 && ly && ly->type == CNN_JV_STRING && r && jv_double(r, &d);
+                if (ok) {
+                    san_layer[s] = ly->str;
+                    san_rho[s] = (float)d;
+                }
+            }
+            if (ok) n_san = x->n;
         } else {
             ok = false;
         }
@@ -377,19 +504,30 @@ int cnn_manifest_add_jv(cnn_manifest *m, const cnn_jv *v)
                                bad);
     else if (!e.path || !e.kind || !e.format || !cnn_manifest_path_ok(e.path))
         status = cnn_error_set(CNN_ERR_INPUT, "a file entry without a usable path, kind and format");
-    else if ((n_stats != 0 && n_stats != 4) || n_del != n_ins)
-        status = cnn_error_set(CNN_ERR_INPUT, "%s: an entry with part of its statistics or curves", e.path);
+    else if ((n_stats != 0 && n_stats != 4) || n_del != n_ins || n_rp != n_rm || n_rp != n_rl ||
+             has_road != (n_rp >= 0))
+        status = cnn_error_set(CNN_ERR_INPUT, "%s: an entry with part of its statistics, curves or ROAD", e.path);
     else {
         e.has_stats = n_stats == 4;
         e.n_curve = n_del > 0 ? n_del : 0;
         e.deletion = del;
         e.insertion = ins;
+        e.n_road = n_rp > 0 ? n_rp : 0;
+        e.road_pct = rp;
+        e.road_morf = rm;
+        e.road_lerf = rl;
+        e.n_sanity = n_san;
+        e.sanity_layer = san_layer;
+        e.sanity_rho = san_rho;
         status = cnn_manifest_add(m, &e);
     }
     free(input);
     free(range);
     free(del);
     free(ins);
+    free(rp);
+    free(rm);
+    free(rl);
     return status;
 }
 

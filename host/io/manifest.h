@@ -43,6 +43,18 @@ typedef struct cnn_manifest_entry {
     int n_curve;
     float *deletion, *insertion;
     double auc[2];   /* deletion, insertion */
+    /* ROAD (viz/road.h; n_road percentiles, 0: none): the probability
+     * change with the MoRF and the LeRF pixels of each percentile imputed,
+     * and (mean LeRF - mean MoRF) / 2. */
+    int n_road;
+    float *road_pct, *road_morf, *road_lerf;
+    double road;
+    /* --sanity (pipeline/sanity.c): the layers randomised in turn, top
+     * first, and the Spearman correlation of the map after each step
+     * (NaN: undefined, a constant map). */
+    int n_sanity;
+    char **sanity_layer;
+    float *sanity_rho;
     /* The file as written (set by the output folder when the run commits). */
     int has_stat;
     int64_t bytes;
@@ -73,6 +85,11 @@ int cnn_manifest_order(cnn_manifest *m, const int *group);
 /* Sets entry i's curves (copied). */
 int cnn_manifest_set_curves(cnn_manifest *m, int i, const float *deletion, const float *insertion, int n,
                             double auc_deletion, double auc_insertion);
+/* Sets entry i's ROAD (copied as floats). */
+int cnn_manifest_set_road(cnn_manifest *m, int i, const float *pct, const double *morf, const double *lerf, int n,
+                          double combined);
+/* Sets entry i's --sanity record (copied). */
+int cnn_manifest_set_sanity(cnn_manifest *m, int i, const char *const *layers, const float *rho, int n);
 /* The manifest's JSON text (heap, NUL-terminated), marker included. */
 int cnn_manifest_text(const cnn_manifest *m, char **text, size_t *len);
 void cnn_manifest_free(cnn_manifest *m);

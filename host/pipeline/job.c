@@ -33,6 +33,7 @@ void cnn_job_opts_init(cnn_job_opts *o)
     o->batch = 1;
     o->png_level = -1;
     o->curves = -1;
+    o->road = -1;
 }
 
 /* Preprocessing geometry of one image: resize target and crop origin. */
@@ -477,6 +478,7 @@ void cnn_job_free(cnn_job *s)
     if (!s->borrowed) cnn_png_pool_free(s->pool); /* waits for files still being encoded */
     cnn_outdir_close(&s->od);   /* without a commit, nothing of this run stays */
     cnn_job_free_gradients(s);
+    cnn_sanity_free(s);
     for (int t = 0; t < s->n_taps; t++) cnn_vtap_release(&s->taps[t]);
     if (s->viz_ready) cnn_vctx_free(&s->viz);
     if (s->net_ready) cnn_net_free(&s->net);
@@ -638,6 +640,7 @@ int cnn_job_prepare(cnn_job *s, const cnn_job *lead)
         cnn_logf(CNN_LOG_INFO, "%s: preprocessing is not part of an ONNX model; assumed %s (--preprocess, --mean, "
                  "--std, --size change it)", s->o.config, s->l.assumed);
     CNN_TRY_RET(cnn_job_collect_taps(s));
+    CNN_TRY_RET(cnn_sanity_prepare(s));
     if (lead) {
         s->inputs = lead->inputs;
         s->stems = lead->stems;
@@ -802,6 +805,7 @@ int cnn_job_batch(cnn_job *s, int batch, int *k, int *slot_of, int *b)
             return cnn_error_set(CNN_ERR_DEVICE, "%s: failed (CNNVIZ_TEST_FAIL_DEVICE)", s->cl.device_name);
     }
     if (s->attrib) CNN_TRY_RET(cnn_job_late_batch(s, *b, slot_of));
+    if (s->n_san_layer) CNN_TRY_RET(cnn_sanity_batch(s, *b, slot_of));
     return CNN_OK;
 }
 

@@ -23,6 +23,8 @@ typedef struct cnn_job_opts {
     bool read_weights;     /* read the weights into memory, not mapped (a library's run: cnn_model_opts) */
     int top, batch, repeat, png_level; /* 0 / -1 (png_level): the pipeline's */
     int curves;            /* deletion/insertion steps for every gradient tap; -1: the pipeline's */
+    int road;              /* ROAD of every gradient map: 1 the default percentiles, 0 none; -1: the pipeline's */
+    int sanity;            /* model randomisation check: the top N weight layers in turn (0: none) */
     /* --shard I/N: run part I (from 0) of N of the expanded input list:
      * whole batches of `batch` inputs, a contiguous run of them per part
      * (cnn_job_shard_range).  shard_count 0: everything. */

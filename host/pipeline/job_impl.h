@@ -26,12 +26,13 @@
 
 typedef struct cnn_job cnn_job;
 
-/* A map waiting for its deletion / insertion curves (they run their own
- * forward passes, so after everything else of the batch). */
+/* A map waiting for its deletion / insertion curves and ROAD (they run
+ * their own forward passes, so after everything else of the batch). */
 typedef struct pending {
     cnn_vtap *t;
     int b, cls, entry;
-    uint32_t *rank; /* [px] each pixel's place by importance */
+    uint32_t *rank; /* [px] each pixel's place by importance (curves), or NULL */
+    float *map;     /* [px] the map (ROAD), or NULL */
 } pending;
 
 struct cnn_job {
@@ -118,6 +119,16 @@ struct cnn_job {
     bool capture_input;   /* capture the map at the input's size (else the raw map, a CAM's at its layer's) */
     int capture_h, capture_w; /* the captured maps' size (set by cnn_method_emit) */
     size_t occ_cap;       /* occlusion windows s->occ holds */
+    /* --sanity (pipeline/sanity.c): the weight layers randomised, top
+     * first; their own weights; the batch's maps as drawn and, per step,
+     * their rank correlation with the maps of the randomised model. */
+    int *san_layer;       /* [n_san_layer] */
+    int n_san_layer;
+    float **san_orig;     /* [n_san_layer] each layer's weights, read once */
+    struct sanity_map *san; /* [n_san] the batch's maps, in the order they were emitted */
+    int n_san, cap_san;
+    int san_step;         /* 0: a normal pass (maps kept); k >= 1: the top k layers are random (maps compared) */
+    int san_seq;          /* maps compared so far in this step */
 };
 
 
@@ -136,6 +147,15 @@ int cnn_job_device(cnn_job *s, const char *platform, const char *device, int *ba
 int cnn_job_global(cnn_job *s, int batch);
 int cnn_job_batch(cnn_job *s, int batch, int *k, int *slot_of, int *b);
 int cnn_job_conclude(cnn_job *s, int batch, int done_inputs, double loop_ms, double t_first, cnn_job_result *res);
+
+/* sanity.c: the model randomisation check (--sanity N).  The layers are
+ * chosen once the graph is known; a map drawn in a normal pass is kept,
+ * one computed with random weights compared (cnn_method_emit); after a
+ * batch's outputs the steps run and the weights are put back. */
+int cnn_sanity_prepare(cnn_job *s);
+int cnn_sanity_map(cnn_job *s, const cnn_vtap *t, cl_mem map, size_t off);
+int cnn_sanity_batch(cnn_job *s, int nb, const int *slot_of);
+void cnn_sanity_free(cnn_job *s);
 void cnn_job_free(cnn_job *s);
 /* devices.c: a run over several devices (--device all, --device 0,2). */
 int cnn_job_run_devices(const cnn_job_opts *o, cnn_job_result *res);

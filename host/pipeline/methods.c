@@ -106,7 +106,10 @@ void cnn_job_free_gradients(cnn_job *s)
     for (int t = 0; t < s->n_taps; t++)
         if (s->taps[t].cam) clReleaseMemObject(s->taps[t].cam);
     free(s->rank);
-    for (int i = 0; i < s->n_pend; i++) free(s->pend[i].rank);
+    for (int i = 0; i < s->n_pend; i++) {
+        free(s->pend[i].rank);
+        free(s->pend[i].map);
+    }
     free(s->pend);
 }
 
@@ -119,6 +122,7 @@ int cnn_job_batch_copies(const cnn_job *s)
         const cnn_method *m = cnn_method_of(v->method);
         int want = m->copies ? m->copies(v, s->l.graph.in_h, s->l.graph.in_w) : 0;
         if (v->curves && v->curves + 1 > want) want = v->curves + 1;
+        if (v->n_road && 2 * v->n_road > want) want = 2 * v->n_road;
         if (want > most) most = want;
     }
     return most;
@@ -141,17 +145,17 @@ static int cmp_ranked(const void *pa, const void *pb)
     return (a->i > b->i) - (a->i < b->i);
 }
 
-/* Queues curves for the map just drawn by tap t for image b (h x w floats
- * at map + off on the device): its pixels ranked by value, largest first,
- * ties by position. */
+/* Queues curves and ROAD for the map just drawn by tap t for image b (h x
+ * w floats at map + off on the device): for the curves its pixels ranked
+ * by value, largest first, ties by position; for ROAD the map. */
 static int queue_curves(cnn_job *s, cnn_vtap *t, int b, int cls, cl_mem map, size_t off)
 {
-    if (!t->curves || s->timing || t->entry < 0) return CNN_OK;
+    if ((!t->curves && !t->n_road) || s->timing || t->entry < 0) return CNN_OK;
     size_t px = (size_t)cnn_job_px(s);
     float *v = cnn_malloc(px * sizeof *v);
-    ranked *r = cnn_malloc(px * sizeof *r);
-    uint32_t *rank = cnn_malloc(px * sizeof *rank);
-    int status = v && r && rank ? CNN_OK : CNN_ERR_NOMEM;
+    ranked *r = t->curves ? cnn_malloc(px * sizeof *r) : NULL;
+    uint32_t *rank = t->curves ? cnn_malloc(px * sizeof *rank) : NULL;
+    int status = v && (!t->curves || (r && rank)) ? CNN_OK : CNN_ERR_NOMEM;
     if (status == CNN_OK) status = cnn_cl_read(&s->cl, map, off * sizeof(float), px * sizeof(float), v, "curves");
     if (status == CNN_OK && s->n_pend == s->cap_pend) {
         int cap = s->cap_pend ? 2 * s->cap_pend : 16;
@@ -164,11 +168,15 @@ static int queue_curves(cnn_job *s, cnn_vtap *t, int b, int cls, cl_mem map, siz
         }
     }
     if (status == CNN_OK) {
-        for (size_t i = 0; i < px; i++) r[i] = (ranked){v[i], (uint32_t)i};
-        qsort(r, px, sizeof *r, cmp_ranked);
-        for (size_t i = 0; i < px; i++) rank[r[i].i] = (uint32_t)i;
-        s->pend[s->n_pend++] = (pending){.t = t, .b = b, .cls = cls, .entry = t->entry, .rank = rank};
+        if (t->curves) {
+            for (size_t i = 0; i < px; i++) r[i] = (ranked){v[i], (uint32_t)i};
+            qsort(r, px, sizeof *r, cmp_ranked);
+            for (size_t i = 0; i < px; i++) rank[r[i].i] = (uint32_t)i;
+        }
+        s->pend[s->n_pend++] =
+            (pending){.t = t, .b = b, .cls = cls, .entry = t->entry, .rank = rank, .map = t->n_road ? v : NULL};
         rank = NULL;
+        if (t->n_road) v = NULL;
     }
     free(v);
     free(r);
@@ -179,6 +187,7 @@ static int queue_curves(cnn_job *s, cnn_vtap *t, int b, int cls, cl_mem map, siz
 int cnn_method_emit(cnn_job *s, cnn_vtap *t, int b, int k, int cls, cl_mem map, size_t off, cl_mem raw,
                     size_t raw_off, int raw_h, int raw_w, const char *note)
 {
+    if (s->san_step) return cnn_sanity_map(s, t, map, off); /* a --sanity step: compared, not drawn */
     if (s->timing) return CNN_OK;
     const cnn_graph *g = &s->l.graph;
     if (s->session) {
@@ -196,6 +205,7 @@ int cnn_method_emit(cnn_job *s, cnn_vtap *t, int b, int k, int cls, cl_mem map, 
     }
     CNN_TRY_RET(cnn_vtap_map(&s->viz, t, map, off, g->in_h, g->in_w, s->img8[b], g->in_c, cls, s->inputs.paths[k],
                              s->stems[k], s->o.npy, raw, raw_off, raw_h, raw_w, note));
+    if (s->n_san_layer) CNN_TRY_RET(cnn_sanity_map(s, t, map, off));
     return queue_curves(s, t, b, cls, map, off);
 }
 
@@ -521,7 +531,8 @@ int cnn_job_gradient_maps(cnn_job *s, int nb, const int *slot_of)
     size_t len = (size_t)in->c * in->h * in->w;
     for (int b = 0; b < nb; b++)
         CNN_TRY_RET(cnn_vctx_input_u8(&s->viz, in, s->net.input, (size_t)b * len, s->img8[b], "input image"));
-    CNN_TRY_RET(rank_classes(s, nb));
+    /* --sanity's steps explain the classes the model ranked first */
+    if (!s->san_step) CNN_TRY_RET(rank_classes(s, nb));
     int cls[4096];
     static const cnn_grad_mode modes[] = {CNN_GRAD_PLAIN, CNN_GRAD_GUIDED, CNN_GRAD_DECONV};
     int nout = (int)cnn_layer_numel(&s->l.graph.layers[s->l.graph.n - 1]);

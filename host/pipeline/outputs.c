@@ -259,6 +259,11 @@ static int describe_run(cnn_job *s)
     cnn_json_key(&j, "curves");
     if (s->o.curves >= 0) cnn_json_int(&j, s->o.curves);
     else cnn_json_null(&j);
+    cnn_json_key(&j, "sanity");
+    cnn_json_int(&j, s->o.sanity);
+    cnn_json_key(&j, "road");
+    if (s->o.road >= 0) cnn_json_bool(&j, s->o.road != 0);
+    else cnn_json_null(&j);
     cnn_json_key(&j, "top");
     cnn_json_int(&j, s->o.top ? s->o.top : s->l.pipe.top);
     cnn_json_key(&j, "npy");

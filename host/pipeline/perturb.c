@@ -68,20 +68,6 @@ int cnn_method_rise_passes(cnn_job *s, cnn_vtap *t, int b, int k, const float *l
 #define LIME_SEED 0x11e0u
 #define SHAP_SEED 0x5a4bu
 
-/* Philox2x32-10, as cl/gradmap.cl's (the host's random numbers). */
-static void philox(uint32_t c0, uint32_t c1, uint32_t key, uint32_t out[2])
-{
-    for (int r = 0; r < 10; r++) {
-        uint64_t prod = (uint64_t)0xD256D193u * c0;
-        uint32_t hi = (uint32_t)(prod >> 32), lo = (uint32_t)prod;
-        c0 = hi ^ key ^ c1;
-        c1 = lo;
-        key += 0x9E3779B9u;
-    }
-    out[0] = c0;
-    out[1] = c1;
-}
-
 /* A stream of uniform numbers in [0, 1): draw i is word 0 of Philox of
  * counter (i, 0x5eed) and key seed, u = (word >> 8) / 2^24. */
 typedef struct stream {
@@ -91,7 +77,7 @@ typedef struct stream {
 static double uniform(stream *st)
 {
     uint32_t r[2];
-    philox(st->i++, 0x5eedu, st->seed, r);
+    cnn_philox2x32(st->i++, 0x5eedu, st->seed, r);
     return (double)(r[0] >> 8) / 16777216.0;
 }
 
@@ -279,7 +265,7 @@ int cnn_method_lime_passes(cnn_job *s, cnn_vtap *t, int b, int k, const float *l
             int on = 0;
             for (int j = 0; j < m; j++) {
                 uint32_t r[2];
-                philox((uint32_t)j, (uint32_t)i, LIME_SEED + (uint32_t)k, r);
+                cnn_philox2x32((uint32_t)j, (uint32_t)i, LIME_SEED + (uint32_t)k, r);
                 z[(size_t)i * m + j] = i == 0 ? 1 : (uint8_t)(r[0] >> 31);
                 on += z[(size_t)i * m + j];
             }

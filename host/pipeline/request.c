@@ -31,13 +31,18 @@ static int add_tap(cnn_job *s, const char *layer, const char *kind, const cnn_ta
     int status = cnn_vtap_configure(t, &s->l.graph, li, kind, spec, where, s->l.labels, s->l.n_labels);
     if (status < 0) return status;
     t->kind_name = kind;
-    if (t->kind == CNN_TAP_GRADIENT && (s->o.cls || s->o.score || s->o.curves >= 0)) {
-        /* --class / --score / --curves override the pipeline's for every
-         * gradient tap. */
+    if (t->kind == CNN_TAP_GRADIENT && (s->o.cls || s->o.score || s->o.curves >= 0 || s->o.road >= 0)) {
+        /* --class / --score / --curves / --road override the pipeline's
+         * for every gradient tap. */
         cnn_tap_spec over = spec ? *spec : (cnn_tap_spec){.alpha = 0.5f};
         if (s->o.cls) over.cls = (char *)s->o.cls;
         if (s->o.score) over.score = (char *)s->o.score;
         if (s->o.curves >= 0) over.curves = s->o.curves;
+        if (s->o.road >= 0) {
+            static const float def[] = CNN_ROAD_DEFAULT;
+            over.n_road = s->o.road ? CNN_ROAD_N_DEFAULT : 0;
+            memcpy(over.road, def, sizeof def);
+        }
         status = cnn_vtap_configure(t, &s->l.graph, li, kind, &over, where, s->l.labels, s->l.n_labels);
         if (status < 0) return status;
         t->kind_name = kind;

@@ -7,6 +7,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "viz/gradmap.h"
+#include "viz/road.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -189,6 +190,66 @@ int cnn_method_occlusion_passes(cnn_job *s, cnn_vtap *t, int b, int k, const flo
     return status;
 }
 
+/* ROAD of a queued map (viz/road.h): for each percentile p, MoRF and LeRF
+ * images with the removed pixels imputed on the host, scored in chunks;
+ * each score is the target's softmax probability minus that of the
+ * input, and the result (mean LeRF - mean MoRF) / 2 is pytorch-grad-cam's
+ * ROADCombined with ClassifierOutputSoftmaxTarget.  The noise of a
+ * percentile and order is the same for every map of every input, so that
+ * maps are compared under the same perturbation.  lg: chunk x nout
+ * floats. */
+#define ROAD_SEED 0x70adu
+
+static int run_road(cnn_job *s, const pending *p, float *lg)
+{
+    const cnn_graph *g = &s->l.graph;
+    cnn_cl *cl = &s->cl;
+    size_t px = (size_t)cnn_job_px(s), len = (size_t)g->in_c * px;
+    size_t nout = cnn_layer_numel(&g->layers[g->n - 1]);
+    const cnn_vtap *t = p->t;
+    int n = 2 * t->n_road, chunk = s->chunk < n ? s->chunk : n;
+    char what[200];
+    snprintf(what, sizeof what, "%s:%s ROAD", t->layer_name, cnn_gmethod_names[t->method]);
+    float *img = cnn_malloc(len * sizeof *img), *batch = cnn_malloc((size_t)chunk * len * sizeof *batch);
+    uint8_t *keep = cnn_malloc(px);
+    double *diff = cnn_malloc((size_t)n * sizeof *diff);
+    int status = img && batch && keep && diff ? CNN_OK : CNN_ERR_NOMEM;
+    if (status == CNN_OK) status = cnn_cl_read(cl, s->xsave, (size_t)p->b * len * sizeof(float), len * sizeof(float), img, what);
+    double s0 = cnn_method_score(s->logits + (size_t)p->b * nout, nout, p->cls, true);
+    /* image j: order j / n_road (0 MoRF, 1 LeRF), percentile j % n_road */
+    for (int j0 = 0; j0 < n && status == CNN_OK; j0 += chunk) {
+        int m = n - j0 < chunk ? n - j0 : chunk;
+        if ((status = cnn_job_interrupted(s)) < 0) break;
+        for (int j = 0; j < m && status == CNN_OK; j++) {
+            int lerf = (j0 + j) / t->n_road, pi = (j0 + j) % t->n_road;
+            long removed = cnn_road_mask(p->map, px, t->road[pi], lerf, keep);
+            if (removed < 0) status = (int)removed;
+            else
+                status = cnn_road_impute(img, g->in_c, g->in_h, g->in_w, keep, t->road_noise,
+                                         ROAD_SEED + 2u * (uint32_t)pi + (uint32_t)lerf, 0, batch + (size_t)j * len);
+        }
+        if (status == CNN_OK) status = cnn_cl_write(cl, s->net.input, 0, (size_t)m * len * sizeof(float), batch, what);
+        if (status == CNN_OK) status = cnn_net_forward(&s->net, m);
+        if (status == CNN_OK) status = cnn_net_read(&s->net, g->n - 1, m, lg);
+        for (int j = 0; j < m && status == CNN_OK; j++)
+            diff[j0 + j] = cnn_method_score(lg + (size_t)j * nout, nout, p->cls, true) - s0;
+    }
+    if (status == CNN_OK) {
+        double morf = 0, lerf = 0;
+        for (int k = 0; k < t->n_road; k++) {
+            morf += diff[k] / t->n_road;
+            lerf += diff[t->n_road + k] / t->n_road;
+        }
+        status = cnn_manifest_set_road(&s->manifest, p->entry, t->road, diff, diff + t->n_road, t->n_road,
+                                       (lerf - morf) / 2);
+    }
+    free(img);
+    free(batch);
+    free(keep);
+    free(diff);
+    return status;
+}
+
 /* Deletion and insertion curves of the queued maps (RISE, Petsiuk et al.
  * 2018): at step i of n the first floor(i * px / n) pixels by rank are
  * replaced by 0 in network units (deletion) or taken from the input into
@@ -206,7 +267,9 @@ static int run_curves(cnn_job *s)
     int status = lg ? CNN_OK : CNN_ERR_NOMEM;
     for (int i = 0; i < s->n_pend && status == CNN_OK; i++) {
         const pending *p = &s->pend[i];
+        if (p->t->n_road) status = run_road(s, p, lg);
         int n = p->t->curves;
+        if (!n || status < 0) continue;
         size_t x_off = (size_t)p->b * len;
         float *curve = cnn_malloc(2 * ((size_t)n + 1) * sizeof *curve);
         if (!curve) {
@@ -238,7 +301,10 @@ static int run_curves(cnn_job *s)
             status = cnn_manifest_set_curves(&s->manifest, p->entry, curve, curve + n + 1, n + 1, auc[0], auc[1]);
         free(curve);
     }
-    for (int i = 0; i < s->n_pend; i++) free(s->pend[i].rank);
+    for (int i = 0; i < s->n_pend; i++) {
+        free(s->pend[i].rank);
+        free(s->pend[i].map);
+    }
     s->n_pend = 0;
     free(lg);
     return status;
@@ -266,7 +332,7 @@ int cnn_job_late_batch(cnn_job *s, int nb, const int *slot_of)
     if (!any) return CNN_OK;
     const cnn_graph *g = &s->l.graph;
     size_t nout = cnn_layer_numel(&g->layers[g->n - 1]);
-    if (s->batches_run == 1 && !s->session)
+    if (s->batches_run == 1 && !s->session && !s->san_step)
         /* what the long ones cost, said once, before the first input waits on them */
         for (int t = 0; t < s->n_taps; t++) {
             const cnn_vtap *vt = &s->taps[t];

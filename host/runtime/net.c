@@ -291,6 +291,31 @@ static int upload_packed(cnn_net *net, int i, const float *w)
     return cnn_cl_unmap(net->cl, net->wpack[i], packed, l->spec->name);
 }
 
+int cnn_net_layer_weights(cnn_net *net, int i, float *w, bool write)
+{
+    const cnn_layer *l = &net->g->layers[i];
+    const char *name = l->spec->name;
+    if (!(cnn_layer_is_conv(l) || l->spec->op == CNN_OP_LINEAR) || !net->w[i] || net->plan.fold_bn[i] >= 0)
+        return cnn_error_set(CNN_ERR_USAGE, "layer %s: its weights are not on the device as the file holds them", name);
+    size_t bytes = l->n_weight * sizeof(float);
+    if (!write) return cnn_cl_read(net->cl, net->w[i], 0, bytes, w, name);
+    if (net->in_place[i]) {
+        /* the buffer is the weights file's memory: a device copy takes its
+         * place (the bias stays where it is) */
+        clReleaseMemObject(net->w[i]);
+        net->w[i] = NULL;
+        CNN_TRY_RET(upload(net->cl, w, l->n_weight, &net->w[i], name));
+    } else {
+        CNN_TRY_RET(cnn_cl_write(net->cl, net->w[i], 0, bytes, w, name));
+    }
+    if (!net->plan.packed[i]) return CNN_OK;
+    size_t pbytes = cnn_op_conv2d_packed_weights(&net->plan.pack[i]) * sizeof(float);
+    void *packed;
+    CNN_TRY_RET(cnn_cl_map_write(net->cl, net->wpack[i], pbytes, &packed, name));
+    cnn_op_conv2d_pack_weights(&l->conv, &net->plan.pack[i], w, packed);
+    return cnn_cl_unmap(net->cl, net->wpack[i], packed, name);
+}
+
 static int upload_layer(cnn_net *net, int i)
 {
     const cnn_layer *l = &net->g->layers[i];

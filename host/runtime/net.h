@@ -104,6 +104,15 @@ int cnn_net_forward_range(cnn_net *net, int first, int last, int n);
  * and its constant's (NULL for `value`). */
 void cnn_net_operands(const cnn_net *net, int i, cl_mem ops[2]);
 
+/* Conv or linear layer i's weights on the device, in the layout of the
+ * weights file: read into w (write false), or replaced by w (write true:
+ * the plain buffer and the packed copy; a buffer that was the weights
+ * file's memory gets a device copy instead, the file is never written).
+ * Needs a network that holds them unfolded (one created for the
+ * backward): CNN_ERR_USAGE naming the layer otherwise.  For --sanity's
+ * model randomisation. */
+int cnn_net_layer_weights(cnn_net *net, int i, float *w, bool write);
+
 /* The buffer holding layer i's output ([N, c, h, w]). */
 cl_mem cnn_net_buffer(const cnn_net *net, int layer);
 

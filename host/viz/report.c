@@ -913,26 +913,57 @@ static void put_curves(sbuf *b, const cnn_manifest_entry *e)
     put_str(b, "</svg>");
 }
 
-/* A method of a row of maps and its faithfulness (NaN: no curves). */
+/* A method of a row of maps and its faithfulness (NaN: not measured). */
 typedef struct ranked_fig {
     int gi;
-    double ins, del;
-    const cnn_manifest_entry *e; /* its map, when it has curves */
+    double ins, del, road;
+    double key;                  /* what ranks it: insertion AUC, or ROAD when the row has no curves */
+    const cnn_manifest_entry *e; /* its map, when it has curves or ROAD */
     int order;                   /* its place in the report's order */
 } ranked_fig;
 
-/* Maps with curves first, by insertion AUC (higher first; NaN after the
- * numbers), then the rest; ties keep the report's order. */
+/* Measured maps first, by key (higher first; NaN after the numbers), then
+ * the rest; ties keep the report's order. */
 static int cmp_fig(const void *pa, const void *pb)
 {
     const ranked_fig *a = pa, *b = pb;
     if ((a->e != NULL) != (b->e != NULL)) return a->e ? -1 : 1;
     if (a->e) {
-        bool na = isnan(a->ins), nb = isnan(b->ins);
+        bool na = isnan(a->key), nb = isnan(b->key);
         if (na != nb) return na ? 1 : -1;
-        if (!na && a->ins != b->ins) return a->ins > b->ins ? -1 : 1;
+        if (!na && a->key != b->key) return a->key > b->key ? -1 : 1;
     }
     return cmp_int(a->order, b->order);
+}
+
+/* A map's --sanity record: its rank correlation with the map of the
+ * model with the named layers' weights random, top first. */
+static void put_sanity(sbuf *b, const cnn_manifest_entry *e)
+{
+    put_str(b, "<div class=\"meta\"><span title=\"Spearman correlation with this map after randomising the "
+               "weights of the layers named, from the top down, in turn (near 0: the map depends on what the "
+               "model learnt)\">randomised:");
+    for (int k = 0; k < e->n_sanity; k++) {
+        put_str(b, k ? " &middot; " : " ");
+        esc(b, e->sanity_layer[k]);
+        put_str(b, " ");
+        if (isfinite(e->sanity_rho[k])) put_num(b, "%.2f", e->sanity_rho[k]);
+        else put_str(b, "&ndash;");
+    }
+    put_str(b, "</span></div>");
+}
+
+/* A map's ROAD beside its curves. */
+static void put_road(sbuf *b, const cnn_manifest_entry *e)
+{
+    put_str(b, "<div class=\"meta\"><span title=\"ROAD: (LeRF - MoRF) / 2 of the class probability over ");
+    for (int k = 0; k < e->n_road; k++) {
+        if (k) put_str(b, ", ");
+        put_num(b, "%g", (double)e->road_pct[k]);
+    }
+    put_str(b, " percentiles; higher is more faithful\">ROAD ");
+    put_num(b, "%.3f", e->road);
+    put_str(b, "</span></div>");
 }
 
 /* An input's gradient maps, one row per target class (in the order the
@@ -989,27 +1020,43 @@ static int put_explanations(ctx *x, const dinput *d)
         for (int gi = d->g0; gi < d->g1; gi++) {
             const group *g = &x->groups[gi];
             if (!is_grad(x, g)) continue;
-            ranked_fig f = {gi, NAN, NAN, NULL, nf};
+            ranked_fig f = {gi, NAN, NAN, NAN, NAN, NULL, nf};
             for (int i = 0; i < g->n; i++) {
                 const cnn_manifest_entry *e = &x->e[x->items[g->start + i].e];
                 if (e->cls != cl[k][0] || x->items[g->start + i].cls != CLS_MAIN) continue;
-                if (e->role && streq(e->role, "map") && e->n_curve > 1) {
-                    f.ins = e->auc[1];
-                    f.del = e->auc[0];
+                if (e->role && streq(e->role, "map") && (e->n_curve > 1 || e->n_road > 0)) {
+                    if (e->n_curve > 1) {
+                        f.ins = e->auc[1];
+                        f.del = e->auc[0];
+                    }
+                    if (e->n_road > 0) f.road = e->road;
                     f.e = e;
                 }
             }
             fig[nf++] = f;
         }
+        bool curves = false, road = false, sanity = false;
+        for (int i = 0; i < nf; i++) {
+            curves |= fig[i].e && fig[i].e->n_curve > 1;
+            road |= fig[i].e && fig[i].e->n_road > 0;
+            sanity |= fig[i].e && fig[i].e->n_sanity > 0;
+        }
+        for (int i = 0; i < nf; i++) fig[i].key = curves ? fig[i].ins : fig[i].road;
         qsort(fig, (size_t)nf, sizeof *fig, cmp_fig);
         int n_ranked = 0;
         for (int i = 0; i < nf; i++) n_ranked += fig[i].e != NULL;
-        put_str(b, n_ranked > 1 ? "<small>why this class: each map beside its overlay, the most faithful first "
-                                  "(insertion AUC)</small></h4>"
-                                : "<small>why this class: each map beside its overlay</small></h4>");
+        if (n_ranked > 1)
+            putf(b, "<small>why this class: each map beside its overlay, the most faithful first (%s)</small></h4>",
+                 curves ? "insertion AUC" : "ROAD");
+        else
+            put_str(b, "<small>why this class: each map beside its overlay</small></h4>");
         if (n_ranked > 1) {
-            put_str(b, "<table class=\"rank\"><tr><th>#</th><th>method</th><th>insertion AUC &uarr;</th>"
-                       "<th>deletion AUC &darr;</th></tr>");
+            put_str(b, "<table class=\"rank\"><tr><th>#</th><th>method</th>");
+            if (curves) put_str(b, "<th>insertion AUC &uarr;</th><th>deletion AUC &darr;</th>");
+            if (road) put_str(b, "<th>ROAD &uarr;</th>");
+            if (sanity) put_str(b, "<th title=\"Spearman correlation with the map of the model with its top layers "
+                                   "random (--sanity)\">randomised &rho; &darr;</th>");
+            put_str(b, "</tr>");
             for (int i = 0; i < nf && fig[i].e; i++) {
                 putf(b, "<tr><td>%d</td><td>", i + 1);
                 esc(b, fig[i].e->kind ? fig[i].e->kind : "");
@@ -1017,10 +1064,24 @@ static int put_explanations(ctx *x, const dinput *d)
                     put_str(b, " ");
                     esc(b, fig[i].e->layer);
                 }
-                put_str(b, "</td><td>");
-                put_num(b, "%.3f", fig[i].ins);
-                put_str(b, "</td><td>");
-                put_num(b, "%.3f", fig[i].del);
+                if (curves) {
+                    put_str(b, "</td><td>");
+                    put_num(b, "%.3f", fig[i].ins);
+                    put_str(b, "</td><td>");
+                    put_num(b, "%.3f", fig[i].del);
+                }
+                if (road) {
+                    put_str(b, "</td><td>");
+                    put_num(b, "%.3f", fig[i].road);
+                }
+                if (sanity) {
+                    const cnn_manifest_entry *fe = fig[i].e;
+                    put_str(b, "</td><td>");
+                    if (fe->n_sanity > 0 && isfinite(fe->sanity_rho[fe->n_sanity - 1]))
+                        put_num(b, "%.2f", fe->sanity_rho[fe->n_sanity - 1]);
+                    else
+                        put_str(b, "&ndash;");
+                }
                 put_str(b, "</td></tr>");
             }
             put_str(b, "</table>");
@@ -1054,6 +1115,8 @@ static int put_explanations(ctx *x, const dinput *d)
                 }
                 put_stats_meta(b, e);
                 if (e->n_curve > 1 && e->deletion && e->insertion) put_curves(b, e);
+                if (e->n_road > 0 && e->road_pct) put_road(b, e);
+                if (e->n_sanity > 0 && e->sanity_layer) put_sanity(b, e);
                 put_str(b, "</figcaption></figure>\n");
             }
         }

@@ -135,6 +135,7 @@ static int configure_gradient(cnn_vtap *t, const cnn_graph *g, int layer, int me
     t->scope = CNN_SCOPE_LAYER;
     t->cmap = t->is_signed ? CNN_CMAP_RDBU : CNN_CMAP_TURBO;
     t->alpha = 0.5f;
+    t->road_noise = 0.01f; /* pytorch-grad-cam's NoisyLinearImputer */
     t->samples = t->method == CNN_GM_SMOOTHGRAD ? 25
                  : t->method == CNN_GM_RISE     ? 4000
                  : t->method == CNN_GM_LIME     ? 1000
@@ -181,6 +182,9 @@ static int configure_gradient(cnn_vtap *t, const cnn_graph *g, int layer, int me
         if (spec->keep > 0) t->keep = spec->keep;
         if (spec->step) t->stride = spec->step;
         t->curves = spec->curves;
+        t->n_road = spec->n_road;
+        memcpy(t->road, spec->road, sizeof t->road);
+        if (spec->has_road_noise) t->road_noise = spec->road_noise;
         if (spec->segments && t->method != CNN_GM_LIME && t->method != CNN_GM_KERNELSHAP)
             return cnn_error_set(CNN_ERR_INPUT, "%s: 'segments' applies to lime and kernelshap, not %s", where,
                                  cnn_gmethod_names[method]);

@@ -102,6 +102,9 @@ typedef struct cnn_vtap {
     int segments;            /* lime / kernelshap: SLIC superpixels wanted */
     float kernel_width;      /* lime: the exponential kernel's width on cosine distance */
     int curves;              /* deletion/insertion curve steps per map; 0: none */
+    int n_road;              /* ROAD percentiles per map (viz/road.h); 0: none */
+    float road[CNN_MAX_ROAD];
+    float road_noise;        /* ROAD imputation noise, network units */
     int entry;               /* manifest index of the last map's PNG */
     cl_mem cam;              /* guided-gradcam: the upsampled cams of the batch */
 

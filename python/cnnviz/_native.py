@@ -107,6 +107,8 @@ class WriteOpts(ctypes.Structure):
         ("n_mean", c_int),
         ("n_std", c_int),
         ("size", c_int * 2),
+        ("road", c_int),
+        ("sanity", c_int),
     ]
 
 

@@ -70,7 +70,7 @@ def _paths(values, what):
     return out
 
 
-def write_run(model, inputs, out=None, *, taps=(), no_taps=False, cls=None, score=None, curves=None, npy=False,
+def write_run(model, inputs, out=None, *, taps=(), no_taps=False, cls=None, score=None, curves=None, road=None, sanity=0, npy=False,
               report=True, batch=1, top=0, png_level=None, platform=None, device=None, weights=None, strict=None,
               preprocess=None, mean=None, std=None, size=None, wait_lock=False, log=None):
     """Writes the folder `cnnviz-cl run MODEL --input ... --out OUT` writes:
@@ -90,7 +90,9 @@ def write_run(model, inputs, out=None, *, taps=(), no_taps=False, cls=None, scor
       "input:saliency", "layer4:gradcam"); no_taps: only these, not the
       pipeline's; cls: --class for every gradient tap ("top1", "topK", an
       index or a label); score: "logit" or "prob"; curves: deletion /
-      insertion steps; npy: .npy beside the PNGs; report: index.html;
+      insertion steps; road: True / False, ROAD of every map (None: each
+      tap's); sanity: N, the model randomisation check over the top N
+      layers (0: none); npy: .npy beside the PNGs; report: index.html;
       batch: images per forward pass; top: classes listed (0: the
       pipeline's); png_level: 0 .. 9; platform, device, weights, strict,
       preprocess, mean, std, size: as Model(); wait_lock: wait for another
@@ -119,6 +121,9 @@ def write_run(model, inputs, out=None, *, taps=(), no_taps=False, cls=None, scor
     o.score = _cstr(score, "score")
     if curves is not None:
         o.curves = _int(curves, "curves", 0)
+    if road is not None:
+        o.road = 1 if road else 0
+    o.sanity = _int(sanity, "sanity", 0)
     o.npy = 1 if npy else 0
     o.report = 1 if report else 0
     o.batch = _int(batch, "batch", 1)

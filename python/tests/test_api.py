@@ -157,16 +157,17 @@ def test_write_run(fashion, tmp_base):
                     np.load(os.path.join(d, "saliency_c%d.npy" % second)), "write_run's top2 saliency")
     assert os.path.exists(os.path.join(out, "model", "conv1", "filters.png"))
     assert lines and all(level in (0, 1) and isinstance(line, str) for level, line in lines)
-    # the command line's options: score, curves, PNG level
+    # the command line's options: score, curves, ROAD, sanity, PNG level
     out2 = os.path.join(tmp_base, "write_run_prob")
     cnnviz.write_run(FASHION, imgs[:1], out2, taps=["input:saliency"], no_taps=True, npy=True, score="prob",
-                     curves=4, png_level=0, report=False)
+                     curves=4, road=True, sanity=1, png_level=0, report=False)
     d = os.path.join(out2, os.path.splitext(os.path.basename(imgs[0]))[0])
     top = fashion.predict(imgs[0], k=1)[0].index
     assert_same(fashion.attribute(imgs[0], "saliency", score="prob"),
                 np.load(os.path.join(d, "saliency_c%d.npy" % top)), "write_run's saliency of the probability")
     with open(os.path.join(out2, "manifest.json")) as f:
-        assert "deletion" in f.read()
+        entry = [e for e in json.load(f)["files"] if e.get("role") == "map"][0]
+    assert "deletion" in entry and len(entry["road_morf"]) == 9 and entry["sanity"][0]["randomized"] == "fc2"
     with pytest.raises(ValueError, match="score 'odds'"):
         cnnviz.write_run(FASHION, imgs[:1], out2, score="odds")
     with pytest.raises(ValueError, match="no-such-tap"):

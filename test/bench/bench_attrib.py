@@ -153,6 +153,36 @@ def python_side(model, layer_module, x, cls, seg, n_shap, runs, methods):
     return res
 
 
+def setup(name, tmp):
+    """(pipeline, image, weights or None, PyTorch model, layer, its module,
+    input tensor) of the shipped Fashion-MNIST model or the seeded
+    ResNet-18 on the test scene."""
+    if name == "fashion":
+        from model import FashionCNN
+        cfg = os.path.join(ROOT, "configs", "fashion_mnist.yaml")
+        image = os.path.join(ROOT, "samples", "fashion_mnist", "images", "9_ankle_boot.png")
+        weights = None
+        model = FashionCNN()
+        sd, _ = netref.load_safetensors(os.path.join(ROOT, "samples", "fashion_mnist",
+                                                     "fashion_mnist.safetensors"))
+        model.load_state_dict({k: v.float() for k, v in sd.items()})
+        layer, module = "conv4", model.features[10]
+        from PIL import Image
+        img = np.asarray(Image.open(image).convert("L"), np.float32)
+        x = ((torch.from_numpy(img) / 255.0 - 0.2860) / 0.3530)[None, None]
+    else:
+        cfg = os.path.join(ROOT, "configs", "resnet18.yaml")
+        img = netref.make_scene(256, 1)
+        image = os.path.join(tmp, "scene.png")
+        netref.save_png(img, image)
+        model = netref.make_model("resnet18", seed=18)
+        weights = os.path.join(tmp, "resnet18_seeded.safetensors")
+        netref.save_safetensors(model.state_dict(), weights, {"format": "pt"})
+        layer, module = "layer4", model.layer4
+        x = netref.preprocess(img).float()
+    return cfg, image, weights, model, layer, module, x
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "cnnviz-cl"))
@@ -167,29 +197,7 @@ def main():
     for name in ("fashion", "resnet18"):
         if a.only and name != a.only:
             continue
-        if name == "fashion":
-            from model import FashionCNN
-            cfg = os.path.join(ROOT, "configs", "fashion_mnist.yaml")
-            image = os.path.join(ROOT, "samples", "fashion_mnist", "images", "9_ankle_boot.png")
-            weights = None
-            model = FashionCNN()
-            sd, _ = netref.load_safetensors(os.path.join(ROOT, "samples", "fashion_mnist",
-                                                         "fashion_mnist.safetensors"))
-            model.load_state_dict({k: v.float() for k, v in sd.items()})
-            layer, module = "conv4", model.features[10]
-            from PIL import Image
-            img = np.asarray(Image.open(image).convert("L"), np.float32)
-            x = ((torch.from_numpy(img) / 255.0 - 0.2860) / 0.3530)[None, None]
-        else:
-            cfg = os.path.join(ROOT, "configs", "resnet18.yaml")
-            img = netref.make_scene(256, 1)
-            image = os.path.join(a.tmp, "scene.png")
-            netref.save_png(img, image)
-            model = netref.make_model("resnet18", seed=18)
-            weights = os.path.join(a.tmp, "resnet18_seeded.safetensors")
-            netref.save_safetensors(model.state_dict(), weights, {"format": "pt"})
-            layer, module = "layer4", model.layer4
-            x = netref.preprocess(img).float()
+        cfg, image, weights, model, layer, module, x = setup(name, a.tmp)
         model.eval()
         with torch.no_grad():
             cls = int(model(x)[0].argmax())
