@@ -72,6 +72,17 @@ static const char RUN_HELP_TAPS[] =
     "                RGB tiles when the layer takes 3 channels\n"
     "  weights       a linear layer's [out, in] matrix (units: N adds each unit's\n"
     "                weights as [C, H, W] when fed by a flatten)\n"
+    "  examples      the run's inputs that excite each channel most (top: 9 by\n"
+    "                the channel's max, by: mean for its mean; the first 16\n"
+    "                channels, max_channels: N), each cut to the receptive field\n"
+    "                of its best position: a row of crops per channel in\n"
+    "                model/LAYER/examples.png, values in examples.json\n"
+    "  maximize      an image optimised on the device to excite each channel\n"
+    "                (the first 16, max_channels: N or channels: [..]; 256\n"
+    "                Adam steps on a Fourier-space image with decorrelated\n"
+    "                colours and random jitter, scale and rotation, as Lucid):\n"
+    "                model/LAYER/maximize.png, objective values and curves in\n"
+    "                maximize.json; a run of maximize taps needs no --input\n"
     "gradient maps (why this class?), as PNG + overlay on the input (+ .npy):\n"
     "  input:saliency, input:guided, input:deconvnet, input:gradxinput,\n"
     "  input:smoothgrad (25 noisy copies), input:integrated (50 steps, black\n"
@@ -100,6 +111,9 @@ static const char RUN_HELP_TAPS[] =
     "                    correlation with the map drawn after each (near 0:\n"
     "                    the map depends on what the model learnt) in\n"
     "                    manifest.json and the report\n"
+    "";
+
+static const char RUN_HELP_MORE[] =
     "normalize (value range -> 0..255): per-channel (activations' default),\n"
     "  per-layer (filters' and weights' default), global (one range over all\n"
     "  inputs of the run), fixed (with range: [lo, hi]); clip: [0.5, 99.5] uses\n"
@@ -187,6 +201,7 @@ static int parse_args(int argc, char **argv, run_opts *o, bool info)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(info ? INFO_HELP : RUN_HELP, stdout);
             if (!info) fputs(RUN_HELP_TAPS, stdout);
+            if (!info) fputs(RUN_HELP_MORE, stdout);
             return 1;
         } else if (!strcmp(a, "--weights")) {
             NEED_VALUE();

@@ -49,7 +49,7 @@ const char *const cnn_tap_kinds[] = {
     "activations", "filters",  "weights",    "saliency",       "guided",
     "deconvnet",   "smoothgrad", "integrated", "gradxinput",   "gradcam",
     "gradcampp",   "layercam", "guided-gradcam", "occlusion", "xgradcam", "hirescam",
-    "scorecam",    "ablationcam", "eigencam", "fullgrad", "rise", "lime", "kernelshap", NULL};
+    "scorecam",    "ablationcam", "eigencam", "fullgrad", "rise", "lime", "kernelshap", "examples", "maximize", NULL};
 const char *const cnn_norm_scopes[] = {"per-channel", "per-layer", "global", "fixed", NULL};
 const char *const cnn_colormaps[] = {"gray", "viridis", "magma", "inferno",
                                      "turbo", "jet", "rdbu", NULL};
@@ -1238,7 +1238,8 @@ static int parse_model(cnn_pipeline *p, const node *v)
 
 static const char *const g_tap_keys[] = {
     "layer", "layers", "show", "normalize", "range", "clip", "colormap", "columns", "max_channels",
-    "signed", "units", "class", "score", "alpha", "samples", "sigma", "baseline", "window", "step", "curves", "reduce", "cells", "keep", "segments", "kernel_width", "road", "road_noise", NULL};
+    "signed", "units", "class", "score", "alpha", "samples", "sigma", "baseline", "window", "step", "curves", "reduce", "cells", "keep", "segments", "kernel_width", "road", "road_noise", "top", "by", "channels", "steps", "lr", "param", "decorrelate",
+    "transforms", "tv", "l2", "objective", "sign", "seed", "start", NULL};
 
 /* road: true (the default percentiles), false, or a list of percentiles
  * strictly between 0 and 100. */
@@ -1284,6 +1285,27 @@ static int parse_tap_layers(ctx *c, cnn_tap_spec *t, const node *v)
             return cnn_pipeline_error_at(p, e->pos,
                                          "tap on layer '%s', which is not defined under 'layers'",
                                          show(t->layers[i]).s);
+    }
+    return CNN_OK;
+}
+
+/* channels: [i, j, ...], distinct, each >= 0 (checked against the layer
+ * once the graph is known) */
+static int get_channels(const cnn_pipeline *p, const node *v, cnn_tap_spec *t)
+{
+    if (v->kind != NODE_SEQ || v->n == 0 || v->n > CNN_MAX_CHANNEL_LIST)
+        return cnn_pipeline_error_at(p, v->pos, "'channels' must be a list of 1 to %d channel indices",
+                                     CNN_MAX_CHANNEL_LIST);
+    free(t->channels);
+    t->channels = cnn_calloc(v->n, sizeof *t->channels);
+    if (!t->channels) return CNN_ERR_NOMEM;
+    t->n_channels = (int)v->n;
+    for (size_t i = 0; i < v->n; i++) {
+        int status = get_int(p, v->kids[i], "channels", "a channel index", 0, &t->channels[i]);
+        if (status < 0) return status;
+        for (size_t j = 0; j < i; j++)
+            if (t->channels[j] == t->channels[i])
+                return cnn_pipeline_error_at(p, v->kids[i]->pos, "'channels' names channel %d twice", t->channels[i]);
     }
     return CNN_OK;
 }
@@ -1384,6 +1406,48 @@ static int parse_tap(ctx *c, size_t idx, const node *m)
             if (status == CNN_OK && !(t->road_noise >= 0 && t->road_noise <= 100))
                 status = cnn_pipeline_error_at(p, v->pos, "'road_noise' must be between 0 and 100 (got %g)",
                                                (double)t->road_noise);
+        } else if (is_key(k, "channels")) {
+            status = get_channels(p, v, t);
+        } else if (is_key(k, "steps")) {
+            status = get_int(p, v, key, "an integer", 1, &t->steps);
+        } else if (is_key(k, "lr")) {
+            status = get_float(p, v, key, &t->lr);
+            if (status == CNN_OK && !(t->lr > 0 && t->lr <= 10))
+                status = cnn_pipeline_error_at(p, v->pos, "'lr' must be > 0 and at most 10 (got %g)", (double)t->lr);
+        } else if (is_key(k, "param")) {
+            static const char *const params[] = {"fourier", "pixel", NULL};
+            status = get_choice(p, v, key, params, "param", &t->param);
+        } else if (is_key(k, "start")) {
+            static const char *const starts[] = {"grey", "mean", NULL};
+            status = get_choice(p, v, key, starts, "start", &t->start);
+        } else if (is_key(k, "decorrelate")) {
+            status = get_bool(p, v, key, &t->decorrelate);
+            t->has_decorrelate = true;
+        } else if (is_key(k, "transforms")) {
+            status = get_bool(p, v, key, &t->transforms);
+            t->has_transforms = true;
+        } else if (is_key(k, "tv") || is_key(k, "l2")) {
+            float *dst = is_key(k, "tv") ? &t->tv : &t->l2;
+            status = get_float(p, v, key, dst);
+            if (status == CNN_OK && !(*dst >= 0 && *dst <= 1e6))
+                status = cnn_pipeline_error_at(p, v->pos, "'%s' must be between 0 and 1e6 (got %g)", key, (double)*dst);
+        } else if (is_key(k, "objective")) {
+            static const char *const objs[] = {"channel", "neuron", NULL};
+            status = get_choice(p, v, key, objs, "objective", &t->objective);
+        } else if (is_key(k, "sign")) {
+            status = get_int(p, v, key, "1 or -1", -1, &t->sign);
+            if (status == CNN_OK && t->sign != 1 && t->sign != -1)
+                status = cnn_pipeline_error_at(p, v->pos, "'sign' must be 1 or -1 (got %d)", t->sign);
+        } else if (is_key(k, "seed")) {
+            status = get_int(p, v, key, "an integer", 0, &t->seed);
+            t->has_seed = true;
+        } else if (is_key(k, "top")) {
+            status = get_int(p, v, key, "an integer", 1, &t->top);
+            if (status == CNN_OK && t->top > CNN_MAX_EXAMPLES)
+                status = cnn_pipeline_error_at(p, v->pos, "'top' must be 1 to %d (got %d)", CNN_MAX_EXAMPLES, t->top);
+        } else if (is_key(k, "by")) {
+            static const char *const bys[] = {"max", "mean", NULL};
+            status = get_choice(p, v, key, bys, "by", &t->by);
         } else if (is_key(k, "reduce")) {
             static const char *const reduces[] = {"paper", "per-copy", "magnitude", NULL};
             status = get_choice(p, v, key, reduces, "reduce", &t->reduce);
@@ -1582,6 +1646,11 @@ void cnn_pipeline_free(cnn_pipeline *p)
         free(t->score);
         free(t->baseline);
         free(t->reduce);
+        free(t->by);
+        free(t->channels);
+        free(t->param);
+        free(t->start);
+        free(t->objective);
     }
     free(p->taps);
     free(p->path);

@@ -123,6 +123,8 @@ typedef struct cnn_input_spec {
 
 /* ROAD percentiles one tap may ask for, and the default list. */
 #define CNN_MAX_ROAD 32
+#define CNN_MAX_CHANNEL_LIST 1024 /* `channels:` entries */
+#define CNN_MAX_EXAMPLES 64 /* examples: most inputs kept per channel (`top:`) */
 #define CNN_ROAD_DEFAULT {10, 20, 30, 40, 50, 60, 70, 80, 90}
 #define CNN_ROAD_N_DEFAULT 9
 
@@ -162,6 +164,22 @@ typedef struct cnn_tap_spec {
     float road[CNN_MAX_ROAD];
     float road_noise;   /* ROAD imputation noise when has_road_noise (default 0.01) */
     bool has_road_noise;
+    int *channels;      /* examples, maximize: these channels (`channels: [..]`), else the first max_channels */
+    int n_channels;
+    /* maximize (pipeline/maximize.c) */
+    int steps;          /* 0 = default (256) */
+    float lr;           /* 0 = default (0.05) */
+    char *param;        /* "fourier" (default) or "pixel" */
+    char *start;        /* "grey" or "mean" (the normalisation's mean colour; default) */
+    bool decorrelate, has_decorrelate; /* default true */
+    bool transforms, has_transforms;   /* default true */
+    float tv, l2;       /* regulariser weights, default 0 */
+    char *objective;    /* "channel" (default: its mean) or "neuron" (the centre position) */
+    int sign;           /* 0 = default (1), or -1 */
+    int seed;           /* with has_seed; default 0 */
+    bool has_seed;
+    int top;            /* examples: inputs kept per channel; 0 = default (9) */
+    char *by;           /* examples: "max" (default) or "mean" of the channel */
 } cnn_tap_spec;
 
 /* Known tap kinds and normalisation scopes and colormaps (NULL-terminated). */

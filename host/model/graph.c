@@ -642,3 +642,127 @@ void cnn_graph_free(cnn_graph *g)
     free(g->used);
     memset(g, 0, sizeof *g);
 }
+
+/* ------------------------------------------------------------------------ */
+/* Receptive fields                                                         */
+
+static void field_dims(const cnn_graph *g, int j, int *h, int *w)
+{
+    if (j == CNN_GRAPH_INPUT) {
+        *h = g->in_h;
+        *w = g->in_w;
+    } else {
+        const cnn_layer *l = &g->layers[j];
+        *h = l->flat ? 1 : l->h;
+        *w = l->flat ? 1 : l->w;
+    }
+}
+
+/* [a, b] of an output axis of layer l to the positions of its input (of
+ * size n) that it reads along axis `ax` (0: rows, 1: columns). */
+static void field_back(const cnn_layer *l, int ax, int n, int n_out, int *a, int *b)
+{
+    cnn_op op = l->spec->op;
+    if (l->flat || op == CNN_OP_GLOBAL_AVGPOOL || op == CNN_OP_GLOBAL_MAXPOOL || op == CNN_OP_FLATTEN) {
+        *a = 0;
+        *b = n - 1;
+    } else if (cnn_layer_is_conv(l)) {
+        int s = ax ? l->conv.sw : l->conv.sh, p = ax ? l->conv.pl : l->conv.pt;
+        int k = ax ? l->conv.kw : l->conv.kh, d = ax ? l->conv.dw : l->conv.dh;
+        *a = *a * s - p;
+        *b = *b * s - p + (k - 1) * d;
+    } else if (op == CNN_OP_MAXPOOL || op == CNN_OP_AVGPOOL) {
+        int s = ax ? l->pool.sw : l->pool.sh, p = ax ? l->pool.pl : l->pool.pt;
+        int k = ax ? l->pool.kw : l->pool.kh, d = ax ? l->pool.dw : l->pool.dh;
+        *a = *a * s - p;
+        *b = *b * s - p + (k - 1) * (d > 0 ? d : 1);
+    } else if (op == CNN_OP_ADAPTIVE_AVGPOOL) {
+        /* window i: [floor(i * n / n_out), ceil((i + 1) * n / n_out)) */
+        *a = (int)(((long long)*a * n) / n_out);
+        *b = (int)((((long long)*b + 1) * n + n_out - 1) / n_out) - 1;
+    } else if (op == CNN_OP_PAD) {
+        int p = ax ? l->pad.pl : l->pad.pt;
+        *a -= p;
+        *b -= p;
+    } else if (op == CNN_OP_RESIZE) {
+        double r = ax ? l->resize.rw : l->resize.rh;
+        if (!l->resize.bilinear) {
+            *a = (int)floor(*a * r);
+            *b = (int)floor(*b * r);
+        } else if (l->resize.align_corners) {
+            *a = (int)floor(*a * r);
+            *b = (int)ceil(*b * r);
+        } else {
+            double lo = (*a + 0.5) * r - 0.5, hi = (*b + 0.5) * r - 0.5;
+            *a = (int)floor(lo < 0 ? 0 : lo);
+            *b = (int)ceil(hi < 0 ? 0 : hi);
+        }
+        if (*a > n - 1) *a = n - 1;
+        if (*b > n - 1) *b = n - 1;
+    } else if (n == 1 && n_out > 1) {
+        *a = *b = 0; /* a broadcast operand */
+    } else if (n != n_out) {
+        *a = 0; /* an op that changes the size some other way: all of it */
+        *b = n - 1;
+    }
+}
+
+int cnn_graph_field(const cnn_graph *g, int layer, int y, int x, int box[4])
+{
+    CNN_ASSERT(layer >= 0 && layer < g->n);
+    /* per layer and the input (slot g->n): y0, x0, y1, x1; y0 > y1: not reached */
+    int *iv = cnn_malloc(((size_t)g->n + 1) * 4 * sizeof *iv);
+    if (!iv) return CNN_ERR_NOMEM;
+    for (int i = 0; i <= g->n; i++) {
+        iv[4 * i] = iv[4 * i + 1] = INT_MAX;
+        iv[4 * i + 2] = iv[4 * i + 3] = INT_MIN;
+    }
+    int *t = iv + 4 * layer;
+    const cnn_layer *lt = &g->layers[layer];
+    if (lt->flat) {
+        t[0] = t[1] = 0;
+        t[2] = t[3] = 0;
+    } else {
+        t[0] = t[2] = y;
+        t[1] = t[3] = x;
+    }
+    /* layers only read earlier ones: one sweep down carries everything */
+    for (int i = layer; i >= 0; i--) {
+        const int *o = iv + 4 * i;
+        if (o[0] > o[2]) continue;
+        const cnn_layer *l = &g->layers[i];
+        int ho, wo;
+        field_dims(g, i, &ho, &wo);
+        for (int k = 0; k < l->n_in; k++) {
+            int j = l->in[k], h, w;
+            field_dims(g, j, &h, &w);
+            int ya = o[0], yb = o[2], xa = o[1], xb = o[3];
+            field_back(l, 0, h, ho, &ya, &yb);
+            field_back(l, 1, w, wo, &xa, &xb);
+            int *d = iv + 4 * (j == CNN_GRAPH_INPUT ? g->n : j);
+            if (ya < d[0]) d[0] = ya;
+            if (xa < d[1]) d[1] = xa;
+            if (yb > d[2]) d[2] = yb;
+            if (xb > d[3]) d[3] = xb;
+        }
+    }
+    const int *r = iv + 4 * g->n;
+    if (r[0] > r[2]) { /* nothing reaches the input (a constant): all of it */
+        box[0] = box[1] = 0;
+        box[2] = g->in_h - 1;
+        box[3] = g->in_w - 1;
+    } else {
+        memcpy(box, r, 4 * sizeof *box);
+        /* a box over the whole input along an axis is the input */
+        if (box[0] <= 0 && box[2] >= g->in_h - 1) {
+            box[0] = 0;
+            box[2] = g->in_h - 1;
+        }
+        if (box[1] <= 0 && box[3] >= g->in_w - 1) {
+            box[1] = 0;
+            box[3] = g->in_w - 1;
+        }
+    }
+    free(iv);
+    return CNN_OK;
+}

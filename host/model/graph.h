@@ -82,4 +82,17 @@ size_t cnn_layer_numel(const cnn_layer *l);
  * channels (a 1x1 convolution with weights [out, in]). */
 bool cnn_layer_is_conv(const cnn_layer *l);
 
+/* The part of the network input that position (y, x) of layer `layer`
+ * depends on, found by carrying an interval per axis back through the
+ * graph: a convolution or pool maps [a, b] to [a*s - pad, b*s - pad +
+ * (k-1)*d], an adaptive pool to its windows, a pad shifts, a resize takes
+ * the source rows it reads, a global pool or a flat tensor takes all of
+ * its input, and every other op keeps positions (a broadcast operand of
+ * size 1 gives its one position).  Several inputs of a layer (add,
+ * concat) take the union.  Padding is included: the box may reach outside
+ * the image, but one that covers the whole input along an axis is the input
+ * on that axis (a flat layer's units take the whole input).  box = {y0, x0,
+ * y1, x1}, inclusive, in input pixels.  CNN_ERR_NOMEM or CNN_OK. */
+int cnn_graph_field(const cnn_graph *g, int layer, int y, int x, int box[4]);
+
 #endif

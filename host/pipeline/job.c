@@ -134,6 +134,15 @@ static int load_input(cnn_job *s, int k, int b)
     return status;
 }
 
+int cnn_job_reload_input(cnn_job *s, int k, int b)
+{
+    cnn_prefetch *pf = s->pf;
+    s->pf = NULL;
+    int status = load_input(s, k, b);
+    s->pf = pf;
+    return status;
+}
+
 /* The run's image inputs [first, end) decoded ahead, in order, two
  * batches at a time (a .npy entry is left to load_tensor). */
 static int start_prefetch(cnn_job *s, int batch)
@@ -273,7 +282,7 @@ static int finish_input(cnn_job *s, int k, int b)
     status = cnn_job_write_npy(s, rel, logits, shape, 1, "output", NULL, out->spec->name, path);
     if (status < 0) return status;
 
-    if (s->images && !s->l.pipe.input.tensor) {
+    if (s->input_png) {
         const cnn_input_spec *in = &s->l.pipe.input;
         status = cnn_vctx_input_image(&s->viz, in, s->net.input, (size_t)b * in->c * in->h * in->w, path, stem);
         if (status < 0) return status;
@@ -479,6 +488,7 @@ void cnn_job_free(cnn_job *s)
     cnn_outdir_close(&s->od);   /* without a commit, nothing of this run stays */
     cnn_job_free_gradients(s);
     cnn_sanity_free(s);
+    cnn_examples_free(s);
     for (int t = 0; t < s->n_taps; t++) cnn_vtap_release(&s->taps[t]);
     if (s->viz_ready) cnn_vctx_free(&s->viz);
     if (s->net_ready) cnn_net_free(&s->net);
@@ -641,6 +651,8 @@ int cnn_job_prepare(cnn_job *s, const cnn_job *lead)
                  "--std, --size change it)", s->o.config, s->l.assumed);
     CNN_TRY_RET(cnn_job_collect_taps(s));
     CNN_TRY_RET(cnn_sanity_prepare(s));
+    if (!lead) CNN_TRY_RET(cnn_examples_prepare(s));
+    if (!lead) CNN_TRY_RET(cnn_maximize_prepare(s));
     if (lead) {
         s->inputs = lead->inputs;
         s->stems = lead->stems;
@@ -648,7 +660,7 @@ int cnn_job_prepare(cnn_job *s, const cnn_job *lead)
         s->end = lead->end;
         s->borrowed = true;
     } else {
-        if (s->o.n_inputs == 0 && s->o.repeat == 0)
+        if (s->o.n_inputs == 0 && s->o.repeat == 0 && !s->mx_batch)
             return cnn_error_set(CNN_ERR_USAGE, "run: no input: give images with --input (files, folders or "
                                  "@list.txt)");
         for (int i = 0; i < s->o.n_inputs; i++) CNN_TRY_RET(cnn_inputs_add(&s->inputs, s->o.inputs[i]));
@@ -684,8 +696,14 @@ int cnn_job_prepare(cnn_job *s, const cnn_job *lead)
     }
     if (s->o.npy) s->l.pipe.npy = true;
     s->o.npy = s->l.pipe.npy;
-    s->report = s->l.pipe.report && !s->o.no_report && count > 0 && !s->o.stats;
+    s->report = s->l.pipe.report && !s->o.no_report && (count > 0 || s->mx_batch) && !s->o.stats;
     s->images = s->report || s->n_taps > 0;
+    /* <stem>/input.png: for the report and beside the taps drawn per input
+     * (not for a run of filters, weights or examples alone) */
+    bool per_input = false;
+    for (int t = 0; t < s->n_taps; t++)
+        per_input |= s->taps[t].kind == CNN_TAP_ACTIVATIONS || s->taps[t].kind == CNN_TAP_GRADIENT;
+    s->input_png = (s->report || per_input) && !s->l.pipe.input.tensor;
     return CNN_OK;
 }
 
@@ -727,6 +745,11 @@ int cnn_job_device(cnn_job *s, const char *platform, const char *device, int *ba
         int samples = cnn_job_batch_copies(s);
         int fit = (int)((512u << 20) / (per ? per : 1));
         if (samples > net_batch) net_batch = samples < fit ? samples : (fit > net_batch ? fit : net_batch);
+    }
+    if (s->mx_batch) {
+        /* maximize: gradient mode, its channels as one batch */
+        for (int i = 0; i < s->l.graph.n; i++) s->keep[i] = true;
+        if (net_batch < s->mx_batch) net_batch = s->mx_batch;
     }
     /* before anything is written */
     CNN_TRY_RET(cnn_job_check_memory(s, net_batch));
@@ -798,6 +821,7 @@ int cnn_job_batch(cnn_job *s, int batch, int *k, int *slot_of, int *b)
     s->batches_run++;
     CNN_TRY_RET(cnn_net_forward(&s->net, *b));
     CNN_TRY_RET(cnn_net_read(&s->net, g->n - 1, *b, s->logits));
+    CNN_TRY_RET(cnn_examples_batch(s, *b, slot_of));
     if (s->attrib) CNN_TRY_RET(cnn_job_gradient_maps(s, *b, slot_of));
     for (int j = 0; j < *b; j++) {
         CNN_TRY_RET(finish_input(s, slot_of[j], j));
@@ -813,6 +837,8 @@ int cnn_job_conclude(cnn_job *s, int batch, int done_inputs, double loop_ms, dou
 {
     int count = s->end - s->first;
     if (s->nonfinite_inputs) warn_nonfinite_outputs(s, done_inputs);
+    if (done_inputs && !s->o.stats) CNN_TRY_RET(cnn_examples_finish(s));
+    if (!s->o.stats) CNN_TRY_RET(cnn_maximize_run(s));
     if (s->pool) CNN_TRY_RET(cnn_png_pool_wait(s->pool));
     char measured[96] = "";
     if (s->net.choices_measured)
@@ -827,12 +853,12 @@ int cnn_job_conclude(cnn_job *s, int batch, int done_inputs, double loop_ms, dou
         CNN_TRY_RET(cnn_job_write_trace(s));
     }
     if (s->o.repeat) CNN_TRY_RET(run_repeat(s, batch));
-    if (s->o.repeat && s->gradients) CNN_TRY_RET(cnn_job_repeat_gradients(s, batch));
+    if (s->o.repeat && s->gradients && s->attrib) CNN_TRY_RET(cnn_job_repeat_gradients(s, batch));
     if (s->o.repeat && s->attrib) CNN_TRY_RET(cnn_job_repeat_late(s, batch));
     cnn_json_array_end(&s->preds);
     /* A shard publishes even when its part holds no input, or none that
      * could be read: merge needs its manifest to see the part covered. */
-    bool publish = (count && done_inputs) || s->o.shard_count || s->o.stats;
+    bool publish = (count && done_inputs) || s->o.shard_count || s->o.stats || (s->mx_batch && !s->failed_inputs);
     if (publish) CNN_TRY_RET(cnn_job_publish(s, s->report));
     if (done_inputs)
         cnn_logf(CNN_LOG_INFO, "%d input%s in %.2f s (%.1f images/s), first output after %.0f ms; %ld PNG files; peak "

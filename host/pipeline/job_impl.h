@@ -106,6 +106,8 @@ struct cnn_job {
     int n_img8;
     int *rank;            /* [batch * 10] each image's classes by score */
     bool images;          /* write PNGs (taps or the report) */
+    bool input_png;       /* write <stem>/input.png for each input */
+    int mx_batch;         /* maximize taps: the most channels of one (its batch); 0: none */
     int nonfinite_inputs;  /* inputs whose network output holds NaN or Inf */
     int first_nonfinite;   /* ... the first of them (index into inputs) */
     bool output_nan, output_inf; /* ... which of the two occurred */
@@ -156,6 +158,23 @@ int cnn_sanity_prepare(cnn_job *s);
 int cnn_sanity_map(cnn_job *s, const cnn_vtap *t, cl_mem map, size_t off);
 int cnn_sanity_batch(cnn_job *s, int nb, const int *slot_of);
 void cnn_sanity_free(cnn_job *s);
+/* examples.c: dataset examples (show: examples).  prepare: the lists, once
+ * the taps are known (refuses tensor inputs, shards, several devices);
+ * batch: each input of the batch offered to them, right after the
+ * forward; finish: the crops drawn and written, before the publish. */
+int cnn_examples_prepare(cnn_job *s);
+int cnn_examples_batch(cnn_job *s, int nb, const int *slot_of);
+int cnn_examples_finish(cnn_job *s);
+void cnn_examples_free(cnn_job *s);
+/* The best value kept for `channel` of an examples tap (NAN: none). */
+double cnn_examples_best(const cnn_vtap *t, int channel);
+/* maximize.c: activation maximisation (show: maximize).  prepare: checks,
+ * the batch it needs (s->mx_batch) and gradient mode; run: every tap's
+ * images, after the inputs (a run of maximize taps may have none). */
+int cnn_maximize_prepare(cnn_job *s);
+int cnn_maximize_run(cnn_job *s);
+/* Input k into slot b again, after the batches (no prefetcher). */
+int cnn_job_reload_input(cnn_job *s, int k, int b);
 void cnn_job_free(cnn_job *s);
 /* devices.c: a run over several devices (--device all, --device 0,2). */
 int cnn_job_run_devices(const cnn_job_opts *o, cnn_job_result *res);
@@ -187,6 +206,10 @@ int cnn_job_save_inputs(cnn_job *s, int nb, bool save);
 int cnn_job_open_output(cnn_job *s);
 int cnn_job_write_npy(cnn_job *s, const char *rel, const float *data, const int64_t *shape, int ndim,
                       const char *kind, const char *role, const char *layer, const char *input);
+/* The JSON text j as the file rel of the run (its folder made), listed in
+ * the manifest with format "json". */
+int cnn_job_write_json(cnn_job *s, const char *rel, cnn_json *j, const char *kind, const char *role,
+                       const char *layer);
 int cnn_job_csv_append(cnn_job *s, const char *input, int index, const char *label, double prob);
 int cnn_job_csv_raw(cnn_job *s, const char *rows, size_t n); /* rows as they are */
 int cnn_job_write_trace(cnn_job *s);

@@ -30,6 +30,21 @@ int cnn_job_write_npy(cnn_job *s, const char *rel, const float *data, const int6
     return cnn_manifest_add(&s->manifest, &e);
 }
 
+int cnn_job_write_json(cnn_job *s, const char *rel, cnn_json *j, const char *kind, const char *role,
+                       const char *layer)
+{
+    char *path = cnn_path_join(s->wdir, rel);
+    char *dir = path ? cnn_path_dir(path) : NULL;
+    int status = dir ? cnn_mkdirs(dir, 0755) : CNN_ERR_NOMEM;
+    if (status == CNN_OK) status = cnn_json_write_file(j, path);
+    free(dir);
+    free(path);
+    if (status < 0) return status;
+    cnn_manifest_entry e = {.path = (char *)rel, .kind = (char *)kind, .role = (char *)role, .layer = (char *)layer,
+                            .channel = -1, .format = "json"};
+    return cnn_manifest_add(&s->manifest, &e);
+}
+
 /* Appends one CSV row; fields with a comma, quote or newline are quoted. */
 int cnn_job_csv_append(cnn_job *s, const char *input, int index, const char *label, double prob)
 {

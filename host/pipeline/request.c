@@ -63,7 +63,8 @@ static int add_tap(cnn_job *s, const char *layer, const char *kind, const cnn_ta
     }
     s->n_taps++;
     /* a CAM's layer (Ablation-CAM changes it between two halves of a forward) */
-    if (t->kind == CNN_TAP_ACTIVATIONS || (t->kind == CNN_TAP_GRADIENT && li >= 0)) s->keep[li] = true;
+    if (t->kind == CNN_TAP_ACTIVATIONS || t->kind == CNN_TAP_EXAMPLES || (t->kind == CNN_TAP_GRADIENT && li >= 0))
+        s->keep[li] = true;
     for (int i = 0; i < t->n_fuse; i++) s->keep[t->fuse[i]] = true;
     if (t->kind == CNN_TAP_GRADIENT) s->attrib = true;
     if (t->kind == CNN_TAP_GRADIENT && cnn_method_of(t->method)->backward) s->gradients = true;

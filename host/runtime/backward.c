@@ -169,6 +169,8 @@ static int back_layer(cnn_backward *bw, int i, int n, cnn_grad_mode mode)
     return CNN_OK;
 }
 
+static int run_from(cnn_backward *bw, int n, int last, const float *seed, cnn_grad_mode mode, int stop);
+
 int cnn_backward_run(cnn_backward *bw, int n, const int *cls, bool prob, const float *logits,
                      cnn_grad_mode mode, int stop)
 {
@@ -197,6 +199,21 @@ int cnn_backward_run(cnn_backward *bw, int n, const int *cls, bool prob, const f
             s[k] = (float)(pc * (((size_t)cls[b] == k) - pk));
         }
     }
+    return run_from(bw, n, last, bw->seed, mode, stop);
+}
+
+int cnn_backward_seeded(cnn_backward *bw, int n, int top, const float *seed, cnn_grad_mode mode, int stop)
+{
+    CNN_ASSERT(n >= 1 && n <= bw->net->plan.max_batch && top >= 0 && top < bw->net->g->n);
+    return run_from(bw, n, top, seed, mode, stop);
+}
+
+/* The backward from layer `last` seeded with d score / d its output. */
+static int run_from(cnn_backward *bw, int n, int last, const float *seed, cnn_grad_mode mode, int stop)
+{
+    cnn_net *net = bw->net;
+    const cnn_graph *g = net->g;
+    size_t nout = cnn_layer_numel(&g->layers[last]);
     /* Zero exactly the sums the visited layers add into: their own and
      * their inputs' (a skip connection may reach below stop). */
     CNN_ASSERT(stop >= CNN_GRAPH_INPUT && stop <= last);
@@ -218,7 +235,7 @@ int cnn_backward_run(cnn_backward *bw, int n, const int *cls, bool prob, const f
                                    g->layers[i].spec->name);
     free(hit);
     if (status == CNN_OK)
-        status = cnn_cl_write(net->cl, cnn_backward_grad(bw, last), 0, (size_t)n * nout * sizeof(float), bw->seed,
+        status = cnn_cl_write(net->cl, cnn_backward_grad(bw, last), 0, (size_t)n * nout * sizeof(float), seed,
                               "gradient seed");
     for (int i = last; i > stop && status == CNN_OK; i--)
         if (net->plan.computes[i]) status = back_layer(bw, i, n, mode);

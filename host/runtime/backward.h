@@ -40,6 +40,11 @@ void cnn_backward_free(cnn_backward *bw);
 int cnn_backward_run(cnn_backward *bw, int n, const int *cls, bool prob, const float *logits,
                      cnn_grad_mode mode, int stop);
 
+/* The same from layer `top`: seed holds d score / d top's output for
+ * images [0, n) (host, n * its elements); layers above top are not
+ * visited.  Feature visualisation seeds a channel, a position or a unit. */
+int cnn_backward_seeded(cnn_backward *bw, int n, int top, const float *seed, cnn_grad_mode mode, int stop);
+
 /* Gradient of layer i's output ([N, c, h, w]); CNN_GRAPH_INPUT: of the
  * network input. */
 cl_mem cnn_backward_grad(const cnn_backward *bw, int layer);

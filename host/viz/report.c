@@ -1318,16 +1318,24 @@ static void put_layers(ctx *x)
     put_str(b, "</tr></tfoot></table></div></section>\n");
 }
 
+/* A card of the Features section (dataset examples, optimised images). */
+static bool is_feature(const ctx *x, const group *g)
+{
+    const char *kind = x->items[g->start].kind;
+    return kind && (!strcmp(kind, "examples") || !strcmp(kind, "maximize"));
+}
+
 static void put_page(ctx *x)
 {
     sbuf *b = x->b;
     const cnn_report *r = x->r;
     const char *title = r->title && r->title[0] ? r->title : "model";
-    int n_model = 0, n_global_files = 0;
+    int n_model = 0, n_feat = 0, n_global_files = 0;
     for (int gi = 0; gi < x->n_groups; gi++) {
         const group *g = &x->groups[gi];
         if (g->in >= 0) continue;
-        if (is_card(g)) n_model++;
+        if (is_card(g) && is_feature(x, g)) n_feat++;
+        else if (is_card(g)) n_model++;
         n_global_files += g->n_file;
     }
     put_str(b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
@@ -1387,6 +1395,7 @@ static void put_page(ctx *x)
     put_str(b, "<nav>");
     if (x->n_inputs) put_str(b, "<a href=\"#inputs\">Inputs</a>");
     if (n_model) put_str(b, "<a href=\"#model\">Model</a>");
+    if (n_feat) put_str(b, "<a href=\"#features\">Features</a>");
     if (r->n_layers) put_str(b, "<a href=\"#layers\">Layers</a>");
     if (n_global_files) put_str(b, "<a href=\"#files\">Files</a>");
     put_str(b, "</nav></header>\n<main>\n");
@@ -1405,7 +1414,16 @@ static void put_page(ctx *x)
         put_str(b, "<section id=\"model\"><h2>Model</h2><p class=\"note\">Taps that do not depend on the input: "
                    "filters and weights.</p><div class=\"cards\">\n");
         for (int gi = 0; gi < x->n_groups; gi++)
-            if (x->groups[gi].in < 0 && is_card(&x->groups[gi])) put_card(x, gi);
+            if (x->groups[gi].in < 0 && is_card(&x->groups[gi]) && !is_feature(x, &x->groups[gi])) put_card(x, gi);
+        put_str(b, "</div></section>\n");
+    }
+    if (n_feat) {
+        put_str(b, "<section id=\"features\"><h2>Features</h2><p class=\"note\">What a channel responds to: images "
+                   "optimised to excite it (maximize), and the inputs of this run that excite it most, each cut "
+                   "to the receptive field of its strongest position, best first (examples: a row per "
+                   "channel).  Click an image to zoom, a card's channels for one channel.</p><div class=\"cards\">\n");
+        for (int gi = 0; gi < x->n_groups; gi++)
+            if (x->groups[gi].in < 0 && is_card(&x->groups[gi]) && is_feature(x, &x->groups[gi])) put_card(x, gi);
         put_str(b, "</div></section>\n");
     }
     if (r->n_layers) put_layers(x);

@@ -231,6 +231,8 @@ int cnn_vtap_configure(cnn_vtap *t, const cnn_graph *g, int layer, const char *k
     if (!strcmp(kind, "activations")) t->kind = CNN_TAP_ACTIVATIONS;
     else if (!strcmp(kind, "filters")) t->kind = CNN_TAP_FILTERS;
     else if (!strcmp(kind, "weights")) t->kind = CNN_TAP_WEIGHTS;
+    else if (!strcmp(kind, "examples")) t->kind = CNN_TAP_EXAMPLES;
+    else if (!strcmp(kind, "maximize")) t->kind = CNN_TAP_MAXIMIZE;
     else
         return cnn_error_set(CNN_ERR_INPUT, "%s: tap kind '%s' is not available in this version", where, kind);
     if (t->kind == CNN_TAP_FILTERS && ly->spec->op != CNN_OP_CONV2D)
@@ -240,6 +242,40 @@ int cnn_vtap_configure(cnn_vtap *t, const cnn_graph *g, int layer, const char *k
         return cnn_error_set(CNN_ERR_INPUT, "%s: 'weights' needs a linear layer; '%s' is %s%s", where, t->layer_name,
                              cnn_op_name(ly->spec->op),
                              ly->spec->op == CNN_OP_CONV2D ? " (use show: filters)" : "");
+    if (t->kind == CNN_TAP_EXAMPLES || t->kind == CNN_TAP_MAXIMIZE) {
+        /* a flat layer's units are its channels (each one value) */
+        t->n_maps = ly->flat ? ly->c * ly->h * ly->w : ly->c;
+        t->h = ly->flat ? 1 : ly->h;
+        t->w = ly->flat ? 1 : ly->w;
+        t->flat = ly->flat;
+        t->top_k = spec && spec->top ? spec->top : 9;
+        t->by_mean = spec && spec->by && !strcmp(spec->by, "mean");
+        t->max_channels = spec && spec->max_channels ? spec->max_channels : 16;
+        t->columns = spec ? spec->columns : 0;
+        t->scope = CNN_SCOPE_LAYER;
+        t->cmap = CNN_CMAP_GRAY;
+        t->n_sel = t->n_maps < t->max_channels ? t->n_maps : t->max_channels;
+        if (spec && spec->n_channels) {
+            for (int i = 0; i < spec->n_channels; i++)
+                if (spec->channels[i] >= t->n_maps)
+                    return cnn_error_set(CNN_ERR_INPUT, "%s: 'channels' names channel %d; '%s' has %d", where,
+                                         spec->channels[i], t->layer_name, t->n_maps);
+            t->sel = spec->channels;
+            t->n_sel = spec->n_channels;
+        }
+        t->steps = spec && spec->steps ? spec->steps : 256;
+        t->lr = spec && spec->lr > 0 ? spec->lr : 0.05f;
+        t->fourier = !(spec && spec->param && !strcmp(spec->param, "pixel"));
+        t->decorrelate = spec && spec->has_decorrelate ? spec->decorrelate : true;
+        t->start_mean = !(spec && spec->start && !strcmp(spec->start, "grey"));
+        t->transforms = spec && spec->has_transforms ? spec->transforms : true;
+        t->tv = spec ? spec->tv : 0;
+        t->l2 = spec ? spec->l2 : 0;
+        t->neuron = spec && spec->objective && !strcmp(spec->objective, "neuron");
+        t->sign = spec && spec->sign ? spec->sign : 1;
+        t->seed = spec && spec->has_seed ? (uint32_t)spec->seed : 0;
+        return CNN_OK;
+    }
     if (t->kind != CNN_TAP_ACTIVATIONS && !ly->weight)
         return cnn_error_set(CNN_ERR_INPUT, "%s: layer '%s' has no weights bound", where, t->layer_name);
 
@@ -486,7 +522,7 @@ static char *out_path(cnn_vctx *v, const char *rel, int *status)
 }
 
 /* Queues one PNG and lists it. */
-static int emit(cnn_vctx *v, const char *rel, cnn_png_buf *buf, size_t off, int w, int h, int c,
+int cnn_vctx_emit(cnn_vctx *v, const char *rel, cnn_png_buf *buf, size_t off, int w, int h, int c,
                 cnn_manifest_entry *e)
 {
     int status;
@@ -678,7 +714,7 @@ int cnn_vtap_activations(cnn_vctx *v, cnn_vtap *t, cl_mem src, size_t off, const
         snprintf(note, sizeof note, "showing %d of %d channels", t->mg.n_shown, t->mg.n);
         e.note = note;
     }
-    CNN_TRY(emit(v, rel, pb, 0, t->mg.width, t->mg.height, t->ncomp, &e), done);
+    CNN_TRY(cnn_vctx_emit(v, rel, pb, 0, t->mg.width, t->mg.height, t->ncomp, &e), done);
     if (channels) {
         size_t per = (size_t)t->h * t->w * t->ncomp;
         for (int m = 0; m < t->n_maps; m++) {
@@ -692,7 +728,7 @@ int cnn_vtap_activations(cnn_vctx *v, cnn_vtap *t, cl_mem src, size_t off, const
             c.has_range = 1;
             c.range[0] = t->host_ranges[2 * gi];
             c.range[1] = t->host_ranges[2 * gi + 1];
-            CNN_TRY(emit(v, rel, pb, mont_bytes + (size_t)m * per, t->w, t->h, t->ncomp, &c), done);
+            CNN_TRY(cnn_vctx_emit(v, rel, pb, mont_bytes + (size_t)m * per, t->w, t->h, t->ncomp, &c), done);
         }
     }
 done:
@@ -768,7 +804,7 @@ static int render_host_maps(cnn_vctx *v, cnn_vtap *t, const float *data, int n_m
             e->range[0] = rg[2 * gi];
             e->range[1] = rg[2 * gi + 1];
         }
-        if (status == CNN_OK) status = emit(v, ms[k].rel, pb, at, ms[k].mg.width, ms[k].mg.height, ncomp, e);
+        if (status == CNN_OK) status = cnn_vctx_emit(v, ms[k].rel, pb, at, ms[k].mg.width, ms[k].mg.height, ncomp, e);
         at += (size_t)ms[k].mg.width * ms[k].mg.height * ncomp;
     }
     cnn_png_buf_release(pb);
@@ -899,7 +935,7 @@ int cnn_vctx_input_image(cnn_vctx *v, const cnn_input_spec *in, cl_mem src, size
         char rel[512];
         snprintf(rel, sizeof rel, "%s/input.png", stem);
         cnn_manifest_entry e = {.kind = "input", .role = "input", .input = (char *)input, .channel = -1};
-        status = emit(v, rel, pb, 0, in->w, in->h, in->c, &e);
+        status = cnn_vctx_emit(v, rel, pb, 0, in->w, in->h, in->c, &e);
     }
     cnn_png_buf_release(pb);
     return status;
@@ -982,14 +1018,14 @@ rd_fail:
     }
     if (status == CNN_OK) {
         snprintf(rel, sizeof rel, "%s/%s_c%d.png", stem, name, cls);
-        status = emit(v, rel, pb, 0, w, h, ncomp, &e);
+        status = cnn_vctx_emit(v, rel, pb, 0, w, h, ncomp, &e);
         t->entry = v->manifest->n - 1;
     }
     if (status == CNN_OK && overlay) {
         snprintf(rel, sizeof rel, "%s/%s_c%d_overlay.png", stem, name, cls);
         cnn_manifest_entry o = e;
         o.role = "overlay";
-        status = emit(v, rel, pb, px * ncomp, w, h, 3, &o);
+        status = cnn_vctx_emit(v, rel, pb, px * ncomp, w, h, 3, &o);
     }
     if (status == CNN_OK && npy) {
         snprintf(rel, sizeof rel, "%s/%s_c%d.npy", stem, name, cls);

@@ -9,6 +9,12 @@
  *   weights      model/<layer>/weights.png           [out, in] matrix ("matrix")
  *                model/<layer>/units/u017.png        unit weights as [C,H,W] ("unit")
  *   input        <stem>/input.png                    the image as the network sees it
+ *   examples     model/<layer>/examples.png          rows = channels, their top inputs' crops
+ *                model/<layer>/examples/c017.png     one channel's crops ("channel")
+ *                model/<layer>/examples.json         values, inputs, positions and boxes
+ *   maximize     model/<layer>/maximize.png          the optimised images, one tile per channel
+ *                model/<layer>/maximize/c017.png     one channel's ("channel")
+ *                model/<layer>/maximize.json         objective values and their curves
  *
  * Input-independent files live under model/ (an input stem can never be
  * "model": the run reserves it), so a layer and an input with the same name
@@ -23,7 +29,14 @@
 #include "model/graph.h"
 #include "viz/vizops.h"
 
-typedef enum cnn_tap_kind { CNN_TAP_ACTIVATIONS, CNN_TAP_FILTERS, CNN_TAP_WEIGHTS, CNN_TAP_GRADIENT } cnn_tap_kind;
+typedef enum cnn_tap_kind {
+    CNN_TAP_ACTIVATIONS,
+    CNN_TAP_FILTERS,
+    CNN_TAP_WEIGHTS,
+    CNN_TAP_GRADIENT,
+    CNN_TAP_EXAMPLES, /* the run's inputs that excite each channel most (pipeline/examples.c) */
+    CNN_TAP_MAXIMIZE  /* an image made to excite each channel (pipeline/maximize.c) */
+} cnn_tap_kind;
 
 /* Gradient methods (tap kinds of the same names). */
 typedef enum cnn_gmethod {
@@ -106,6 +119,22 @@ typedef struct cnn_vtap {
     float road[CNN_MAX_ROAD];
     float road_noise;        /* ROAD imputation noise, network units */
     int entry;               /* manifest index of the last map's PNG */
+
+    /* examples and maximize: n_sel channels, sel[i] (borrowed from the
+     * pipeline) or, when sel is NULL, channels 0 .. n_sel - 1 */
+    const int *sel;
+    int n_sel;
+    /* examples: the top_k inputs per channel by the channel's max (or
+     * mean, by_mean) over positions */
+    int top_k;
+    bool by_mean;
+    struct cnn_examples *ex; /* their running lists (pipeline/examples.c) */
+    /* maximize (pipeline/maximize.c) */
+    int steps;
+    float lr, tv, l2;
+    bool fourier, decorrelate, transforms, neuron, start_mean;
+    int sign;
+    uint32_t seed;
     cl_mem cam;              /* guided-gradcam: the upsampled cams of the batch */
 
     /* activations: n_maps maps of h x w per input (flat layers: c maps of 1x1) */
@@ -121,6 +150,8 @@ typedef struct cnn_vtap {
     float grange[2];
     bool warned_nonfinite;
 } cnn_vtap;
+
+static inline int cnn_vtap_channel(const cnn_vtap *t, int i) { return t->sel ? t->sel[i] : i; }
 
 typedef struct cnn_vctx {
     cnn_cl *cl;               /* borrowed */
@@ -187,6 +218,12 @@ int cnn_vtap_weights(cnn_vctx *v, cnn_vtap *t);
 int cnn_vtap_map(cnn_vctx *v, cnn_vtap *t, cl_mem src, size_t off, int h, int w, cl_mem img8, int c_img, int cls,
                  const char *input, const char *stem, bool npy, cl_mem raw, size_t raw_off, int raw_h, int raw_w,
                  const char *note);
+
+/* Queues an 8-bit PNG of w x h x c bytes at data(buf) + off as `rel`
+ * (under the output folder, its folder made) and lists it with e's
+ * fields (path, format and shape are set here). */
+int cnn_vctx_emit(cnn_vctx *v, const char *rel, cnn_png_buf *buf, size_t off, int w, int h, int c,
+                  cnn_manifest_entry *e);
 
 /* The input image as 8 bits on the device (for overlays). */
 int cnn_vctx_input_u8(cnn_vctx *v, const cnn_input_spec *in, cl_mem src, size_t off, cl_mem dst, const char *input);

@@ -39,6 +39,8 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import netref  # noqa: E402
+from checks import check  # noqa: E402
+import checks  # noqa: E402
 import test_attribution as ta  # noqa: E402
 import test_networks as tn  # noqa: E402
 
@@ -49,16 +51,6 @@ NB = [((-1, -1), 1 / 12), ((-1, 0), 1 / 6), ((-1, 1), 1 / 12), ((0, -1), 1 / 6),
       ((0, 1), 1 / 6), ((1, -1), 1 / 12), ((1, 0), 1 / 6), ((1, 1), 1 / 12)]
 SEED = 0x70AD
 
-failures = []
-checks = 0
-
-
-def check(cond, msg):
-    global checks
-    checks += 1
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg, file=sys.stderr, flush=True)
 
 
 def load_input(cfg, stem):
@@ -269,8 +261,7 @@ def main():
     test_values(work, cfg, sd, path, "--road", [10, 20, 30, 40, 50, 60, 70, 80, 90], 0.01, ["--road"])
     test_report_and_merge(work, os.path.join(src, "configs", "fashion_mnist.yaml"))
     test_hostile(work, pipe)
-    print("%d checks, %d failures" % (checks, len(failures)))
-    sys.exit(1 if failures else 0)
+    checks.finish("test_road")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import netref  # noqa: E402
+from checks import check, failures  # noqa: E402
+import checks  # noqa: E402
 import test_attribution as ta  # noqa: E402
 import test_networks as tn  # noqa: E402
 import test_road as tr  # noqa: E402
@@ -43,16 +45,6 @@ BIN = ta.BIN
 IMAGES = ["9_ankle_boot", "2_pullover", "7_sneaker"]
 N = 3
 TOL = 1e-3
-failures = []
-checks = 0
-
-
-def check(cond, msg):
-    global checks
-    checks += 1
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg, file=sys.stderr, flush=True)
 
 
 def mean_ranks(v):
@@ -167,8 +159,7 @@ def main():
         lines = p.stderr.strip().splitlines()
         check(p.returncode == 2 and len(lines) == 1 and what in lines[0],
               "%s: exit %d, %r" % (" ".join(args), p.returncode, p.stderr))
-    print("%d checks, %d failures" % (checks, len(failures)))
-    sys.exit(1 if failures else 0)
+    checks.finish("test_sanity")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 #include "check.h"
 #include "config/config.h"
 #include "viz/taps.h"
+#include "model/graph.h"
 #include "core/util.h"
 
 #include <dirent.h>
@@ -264,12 +265,14 @@ static void test_flow_style_defaults(void)
         CHECK(cnn_op_name((cnn_op)op) && strcmp(cnn_op_name((cnn_op)op), "?") != 0, "op %d", op);
     CHECK(strcmp(cnn_op_name(CNN_OP_ADAPTIVE_AVGPOOL), "adaptive_avgpool") == 0, "op name");
     CHECK(strcmp(cnn_op_name(CNN_OP_COUNT), "?") == 0, "op out of range");
-    /* the tap kinds are activations, filters, weights and then every
-     * gradient method, in the order of viz/taps.h */
+    /* the tap kinds are activations, filters, weights, every gradient
+     * method in the order of viz/taps.h, then examples and maximize */
     int gm = 0;
     while (cnn_gmethod_names[gm] && cnn_tap_kinds[3 + gm] && !strcmp(cnn_tap_kinds[3 + gm], cnn_gmethod_names[gm])) gm++;
-    CHECK(gm == CNN_GM_COUNT && !cnn_gmethod_names[gm] && !cnn_tap_kinds[3 + gm], "kinds: %d methods agree of %d", gm,
-          (int)CNN_GM_COUNT);
+    CHECK(gm == CNN_GM_COUNT && !cnn_gmethod_names[gm] && cnn_tap_kinds[3 + gm] &&
+              !strcmp(cnn_tap_kinds[3 + gm], "examples") && cnn_tap_kinds[4 + gm] &&
+              !strcmp(cnn_tap_kinds[4 + gm], "maximize") && !cnn_tap_kinds[5 + gm],
+          "kinds: %d methods agree of %d, then examples and maximize", gm, (int)CNN_GM_COUNT);
     CHECK(strcmp(cnn_tap_kinds[13], "occlusion") == 0, "kinds");
     CHECK(strcmp(cnn_norm_scopes[3], "fixed") == 0 && !cnn_norm_scopes[4], "scopes");
     CHECK(strcmp(cnn_colormaps[6], "rdbu") == 0 && !cnn_colormaps[7], "colormaps");
@@ -674,8 +677,65 @@ static void test_modern_ops(void)
     EXPECT_ERROR(H RELU "  - {name: b, op: silu, value: 1}\n", "8:25", "key 'value' is not valid for op 'silu'");
 }
 
+/* cnn_graph_field on ops beyond conv and pool stacks (those are checked
+ * against the analytic formula in test/net/test_examples.py). */
+static void test_field(void)
+{
+    const char *text = "version: 1\nmodel:\n  name: m\n  input:\n    shape: [1, 24, 24]\n"
+                       "layers:\n"
+                       "  - {name: c1, op: conv2d, out: 2, kernel: 3, stride: 2, pad: 1, params: c1}\n" /* 12 */
+                       "  - {name: pd, op: pad, pad: [2, 1, 3, 0]}\n"                                  /* 15x15 */
+                       "  - {name: ap, op: adaptive_avgpool, out: [4, 5]}\n"
+                       "  - {name: rz, op: resize, scale: 2}\n"                                        /* 8x10 */
+                       "  - {name: rb, op: resize, size: [16, 20], mode: bilinear}\n"
+                       "  - {name: gp, op: global_avgpool}\n"
+                       "  - {name: mul, op: mul, in: [c1, gp]}\n"
+                       "  - {name: fl, op: flatten}\n"
+                       "  - {name: fc, op: linear, out: 3, params: fc}\n";
+    cnn_pipeline p;
+    cnn_graph g;
+    CHECK_OK(parse(text, &p));
+    CHECK_OK(cnn_graph_build(&p, NULL, &g));
+    int b[4];
+    /* c1: rows [2y - 1, 2y + 1] */
+    CHECK_OK(cnn_graph_field(&g, 0, 3, 0, b));
+    CHECK(b[0] == 5 && b[2] == 7 && b[1] == -1 && b[3] == 1, "conv: %d %d %d %d", b[0], b[1], b[2], b[3]);
+    /* pd (pad: [top, bottom, left, right]) shifts back, then c1 */
+    CHECK_OK(cnn_graph_field(&g, 1, 4, 4, b));
+    int pt = g.layers[1].pad.pt, pl = g.layers[1].pad.pl;
+    CHECK(b[0] == 2 * (4 - pt) - 1 && b[2] == 2 * (4 - pt) + 1 && b[1] == 2 * (4 - pl) - 1 && b[3] == 2 * (4 - pl) + 1,
+          "pad: %d %d %d %d", b[0], b[1], b[2], b[3]);
+    /* ap: window i of 4 over 15 rows: [floor(15 i / 4), ceil(15 (i + 1) / 4) - 1] = [3, 7] for i = 1; columns
+     * of 5 over 15: i = 4 -> [12, 14] */
+    CHECK_OK(cnn_graph_field(&g, 2, 1, 4, b));
+    int r0 = 3 - pt, r1 = 7 - pt, q0 = 12 - pl, q1 = 14 - pl;
+    CHECK(b[0] == 2 * r0 - 1 && b[2] == 2 * r1 + 1 && b[1] == 2 * q0 - 1 && b[3] == 2 * q1 + 1, "adaptive: %d %d %d %d",
+          b[0], b[1], b[2], b[3]);
+    /* rz nearest x2: row 3 reads row 1 of ap; a bilinear resize of 8x10 to 16x20 at row 5 reads rows
+     * floor(2.25) = 2 and 3 of rz, which read ap rows 1 and 1 */
+    int c[4];
+    CHECK_OK(cnn_graph_field(&g, 3, 3, 9, b));
+    CHECK_OK(cnn_graph_field(&g, 2, 1, 4, c));
+    CHECK(b[0] == c[0] && b[2] == c[2] && b[1] == c[1] && b[3] == c[3], "nearest resize: %d %d %d %d", b[0], b[1],
+          b[2], b[3]);
+    CHECK_OK(cnn_graph_field(&g, 4, 5, 19, b));
+    CHECK(b[0] == c[0] && b[2] == c[2] && b[1] == c[1] && b[3] == c[3], "bilinear resize: %d %d %d %d", b[0], b[1],
+          b[2], b[3]);
+    /* a global pool, a broadcast operand, a flat layer: the whole input */
+    CHECK_OK(cnn_graph_field(&g, 5, 0, 0, b));
+    CHECK(b[0] == 0 && b[1] == 0 && b[2] == 23 && b[3] == 23, "global pool: %d %d %d %d", b[0], b[1], b[2], b[3]);
+    CHECK_OK(cnn_graph_field(&g, 6, 3, 0, b));
+    CHECK(b[0] == 0 && b[1] == 0 && b[2] == 23 && b[3] == 23, "mul by a pooled operand: %d %d %d %d", b[0], b[1],
+          b[2], b[3]);
+    CHECK_OK(cnn_graph_field(&g, 8, 0, 0, b));
+    CHECK(b[0] == 0 && b[1] == 0 && b[2] == 23 && b[3] == 23, "flat: %d %d %d %d", b[0], b[1], b[2], b[3]);
+    cnn_graph_free(&g);
+    cnn_pipeline_free(&p);
+}
+
 int main(void)
 {
+    test_field();
     test_modern_ops();
     test_block_style();
     test_flow_style_defaults();

@@ -1,0 +1,285 @@
+/* Activation maximisation (show: maximize): for each selected channel of a
+ * layer, an image optimised on the device to excite it (viz/featvis.h),
+ * all channels of a tap as one batch.
+ *
+ * Objective of image n: the mean of channel sel[n] over its positions
+ * (objective: neuron: its centre position; a flat layer: unit sel[n]),
+ * times `sign`.  Each step: the images from the parameters, a random
+ * transform each, the forward up to the layer, the backward from it seeded
+ * with d objective / d layer, then the ascent step.  Every 8th step the
+ * objective under the step's transform goes into the curve; at the end it
+ * is measured on the image itself (no transform).
+ *
+ * Files: model/<layer>/maximize.png (a tile per channel), maximize/cNNN.png
+ * per channel, maximize.npy ([n, C, H, W] in [0, 1]) with --npy, and
+ * maximize.json (per channel: the objective reached, the curve, and the
+ * best value of an examples tap on the same layer when the run has one). */
+#include "pipeline/job_impl.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "viz/featvis.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { CURVE_EVERY = 8, TILE_MIN = 48, GAP = 2 };
+
+int cnn_maximize_prepare(cnn_job *s)
+{
+    for (int t = 0; t < s->n_taps; t++) {
+        const cnn_vtap *vt = &s->taps[t];
+        if (vt->kind != CNN_TAP_MAXIMIZE) continue;
+        const cnn_input_spec *in = &s->l.pipe.input;
+        if (in->tensor || (in->c != 1 && in->c != 3))
+            return cnn_error_set(CNN_ERR_USAGE, "run: maximize makes images; this network takes a tensor (color: "
+                                 "none)");
+        if (s->o.shard_count || cnn_cl_wants_several(s->o.device))
+            return cnn_error_set(CNN_ERR_USAGE, "run: maximize runs once per run: not with --shard or several "
+                                 "devices");
+        if (vt->n_sel > s->mx_batch) s->mx_batch = vt->n_sel;
+        s->gradients = true;
+    }
+    return CNN_OK;
+}
+
+/* The objective of image n from the layer's output (host, one image). */
+static double objective(const cnn_vtap *t, const float *a, int n)
+{
+    int ch = cnn_vtap_channel(t, n);
+    size_t plane = (size_t)t->h * t->w;
+    const float *p = a + (size_t)ch * plane;
+    double v;
+    if (t->flat) v = p[0];
+    else if (t->neuron) v = p[(size_t)(t->h / 2) * t->w + t->w / 2];
+    else {
+        double sum = 0;
+        for (size_t i = 0; i < plane; i++) sum += p[i];
+        v = sum / (double)plane;
+    }
+    return t->sign * v;
+}
+
+/* The objectives of the batch's n images after a forward. */
+static int measure(cnn_job *s, const cnn_vtap *t, int n, float *host, double *out)
+{
+    const cnn_layer *ly = &s->l.graph.layers[t->layer];
+    size_t numel = cnn_layer_numel(ly);
+    CNN_TRY_RET(cnn_net_read(&s->net, t->layer, n, host));
+    for (int i = 0; i < n; i++) out[i] = objective(t, host + (size_t)i * numel, i);
+    return CNN_OK;
+}
+
+/* The best value of an examples tap on the same layer for channel ch, if
+ * the run has one (NAN otherwise). */
+static double best_example(const cnn_job *s, const cnn_vtap *t, int ch)
+{
+    for (int i = 0; i < s->n_taps; i++) {
+        const cnn_vtap *e = &s->taps[i];
+        if (e->kind != CNN_TAP_EXAMPLES || e->layer != t->layer || !e->ex || e->by_mean == t->neuron) continue;
+        double v = cnn_examples_best(e, ch);
+        if (!isnan(v)) return v;
+    }
+    return NAN;
+}
+
+static int write_outputs(cnn_job *s, cnn_vtap *t, const cnn_fv *f, const float *img, const double *final,
+                         const float *curve, int n_curve, double secs)
+{
+    const int N = f->N, C = f->C, H = f->H, W = f->W;
+    int fac = H >= TILE_MIN ? 1 : (TILE_MIN + H - 1) / H;
+    int th = H * fac, tw = W * fac;
+    int cols = t->columns ? t->columns : (int)ceil(sqrt((double)N));
+    if (cols > N) cols = N;
+    int rows = (N + cols - 1) / cols;
+    int MW = cols * tw + (cols - 1) * GAP, MH = rows * th + (rows - 1) * GAP;
+    size_t tile_bytes = (size_t)H * W * C, mont_bytes = (size_t)MW * MH * C;
+    cnn_png_buf *pb = cnn_png_buf_new((size_t)N * tile_bytes + mont_bytes);
+    if (!pb) return CNN_ERR_NOMEM;
+    uint8_t *px = cnn_png_buf_data(pb), *mont = px + (size_t)N * tile_bytes;
+    memset(mont, 255, mont_bytes);
+    for (int n = 0; n < N; n++) {
+        uint8_t *tile = px + (size_t)n * tile_bytes;
+        int r = n / cols, c0 = n % cols;
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++)
+                for (int c = 0; c < C; c++) {
+                    float v = img[(((size_t)n * C + c) * H + y) * W + x];
+                    long q = lrintf(v * 255.0f);
+                    uint8_t b = (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
+                    tile[((size_t)y * W + x) * C + c] = b;
+                    for (int dy = 0; dy < fac; dy++)
+                        for (int dx = 0; dx < fac; dx++)
+                            mont[(((size_t)r * (th + GAP) + y * fac + dy) * MW + (size_t)c0 * (tw + GAP) + x * fac +
+                                  dx) * C + c] = b;
+                }
+    }
+    char rel[512], note[256];
+    snprintf(note, sizeof note, "%d steps, %s parameters%s%s; objective: %s%s", t->steps,
+             t->fourier ? "Fourier" : "pixel", t->decorrelate && C == 3 ? ", decorrelated colours" : "",
+             t->transforms ? ", random transforms" : "", t->sign < 0 ? "minus " : "",
+             t->flat ? "the unit" : t->neuron ? "the centre position" : "the channel's mean");
+    snprintf(rel, sizeof rel, "model/%s/maximize.png", t->dir);
+    cnn_manifest_entry e = {.kind = "maximize", .role = "montage", .layer = (char *)t->layer_name, .channel = -1,
+                            .note = note};
+    int status = cnn_vctx_emit(&s->viz, rel, pb, (size_t)N * tile_bytes, MW, MH, C, &e);
+    for (int n = 0; n < N && status == CNN_OK; n++) {
+        snprintf(rel, sizeof rel, "model/%s/maximize/c%03d.png", t->dir, cnn_vtap_channel(t, n));
+        cnn_manifest_entry ce = {.kind = "maximize", .role = "channel", .layer = (char *)t->layer_name,
+                                 .channel = cnn_vtap_channel(t, n), .has_stats = 1};
+        ce.stats[0] = ce.stats[1] = ce.stats[2] = final[n];
+        status = cnn_vctx_emit(&s->viz, rel, pb, (size_t)n * tile_bytes, W, H, C, &ce);
+    }
+    cnn_png_buf_release(pb);
+    if (status == CNN_OK && s->o.npy) {
+        snprintf(rel, sizeof rel, "model/%s/maximize.npy", t->dir);
+        int64_t shape[4] = {N, C, H, W};
+        status = cnn_job_write_npy(s, rel, img, shape, 4, "maximize", "tensor", t->layer_name, NULL);
+    }
+    if (status < 0) return status;
+
+    cnn_json j;
+    cnn_json_init(&j, true);
+    cnn_json_object_begin(&j);
+    cnn_json_key(&j, "layer");
+    cnn_json_string(&j, t->layer_name);
+    cnn_json_key(&j, "objective");
+    cnn_json_string(&j, t->flat ? "unit" : t->neuron ? "neuron" : "channel");
+    cnn_json_key(&j, "sign");
+    cnn_json_int(&j, t->sign);
+    cnn_json_key(&j, "steps");
+    cnn_json_int(&j, t->steps);
+    cnn_json_key(&j, "lr");
+    cnn_json_number(&j, t->lr);
+    cnn_json_key(&j, "param");
+    cnn_json_string(&j, t->fourier ? "fourier" : "pixel");
+    cnn_json_key(&j, "decorrelate");
+    cnn_json_bool(&j, t->decorrelate && C == 3);
+    cnn_json_key(&j, "transforms");
+    cnn_json_bool(&j, t->transforms);
+    cnn_json_key(&j, "tv");
+    cnn_json_number(&j, t->tv);
+    cnn_json_key(&j, "l2");
+    cnn_json_number(&j, t->l2);
+    cnn_json_key(&j, "seed");
+    cnn_json_int(&j, t->seed);
+    cnn_json_key(&j, "seconds");
+    cnn_json_number(&j, secs);
+    cnn_json_key(&j, "curve_every");
+    cnn_json_int(&j, CURVE_EVERY);
+    cnn_json_key(&j, "channels");
+    cnn_json_array_begin(&j);
+    for (int n = 0; n < N; n++) {
+        int ch = cnn_vtap_channel(t, n);
+        cnn_json_object_begin(&j);
+        cnn_json_key(&j, "channel");
+        cnn_json_int(&j, ch);
+        cnn_json_key(&j, "value");
+        cnn_json_number(&j, final[n]);
+        double best = best_example(s, t, ch);
+        cnn_json_key(&j, "best_example");
+        if (isnan(best)) cnn_json_null(&j);
+        else cnn_json_number(&j, t->sign * best);
+        cnn_json_key(&j, "curve");
+        cnn_json_array_begin(&j);
+        for (int i = 0; i < n_curve; i++) cnn_json_number(&j, curve[(size_t)i * N + n]);
+        cnn_json_array_end(&j);
+        cnn_json_object_end(&j);
+    }
+    cnn_json_array_end(&j);
+    cnn_json_object_end(&j);
+    snprintf(rel, sizeof rel, "model/%s/maximize.json", t->dir);
+    status = cnn_job_write_json(s, rel, &j, "maximize", "values", t->layer_name);
+    cnn_json_free(&j);
+    return status;
+}
+
+static int run_tap(cnn_job *s, cnn_vtap *t)
+{
+    const cnn_input_spec *in = &s->l.pipe.input;
+    const cnn_layer *ly = &s->l.graph.layers[t->layer];
+    const int N = t->n_sel;
+    size_t numel = cnn_layer_numel(ly);
+    float gain[3], bias[3], start[3];
+    for (int c = 0; c < in->c; c++) {
+        gain[c] = 255.0f * in->scale / in->std[c];
+        bias[c] = -in->mean[c] / in->std[c];
+        start[c] = in->mean[c] / (255.0f * in->scale); /* the normalisation's mean colour: network input 0 */
+    }
+    double t0 = cnn_now_ms();
+    cnn_fv f;
+    CNN_TRY_RET(cnn_fv_create(&f, &s->cl, N, in->c, in->h, in->w, t->fourier, t->decorrelate, gain, bias,
+                              t->start_mean ? start : NULL, t->seed));
+    int n_curve = (t->steps + CURVE_EVERY - 1) / CURVE_EVERY;
+    float *seed = cnn_calloc((size_t)N * numel, sizeof *seed);
+    float *host = cnn_malloc((size_t)N * numel * sizeof *host);
+    float *aff = cnn_malloc((size_t)6 * N * sizeof *aff);
+    float *curve = cnn_malloc((size_t)n_curve * N * sizeof *curve);
+    float *img = cnn_malloc((size_t)N * in->c * in->h * in->w * sizeof *img);
+    double *val = cnn_malloc((size_t)N * sizeof *val);
+    int status = seed && host && aff && curve && img && val ? CNN_OK : CNN_ERR_NOMEM;
+    /* d objective / d layer: constant over the steps */
+    size_t plane = (size_t)t->h * t->w;
+    for (int n = 0; n < N && status == CNN_OK; n++) {
+        float *sd = seed + (size_t)n * numel + (size_t)cnn_vtap_channel(t, n) * plane;
+        if (t->flat) sd[0] = (float)t->sign;
+        else if (t->neuron) sd[(size_t)(t->h / 2) * t->w + t->w / 2] = (float)t->sign;
+        else
+            for (size_t i = 0; i < plane; i++) sd[i] = (float)(t->sign / (double)plane);
+    }
+    if (status == CNN_OK && !s->bw_ready) {
+        status = cnn_backward_create(&s->bw, &s->net);
+        s->bw_ready = status == CNN_OK;
+    }
+    if (status == CNN_OK && !s->o.quiet)
+        cnn_logf(CNN_LOG_INFO, "maximize %s: %d channel%s, %d steps", t->layer_name, N, N == 1 ? "" : "s", t->steps);
+    int k = 0;
+    for (int step = 0; step < t->steps && status == CNN_OK; step++) {
+        status = cnn_job_interrupted(s);
+        if (status == CNN_OK) status = cnn_fv_image(&f);
+        for (int n = 0; n < N; n++) cnn_fv_affine(t->seed, step, n, in->h, in->w, t->transforms, aff + 6 * n);
+        if (status == CNN_OK) status = cnn_fv_input(&f, aff, s->net.input);
+        if (status == CNN_OK) status = cnn_net_forward_range(&s->net, 0, t->layer + 1, N);
+        if (status == CNN_OK && step % CURVE_EVERY == 0) {
+            status = measure(s, t, N, host, val);
+            for (int n = 0; n < N; n++) curve[(size_t)k * N + n] = (float)val[n];
+            k++;
+        }
+        if (status == CNN_OK)
+            status = cnn_backward_seeded(&s->bw, N, t->layer, seed, CNN_GRAD_PLAIN, CNN_GRAPH_INPUT);
+        if (status == CNN_OK)
+            status = cnn_fv_step(&f, cnn_backward_grad(&s->bw, CNN_GRAPH_INPUT), t->tv, t->l2, t->lr);
+        if (status == CNN_OK && !s->o.quiet && (step + 1) % 64 == 0 && step + 1 < t->steps)
+            cnn_log_progress(step + 1, t->steps, (step + 1) / ((cnn_now_ms() - t0) / 1000.0 + 1e-9), false);
+    }
+    /* the result, measured without a transform */
+    if (status == CNN_OK) status = cnn_fv_image(&f);
+    if (status == CNN_OK) status = cnn_fv_input(&f, NULL, s->net.input);
+    if (status == CNN_OK) status = cnn_net_forward_range(&s->net, 0, t->layer + 1, N);
+    if (status == CNN_OK) status = measure(s, t, N, host, val);
+    if (status == CNN_OK)
+        status = cnn_cl_read(&s->cl, f.img, 0, (size_t)N * in->c * in->h * in->w * sizeof *img, img,
+                             "feature visualisation: images");
+    double secs = (cnn_now_ms() - t0) / 1000.0;
+    if (status == CNN_OK) status = write_outputs(s, t, &f, img, val, curve, k, secs);
+    if (status == CNN_OK && !s->o.quiet)
+        cnn_logf(CNN_LOG_INFO, "maximize %s: %d steps in %.1f s", t->layer_name, t->steps, secs);
+    if (status < 0) cnn_error_prefix(status, "maximize %s", t->layer_name);
+    cnn_fv_free(&f);
+    free(seed);
+    free(host);
+    free(aff);
+    free(curve);
+    free(img);
+    free(val);
+    return status;
+}
+
+int cnn_maximize_run(cnn_job *s)
+{
+    for (int t = 0; t < s->n_taps; t++)
+        if (s->taps[t].kind == CNN_TAP_MAXIMIZE) CNN_TRY_RET(run_tap(s, &s->taps[t]));
+    return CNN_OK;
+}

@@ -1,0 +1,206 @@
+#!/usr/bin/python3
+"""show: maximize (activation maximisation) on the Fashion-MNIST model:
+
+  * the objective values in maximize.json against PyTorch in float64 on the
+    images the run wrote (maximize.npy): a channel's mean (conv4), the
+    centre position with sign -1 (objective: neuron), a unit (fc2), within
+    1e-4 * (1 + |v|) (the tool measures in float32);
+  * each channel's PNG is its .npy image rounded to 8 bits, and the montage
+    holds every tile;
+  * the same seed gives byte-identical PNGs and .npy twice; another seed
+    other images;
+  * the objective rises: the mean of the curve's last quarter above its
+    first quarter for every channel, and the final value above the first
+    step's;
+  * class images: the 10 units of fc2 (the logits), 256 steps: the model
+    gives each PNG its class with probability >= 0.9 (PyTorch, float64);
+  * a run of maximize taps needs no --input; the report has a Features
+    section; the manifest lists the files;
+  * hostile keys and maximize with --shard exit 2 with one line.
+The gradients of the steps themselves are checked in test/unit/test_featvis.c.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import netref  # noqa: E402
+from checks import check  # noqa: E402
+import checks  # noqa: E402
+import test_networks as tn  # noqa: E402
+
+SRC = tn.source_dir()
+BIN = os.environ.get("CNNVIZ_BIN") or os.path.join(SRC, "build", "cnnviz-cl")
+
+
+def work_dir():
+    d = os.path.join(os.environ.get("TMPDIR", "/tmp"), "cnnviz_test_maximize_%d" % os.getpid())
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    return d
+
+
+def fashion_config(work, taps, name="mx.yaml"):
+    cfg = yaml.safe_load(open(os.path.join(SRC, "configs", "fashion_mnist.yaml")))
+    cfg["model"]["weights"] = os.path.join(SRC, "configs", cfg["model"]["weights"])
+    cfg["model"]["labels"] = os.path.join(SRC, "configs", cfg["model"]["labels"])
+    cfg["taps"] = taps
+    path = os.path.join(work, name)
+    yaml.safe_dump(cfg, open(path, "w"))
+    return cfg, path
+
+
+def run(args, expect=0):
+    p = subprocess.run([BIN] + args, capture_output=True, text=True)
+    if p.returncode != expect:
+        print(p.stdout[-3000:], p.stderr[-3000:], file=sys.stderr)
+    return p
+
+
+def fashion_weights():
+    path = os.path.join(SRC, "samples", "fashion_mnist", "fashion_mnist.safetensors")
+    return {k: v.double() for k, v in netref.load_safetensors(path)[0].items()}
+
+
+def reference(cfg, img):
+    """Every layer's float64 output for images [N, 1, 28, 28] in [0, 1]."""
+    x = (torch.from_numpy(img.astype(np.float64)) - 0.2860) / 0.3530
+    o = {}
+    with torch.no_grad():
+        netref.run_config(cfg["layers"], fashion_weights(), x, outs_out=o)
+    return o
+
+
+def read_run(out, layer):
+    d = json.load(open(os.path.join(out, "model", layer, "maximize.json")))
+    img = np.load(os.path.join(out, "model", layer, "maximize.npy"))
+    return d, img
+
+
+def objectives(work):
+    taps = [{"layer": "conv4", "show": "maximize", "channels": [0, 5, 17], "steps": 64, "seed": 3},
+            {"layer": "conv3", "show": "maximize", "channels": [2, 40], "steps": 32, "objective": "neuron",
+             "sign": -1, "param": "pixel"}]
+    cfg, path = fashion_config(work, taps)
+    outs = []
+    for i, seed_note in enumerate(("a", "b")):
+        out = os.path.join(work, "obj_" + seed_note)
+        p = run(["run", path, "--out", out, "--npy"])
+        check(p.returncode == 0, "maximize run %s: exit %d" % (seed_note, p.returncode))
+        outs.append(out)
+    if any(not os.path.exists(os.path.join(o, "manifest.json")) for o in outs):
+        return
+    for layer, chans in (("conv4", [0, 5, 17]), ("conv3", [2, 40])):
+        d, img = read_run(outs[0], layer)
+        check(img.shape == (len(chans), 1, 28, 28) and img.dtype == np.float32 and img.min() >= 0 and img.max() <= 1,
+              "%s: maximize.npy %s %s" % (layer, img.shape, img.dtype))
+        ref = reference(cfg, img)[layer].numpy()
+        for n, c in enumerate(d["channels"]):
+            check(c["channel"] == chans[n], "%s: channel %d listed as %d" % (layer, chans[n], c["channel"]))
+            if layer == "conv4":
+                want = ref[n, chans[n]].mean()
+            else:
+                want = -ref[n, chans[n], 7, 7]
+            check(abs(c["value"] - want) <= 1e-4 * (1 + abs(want)),
+                  "%s c%d: value %.7g, PyTorch %.7g" % (layer, chans[n], c["value"], want))
+            curve = c["curve"]
+            q = max(1, len(curve) // 4)
+            check(np.mean(curve[-q:]) > np.mean(curve[:q]) and c["value"] > curve[0],
+                  "%s c%d: the objective did not rise: %s -> %.4g" % (layer, chans[n], curve, c["value"]))
+            png = np.asarray(Image.open(os.path.join(outs[0], "model", layer, "maximize", "c%03d.png" % chans[n])))
+            want8 = np.clip(np.rint(img[n, 0] * 255), 0, 255).astype(np.uint8)
+            check(png.shape == (28, 28) and int(np.abs(png.astype(int) - want8).max()) <= 1,
+                  "%s c%d: PNG is not the image in 8 bits" % (layer, chans[n]))
+        mont = np.asarray(Image.open(os.path.join(outs[0], "model", layer, "maximize.png")))
+        cols = int(np.ceil(np.sqrt(len(chans))))
+        rows = -(-len(chans) // cols)
+        check(mont.shape == (rows * 56 + (rows - 1) * 2, cols * 56 + (cols - 1) * 2),
+              "%s: montage shape %s" % (layer, mont.shape))
+    # the same seed: the same bytes
+    for rel in ("model/conv4/maximize/c005.png", "model/conv4/maximize.npy", "model/conv3/maximize.png"):
+        a = open(os.path.join(outs[0], rel), "rb").read()
+        b = open(os.path.join(outs[1], rel), "rb").read()
+        check(a == b, "%s differs between two runs with the same seed" % rel)
+    taps[0]["seed"] = 4
+    _, path2 = fashion_config(work, taps, "mx_seed4.yaml")
+    out = os.path.join(work, "obj_seed4")
+    p = run(["run", path2, "--out", out, "--npy"])
+    check(p.returncode == 0, "seed 4 run: exit %d" % p.returncode)
+    if p.returncode == 0:
+        a = np.load(os.path.join(outs[0], "model", "conv4", "maximize.npy"))
+        b = np.load(os.path.join(out, "model", "conv4", "maximize.npy"))
+        check(np.abs(a - b).max() > 0.05, "another seed gave the same images")
+
+    man = json.load(open(os.path.join(outs[0], "manifest.json")))
+    roles = {}
+    for e in man["files"]:
+        if e.get("kind") == "maximize":
+            roles.setdefault((e["layer"], e.get("role")), 0)
+            roles[(e["layer"], e.get("role"))] += 1
+    check(roles.get(("conv4", "channel")) == 3 and roles.get(("conv4", "montage")) == 1 and
+          roles.get(("conv4", "values")) == 1 and roles.get(("conv4", "tensor")) == 1,
+          "manifest maximize entries: %s" % roles)
+    html = open(os.path.join(outs[0], "index.html")).read()
+    check('id="features"' in html and "model/conv4/maximize.png" in html, "report: no Features section")
+    check(not any(os.path.isdir(os.path.join(outs[0], x)) for x in os.listdir(outs[0]) if x != "model"),
+          "a run without inputs wrote input folders: %s" % os.listdir(outs[0]))
+
+
+def classes(work):
+    _, path = fashion_config(work, [{"layer": "fc2", "show": "maximize"}], "cls.yaml")
+    out = os.path.join(work, "cls")
+    p = run(["run", path, "--out", out, "-q"])
+    check(p.returncode == 0, "class images: exit %d" % p.returncode)
+    if p.returncode:
+        return
+    cfg = yaml.safe_load(open(path))
+    imgs = np.stack([np.asarray(Image.open(os.path.join(out, "model", "fc2", "maximize", "c%03d.png" % k)))
+                     for k in range(10)])[:, None] / 255.0
+    prob = torch.softmax(reference(cfg, imgs)["fc2"], 1).numpy()
+    for k in range(10):
+        check(prob[k, k] >= 0.9, "class %d image: probability %.4f" % (k, prob[k, k]))
+    print("class images: probabilities of their class %s" % np.round(np.diag(prob), 4).tolist())
+
+
+def hostile(work):
+    for bad, words in (("{layer: conv4, show: maximize, sign: 2}", "'sign' must be 1 or -1"),
+                       ("{layer: conv4, show: maximize, param: fft}", "param"),
+                       ("{layer: conv4, show: maximize, lr: 0}", "'lr' must be > 0"),
+                       ("{layer: conv4, show: maximize, channels: [3, 3]}", "twice"),
+                       ("{layer: conv4, show: maximize, channels: [64]}", "has 64"),
+                       ("{layer: conv4, show: maximize, steps: 0}", "'steps'")):
+        path = os.path.join(work, "bad.yaml")
+        cfg, _ = fashion_config(work, [], "bad.yaml")
+        text = open(path).read().replace("taps: []", "taps:\n- " + bad)
+        open(path, "w").write(text)
+        p = run(["run", path, "--out", os.path.join(work, "bad")], 2)
+        lines = p.stderr.strip().splitlines()
+        check(p.returncode == 2 and len(lines) == 1 and "bad.yaml:" in p.stderr and words in p.stderr,
+              "%s: exit %d, %r" % (bad, p.returncode, p.stderr))
+    _, path = fashion_config(work, [{"layer": "conv4", "show": "maximize", "steps": 2}], "shard.yaml")
+    img = os.path.join(SRC, "samples", "fashion_mnist", "images")
+    p = run(["run", path, "--input", img, "--shard", "0/2", "--out", os.path.join(work, "shard")], 2)
+    check(p.returncode == 2 and "--shard" in p.stderr and len(p.stderr.strip().splitlines()) == 1,
+          "maximize with --shard: exit %d, %r" % (p.returncode, p.stderr))
+
+
+def main():
+    work = work_dir()
+    objectives(work)
+    classes(work)
+    hostile(work)
+    if not checks.failures:
+        shutil.rmtree(work, ignore_errors=True)
+    checks.finish("test_maximize")
+
+
+if __name__ == "__main__":
+    main()
