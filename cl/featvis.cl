@@ -143,3 +143,35 @@ __kernel void fv_adam(__global float *P, __global float *S, __global const float
     P[i] = p;
     S[i] = p * sc;
 }
+
+/* Blur of the pre-image, Fourier parameters: P and S times the Gaussian's
+ * frequency response g = exp(-2 pi^2 sigma^2 |f|^2), freq [H][K] holding
+ * |f|^2 in cycles per pixel. */
+__kernel void fv_blur_spectrum(__global float *P, __global float *S, __global const float *freq, uint count, uint H,
+                               uint NC, uint K, float sigma)
+{
+    uint i = get_global_id(0);
+    if (i >= count) return;
+    uint kx = i % K, ky = (i / (K * NC)) % H;
+    float g = exp(-19.7392088f * sigma * sigma * freq[ky * K + kx]);
+    P[i] *= g;
+    S[i] *= g;
+}
+
+/* Pixel parameters ([H][NC][W]): out = the 3 x 3 Gaussian of P (weights
+ * w1 at distance 1, w2 on the diagonals, edges repeated), normalised. */
+__kernel void fv_blur_pixels(__global const float *P, __global float *out, uint H, uint NC, uint W, float w1, float w2)
+{
+    uint i = get_global_id(0);
+    if (i >= H * NC * W) return;
+    uint x = i % W, p = (i / W) % NC, y = i / (W * NC);
+    float acc = 0.0f, norm = 0.0f;
+    for (int dy = -1; dy <= 1; dy++)
+        for (int dx = -1; dx <= 1; dx++) {
+            int yy = clamp((int)y + dy, 0, (int)H - 1), xx = clamp((int)x + dx, 0, (int)W - 1);
+            float w = (dy == 0 && dx == 0) ? 1.0f : (dy == 0 || dx == 0) ? w1 : w2;
+            acc += w * P[((size_t)yy * NC + p) * W + xx];
+            norm += w;
+        }
+    out[i] = acc / norm;
+}

@@ -1239,7 +1239,7 @@ static int parse_model(cnn_pipeline *p, const node *v)
 static const char *const g_tap_keys[] = {
     "layer", "layers", "show", "normalize", "range", "clip", "colormap", "columns", "max_channels",
     "signed", "units", "class", "score", "alpha", "samples", "sigma", "baseline", "window", "step", "curves", "reduce", "cells", "keep", "segments", "kernel_width", "road", "road_noise", "top", "by", "channels", "steps", "lr", "param", "decorrelate",
-    "transforms", "tv", "l2", "objective", "sign", "seed", "start", NULL};
+    "transforms", "tv", "l2", "objective", "sign", "seed", "start", "blur_every", "blur_sigma", NULL};
 
 /* road: true (the default percentiles), false, or a list of percentiles
  * strictly between 0 and 100. */
@@ -1417,6 +1417,13 @@ static int parse_tap(ctx *c, size_t idx, const node *m)
         } else if (is_key(k, "param")) {
             static const char *const params[] = {"fourier", "pixel", NULL};
             status = get_choice(p, v, key, params, "param", &t->param);
+        } else if (is_key(k, "blur_every")) {
+            status = get_int(p, v, key, "an integer", 0, &t->blur_every);
+        } else if (is_key(k, "blur_sigma")) {
+            status = get_float(p, v, key, &t->blur_sigma);
+            if (status == CNN_OK && !(t->blur_sigma > 0 && t->blur_sigma <= 10))
+                status = cnn_pipeline_error_at(p, v->pos, "'blur_sigma' must be > 0 and at most 10 pixels (got %g)",
+                                               (double)t->blur_sigma);
         } else if (is_key(k, "start")) {
             static const char *const starts[] = {"grey", "mean", NULL};
             status = get_choice(p, v, key, starts, "start", &t->start);

@@ -174,6 +174,8 @@ typedef struct cnn_tap_spec {
     bool decorrelate, has_decorrelate; /* default true */
     bool transforms, has_transforms;   /* default true */
     float tv, l2;       /* regulariser weights, default 0 */
+    int blur_every;     /* blur the pre-image every this many steps (0: never) */
+    float blur_sigma;   /* ... by a Gaussian of this many pixels; 0 = default (0.5) */
     char *objective;    /* "channel" (default: its mean) or "neuron" (the centre position) */
     int sign;           /* 0 = default (1), or -1 */
     int seed;           /* with has_seed; default 0 */

@@ -163,6 +163,10 @@ static int write_outputs(cnn_job *s, cnn_vtap *t, const cnn_fv *f, const float *
     cnn_json_number(&j, t->tv);
     cnn_json_key(&j, "l2");
     cnn_json_number(&j, t->l2);
+    cnn_json_key(&j, "blur_every");
+    cnn_json_int(&j, t->blur_every);
+    cnn_json_key(&j, "blur_sigma");
+    cnn_json_number(&j, t->blur_sigma);
     cnn_json_key(&j, "seed");
     cnn_json_int(&j, t->seed);
     cnn_json_key(&j, "seconds");
@@ -251,6 +255,8 @@ static int run_tap(cnn_job *s, cnn_vtap *t)
             status = cnn_backward_seeded(&s->bw, N, t->layer, seed, CNN_GRAD_PLAIN, CNN_GRAPH_INPUT);
         if (status == CNN_OK)
             status = cnn_fv_step(&f, cnn_backward_grad(&s->bw, CNN_GRAPH_INPUT), t->tv, t->l2, t->lr);
+        if (status == CNN_OK && t->blur_every && (step + 1) % t->blur_every == 0)
+            status = cnn_fv_blur(&f, t->blur_sigma);
         if (status == CNN_OK && !s->o.quiet && (step + 1) % 64 == 0 && step + 1 < t->steps)
             cnn_log_progress(step + 1, t->steps, (step + 1) / ((cnn_now_ms() - t0) / 1000.0 + 1e-9), false);
     }

@@ -42,7 +42,7 @@ static int buffer(cnn_fv *f, size_t n, cl_mem *out, const char *what)
 void cnn_fv_free(cnn_fv *f)
 {
     cl_mem *all[] = {&f->P,   &f->S, &f->G,   &f->m,   &f->v,   &f->scale, &f->mh,   &f->amat, &f->bmat, &f->Y,
-                     &f->t,   &f->img, &f->aff, &f->inv, &f->gimg, &f->M,   &f->gain, &f->bias, &f->u0};
+                     &f->t,   &f->img, &f->aff, &f->inv, &f->gimg, &f->M,   &f->gain, &f->bias, &f->u0, &f->freq};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         if (*all[i]) clReleaseMemObject(*all[i]);
     memset(f, 0, sizeof *f);
@@ -283,6 +283,58 @@ int cnn_fv_input(cnn_fv *f, const float *aff, cl_mem x)
     CNN_TRY_RET(CNN_ARG(k, 7, h, what));
     CNN_TRY_RET(CNN_ARG(k, 8, w, what));
     return cnn_cl_run1d(f->cl, k, (size_t)f->N * f->C * f->H * f->W, what);
+}
+
+int cnn_fv_blur(cnn_fv *f, float sigma)
+{
+    const char *what = "feature visualisation: blur";
+    size_t NC = (size_t)f->N * f->C, H = (size_t)f->H, K = (size_t)f->K, W = (size_t)f->W;
+    cl_kernel k;
+    if (f->fourier) {
+        if (!f->freq) {
+            float *fr = cnn_malloc(H * K * sizeof *fr);
+            if (!fr) return CNN_ERR_NOMEM;
+            for (size_t ky = 0; ky < H; ky++)
+                for (size_t kx = 0; kx < K; kx++) {
+                    double fy = (ky <= (H - 1) / 2 ? (double)ky : (double)ky - (double)H) / (double)H,
+                           fx = (double)kx / (double)W;
+                    fr[ky * K + kx] = (float)(fy * fy + fx * fx);
+                }
+            int status = upload(f, fr, H * K, &f->freq, what);
+            free(fr);
+            CNN_TRY_RET(status);
+        }
+        cl_uint count = (cl_uint)f->n_param, hh = (cl_uint)H, nc = (cl_uint)NC, kk = (cl_uint)K;
+        CNN_TRY_RET(kern(f, "fv_blur_spectrum", &k));
+        CNN_TRY_RET(CNN_ARG(k, 0, f->P, what));
+        CNN_TRY_RET(CNN_ARG(k, 1, f->S, what));
+        CNN_TRY_RET(CNN_ARG(k, 2, f->freq, what));
+        CNN_TRY_RET(CNN_ARG(k, 3, count, what));
+        CNN_TRY_RET(CNN_ARG(k, 4, hh, what));
+        CNN_TRY_RET(CNN_ARG(k, 5, nc, what));
+        CNN_TRY_RET(CNN_ARG(k, 6, kk, what));
+        CNN_TRY_RET(CNN_ARG(k, 7, sigma, what));
+        return cnn_cl_run1d(f->cl, k, f->n_param, what);
+    }
+    /* pixels: blurred into G (free between steps), then back into P and S */
+    float w1 = (float)exp(-1.0 / (2.0 * sigma * sigma)), w2 = w1 * w1;
+    cl_uint hh = (cl_uint)H, nc = (cl_uint)NC, ww = (cl_uint)W;
+    CNN_TRY_RET(kern(f, "fv_blur_pixels", &k));
+    CNN_TRY_RET(CNN_ARG(k, 0, f->P, what));
+    CNN_TRY_RET(CNN_ARG(k, 1, f->G, what));
+    CNN_TRY_RET(CNN_ARG(k, 2, hh, what));
+    CNN_TRY_RET(CNN_ARG(k, 3, nc, what));
+    CNN_TRY_RET(CNN_ARG(k, 4, ww, what));
+    CNN_TRY_RET(CNN_ARG(k, 5, w1, what));
+    CNN_TRY_RET(CNN_ARG(k, 6, w2, what));
+    CNN_TRY_RET(cnn_cl_run1d(f->cl, k, f->n_param, what));
+    for (int i = 0; i < 2; i++) {
+        cl_int err = clEnqueueCopyBuffer(f->cl->queue, f->G, i ? f->S : f->P, 0, 0, f->n_param * sizeof(float), 0,
+                                         NULL, NULL);
+        if (err != CL_SUCCESS)
+            return cnn_error_set(CNN_ERR_DEVICE, "clEnqueueCopyBuffer failed: %s (%s)", cnn_cl_error_name(err), what);
+    }
+    return CNN_OK;
 }
 
 int cnn_fv_step(cnn_fv *f, cl_mem dx, float tv, float l2, float lr)

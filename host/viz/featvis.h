@@ -35,6 +35,7 @@ typedef struct cnn_fv {
     cl_mem scale;             /* [H][K] */
     cl_mem mh, amat, bmat;    /* the inverse DFT's matrices: [2H][2H], [K][W], [K][W] */
     cl_mem Y, t, img, aff, inv, gimg, M, gain, bias, u0;
+    cl_mem freq;              /* [H][K] |f|^2 (made by the first Fourier blur) */
 } cnn_fv;
 
 /* Images [N][C][H][W]; gain, bias [C]: the network input of a pixel value
@@ -57,6 +58,12 @@ int cnn_fv_input(cnn_fv *f, const float *aff, cl_mem x);
  * last cnn_fv_input made), minus tv * d TV / d img and l2 * d L2 / d img,
  * with Adam at learning rate lr. */
 int cnn_fv_step(cnn_fv *f, cl_mem dx, float tv, float l2, float lr);
+
+/* Blurs the pre-image by a Gaussian of sigma pixels: Fourier parameters
+ * times its frequency response exp(-2 pi^2 sigma^2 |f|^2) (exact, periodic
+ * edges); pixel parameters through its 3 x 3 truncation, normalised, edges
+ * repeated.  Adam's moments are kept. */
+int cnn_fv_blur(cnn_fv *f, float sigma);
 
 /* The transform of `step` for image n: Lucid's standard transforms as one
  * map (jitter of up to 8 and 4 pixels at 224 scaled to the image, scale

@@ -270,6 +270,8 @@ int cnn_vtap_configure(cnn_vtap *t, const cnn_graph *g, int layer, const char *k
         t->start_mean = !(spec && spec->start && !strcmp(spec->start, "grey"));
         t->transforms = spec && spec->has_transforms ? spec->transforms : true;
         t->tv = spec ? spec->tv : 0;
+        t->blur_every = spec ? spec->blur_every : 0;
+        t->blur_sigma = spec && spec->blur_sigma > 0 ? spec->blur_sigma : 0.5f;
         t->l2 = spec ? spec->l2 : 0;
         t->neuron = spec && spec->objective && !strcmp(spec->objective, "neuron");
         t->sign = spec && spec->sign ? spec->sign : 1;

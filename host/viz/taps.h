@@ -131,7 +131,8 @@ typedef struct cnn_vtap {
     struct cnn_examples *ex; /* their running lists (pipeline/examples.c) */
     /* maximize (pipeline/maximize.c) */
     int steps;
-    float lr, tv, l2;
+    float lr, tv, l2, blur_sigma;
+    int blur_every;
     bool fourier, decorrelate, transforms, neuron, start_mean;
     int sign;
     uint32_t seed;

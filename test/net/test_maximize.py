@@ -12,6 +12,7 @@
   * the objective rises: the mean of the curve's last quarter above its
     first quarter for every channel, and the final value above the first
     step's;
+  * blur every k steps (Fourier and pixel parameters) in the runs above;
   * class images: the 10 units of fc2 (the logits), 256 steps: the model
     gives each PNG its class with probability >= 0.9 (PyTorch, float64);
   * a run of maximize taps needs no --input; the report has a Features
@@ -86,9 +87,10 @@ def read_run(out, layer):
 
 
 def objectives(work):
-    taps = [{"layer": "conv4", "show": "maximize", "channels": [0, 5, 17], "steps": 64, "seed": 3},
+    taps = [{"layer": "conv4", "show": "maximize", "channels": [0, 5, 17], "steps": 64, "seed": 3,
+             "blur_every": 16, "blur_sigma": 0.7},
             {"layer": "conv3", "show": "maximize", "channels": [2, 40], "steps": 32, "objective": "neuron",
-             "sign": -1, "param": "pixel"}]
+             "sign": -1, "param": "pixel", "blur_every": 8}]
     cfg, path = fashion_config(work, taps)
     outs = []
     for i, seed_note in enumerate(("a", "b")):
@@ -100,6 +102,9 @@ def objectives(work):
         return
     for layer, chans in (("conv4", [0, 5, 17]), ("conv3", [2, 40])):
         d, img = read_run(outs[0], layer)
+        check(d["blur_every"] == (16 if layer == "conv4" else 8) and
+              abs(d["blur_sigma"] - (0.7 if layer == "conv4" else 0.5)) < 1e-6,
+              "%s: blur settings %s %s" % (layer, d["blur_every"], d["blur_sigma"]))
         check(img.shape == (len(chans), 1, 28, 28) and img.dtype == np.float32 and img.min() >= 0 and img.max() <= 1,
               "%s: maximize.npy %s %s" % (layer, img.shape, img.dtype))
         ref = reference(cfg, img)[layer].numpy()
@@ -176,7 +181,8 @@ def hostile(work):
                        ("{layer: conv4, show: maximize, lr: 0}", "'lr' must be > 0"),
                        ("{layer: conv4, show: maximize, channels: [3, 3]}", "twice"),
                        ("{layer: conv4, show: maximize, channels: [64]}", "has 64"),
-                       ("{layer: conv4, show: maximize, steps: 0}", "'steps'")):
+                       ("{layer: conv4, show: maximize, steps: 0}", "'steps'"),
+                       ("{layer: conv4, show: maximize, blur_sigma: 0}", "'blur_sigma' must be > 0")):
         path = os.path.join(work, "bad.yaml")
         cfg, _ = fashion_config(work, [], "bad.yaml")
         text = open(path).read().replace("taps: []", "taps:\n- " + bad)

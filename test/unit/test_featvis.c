@@ -345,6 +345,63 @@ static void test_transform_grad(void)
     cnn_fv_free(&f);
 }
 
+/* Blur: Fourier parameters times exp(-2 pi^2 sigma^2 |f|^2); pixels through
+ * the normalised 3 x 3 Gaussian, edges repeated; both in double. */
+static void test_blur(void)
+{
+    const int N = 2, C = 3, H = 8, W = 9;
+    const float gain[3] = {1, 1, 1}, bias[3] = {0, 0, 0}, sigma = 0.8f;
+    for (int fourier = 0; fourier < 2; fourier++) {
+        cnn_fv f;
+        CHECK_OK(cnn_fv_create(&f, &g_cl, N, C, H, W, fourier != 0, false, gain, bias, NULL, 1));
+        if (!f.P) return;
+        size_t np = f.n_param;
+        float *P = malloc(np * sizeof *P);
+        uint32_t seed = 17;
+        for (size_t i = 0; i < np; i++) P[i] = (float)(rnd(&seed) - 0.5);
+        float *sc = read_all(f.scale, (size_t)H * f.K), *S = malloc(np * sizeof *S);
+        int NC = N * C, K = f.K;
+        for (size_t i = 0; i < np; i++) S[i] = P[i] * sc[((i / ((size_t)K * NC)) % H) * K + i % K];
+        CHECK_OK(cnn_cl_write(&g_cl, f.P, 0, np * sizeof *P, P, "test"));
+        CHECK_OK(cnn_cl_write(&g_cl, f.S, 0, np * sizeof *S, S, "test"));
+        CHECK_OK(cnn_fv_blur(&f, sigma));
+        float *P1 = read_all(f.P, np), *S1 = read_all(f.S, np);
+        double err = 0, moved = 0;
+        for (size_t i = 0; i < np; i++) {
+            double want;
+            if (fourier) {
+                size_t kx = i % K, ky = (i / ((size_t)K * NC)) % H;
+                double fy = ((int)ky <= (H - 1) / 2 ? (double)ky : (double)ky - H) / H, fx = (double)kx / W;
+                want = P[i] * exp(-2 * PI * PI * sigma * sigma * (fy * fy + fx * fx));
+            } else {
+                size_t x = i % W, p = (i / W) % NC, y = i / ((size_t)W * NC);
+                double w1 = exp(-1.0 / (2.0 * sigma * sigma)), acc = 0, norm = 0;
+                for (int dy = -1; dy <= 1; dy++)
+                    for (int dx = -1; dx <= 1; dx++) {
+                        int yy = (int)y + dy, xx = (int)x + dx;
+                        yy = yy < 0 ? 0 : yy >= H ? H - 1 : yy;
+                        xx = xx < 0 ? 0 : xx >= W ? W - 1 : xx;
+                        double w = dy == 0 && dx == 0 ? 1 : dy == 0 || dx == 0 ? w1 : w1 * w1;
+                        acc += w * P[((size_t)yy * NC + p) * W + xx];
+                        norm += w;
+                    }
+                want = acc / norm;
+            }
+            double sci = sc[((i / ((size_t)K * NC)) % H) * K + i % K];
+            err = fmax(err, fabs(P1[i] - want) + fabs(S1[i] - want * sci) / sci);
+            moved = fmax(moved, fabs(want - P[i]));
+        }
+        CHECK(err <= 1e-6, "%s blur: max error %.3g", fourier ? "Fourier" : "pixel", err);
+        CHECK(moved > 0.05, "%s blur changes the parameters (%.3g)", fourier ? "Fourier" : "pixel", moved);
+        free(P);
+        free(sc);
+        free(S);
+        free(P1);
+        free(S1);
+        cnn_fv_free(&f);
+    }
+}
+
 /* The transforms drawn: deterministic, inverse right, within Lucid's ranges. */
 static void test_affine(void)
 {
@@ -379,6 +436,7 @@ int main(void)
     printf("device: %s (%s)\n", g_cl.device_name, g_cl.platform_name);
     cnn_blas_apply_defaults(&g_cl);
     test_transform_grad();
+    test_blur();
     test_chain(3, 9, 10);
     test_chain(1, 7, 7);
     int rc = test_summary("test_featvis");
