@@ -20,6 +20,18 @@ static int kern(cnn_fv *f, const char *name, cl_kernel *k)
     return cnn_cl_kernel(f->cl, "featvis.cl", NULL, name, k);
 }
 
+/* Sets the buffers b[0..nb) then the uints u[0..nu) as consecutive
+ * arguments from `first`; the next argument's index in *next. */
+static int args(cl_kernel k, cl_uint first, const cl_mem *b, int nb, const cl_uint *u, int nu, cl_uint *next,
+                const char *what)
+{
+    cl_uint i = first;
+    for (int j = 0; j < nb; j++, i++) CNN_TRY_RET(CNN_ARG(k, i, b[j], what));
+    for (int j = 0; j < nu; j++, i++) CNN_TRY_RET(CNN_ARG(k, i, u[j], what));
+    if (next) *next = i;
+    return CNN_OK;
+}
+
 /* A buffer holding a copy of data (n floats). */
 static int upload(cnn_fv *f, const float *data, size_t n, cl_mem *out, const char *what)
 {
@@ -200,16 +212,10 @@ int cnn_fv_image(cnn_fv *f)
     cl_kernel k;
     CNN_TRY_RET(kern(f, "fv_to_image", &k));
     cl_mem t = pre_image(f);
-    cl_uint n = (cl_uint)f->N, c = (cl_uint)f->C, h = (cl_uint)f->H, w = (cl_uint)f->W;
     what = "feature visualisation: image";
-    CNN_TRY_RET(CNN_ARG(k, 0, t, what));
-    CNN_TRY_RET(CNN_ARG(k, 1, f->img, what));
-    CNN_TRY_RET(CNN_ARG(k, 2, f->M, what));
-    CNN_TRY_RET(CNN_ARG(k, 3, f->u0, what));
-    CNN_TRY_RET(CNN_ARG(k, 4, n, what));
-    CNN_TRY_RET(CNN_ARG(k, 5, c, what));
-    CNN_TRY_RET(CNN_ARG(k, 6, h, what));
-    CNN_TRY_RET(CNN_ARG(k, 7, w, what));
+    const cl_mem b[] = {t, f->img, f->M, f->u0};
+    const cl_uint u[] = {(cl_uint)f->N, (cl_uint)f->C, (cl_uint)f->H, (cl_uint)f->W};
+    CNN_TRY_RET(args(k, 0, b, 4, u, 4, NULL, what));
     return cnn_cl_run1d(f->cl, k, (size_t)f->N * H * W, what);
 }
 
@@ -272,16 +278,9 @@ int cnn_fv_input(cnn_fv *f, const float *aff, cl_mem x)
     CNN_TRY_RET(status);
     cl_kernel k;
     CNN_TRY_RET(kern(f, "fv_transform", &k));
-    cl_uint n = (cl_uint)f->N, c = (cl_uint)f->C, h = (cl_uint)f->H, w = (cl_uint)f->W;
-    CNN_TRY_RET(CNN_ARG(k, 0, f->img, what));
-    CNN_TRY_RET(CNN_ARG(k, 1, f->aff, what));
-    CNN_TRY_RET(CNN_ARG(k, 2, x, what));
-    CNN_TRY_RET(CNN_ARG(k, 3, f->gain, what));
-    CNN_TRY_RET(CNN_ARG(k, 4, f->bias, what));
-    CNN_TRY_RET(CNN_ARG(k, 5, n, what));
-    CNN_TRY_RET(CNN_ARG(k, 6, c, what));
-    CNN_TRY_RET(CNN_ARG(k, 7, h, what));
-    CNN_TRY_RET(CNN_ARG(k, 8, w, what));
+    const cl_mem b[] = {f->img, f->aff, x, f->gain, f->bias};
+    const cl_uint u[] = {(cl_uint)f->N, (cl_uint)f->C, (cl_uint)f->H, (cl_uint)f->W};
+    CNN_TRY_RET(args(k, 0, b, 5, u, 4, NULL, what));
     return cnn_cl_run1d(f->cl, k, (size_t)f->N * f->C * f->H * f->W, what);
 }
 
@@ -304,29 +303,23 @@ int cnn_fv_blur(cnn_fv *f, float sigma)
             free(fr);
             CNN_TRY_RET(status);
         }
-        cl_uint count = (cl_uint)f->n_param, hh = (cl_uint)H, nc = (cl_uint)NC, kk = (cl_uint)K;
         CNN_TRY_RET(kern(f, "fv_blur_spectrum", &k));
-        CNN_TRY_RET(CNN_ARG(k, 0, f->P, what));
-        CNN_TRY_RET(CNN_ARG(k, 1, f->S, what));
-        CNN_TRY_RET(CNN_ARG(k, 2, f->freq, what));
-        CNN_TRY_RET(CNN_ARG(k, 3, count, what));
-        CNN_TRY_RET(CNN_ARG(k, 4, hh, what));
-        CNN_TRY_RET(CNN_ARG(k, 5, nc, what));
-        CNN_TRY_RET(CNN_ARG(k, 6, kk, what));
-        CNN_TRY_RET(CNN_ARG(k, 7, sigma, what));
+        const cl_mem b[] = {f->P, f->S, f->freq};
+        const cl_uint u[] = {(cl_uint)f->n_param, (cl_uint)H, (cl_uint)NC, (cl_uint)K};
+        cl_uint next;
+        CNN_TRY_RET(args(k, 0, b, 3, u, 4, &next, what));
+        CNN_TRY_RET(CNN_ARG(k, next, sigma, what));
         return cnn_cl_run1d(f->cl, k, f->n_param, what);
     }
     /* pixels: blurred into G (free between steps), then back into P and S */
     float w1 = (float)exp(-1.0 / (2.0 * sigma * sigma)), w2 = w1 * w1;
-    cl_uint hh = (cl_uint)H, nc = (cl_uint)NC, ww = (cl_uint)W;
     CNN_TRY_RET(kern(f, "fv_blur_pixels", &k));
-    CNN_TRY_RET(CNN_ARG(k, 0, f->P, what));
-    CNN_TRY_RET(CNN_ARG(k, 1, f->G, what));
-    CNN_TRY_RET(CNN_ARG(k, 2, hh, what));
-    CNN_TRY_RET(CNN_ARG(k, 3, nc, what));
-    CNN_TRY_RET(CNN_ARG(k, 4, ww, what));
-    CNN_TRY_RET(CNN_ARG(k, 5, w1, what));
-    CNN_TRY_RET(CNN_ARG(k, 6, w2, what));
+    const cl_mem b[] = {f->P, f->G};
+    const cl_uint u[] = {(cl_uint)H, (cl_uint)NC, (cl_uint)W};
+    cl_uint next;
+    CNN_TRY_RET(args(k, 0, b, 2, u, 3, &next, what));
+    CNN_TRY_RET(CNN_ARG(k, next, w1, what));
+    CNN_TRY_RET(CNN_ARG(k, next + 1, w2, what));
     CNN_TRY_RET(cnn_cl_run1d(f->cl, k, f->n_param, what));
     for (int i = 0; i < 2; i++) {
         cl_int err = clEnqueueCopyBuffer(f->cl->queue, f->G, i ? f->S : f->P, 0, 0, f->n_param * sizeof(float), 0,
@@ -341,32 +334,21 @@ int cnn_fv_step(cnn_fv *f, cl_mem dx, float tv, float l2, float lr)
 {
     const char *what = "feature visualisation: step";
     size_t NC = (size_t)f->N * f->C, H = (size_t)f->H, K = (size_t)f->K, W = (size_t)f->W;
-    cl_uint n = (cl_uint)f->N, c = (cl_uint)f->C, h = (cl_uint)f->H, w = (cl_uint)f->W;
+    const cl_uint dims[] = {(cl_uint)f->N, (cl_uint)f->C, (cl_uint)f->H, (cl_uint)f->W};
     cl_kernel k;
+    cl_uint next;
     CNN_TRY_RET(kern(f, "fv_transform_back", &k));
-    CNN_TRY_RET(CNN_ARG(k, 0, dx, what));
-    CNN_TRY_RET(CNN_ARG(k, 1, f->aff, what));
-    CNN_TRY_RET(CNN_ARG(k, 2, f->inv, what));
-    CNN_TRY_RET(CNN_ARG(k, 3, f->gimg, what));
-    CNN_TRY_RET(CNN_ARG(k, 4, f->gain, what));
-    CNN_TRY_RET(CNN_ARG(k, 5, n, what));
-    CNN_TRY_RET(CNN_ARG(k, 6, c, what));
-    CNN_TRY_RET(CNN_ARG(k, 7, h, what));
-    CNN_TRY_RET(CNN_ARG(k, 8, w, what));
+    const cl_mem tb[] = {dx, f->aff, f->inv, f->gimg, f->gain};
+    CNN_TRY_RET(args(k, 0, tb, 5, dims, 4, NULL, what));
     CNN_TRY_RET(cnn_cl_run1d(f->cl, k, NC * H * W, what));
     /* d / d t, into t's gradient: G itself for pixels, else Y's slot */
     cl_mem gt = f->fourier ? f->t : f->G;
     CNN_TRY_RET(kern(f, "fv_image_back", &k));
-    CNN_TRY_RET(CNN_ARG(k, 0, f->gimg, what));
-    CNN_TRY_RET(CNN_ARG(k, 1, f->img, what));
-    CNN_TRY_RET(CNN_ARG(k, 2, gt, what));
-    CNN_TRY_RET(CNN_ARG(k, 3, f->M, what));
-    CNN_TRY_RET(CNN_ARG(k, 4, tv, what));
-    CNN_TRY_RET(CNN_ARG(k, 5, l2, what));
-    CNN_TRY_RET(CNN_ARG(k, 6, n, what));
-    CNN_TRY_RET(CNN_ARG(k, 7, c, what));
-    CNN_TRY_RET(CNN_ARG(k, 8, h, what));
-    CNN_TRY_RET(CNN_ARG(k, 9, w, what));
+    const cl_mem ib[] = {f->gimg, f->img, gt, f->M};
+    CNN_TRY_RET(args(k, 0, ib, 4, NULL, 0, &next, what));
+    CNN_TRY_RET(CNN_ARG(k, next, tv, what));
+    CNN_TRY_RET(CNN_ARG(k, next + 1, l2, what));
+    CNN_TRY_RET(args(k, next + 2, NULL, 0, dims, 4, NULL, what));
     CNN_TRY_RET(cnn_cl_run1d(f->cl, k, (size_t)f->N * H * W, what));
     if (f->fourier) {
         /* dYr = G A^T, dYi = G B^T (H*NC x K); [dSr; dSi] = Mh^T [dYr; dYi] */
@@ -379,19 +361,11 @@ int cnn_fv_step(cnn_fv *f, cl_mem dx, float tv, float l2, float lr)
     f->step++;
     const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
     float c1 = (float)(1.0 - pow(b1, f->step)), c2 = (float)(1.0 - pow(b2, f->step));
-    cl_uint count = (cl_uint)f->n_param, hh = (cl_uint)H, nc = (cl_uint)NC, kk = (cl_uint)K;
     CNN_TRY_RET(kern(f, "fv_adam", &k));
-    cl_mem bufs[] = {f->P, f->S, f->G, f->m, f->v, f->scale};
-    for (cl_uint i = 0; i < 6; i++) CNN_TRY_RET(CNN_ARG(k, i, bufs[i], what));
-    CNN_TRY_RET(CNN_ARG(k, 6, count, what));
-    CNN_TRY_RET(CNN_ARG(k, 7, hh, what));
-    CNN_TRY_RET(CNN_ARG(k, 8, nc, what));
-    CNN_TRY_RET(CNN_ARG(k, 9, kk, what));
-    CNN_TRY_RET(CNN_ARG(k, 10, lr, what));
-    CNN_TRY_RET(CNN_ARG(k, 11, b1, what));
-    CNN_TRY_RET(CNN_ARG(k, 12, b2, what));
-    CNN_TRY_RET(CNN_ARG(k, 13, eps, what));
-    CNN_TRY_RET(CNN_ARG(k, 14, c1, what));
-    CNN_TRY_RET(CNN_ARG(k, 15, c2, what));
+    const cl_mem ab[] = {f->P, f->S, f->G, f->m, f->v, f->scale};
+    const cl_uint au[] = {(cl_uint)f->n_param, (cl_uint)H, (cl_uint)NC, (cl_uint)K};
+    CNN_TRY_RET(args(k, 0, ab, 6, au, 4, &next, what));
+    const float af[] = {lr, b1, b2, eps, c1, c2};
+    for (int i = 0; i < 6; i++) CNN_TRY_RET(CNN_ARG(k, next + (cl_uint)i, af[i], what));
     return cnn_cl_run1d(f->cl, k, f->n_param, what);
 }

@@ -532,6 +532,7 @@ static const char *const k_css[] = {
     "font-size:14px}.xrow h4 small{color:var(--mut);font-weight:400;margin-left:8px}\n"
     ".xfig{display:grid;grid-template-columns:repeat(auto-fill,minmax(190px,1fr));gap:12px}\n"
     ".xfig img{width:100%;height:auto;display:block;border-radius:3px}\n"
+    "table.feat img{height:72px;width:auto;display:block}\n"
     "svg.curve{display:block;margin-top:4px;background:var(--card);border:1px solid var(--line);"
     "border-radius:3px}svg.curve .d{stroke:#2166ac}svg.curve .i{stroke:#b2182b}\n"
     "tr.fused td{color:var(--mut)}.tag{font-size:11px;border:1px solid var(--line);border-radius:4px;"
@@ -1318,6 +1319,67 @@ static void put_layers(ctx *x)
     put_str(b, "</tr></tfoot></table></div></section>\n");
 }
 
+static void put_zoom_img(sbuf *b, const cnn_manifest_entry *e, const char *alt)
+{
+    put_str(b, "<img class=\"z\" tabindex=\"0\" loading=\"lazy\" decoding=\"async\" src=\"");
+    url(b, e->path);
+    put_str(b, "\" alt=\"");
+    esc(b, alt);
+    put_str(b, "\">");
+}
+
+/* Per layer with both an optimised image and dataset examples for a
+ * channel: a row per channel, the image beside its inputs' crops. */
+static void put_feature_pages(ctx *x)
+{
+    sbuf *b = x->b;
+    int n = x->r->files ? x->r->files->n : 0;
+    for (int i = 0; i < n; i++) {
+        const cnn_manifest_entry *m = &x->e[i];
+        if (!m->kind || !streq(m->kind, "maximize") || !m->role || !streq(m->role, "channel") || !m->layer) continue;
+        bool seen = false;
+        for (int j = 0; j < i && !seen; j++) {
+            const cnn_manifest_entry *p = &x->e[j];
+            seen = p->kind && streq(p->kind, "maximize") && p->role && streq(p->role, "channel") && p->layer &&
+                   streq(p->layer, m->layer);
+        }
+        if (seen) continue;
+        bool header = false;
+        for (int k = i; k < n; k++) {
+            const cnn_manifest_entry *a = &x->e[k];
+            if (!a->kind || !streq(a->kind, "maximize") || !a->role || !streq(a->role, "channel") || !a->layer ||
+                !streq(a->layer, m->layer))
+                continue;
+            const cnn_manifest_entry *ex = NULL;
+            for (int j = 0; j < n && !ex; j++) {
+                const cnn_manifest_entry *c = &x->e[j];
+                if (c->kind && streq(c->kind, "examples") && c->role && streq(c->role, "channel") && c->layer &&
+                    streq(c->layer, m->layer) && c->channel == a->channel)
+                    ex = c;
+            }
+            if (!ex) continue;
+            if (!header) {
+                put_str(b, "<div class=\"xrow\"><h4>");
+                esc(b, m->layer);
+                put_str(b, "<small>per channel: the optimised image, then the inputs that excite it most</small></h4>"
+                           "<div class=\"scroll\"><table class=\"feat\"><thead><tr><th>channel</th><th>optimised"
+                           "</th><th>objective</th><th>dataset examples</th><th>best</th></tr></thead><tbody>\n");
+                header = true;
+            }
+            putf(b, "<tr><td class=\"num\">%d</td><td>", a->channel);
+            put_zoom_img(b, a, "optimised image");
+            put_str(b, "</td><td class=\"num\">");
+            if (a->has_stats) put_num(b, "%.4g", a->stats[1]);
+            put_str(b, "</td><td>");
+            put_zoom_img(b, ex, "dataset examples");
+            put_str(b, "</td><td class=\"num\">");
+            if (ex->has_stats) put_num(b, "%.4g", ex->stats[1]);
+            put_str(b, "</td></tr>\n");
+        }
+        if (header) put_str(b, "</tbody></table></div></div>\n");
+    }
+}
+
 /* A card of the Features section (dataset examples, optimised images). */
 static bool is_feature(const ctx *x, const group *g)
 {
@@ -1424,7 +1486,9 @@ static void put_page(ctx *x)
                    "channel).  Click an image to zoom, a card's channels for one channel.</p><div class=\"cards\">\n");
         for (int gi = 0; gi < x->n_groups; gi++)
             if (x->groups[gi].in < 0 && is_card(&x->groups[gi]) && is_feature(x, &x->groups[gi])) put_card(x, gi);
-        put_str(b, "</div></section>\n");
+        put_str(b, "</div>\n");
+        put_feature_pages(x);
+        put_str(b, "</section>\n");
     }
     if (r->n_layers) put_layers(x);
     if (n_global_files) {

@@ -16,7 +16,9 @@
   * class images: the 10 units of fc2 (the logits), 256 steps: the model
     gives each PNG its class with probability >= 0.9 (PyTorch, float64);
   * a run of maximize taps needs no --input; the report has a Features
-    section; the manifest lists the files;
+    section, with a row per channel that has both an optimised image and
+    dataset examples (and `channels:` picks the examples' channels); the
+    manifest lists the files;
   * hostile keys and maximize with --shard exit 2 with one line.
 The gradients of the steps themselves are checked in test/unit/test_featvis.c.
 """
@@ -175,6 +177,31 @@ def classes(work):
     print("class images: probabilities of their class %s" % np.round(np.diag(prob), 4).tolist())
 
 
+def pages(work):
+    """The report's per-channel rows: the optimised image beside the examples."""
+    _, path = fashion_config(work, [{"layer": "conv4", "show": "maximize", "channels": [1, 9], "steps": 8},
+                                    {"layer": "conv4", "show": "examples", "channels": [9, 1, 30], "top": 3}],
+                             "pages.yaml")
+    out = os.path.join(work, "pages")
+    img = os.path.join(SRC, "samples", "fashion_mnist", "images")
+    p = run(["run", path, "--input", img, "--out", out, "-q"])
+    check(p.returncode == 0, "pages run: exit %d" % p.returncode)
+    if p.returncode:
+        return
+    html = open(os.path.join(out, "index.html")).read()
+    table = html[html.find('<table class="feat">'):]
+    table = table[:table.find("</table>")]
+    rows = table.split("<tr>")[2:]
+    check(len(rows) == 2, "feature rows: %d, expected 2 (channels 1 and 9 have both)" % len(rows))
+    for ch, row in zip((1, 9), rows):
+        check("model/conv4/maximize/c%03d.png" % ch in row and "model/conv4/examples/c%03d.png" % ch in row,
+              "channel %d row: %s" % (ch, row[:300]))
+    ex = json.load(open(os.path.join(out, "model", "conv4", "examples.json")))
+    check([c["channel"] for c in ex["channels"]] == [9, 1, 30], "examples channels: %s" %
+          [c["channel"] for c in ex["channels"]])
+    check(os.path.isfile(os.path.join(out, "model", "conv4", "examples", "c030.png")), "examples c030.png")
+
+
 def hostile(work):
     for bad, words in (("{layer: conv4, show: maximize, sign: 2}", "'sign' must be 1 or -1"),
                        ("{layer: conv4, show: maximize, param: fft}", "param"),
@@ -202,6 +229,7 @@ def main():
     work = work_dir()
     objectives(work)
     classes(work)
+    pages(work)
     hostile(work)
     if not checks.failures:
         shutil.rmtree(work, ignore_errors=True)
