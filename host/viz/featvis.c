@@ -2,6 +2,7 @@
  * cl/featvis.cl). */
 #include "viz/featvis.h"
 #include "ops/blas.h"
+#include "ops/grad.h"
 #include "core/error.h"
 #include "core/util.h"
 
@@ -44,11 +45,7 @@ static int upload(cnn_fv *f, const float *data, size_t n, cl_mem *out, const cha
 static int buffer(cnn_fv *f, size_t n, cl_mem *out, const char *what)
 {
     CNN_TRY_RET(cnn_cl_buffer(f->cl, n * sizeof(float), out, what));
-    const float zero = 0.0f;
-    cl_int err = clEnqueueFillBuffer(f->cl->queue, *out, &zero, sizeof zero, 0, n * sizeof zero, 0, NULL, NULL);
-    if (err != CL_SUCCESS)
-        return cnn_error_set(CNN_ERR_DEVICE, "clEnqueueFillBuffer failed: %s (%s)", cnn_cl_error_name(err), what);
-    return CNN_OK;
+    return cnn_grad_zero(f->cl, *out, 0, n, what);
 }
 
 void cnn_fv_free(cnn_fv *f)
