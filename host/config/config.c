@@ -49,7 +49,7 @@ const char *const cnn_tap_kinds[] = {
     "activations", "filters",  "weights",    "saliency",       "guided",
     "deconvnet",   "smoothgrad", "integrated", "gradxinput",   "gradcam",
     "gradcampp",   "layercam", "guided-gradcam", "occlusion", "xgradcam", "hirescam",
-    "scorecam",    "ablationcam", "eigencam", "fullgrad", "rise", "lime", "kernelshap", "examples", "maximize", NULL};
+    "scorecam",    "ablationcam", "eigencam", "fullgrad", "rise", "lime", "kernelshap", "examples", "maximize", "dream", NULL};
 const char *const cnn_norm_scopes[] = {"per-channel", "per-layer", "global", "fixed", NULL};
 const char *const cnn_colormaps[] = {"gray", "viridis", "magma", "inferno",
                                      "turbo", "jet", "rdbu", NULL};
@@ -1239,7 +1239,8 @@ static int parse_model(cnn_pipeline *p, const node *v)
 static const char *const g_tap_keys[] = {
     "layer", "layers", "show", "normalize", "range", "clip", "colormap", "columns", "max_channels",
     "signed", "units", "class", "score", "alpha", "samples", "sigma", "baseline", "window", "step", "curves", "reduce", "cells", "keep", "segments", "kernel_width", "road", "road_noise", "top", "by", "channels", "steps", "lr", "param", "decorrelate",
-    "transforms", "tv", "l2", "objective", "sign", "seed", "start", "blur_every", "blur_sigma", NULL};
+    "transforms", "tv", "l2", "objective", "sign", "seed", "start", "blur_every", "blur_sigma",
+    "octaves", "octave_scale", "jitter", "diversity", "diversity_weight", NULL};
 
 /* road: true (the default percentiles), false, or a list of percentiles
  * strictly between 0 and 100. */
@@ -1410,6 +1411,8 @@ static int parse_tap(ctx *c, size_t idx, const node *m)
             status = get_channels(p, v, t);
         } else if (is_key(k, "steps")) {
             status = get_int(p, v, key, "an integer", 1, &t->steps);
+            if (status == CNN_OK && t->steps > 100000)
+                status = cnn_pipeline_error_at(p, v->pos, "'steps' must be 1 to 100000 (got %d)", t->steps);
         } else if (is_key(k, "lr")) {
             status = get_float(p, v, key, &t->lr);
             if (status == CNN_OK && !(t->lr > 0 && t->lr <= 10))
@@ -1424,6 +1427,31 @@ static int parse_tap(ctx *c, size_t idx, const node *m)
             if (status == CNN_OK && !(t->blur_sigma > 0 && t->blur_sigma <= 10))
                 status = cnn_pipeline_error_at(p, v->pos, "'blur_sigma' must be > 0 and at most 10 pixels (got %g)",
                                                (double)t->blur_sigma);
+        } else if (is_key(k, "diversity")) {
+            status = get_int(p, v, key, "an integer", 1, &t->diversity);
+            if (status == CNN_OK && t->diversity > 16)
+                status = cnn_pipeline_error_at(p, v->pos, "'diversity' must be 1 to 16 images per channel (got %d)",
+                                               t->diversity);
+        } else if (is_key(k, "diversity_weight")) {
+            status = get_float(p, v, key, &t->diversity_weight);
+            t->has_diversity_weight = true;
+            if (status == CNN_OK && !(t->diversity_weight >= 0 && t->diversity_weight <= 1e6))
+                status = cnn_pipeline_error_at(p, v->pos, "'diversity_weight' must be between 0 and 1e6 (got %g)",
+                                               (double)t->diversity_weight);
+        } else if (is_key(k, "octaves")) {
+            status = get_int(p, v, key, "an integer", 1, &t->octaves);
+            if (status == CNN_OK && t->octaves > 8)
+                status = cnn_pipeline_error_at(p, v->pos, "'octaves' must be 1 to 8 (got %d)", t->octaves);
+        } else if (is_key(k, "octave_scale")) {
+            status = get_float(p, v, key, &t->octave_scale);
+            if (status == CNN_OK && !(t->octave_scale > 1 && t->octave_scale <= 4))
+                status = cnn_pipeline_error_at(p, v->pos, "'octave_scale' must be > 1 and at most 4 (got %g)",
+                                               (double)t->octave_scale);
+        } else if (is_key(k, "jitter")) {
+            status = get_int(p, v, key, "an integer", 0, &t->jitter);
+            t->has_jitter = true;
+            if (status == CNN_OK && t->jitter > 256)
+                status = cnn_pipeline_error_at(p, v->pos, "'jitter' must be 0 to 256 pixels (got %d)", t->jitter);
         } else if (is_key(k, "start")) {
             static const char *const starts[] = {"grey", "mean", NULL};
             status = get_choice(p, v, key, starts, "start", &t->start);

@@ -167,8 +167,8 @@ typedef struct cnn_tap_spec {
     int *channels;      /* examples, maximize: these channels (`channels: [..]`), else the first max_channels */
     int n_channels;
     /* maximize (pipeline/maximize.c) */
-    int steps;          /* 0 = default (256) */
-    float lr;           /* 0 = default (0.05) */
+    int steps;          /* 0 = default (256; dream: 10 per octave) */
+    float lr;           /* 0 = default (0.05; dream: 1.5 grey levels of 255 per step) */
     char *param;        /* "fourier" (default) or "pixel" */
     char *start;        /* "grey" or "mean" (the normalisation's mean colour; default) */
     bool decorrelate, has_decorrelate; /* default true */
@@ -180,6 +180,13 @@ typedef struct cnn_tap_spec {
     int sign;           /* 0 = default (1), or -1 */
     int seed;           /* with has_seed; default 0 */
     bool has_seed;
+    int diversity;      /* maximize: images per channel, 0 = default (1) */
+    float diversity_weight; /* ... weight of their Gram matrices' similarity, with has_diversity_weight (100) */
+    bool has_diversity_weight;
+    int octaves;        /* dream: image scales; 0 = default (4) */
+    float octave_scale; /* dream: ratio of one octave's size to the next smaller; 0 = default (1.4) */
+    int jitter;         /* dream: largest random shift in pixels, with has_jitter (default 32 at 224) */
+    bool has_jitter;
     int top;            /* examples: inputs kept per channel; 0 = default (9) */
     char *by;           /* examples: "max" (default) or "mean" of the channel */
 } cnn_tap_spec;

@@ -702,7 +702,8 @@ int cnn_job_prepare(cnn_job *s, const cnn_job *lead)
      * (not for a run of filters, weights or examples alone) */
     bool per_input = false;
     for (int t = 0; t < s->n_taps; t++)
-        per_input |= s->taps[t].kind == CNN_TAP_ACTIVATIONS || s->taps[t].kind == CNN_TAP_GRADIENT;
+        per_input |= s->taps[t].kind == CNN_TAP_ACTIVATIONS || s->taps[t].kind == CNN_TAP_GRADIENT ||
+                     s->taps[t].kind == CNN_TAP_DREAM;
     s->input_png = (s->report || per_input) && !s->l.pipe.input.tensor;
     return CNN_OK;
 }
@@ -746,8 +747,9 @@ int cnn_job_device(cnn_job *s, const char *platform, const char *device, int *ba
         int fit = (int)((512u << 20) / (per ? per : 1));
         if (samples > net_batch) net_batch = samples < fit ? samples : (fit > net_batch ? fit : net_batch);
     }
-    if (s->mx_batch) {
-        /* maximize: gradient mode, its channels as one batch */
+    if (s->mx_batch || s->dream) {
+        /* maximize: gradient mode, its channels as one batch; dream:
+         * gradient mode at the run's batch */
         for (int i = 0; i < s->l.graph.n; i++) s->keep[i] = true;
         if (net_batch < s->mx_batch) net_batch = s->mx_batch;
     }
@@ -830,6 +832,7 @@ int cnn_job_batch(cnn_job *s, int batch, int *k, int *slot_of, int *b)
     }
     if (s->attrib) CNN_TRY_RET(cnn_job_late_batch(s, *b, slot_of));
     if (s->n_san_layer) CNN_TRY_RET(cnn_sanity_batch(s, *b, slot_of));
+    if (s->dream) CNN_TRY_RET(cnn_dream_batch(s, *b, slot_of));
     return CNN_OK;
 }
 

@@ -107,6 +107,7 @@ struct cnn_job {
     int *rank;            /* [batch * 10] each image's classes by score */
     bool images;          /* write PNGs (taps or the report) */
     bool input_png;       /* write <stem>/input.png for each input */
+    bool dream;           /* dream taps: gradient mode, every tensor kept */
     int mx_batch;         /* maximize taps: the most channels of one (its batch); 0: none */
     int nonfinite_inputs;  /* inputs whose network output holds NaN or Inf */
     int first_nonfinite;   /* ... the first of them (index into inputs) */
@@ -173,6 +174,9 @@ double cnn_examples_best(const cnn_vtap *t, int channel);
  * images, after the inputs (a run of maximize taps may have none). */
 int cnn_maximize_prepare(cnn_job *s);
 int cnn_maximize_run(cnn_job *s);
+/* dream.c: DeepDream (show: dream) on each input of a batch, after its
+ * other taps (it overwrites the network's tensors). */
+int cnn_dream_batch(cnn_job *s, int nb, const int *slot_of);
 /* Input k into slot b again, after the batches (no prefetcher). */
 int cnn_job_reload_input(cnn_job *s, int k, int b);
 void cnn_job_free(cnn_job *s);
@@ -210,6 +214,9 @@ int cnn_job_write_npy(cnn_job *s, const char *rel, const float *data, const int6
  * the manifest with format "json". */
 int cnn_job_write_json(cnn_job *s, const char *rel, cnn_json *j, const char *kind, const char *role,
                        const char *layer);
+/* The same, listed as a file of input `input` (its path). */
+int cnn_job_write_json_of(cnn_job *s, const char *rel, cnn_json *j, const char *kind, const char *role,
+                          const char *layer, const char *input);
 int cnn_job_csv_append(cnn_job *s, const char *input, int index, const char *label, double prob);
 int cnn_job_csv_raw(cnn_job *s, const char *rows, size_t n); /* rows as they are */
 int cnn_job_write_trace(cnn_job *s);

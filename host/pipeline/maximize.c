@@ -13,11 +13,20 @@
  * Files: model/<layer>/maximize.png (a tile per channel), maximize/cNNN.png
  * per channel, maximize.npy ([n, C, H, W] in [0, 1]) with --npy, and
  * maximize.json (per channel: the objective reached, the curve, and the
- * best value of an examples tap on the same layer when the run has one). */
+ * best value of an examples tap on the same layer when the run has one).
+ *
+ * diversity: K > 1 makes K images per channel (image n: channel n / K) and
+ * subtracts w * sum over pairs i != j of a channel's images of the cosine
+ * similarity of their Gram matrices G = A A^T (A: the layer's [C, P]
+ * output; Lucid's diversity objective).  Its gradient goes into the seed
+ * on the device: with Gh = G / |G|, S the sum of a channel's Gh and
+ * s_i = <Gh_i, S - Gh_i>, d/dA_i of -w * sum is
+ * -4 w (S - (1 + s_i) Gh_i) / |G_i| * A_i. */
 #include "pipeline/job_impl.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "ops/blas.h"
 #include "viz/featvis.h"
 
 #include <math.h>
@@ -39,7 +48,14 @@ int cnn_maximize_prepare(cnn_job *s)
         if (s->o.shard_count || cnn_cl_wants_several(s->o.device))
             return cnn_error_set(CNN_ERR_USAGE, "run: maximize runs once per run: not with --shard or several "
                                  "devices");
-        if (vt->n_sel > s->mx_batch) s->mx_batch = vt->n_sel;
+        if (vt->diversity > 1) {
+            const cnn_layer *ly = &s->l.graph.layers[vt->layer];
+            size_t c = vt->flat ? cnn_layer_numel(ly) : (size_t)ly->c;
+            if (c > 2048)
+                return cnn_error_set(CNN_ERR_USAGE, "maximize %s: diversity compares %zu x %zu Gram matrices; at "
+                                     "most 2048 channels", vt->layer_name, c, c);
+        }
+        if (vt->n_sel * vt->diversity > s->mx_batch) s->mx_batch = vt->n_sel * vt->diversity;
         s->gradients = true;
     }
     return CNN_OK;
@@ -48,7 +64,7 @@ int cnn_maximize_prepare(cnn_job *s)
 /* The objective of image n from the layer's output (host, one image). */
 static double objective(const cnn_vtap *t, const float *a, int n)
 {
-    int ch = cnn_vtap_channel(t, n);
+    int ch = cnn_vtap_channel(t, n / t->diversity);
     size_t plane = (size_t)t->h * t->w;
     const float *p = a + (size_t)ch * plane;
     double v;
@@ -85,21 +101,119 @@ static double best_example(const cnn_job *s, const cnn_vtap *t, int ch)
     return NAN;
 }
 
-static int write_outputs(cnn_job *s, cnn_vtap *t, const cnn_fv *f, const float *img, const double *final,
-                         const float *curve, int n_curve, double secs)
+/* The diversity term's state: the layer's Gram matrices on the device and
+ * their copy on the host, and each image's s_i (see the header). */
+typedef struct divctx {
+    cnn_job *s;
+    const cnn_vtap *t;
+    int N, K;
+    size_t C, P, numel;
+    cl_mem G, M;   /* [N][C][C]: the Gram matrices; the seed's factor */
+    float *hg;     /* [N][C][C] */
+    double *sim;   /* [N] s_i: the sum of image i's cosine similarity to its channel's other images */
+} divctx;
+
+static void div_free(divctx *d)
 {
-    const int N = f->N, C = f->C, H = f->H, W = f->W;
+    if (d->G) clReleaseMemObject(d->G);
+    if (d->M) clReleaseMemObject(d->M);
+    free(d->hg);
+    free(d->sim);
+}
+
+static int div_create(divctx *d, cnn_job *s, const cnn_vtap *t, int N)
+{
+    const cnn_layer *ly = &s->l.graph.layers[t->layer];
+    *d = (divctx){.s = s, .t = t, .N = N, .K = t->diversity, .numel = cnn_layer_numel(ly)};
+    d->C = t->flat ? d->numel : (size_t)ly->c;
+    d->P = d->numel / d->C;
+    size_t cc = (size_t)N * d->C * d->C;
+    d->hg = cnn_malloc(cc * sizeof *d->hg);
+    d->sim = cnn_calloc((size_t)N, sizeof *d->sim);
+    if (!d->hg || !d->sim) return CNN_ERR_NOMEM;
+    CNN_TRY_RET(cnn_cl_buffer(&s->cl, cc * sizeof(float), &d->G, "maximize: Gram matrices"));
+    return cnn_cl_buffer(&s->cl, cc * sizeof(float), &d->M, "maximize: diversity seed");
+}
+
+/* The Gram matrices of the layer's output for the batch, s_i, and (write)
+ * the seed's factor -4 w (S - (1 + s_i) Gh_i) / |G_i| into d->M. */
+static int div_grams(divctx *d, bool write)
+{
+    cnn_job *s = d->s;
+    const size_t C = d->C, P = d->P, cc = C * C;
+    cl_mem A = cnn_net_buffer(&s->net, d->t->layer);
+    const char *what = d->t->layer_name;
+    for (int n = 0; n < d->N; n++)
+        CNN_TRY_RET(cnn_blas_sgemm(&s->cl, false, true, C, C, P, A, (size_t)n * d->numel, P, A, (size_t)n * d->numel,
+                                   P, d->G, (size_t)n * cc, C, what));
+    CNN_TRY_RET(cnn_cl_read(&s->cl, d->G, 0, (size_t)d->N * cc * sizeof(float), d->hg, "maximize: Gram matrices"));
+    double *S = cnn_malloc(cc * sizeof *S), *norm = cnn_malloc((size_t)d->K * sizeof *norm);
+    if (!S || !norm) {
+        free(S);
+        free(norm);
+        return CNN_ERR_NOMEM;
+    }
+    for (int g0 = 0; g0 < d->N; g0 += d->K) {
+        memset(S, 0, cc * sizeof *S);
+        for (int k = 0; k < d->K; k++) {
+            const float *G = d->hg + (size_t)(g0 + k) * cc;
+            double q = 0;
+            for (size_t i = 0; i < cc; i++) q += (double)G[i] * G[i];
+            norm[k] = sqrt(q);
+            if (norm[k] > 0)
+                for (size_t i = 0; i < cc; i++) S[i] += G[i] / norm[k];
+        }
+        for (int k = 0; k < d->K; k++) {
+            float *G = d->hg + (size_t)(g0 + k) * cc;
+            double dot = 0;
+            if (norm[k] > 0)
+                for (size_t i = 0; i < cc; i++) dot += S[i] * (G[i] / norm[k]);
+            d->sim[g0 + k] = norm[k] > 0 ? dot - 1 : 0;
+            if (!write) continue;
+            /* G becomes the factor in place (the host copy is not read again) */
+            double f = norm[k] > 0 ? -4.0 * d->t->div_weight / norm[k] : 0, keep = 1 + d->sim[g0 + k];
+            for (size_t i = 0; i < cc; i++)
+                G[i] = norm[k] > 0 ? (float)(f * (S[i] - keep * (G[i] / norm[k]))) : 0.0f;
+        }
+    }
+    free(S);
+    free(norm);
+    if (!write) return CNN_OK;
+    return cnn_cl_write(&s->cl, d->M, 0, (size_t)d->N * cc * sizeof(float), d->hg, "maximize: diversity seed");
+}
+
+/* cnn_seed_add: grad_i += M_i A_i. */
+static int div_add(void *ctx, cl_mem grad)
+{
+    divctx *d = ctx;
+    cnn_job *s = d->s;
+    const size_t C = d->C, P = d->P, cc = C * C;
+    cl_mem A = cnn_net_buffer(&s->net, d->t->layer);
+    for (int n = 0; n < d->N; n++)
+        CNN_TRY_RET(cnn_blas_sgemm_beta(&s->cl, false, false, C, P, C, d->M, (size_t)n * cc, C, A,
+                                        (size_t)n * d->numel, P, 1.0f, grad, (size_t)n * d->numel, P,
+                                        d->t->layer_name));
+    return CNN_OK;
+}
+
+static int write_outputs(cnn_job *s, cnn_vtap *t, const cnn_fv *f, const float *img, const double *final,
+                         const double *sim, const float *curve, int n_curve, double secs)
+{
+    const int N = f->N, C = f->C, H = f->H, W = f->W, K = t->diversity, n_ch = N / K;
     int fac = H >= TILE_MIN ? 1 : (TILE_MIN + H - 1) / H;
     int th = H * fac, tw = W * fac;
-    int cols = t->columns ? t->columns : (int)ceil(sqrt((double)N));
+    /* a tile per image; with diversity a row per channel */
+    int cols = K > 1 ? K : t->columns ? t->columns : (int)ceil(sqrt((double)N));
     if (cols > N) cols = N;
     int rows = (N + cols - 1) / cols;
     int MW = cols * tw + (cols - 1) * GAP, MH = rows * th + (rows - 1) * GAP;
-    size_t tile_bytes = (size_t)H * W * C, mont_bytes = (size_t)MW * MH * C;
-    cnn_png_buf *pb = cnn_png_buf_new((size_t)N * tile_bytes + mont_bytes);
+    int SW = K * W + (K - 1) * GAP; /* one channel's strip at the input's size */
+    size_t tile_bytes = (size_t)H * W * C, mont_bytes = (size_t)MW * MH * C, strip_bytes = (size_t)SW * H * C;
+    cnn_png_buf *pb = cnn_png_buf_new((size_t)N * tile_bytes + mont_bytes + (K > 1 ? (size_t)n_ch * strip_bytes : 0));
     if (!pb) return CNN_ERR_NOMEM;
-    uint8_t *px = cnn_png_buf_data(pb), *mont = px + (size_t)N * tile_bytes;
+    uint8_t *px = cnn_png_buf_data(pb), *mont = px + (size_t)N * tile_bytes, *strips = mont + mont_bytes;
     memset(mont, 255, mont_bytes);
+    if (K > 1) memset(strips, 255, (size_t)n_ch * strip_bytes);
     for (int n = 0; n < N; n++) {
         uint8_t *tile = px + (size_t)n * tile_bytes;
         int r = n / cols, c0 = n % cols;
@@ -110,32 +224,46 @@ static int write_outputs(cnn_job *s, cnn_vtap *t, const cnn_fv *f, const float *
                     long q = lrintf(v * 255.0f);
                     uint8_t b = (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
                     tile[((size_t)y * W + x) * C + c] = b;
+                    if (K > 1)
+                        strips[(size_t)(n / K) * strip_bytes + ((size_t)y * SW + (size_t)(n % K) * (W + GAP) + x) * C +
+                               c] = b;
                     for (int dy = 0; dy < fac; dy++)
                         for (int dx = 0; dx < fac; dx++)
                             mont[(((size_t)r * (th + GAP) + y * fac + dy) * MW + (size_t)c0 * (tw + GAP) + x * fac +
                                   dx) * C + c] = b;
                 }
     }
-    char rel[512], note[256];
-    snprintf(note, sizeof note, "%d steps, %s parameters%s%s; objective: %s%s", t->steps,
+    char rel[512], note[256], dnote[64] = "";
+    if (K > 1) snprintf(dnote, sizeof dnote, "; %d images per channel (diversity)", K);
+    snprintf(note, sizeof note, "%d steps, %s parameters%s%s; objective: %s%s%s", t->steps,
              t->fourier ? "Fourier" : "pixel", t->decorrelate && C == 3 ? ", decorrelated colours" : "",
              t->transforms ? ", random transforms" : "", t->sign < 0 ? "minus " : "",
-             t->flat ? "the unit" : t->neuron ? "the centre position" : "the channel's mean");
+             t->flat ? "the unit" : t->neuron ? "the centre position" : "the channel's mean", dnote);
     snprintf(rel, sizeof rel, "model/%s/maximize.png", t->dir);
     cnn_manifest_entry e = {.kind = "maximize", .role = "montage", .layer = (char *)t->layer_name, .channel = -1,
                             .note = note};
     int status = cnn_vctx_emit(&s->viz, rel, pb, (size_t)N * tile_bytes, MW, MH, C, &e);
-    for (int n = 0; n < N && status == CNN_OK; n++) {
-        snprintf(rel, sizeof rel, "model/%s/maximize/c%03d.png", t->dir, cnn_vtap_channel(t, n));
+    for (int i = 0; i < n_ch && status == CNN_OK; i++) {
+        snprintf(rel, sizeof rel, "model/%s/maximize/c%03d.png", t->dir, cnn_vtap_channel(t, i));
         cnn_manifest_entry ce = {.kind = "maximize", .role = "channel", .layer = (char *)t->layer_name,
-                                 .channel = cnn_vtap_channel(t, n), .has_stats = 1};
-        ce.stats[0] = ce.stats[1] = ce.stats[2] = final[n];
-        status = cnn_vctx_emit(&s->viz, rel, pb, (size_t)n * tile_bytes, W, H, C, &ce);
+                                 .channel = cnn_vtap_channel(t, i), .has_stats = 1};
+        double lo = final[i * K], hi = lo, sum = 0;
+        for (int k = 0; k < K; k++) {
+            lo = fmin(lo, final[i * K + k]);
+            hi = fmax(hi, final[i * K + k]);
+            sum += final[i * K + k];
+        }
+        ce.stats[0] = lo;
+        ce.stats[1] = hi;
+        ce.stats[2] = sum / K;
+        status = K > 1 ? cnn_vctx_emit(&s->viz, rel, pb, (size_t)N * tile_bytes + mont_bytes +
+                                       (size_t)i * strip_bytes, SW, H, C, &ce)
+                       : cnn_vctx_emit(&s->viz, rel, pb, (size_t)i * tile_bytes, W, H, C, &ce);
     }
     cnn_png_buf_release(pb);
     if (status == CNN_OK && s->o.npy) {
         snprintf(rel, sizeof rel, "model/%s/maximize.npy", t->dir);
-        int64_t shape[4] = {N, C, H, W};
+        int64_t shape[4] = {N, C, H, W}; /* with diversity: channel i's image k at i * K + k */
         status = cnn_job_write_npy(s, rel, img, shape, 4, "maximize", "tensor", t->layer_name, NULL);
     }
     if (status < 0) return status;
@@ -167,6 +295,10 @@ static int write_outputs(cnn_job *s, cnn_vtap *t, const cnn_fv *f, const float *
     cnn_json_int(&j, t->blur_every);
     cnn_json_key(&j, "blur_sigma");
     cnn_json_number(&j, t->blur_sigma);
+    cnn_json_key(&j, "diversity");
+    cnn_json_int(&j, K);
+    cnn_json_key(&j, "diversity_weight");
+    cnn_json_number(&j, t->div_weight);
     cnn_json_key(&j, "seed");
     cnn_json_int(&j, t->seed);
     cnn_json_key(&j, "seconds");
@@ -175,20 +307,38 @@ static int write_outputs(cnn_job *s, cnn_vtap *t, const cnn_fv *f, const float *
     cnn_json_int(&j, CURVE_EVERY);
     cnn_json_key(&j, "channels");
     cnn_json_array_begin(&j);
-    for (int n = 0; n < N; n++) {
-        int ch = cnn_vtap_channel(t, n);
+    for (int i = 0; i < n_ch; i++) {
+        int ch = cnn_vtap_channel(t, i);
         cnn_json_object_begin(&j);
         cnn_json_key(&j, "channel");
         cnn_json_int(&j, ch);
+        /* value: the best of the channel's images; with diversity every
+         * image's, their mean curve and mean pairwise similarity too */
+        double best_v = final[i * K];
+        for (int k = 1; k < K; k++) best_v = fmax(best_v, final[i * K + k]);
         cnn_json_key(&j, "value");
-        cnn_json_number(&j, final[n]);
+        cnn_json_number(&j, best_v);
+        if (K > 1) {
+            cnn_json_key(&j, "values");
+            cnn_json_array_begin(&j);
+            for (int k = 0; k < K; k++) cnn_json_number(&j, final[i * K + k]);
+            cnn_json_array_end(&j);
+            double ss = 0;
+            for (int k = 0; k < K; k++) ss += sim[i * K + k];
+            cnn_json_key(&j, "similarity");
+            cnn_json_number(&j, ss / ((double)K * (K - 1)));
+        }
         double best = best_example(s, t, ch);
         cnn_json_key(&j, "best_example");
         if (isnan(best)) cnn_json_null(&j);
         else cnn_json_number(&j, t->sign * best);
         cnn_json_key(&j, "curve");
         cnn_json_array_begin(&j);
-        for (int i = 0; i < n_curve; i++) cnn_json_number(&j, curve[(size_t)i * N + n]);
+        for (int p = 0; p < n_curve; p++) {
+            double m = 0;
+            for (int k = 0; k < K; k++) m += curve[(size_t)p * N + i * K + k];
+            cnn_json_number(&j, K > 1 ? m / K : (double)curve[(size_t)p * N + i * K]);
+        }
         cnn_json_array_end(&j);
         cnn_json_object_end(&j);
     }
@@ -204,7 +354,7 @@ static int run_tap(cnn_job *s, cnn_vtap *t)
 {
     const cnn_input_spec *in = &s->l.pipe.input;
     const cnn_layer *ly = &s->l.graph.layers[t->layer];
-    const int N = t->n_sel;
+    const int K = t->diversity, N = t->n_sel * K;
     size_t numel = cnn_layer_numel(ly);
     float gain[3], bias[3], start[3];
     for (int c = 0; c < in->c; c++) {
@@ -216,6 +366,7 @@ static int run_tap(cnn_job *s, cnn_vtap *t)
     cnn_fv f;
     CNN_TRY_RET(cnn_fv_create(&f, &s->cl, N, in->c, in->h, in->w, t->fourier, t->decorrelate, gain, bias,
                               t->start_mean ? start : NULL, t->seed));
+    divctx dv = {0};
     int n_curve = (t->steps + CURVE_EVERY - 1) / CURVE_EVERY;
     float *seed = cnn_calloc((size_t)N * numel, sizeof *seed);
     float *host = cnn_malloc((size_t)N * numel * sizeof *host);
@@ -224,10 +375,11 @@ static int run_tap(cnn_job *s, cnn_vtap *t)
     float *img = cnn_malloc((size_t)N * in->c * in->h * in->w * sizeof *img);
     double *val = cnn_malloc((size_t)N * sizeof *val);
     int status = seed && host && aff && curve && img && val ? CNN_OK : CNN_ERR_NOMEM;
+    if (status == CNN_OK && K > 1) status = div_create(&dv, s, t, N);
     /* d objective / d layer: constant over the steps */
     size_t plane = (size_t)t->h * t->w;
     for (int n = 0; n < N && status == CNN_OK; n++) {
-        float *sd = seed + (size_t)n * numel + (size_t)cnn_vtap_channel(t, n) * plane;
+        float *sd = seed + (size_t)n * numel + (size_t)cnn_vtap_channel(t, n / K) * plane;
         if (t->flat) sd[0] = (float)t->sign;
         else if (t->neuron) sd[(size_t)(t->h / 2) * t->w + t->w / 2] = (float)t->sign;
         else
@@ -238,7 +390,8 @@ static int run_tap(cnn_job *s, cnn_vtap *t)
         s->bw_ready = status == CNN_OK;
     }
     if (status == CNN_OK && !s->o.quiet)
-        cnn_logf(CNN_LOG_INFO, "maximize %s: %d channel%s, %d steps", t->layer_name, N, N == 1 ? "" : "s", t->steps);
+        cnn_logf(CNN_LOG_INFO, "maximize %s: %d channel%s%s, %d steps", t->layer_name, t->n_sel,
+                 t->n_sel == 1 ? "" : "s", K > 1 ? " x diversity" : "", t->steps);
     int k = 0;
     for (int step = 0; step < t->steps && status == CNN_OK; step++) {
         status = cnn_job_interrupted(s);
@@ -251,8 +404,10 @@ static int run_tap(cnn_job *s, cnn_vtap *t)
             for (int n = 0; n < N; n++) curve[(size_t)k * N + n] = (float)val[n];
             k++;
         }
+        if (status == CNN_OK && K > 1) status = div_grams(&dv, true);
         if (status == CNN_OK)
-            status = cnn_backward_seeded(&s->bw, N, t->layer, seed, CNN_GRAD_PLAIN, CNN_GRAPH_INPUT);
+            status = cnn_backward_seeded_add(&s->bw, N, t->layer, seed, K > 1 ? div_add : NULL, &dv, CNN_GRAD_PLAIN,
+                                             CNN_GRAPH_INPUT);
         if (status == CNN_OK)
             status = cnn_fv_step(&f, cnn_backward_grad(&s->bw, CNN_GRAPH_INPUT), t->tv, t->l2, t->lr);
         if (status == CNN_OK && t->blur_every && (step + 1) % t->blur_every == 0)
@@ -265,15 +420,17 @@ static int run_tap(cnn_job *s, cnn_vtap *t)
     if (status == CNN_OK) status = cnn_fv_input(&f, NULL, s->net.input);
     if (status == CNN_OK) status = cnn_net_forward_range(&s->net, 0, t->layer + 1, N);
     if (status == CNN_OK) status = measure(s, t, N, host, val);
+    if (status == CNN_OK && K > 1) status = div_grams(&dv, false);
     if (status == CNN_OK)
         status = cnn_cl_read(&s->cl, f.img, 0, (size_t)N * in->c * in->h * in->w * sizeof *img, img,
                              "feature visualisation: images");
     double secs = (cnn_now_ms() - t0) / 1000.0;
-    if (status == CNN_OK) status = write_outputs(s, t, &f, img, val, curve, k, secs);
+    if (status == CNN_OK) status = write_outputs(s, t, &f, img, val, dv.sim, curve, k, secs);
     if (status == CNN_OK && !s->o.quiet)
         cnn_logf(CNN_LOG_INFO, "maximize %s: %d steps in %.1f s", t->layer_name, t->steps, secs);
     if (status < 0) cnn_error_prefix(status, "maximize %s", t->layer_name);
     cnn_fv_free(&f);
+    div_free(&dv);
     free(seed);
     free(host);
     free(aff);

@@ -33,6 +33,12 @@ int cnn_job_write_npy(cnn_job *s, const char *rel, const float *data, const int6
 int cnn_job_write_json(cnn_job *s, const char *rel, cnn_json *j, const char *kind, const char *role,
                        const char *layer)
 {
+    return cnn_job_write_json_of(s, rel, j, kind, role, layer, NULL);
+}
+
+int cnn_job_write_json_of(cnn_job *s, const char *rel, cnn_json *j, const char *kind, const char *role,
+                          const char *layer, const char *input)
+{
     char *path = cnn_path_join(s->wdir, rel);
     char *dir = path ? cnn_path_dir(path) : NULL;
     int status = dir ? cnn_mkdirs(dir, 0755) : CNN_ERR_NOMEM;
@@ -41,7 +47,7 @@ int cnn_job_write_json(cnn_job *s, const char *rel, cnn_json *j, const char *kin
     free(path);
     if (status < 0) return status;
     cnn_manifest_entry e = {.path = (char *)rel, .kind = (char *)kind, .role = (char *)role, .layer = (char *)layer,
-                            .channel = -1, .format = "json"};
+                            .input = (char *)input, .channel = -1, .format = "json"};
     return cnn_manifest_add(&s->manifest, &e);
 }
 

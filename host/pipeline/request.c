@@ -67,6 +67,12 @@ static int add_tap(cnn_job *s, const char *layer, const char *kind, const cnn_ta
         s->keep[li] = true;
     for (int i = 0; i < t->n_fuse; i++) s->keep[t->fuse[i]] = true;
     if (t->kind == CNN_TAP_GRADIENT) s->attrib = true;
+    if (t->kind == CNN_TAP_DREAM) {
+        if (s->l.pipe.input.tensor || (s->l.pipe.input.c != 1 && s->l.pipe.input.c != 3))
+            return cnn_error_set(CNN_ERR_USAGE, "run: dream changes the input image; this network takes a tensor "
+                                 "(color: none)");
+        s->dream = s->gradients = true;
+    }
     if (t->kind == CNN_TAP_GRADIENT && cnn_method_of(t->method)->backward) s->gradients = true;
     return CNN_OK;
 }

@@ -169,7 +169,8 @@ static int back_layer(cnn_backward *bw, int i, int n, cnn_grad_mode mode)
     return CNN_OK;
 }
 
-static int run_from(cnn_backward *bw, int n, int last, const float *seed, cnn_grad_mode mode, int stop);
+static int run_from(cnn_backward *bw, int n, int last, const float *seed, cnn_seed_add add, void *ctx,
+                    cnn_grad_mode mode, int stop);
 
 int cnn_backward_run(cnn_backward *bw, int n, const int *cls, bool prob, const float *logits,
                      cnn_grad_mode mode, int stop)
@@ -199,17 +200,25 @@ int cnn_backward_run(cnn_backward *bw, int n, const int *cls, bool prob, const f
             s[k] = (float)(pc * (((size_t)cls[b] == k) - pk));
         }
     }
-    return run_from(bw, n, last, bw->seed, mode, stop);
+    return run_from(bw, n, last, bw->seed, NULL, NULL, mode, stop);
 }
 
 int cnn_backward_seeded(cnn_backward *bw, int n, int top, const float *seed, cnn_grad_mode mode, int stop)
 {
     CNN_ASSERT(n >= 1 && n <= bw->net->plan.max_batch && top >= 0 && top < bw->net->g->n);
-    return run_from(bw, n, top, seed, mode, stop);
+    return run_from(bw, n, top, seed, NULL, NULL, mode, stop);
+}
+
+int cnn_backward_seeded_add(cnn_backward *bw, int n, int top, const float *seed, cnn_seed_add add, void *ctx,
+                            cnn_grad_mode mode, int stop)
+{
+    CNN_ASSERT(n >= 1 && n <= bw->net->plan.max_batch && top >= 0 && top < bw->net->g->n);
+    return run_from(bw, n, top, seed, add, ctx, mode, stop);
 }
 
 /* The backward from layer `last` seeded with d score / d its output. */
-static int run_from(cnn_backward *bw, int n, int last, const float *seed, cnn_grad_mode mode, int stop)
+static int run_from(cnn_backward *bw, int n, int last, const float *seed, cnn_seed_add add, void *ctx,
+                    cnn_grad_mode mode, int stop)
 {
     cnn_net *net = bw->net;
     const cnn_graph *g = net->g;
@@ -237,6 +246,7 @@ static int run_from(cnn_backward *bw, int n, int last, const float *seed, cnn_gr
     if (status == CNN_OK)
         status = cnn_cl_write(net->cl, cnn_backward_grad(bw, last), 0, (size_t)n * nout * sizeof(float), seed,
                               "gradient seed");
+    if (status == CNN_OK && add) status = add(ctx, cnn_backward_grad(bw, last));
     for (int i = last; i > stop && status == CNN_OK; i--)
         if (net->plan.computes[i]) status = back_layer(bw, i, n, mode);
     return status;

@@ -45,6 +45,14 @@ int cnn_backward_run(cnn_backward *bw, int n, const int *cls, bool prob, const f
  * visited.  Feature visualisation seeds a channel, a position or a unit. */
 int cnn_backward_seeded(cnn_backward *bw, int n, int top, const float *seed, cnn_grad_mode mode, int stop);
 
+/* The same, with add(ctx, grad) called once the seed is in top's gradient
+ * buffer (grad: [n][its elements]) and before the layers run: a term of
+ * the score that depends on the device's tensors adds its part there
+ * (maximize's diversity). */
+typedef int (*cnn_seed_add)(void *ctx, cl_mem grad);
+int cnn_backward_seeded_add(cnn_backward *bw, int n, int top, const float *seed, cnn_seed_add add, void *ctx,
+                            cnn_grad_mode mode, int stop);
+
 /* Gradient of layer i's output ([N, c, h, w]); CNN_GRAPH_INPUT: of the
  * network input. */
 cl_mem cnn_backward_grad(const cnn_backward *bw, int layer);

@@ -233,6 +233,7 @@ int cnn_vtap_configure(cnn_vtap *t, const cnn_graph *g, int layer, const char *k
     else if (!strcmp(kind, "weights")) t->kind = CNN_TAP_WEIGHTS;
     else if (!strcmp(kind, "examples")) t->kind = CNN_TAP_EXAMPLES;
     else if (!strcmp(kind, "maximize")) t->kind = CNN_TAP_MAXIMIZE;
+    else if (!strcmp(kind, "dream")) t->kind = CNN_TAP_DREAM;
     else
         return cnn_error_set(CNN_ERR_INPUT, "%s: tap kind '%s' is not available in this version", where, kind);
     if (t->kind == CNN_TAP_FILTERS && ly->spec->op != CNN_OP_CONV2D)
@@ -242,6 +243,33 @@ int cnn_vtap_configure(cnn_vtap *t, const cnn_graph *g, int layer, const char *k
         return cnn_error_set(CNN_ERR_INPUT, "%s: 'weights' needs a linear layer; '%s' is %s%s", where, t->layer_name,
                              cnn_op_name(ly->spec->op),
                              ly->spec->op == CNN_OP_CONV2D ? " (use show: filters)" : "");
+    if (t->kind == CNN_TAP_DREAM) {
+        if (ly->flat)
+            return cnn_error_set(CNN_ERR_INPUT, "%s: 'dream' needs a spatial layer; '%s' is flat", where,
+                                 t->layer_name);
+        t->n_maps = ly->c;
+        t->h = ly->h;
+        t->w = ly->w;
+        t->scope = CNN_SCOPE_LAYER;
+        t->cmap = CNN_CMAP_GRAY;
+        if (spec && spec->n_channels) {
+            for (int i = 0; i < spec->n_channels; i++)
+                if (spec->channels[i] >= t->n_maps)
+                    return cnn_error_set(CNN_ERR_INPUT, "%s: 'channels' names channel %d; '%s' has %d", where,
+                                         spec->channels[i], t->layer_name, t->n_maps);
+            t->sel = spec->channels;
+            t->n_sel = spec->n_channels;
+        }
+        t->steps = spec && spec->steps ? spec->steps : 10;
+        t->lr = spec && spec->lr > 0 ? spec->lr : 1.5f;
+        t->octaves = spec && spec->octaves ? spec->octaves : 4;
+        t->octave_scale = spec && spec->octave_scale > 0 ? spec->octave_scale : 1.4f;
+        int side = g->in_h < g->in_w ? g->in_h : g->in_w;
+        t->jitter = spec && spec->has_jitter ? spec->jitter : (int)lrint(32.0 * side / 224.0);
+        if (!(spec && spec->has_jitter) && t->jitter < 1) t->jitter = 1;
+        t->seed = spec && spec->has_seed ? (uint32_t)spec->seed : 0;
+        return CNN_OK;
+    }
     if (t->kind == CNN_TAP_EXAMPLES || t->kind == CNN_TAP_MAXIMIZE) {
         /* a flat layer's units are its channels (each one value) */
         t->n_maps = ly->flat ? ly->c * ly->h * ly->w : ly->c;
@@ -275,7 +303,21 @@ int cnn_vtap_configure(cnn_vtap *t, const cnn_graph *g, int layer, const char *k
         t->l2 = spec ? spec->l2 : 0;
         t->neuron = spec && spec->objective && !strcmp(spec->objective, "neuron");
         t->sign = spec && spec->sign ? spec->sign : 1;
+        t->diversity = spec && spec->diversity ? spec->diversity : 1;
+        t->div_weight = spec && spec->has_diversity_weight ? spec->diversity_weight : 100.0f;
         t->seed = spec && spec->has_seed ? (uint32_t)spec->seed : 0;
+        if (spec && spec->cls) {
+            /* a class: one unit of the network's output */
+            if (t->kind != CNN_TAP_MAXIMIZE || layer != g->n - 1 || !ly->flat || spec->n_channels)
+                return cnn_error_set(CNN_ERR_INPUT, "%s: 'class' with %s needs the network's last layer ('%s') and "
+                                     "no 'channels'", where, kind, g->layers[g->n - 1].spec->name);
+            if (!strncmp(spec->cls, "top", 3))
+                return cnn_error_set(CNN_ERR_INPUT, "%s: maximize makes an image per class: class: an index or a "
+                                     "label, not '%s'", where, spec->cls);
+            CNN_TRY_RET(parse_class(t, spec->cls, t->n_maps, labels, n_labels, where));
+            t->ch0 = t->cls_fixed;
+            t->n_sel = 1;
+        }
         return CNN_OK;
     }
     if (t->kind != CNN_TAP_ACTIVATIONS && !ly->weight)

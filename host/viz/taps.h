@@ -15,6 +15,8 @@
  *   maximize     model/<layer>/maximize.png          the optimised images, one tile per channel
  *                model/<layer>/maximize/c017.png     one channel's ("channel")
  *                model/<layer>/maximize.json         objective values and their curves
+ *   dream        <stem>/<layer>/dream.png            the input dreamt towards the layer
+ *                <stem>/<layer>/dream.json           objective, octaves, shifts, curve
  *
  * Input-independent files live under model/ (an input stem can never be
  * "model": the run reserves it), so a layer and an input with the same name
@@ -35,7 +37,8 @@ typedef enum cnn_tap_kind {
     CNN_TAP_WEIGHTS,
     CNN_TAP_GRADIENT,
     CNN_TAP_EXAMPLES, /* the run's inputs that excite each channel most (pipeline/examples.c) */
-    CNN_TAP_MAXIMIZE  /* an image made to excite each channel (pipeline/maximize.c) */
+    CNN_TAP_MAXIMIZE, /* an image made to excite each channel (pipeline/maximize.c) */
+    CNN_TAP_DREAM     /* each input changed to excite the layer more (pipeline/dream.c) */
 } cnn_tap_kind;
 
 /* Gradient methods (tap kinds of the same names). */
@@ -124,6 +127,7 @@ typedef struct cnn_vtap {
      * pipeline) or, when sel is NULL, channels 0 .. n_sel - 1 */
     const int *sel;
     int n_sel;
+    int ch0;                 /* without sel: channels ch0 .. ch0 + n_sel - 1 (maximize's class: one) */
     /* examples: the top_k inputs per channel by the channel's max (or
      * mean, by_mean) over positions */
     int top_k;
@@ -135,7 +139,13 @@ typedef struct cnn_vtap {
     int blur_every;
     bool fourier, decorrelate, transforms, neuron, start_mean;
     int sign;
+    int diversity;           /* images per channel (1: one) */
+    float div_weight;        /* weight of their Gram similarity */
     uint32_t seed;
+    /* dream (pipeline/dream.c): ascent on 0.5 mean(A^2) of the layer (of
+     * the n_sel channels sel when sel is set) over `octaves` scales */
+    int octaves, jitter;
+    float octave_scale;
     cl_mem cam;              /* guided-gradcam: the upsampled cams of the batch */
 
     /* activations: n_maps maps of h x w per input (flat layers: c maps of 1x1) */
@@ -152,7 +162,7 @@ typedef struct cnn_vtap {
     bool warned_nonfinite;
 } cnn_vtap;
 
-static inline int cnn_vtap_channel(const cnn_vtap *t, int i) { return t->sel ? t->sel[i] : i; }
+static inline int cnn_vtap_channel(const cnn_vtap *t, int i) { return t->sel ? t->sel[i] : t->ch0 + i; }
 
 typedef struct cnn_vctx {
     cnn_cl *cl;               /* borrowed */

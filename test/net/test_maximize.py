@@ -15,6 +15,12 @@
   * blur every k steps (Fourier and pixel parameters) in the runs above;
   * class images: the 10 units of fc2 (the logits), 256 steps: the model
     gives each PNG its class with probability >= 0.9 (PyTorch, float64);
+    `class: Sneaker` makes that class's image alone (64 steps, >= 0.9 too);
+  * diversity: K images per channel: the gradient of the channel means minus
+    the weighted Gram similarities exact (the sign of one Adam step against
+    PyTorch's float64 gradient, for >= 99.9 % of the pixels whose gradient
+    is above 1e-3 of the largest), values and similarity against PyTorch
+    on the images, and the term lowers the similarity;
   * a run of maximize taps needs no --input; the report has a Features
     section, with a row per channel that has both an optimised image and
     dataset examples (and `channels:` picks the examples' channels); the
@@ -161,6 +167,96 @@ def objectives(work):
           "a run without inputs wrote input folders: %s" % os.listdir(outs[0]))
 
 
+def grams_cos(a, k):
+    """Per image, the sum of the cosine similarities of its Gram matrix to
+    those of the other images of its channel (groups of k), from the
+    layer's output a [N, C, H, W] (float64)."""
+    f = a.reshape(a.shape[0], a.shape[1], -1)
+    g = f @ f.transpose(1, 2)
+    g = g / g.flatten(1).norm(dim=1).view(-1, 1, 1)
+    sims = []
+    for n in range(a.shape[0]):
+        g0 = (n // k) * k
+        sims.append(sum((g[n] * g[j]).sum() for j in range(g0, g0 + k) if j != n))
+    return torch.stack(sims)
+
+
+def diversity(work):
+    """diversity: K images per channel.  The gradient, exactly: one Adam
+    step from the same start at two learning rates gives the start and the
+    sign of d objective / d pixel parameter (Adam's first step is
+    lr * g / (|g| + 1e-8)), compared with PyTorch's float64 gradient of
+    sum of channel means - w * sum over pairs of Gram cosine similarities.
+    Then a longer run: values and similarity against PyTorch on the images,
+    and the similarity lower than with diversity_weight: 0."""
+    chans, K, w = [5, 17], 3, 50.0
+    base = {"layer": "conv4", "show": "maximize", "channels": chans, "diversity": K, "diversity_weight": w,
+            "steps": 1, "param": "pixel", "transforms": False, "seed": 9}
+    imgs = {}
+    for lr in (0.01, 0.02):
+        cfg, path = fashion_config(work, [dict(base, lr=lr)], "div_%g.yaml" % lr)
+        out = os.path.join(work, "div_%g" % lr)
+        p = run(["run", path, "--out", out, "--npy"])
+        check(p.returncode == 0, "diversity lr %g: exit %d" % (lr, p.returncode))
+        if p.returncode:
+            return
+        imgs[lr] = np.load(os.path.join(out, "model", "conv4", "maximize.npy")).astype(np.float64)
+    check(imgs[0.01].shape == (2 * K, 1, 28, 28), "diversity npy shape %s" % (imgs[0.01].shape,))
+    d = json.load(open(os.path.join(work, "div_0.01", "model", "conv4", "maximize.json")))
+    check(d["diversity"] == K and abs(d["diversity_weight"] - w) < 1e-6 and
+          all(len(c["values"]) == K for c in d["channels"]), "diversity json: %s" % d["channels"][0])
+    strip = np.asarray(Image.open(os.path.join(work, "div_0.01", "model", "conv4", "maximize", "c017.png")))
+    check(strip.shape == (28, K * 28 + (K - 1) * 2), "channel strip shape %s" % (strip.shape,))
+    u0 = np.log(0.2860 / (1 - 0.2860))
+    logit = lambda v: np.log(v / (1 - v))  # noqa: E731
+    ua, ub = logit(imgs[0.01]) - u0, logit(imgs[0.02]) - u0
+    sgn = (ua - ub) / (0.01 - 0.02)
+    p0 = torch.from_numpy((ua - 0.01 * sgn).reshape(2 * K, 1, 28, 28)).requires_grad_(True)
+    x = (torch.sigmoid(p0 + u0) - 0.2860) / 0.3530
+    o = {}
+    netref.run_config(cfg["layers"], fashion_weights(), x, outs_out=o)
+    a = o["conv4"]
+    act = sum(a[n, chans[n // K]].mean() for n in range(2 * K))
+    g_act = torch.autograd.grad(act, p0, retain_graph=True)[0].numpy()
+    total = act - w * grams_cos(a, K).sum()
+    g = torch.autograd.grad(total, p0)[0].numpy().reshape(sgn.shape)
+    g_act = g_act.reshape(sgn.shape)
+    big = np.abs(g) > 1e-3 * np.abs(g).max()
+    agree = float((np.sign(g[big]) == np.sign(sgn[big])).mean())
+    agree_act = float((np.sign(g_act[big]) == np.sign(sgn[big])).mean())
+    print("diversity gradient: sign agreement %.5f over %d pixels (without the diversity term: %.3f)" %
+          (agree, int(big.sum()), agree_act))
+    check(agree >= 0.999 and float(np.abs(np.abs(sgn[big]) - 1).max()) < 1e-2,
+          "diversity gradient: sign agreement %.5f" % agree)
+    check(agree_act < 0.9, "the diversity term moved too few signs to test (%.3f)" % agree_act)
+
+    # a longer run: values, similarity, and the term at work
+    sims = {}
+    for ww in (0.0, 100.0):
+        cfg, path = fashion_config(work, [dict(base, steps=48, lr=0.05, diversity_weight=ww, transforms=True,
+                                               param="fourier")], "div_w%g.yaml" % ww)
+        out = os.path.join(work, "div_w%g" % ww)
+        p = run(["run", path, "--out", out, "--npy"])
+        check(p.returncode == 0, "diversity weight %g: exit %d" % (ww, p.returncode))
+        if p.returncode:
+            return
+        img = np.load(os.path.join(out, "model", "conv4", "maximize.npy")).reshape(2 * K, 1, 28, 28)
+        d = json.load(open(os.path.join(out, "model", "conv4", "maximize.json")))
+        a = reference(cfg, img)["conv4"]
+        ref_sim = grams_cos(a, K).numpy()
+        for i, c in enumerate(d["channels"]):
+            want = [float(a[i * K + k, chans[i]].mean()) for k in range(K)]
+            check(all(abs(v - r) <= 1e-4 * (1 + abs(r)) for v, r in zip(c["values"], want)) and
+                  abs(c["value"] - max(want)) <= 1e-4 * (1 + max(want)),
+                  "diversity c%d values %s, PyTorch %s" % (chans[i], c["values"], want))
+            rs = ref_sim[i * K:(i + 1) * K].sum() / (K * (K - 1))
+            check(abs(c["similarity"] - rs) <= 1e-4, "c%d similarity %.6f, PyTorch %.6f" % (chans[i], c["similarity"], rs))
+        sims[ww] = [c["similarity"] for c in d["channels"]]
+    print("diversity: mean pairwise Gram similarity %s without the term, %s with weight 100" % (sims[0.0], sims[100.0]))
+    check(all(b < a - 0.05 for a, b in zip(sims[0.0], sims[100.0])),
+          "diversity did not lower the similarity: %s -> %s" % (sims[0.0], sims[100.0]))
+
+
 def classes(work):
     _, path = fashion_config(work, [{"layer": "fc2", "show": "maximize"}], "cls.yaml")
     out = os.path.join(work, "cls")
@@ -175,6 +271,20 @@ def classes(work):
     for k in range(10):
         check(prob[k, k] >= 0.9, "class %d image: probability %.4f" % (k, prob[k, k]))
     print("class images: probabilities of their class %s" % np.round(np.diag(prob), 4).tolist())
+    # class: a label picks one unit of the last layer
+    _, path = fashion_config(work, [{"layer": "fc2", "show": "maximize", "class": "Sneaker", "steps": 64}],
+                             "cls1.yaml")
+    out = os.path.join(work, "cls1")
+    p = run(["run", path, "--out", out, "-q"])
+    check(p.returncode == 0, "class: Sneaker: exit %d" % p.returncode)
+    if p.returncode == 0:
+        d = json.load(open(os.path.join(out, "model", "fc2", "maximize.json")))
+        check([c["channel"] for c in d["channels"]] == [7] and
+              os.listdir(os.path.join(out, "model", "fc2", "maximize")) == ["c007.png"],
+              "class: Sneaker made %s" % [c["channel"] for c in d["channels"]])
+        img = np.asarray(Image.open(os.path.join(out, "model", "fc2", "maximize", "c007.png")))[None, None] / 255.0
+        pr = torch.softmax(reference(cfg, img)["fc2"], 1).numpy()[0, 7]
+        check(pr >= 0.9, "class: Sneaker image: probability %.4f" % pr)
 
 
 def pages(work):
@@ -209,7 +319,12 @@ def hostile(work):
                        ("{layer: conv4, show: maximize, channels: [3, 3]}", "twice"),
                        ("{layer: conv4, show: maximize, channels: [64]}", "has 64"),
                        ("{layer: conv4, show: maximize, steps: 0}", "'steps'"),
-                       ("{layer: conv4, show: maximize, blur_sigma: 0}", "'blur_sigma' must be > 0")):
+                       ("{layer: conv4, show: maximize, blur_sigma: 0}", "'blur_sigma' must be > 0"),
+                       ("{layer: conv4, show: maximize, diversity: 17}", "'diversity' must be 1 to 16"),
+                       ("{layer: conv4, show: maximize, class: Sneaker}", "needs the network's last layer ('fc2')"),
+                       ("{layer: fc2, show: maximize, class: top3}", "not 'top3'"),
+                       ("{layer: fc2, show: maximize, class: Boot}", "class 'Boot' is not"),
+                       ("{layer: conv4, show: maximize, diversity_weight: -1}", "'diversity_weight'")):
         path = os.path.join(work, "bad.yaml")
         cfg, _ = fashion_config(work, [], "bad.yaml")
         text = open(path).read().replace("taps: []", "taps:\n- " + bad)
@@ -228,6 +343,7 @@ def hostile(work):
 def main():
     work = work_dir()
     objectives(work)
+    diversity(work)
     classes(work)
     pages(work)
     hostile(work)

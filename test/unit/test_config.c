@@ -266,13 +266,14 @@ static void test_flow_style_defaults(void)
     CHECK(strcmp(cnn_op_name(CNN_OP_ADAPTIVE_AVGPOOL), "adaptive_avgpool") == 0, "op name");
     CHECK(strcmp(cnn_op_name(CNN_OP_COUNT), "?") == 0, "op out of range");
     /* the tap kinds are activations, filters, weights, every gradient
-     * method in the order of viz/taps.h, then examples and maximize */
+     * method in the order of viz/taps.h, then examples, maximize and dream */
     int gm = 0;
     while (cnn_gmethod_names[gm] && cnn_tap_kinds[3 + gm] && !strcmp(cnn_tap_kinds[3 + gm], cnn_gmethod_names[gm])) gm++;
     CHECK(gm == CNN_GM_COUNT && !cnn_gmethod_names[gm] && cnn_tap_kinds[3 + gm] &&
               !strcmp(cnn_tap_kinds[3 + gm], "examples") && cnn_tap_kinds[4 + gm] &&
-              !strcmp(cnn_tap_kinds[4 + gm], "maximize") && !cnn_tap_kinds[5 + gm],
-          "kinds: %d methods agree of %d, then examples and maximize", gm, (int)CNN_GM_COUNT);
+              !strcmp(cnn_tap_kinds[4 + gm], "maximize") && cnn_tap_kinds[5 + gm] &&
+              !strcmp(cnn_tap_kinds[5 + gm], "dream") && !cnn_tap_kinds[6 + gm],
+          "kinds: %d methods agree of %d, then examples, maximize and dream", gm, (int)CNN_GM_COUNT);
     CHECK(strcmp(cnn_tap_kinds[13], "occlusion") == 0, "kinds");
     CHECK(strcmp(cnn_norm_scopes[3], "fixed") == 0 && !cnn_norm_scopes[4], "scopes");
     CHECK(strcmp(cnn_colormaps[6], "rdbu") == 0 && !cnn_colormaps[7], "colormaps");
