@@ -761,7 +761,13 @@ int cnn_job_device(cnn_job *s, const char *platform, const char *device, int *ba
      * straight from the map), then the file is unmapped, unless buffers
      * of a CPU device are the file's pages. */
     s->t_device = cnn_now_ms();
-    CNN_TRY_RET(cnn_net_create_consuming(&s->net, &s->cl, &s->l.graph, s->keep, net_batch, s->gradients));
+    /* Maximize alone takes Winograd where it measures faster: its images
+     * are an optimiser's, not maps compared with PyTorch digit for digit
+     * (dream's are, in its test). */
+    cnn_net_mode mode = !s->gradients ? CNN_NET_FORWARD
+                        : s->mx_batch && !s->attrib && !s->dream && !s->n_san_layer ? CNN_NET_BACKWARD_FAST
+                                                                                    : CNN_NET_BACKWARD;
+    CNN_TRY_RET(cnn_net_create_consuming(&s->net, &s->cl, &s->l.graph, s->keep, net_batch, mode));
     if (!s->net.any_in_place) cnn_weights_close(&s->l.weights);
     s->t_net = cnn_now_ms();
     s->net_ready = true;

@@ -80,7 +80,8 @@ int cnn_session_open(const cnn_session_opts *o, cnn_session **out)
     CNN_TRY(cnn_vctx_init(&s->viz, &s->cl, &s->l.graph, NULL, &s->manifest, NULL, true), fail);
     s->viz_ready = true;
     /* The host parameters stay: cnnviz_parameter reads them. */
-    CNN_TRY(cnn_net_create(&s->net, &s->cl, &s->l.graph, s->keep, o->max_batch, s->gradients), fail);
+    CNN_TRY(cnn_net_create(&s->net, &s->cl, &s->l.graph, s->keep, o->max_batch,
+                           s->gradients ? CNN_NET_BACKWARD : CNN_NET_FORWARD), fail);
     s->net_ready = true;
     if (s->attrib) CNN_TRY(cnn_job_setup_gradients(s, o->max_batch), fail);
     *out = ss;

@@ -1,6 +1,7 @@
 #include "runtime/backward.h"
 #include "core/error.h"
 #include "core/util.h"
+#include "ops/blas.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -15,6 +16,99 @@ static size_t grad_scratch(const cnn_graph *g)
             if (s > m) m = s;
         }
     return m;
+}
+
+/* Whether layer j's output (j < 0: the network input) is read by layer i
+ * alone: no other layer takes it and no view shares its buffer. */
+static bool sole_reader(const cnn_net *net, int i, int j)
+{
+    const cnn_graph *g = net->g;
+    int readers = 0;
+    for (int k = 0; k < g->n; k++) {
+        for (int m = 0; m < g->layers[k].n_in; m++) readers += g->layers[k].in[m] == j;
+        if (j >= 0 && k != j && net->plan.root[k] == j) readers++;
+    }
+    return readers == 1 && (j < 0 || net->plan.root[j] == j) && g->layers[i].in[0] == j;
+}
+
+/* The input gradient of conv i as a forward convolution of dy (see
+ * backward.h), when the network is fast and the conv fits. */
+enum { FAST_SCRATCH = 256 << 20 };
+
+static int make_transposed(cnn_backward *bw, int i, float *w, float *wt)
+{
+    cnn_net *net = bw->net;
+    const cnn_layer *l = &net->g->layers[i];
+    const cnn_conv_geom *c = &l->conv;
+    const char *name = l->spec->name;
+    if (c->groups != 1 || c->kh != 3 || c->kw != 3 || c->sh != 1 || c->sw != 1 || c->dh != 1 || c->dw != 1 ||
+        c->pt > 2 || c->pb > 2 || c->pl > 2 || c->pr > 2 || !sole_reader(net, i, l->in[0]) ||
+        net->plan.fold_bn[i] >= 0)
+        return CNN_OK;
+    cnn_conv_geom t = {.ci = c->co, .hi = c->ho, .wi = c->wo, .co = c->ci, .ho = c->hi, .wo = c->wi, .kh = 3, .kw = 3,
+                       .sh = 1, .sw = 1, .dh = 1, .dw = 1, .pt = 2 - c->pt, .pb = 2 - c->pb, .pl = 2 - c->pl,
+                       .pr = 2 - c->pr, .groups = 1};
+    cnn_conv_pack pk;
+    int nb = net->plan.max_batch;
+    if (!cnn_op_conv2d_pack_layout(&t, nb, cnn_blas_packing(net->cl) == CNN_PACK_OWN, &pk)) return CNN_OK;
+    /* its scratch: the forward's where that is large enough, else the
+     * backward's own up to FAST_SCRATCH bytes each */
+    size_t col = cnn_op_conv2d_packed_col(&t, &pk, nb) * sizeof(float);
+    size_t out = cnn_op_conv2d_packed_out(&t, &pk, nb) * sizeof(float);
+    if (col > FAST_SCRATCH || out > FAST_SCRATCH) return CNN_OK;
+    if (col > net->plan.scratch_bytes || out > net->plan.gemm_bytes) {
+        bw->own[i] = true;
+        if (col > bw->col_bytes) bw->col_bytes = col;
+        if (out > bw->out_bytes) bw->out_bytes = out;
+    }
+    CNN_TRY_RET(cnn_net_layer_weights(net, i, w, false));
+    /* wt[c][o][y][x] = w[o][c][2 - y][2 - x] */
+    for (int o = 0; o < c->co; o++)
+        for (int ci = 0; ci < c->ci; ci++)
+            for (int k = 0; k < 9; k++)
+                wt[((size_t)ci * c->co + o) * 9 + k] = w[((size_t)o * c->ci + ci) * 9 + (8 - k)];
+    size_t bytes = cnn_op_conv2d_packed_weights(&pk) * sizeof(float);
+    void *packed;
+    CNN_TRY_RET(cnn_cl_buffer(net->cl, bytes, &bw->twpack[i], name));
+    CNN_TRY_RET(cnn_cl_map_write(net->cl, bw->twpack[i], bytes, &packed, name));
+    cnn_op_conv2d_pack_weights(&t, &pk, wt, packed);
+    CNN_TRY_RET(cnn_cl_unmap(net->cl, bw->twpack[i], packed, name));
+    bw->tg[i] = t;
+    bw->tpk[i] = pk;
+    return CNN_OK;
+}
+
+static int make_fast(cnn_backward *bw)
+{
+    cnn_net *net = bw->net;
+    const cnn_graph *g = net->g;
+    size_t most = 0;
+    int widest = 1;
+    for (int i = 0; i < g->n; i++)
+        if (cnn_layer_is_conv(&g->layers[i]) && net->plan.computes[i]) {
+            if (g->layers[i].n_weight > most) most = g->layers[i].n_weight;
+            if (g->layers[i].conv.ci > widest) widest = g->layers[i].conv.ci;
+        }
+    bw->tg = cnn_calloc((size_t)g->n, sizeof *bw->tg);
+    bw->tpk = cnn_calloc((size_t)g->n, sizeof *bw->tpk);
+    bw->twpack = cnn_calloc((size_t)g->n, sizeof *bw->twpack);
+    bw->own = cnn_calloc((size_t)g->n, sizeof *bw->own);
+    float *w = cnn_malloc((most ? most : 1) * sizeof *w), *wt = cnn_malloc((most ? most : 1) * sizeof *wt);
+    int status = bw->tg && bw->tpk && bw->twpack && bw->own && w && wt ? CNN_OK : CNN_ERR_NOMEM;
+    if (status == CNN_OK) status = cnn_cl_buffer(net->cl, (size_t)widest * sizeof(float), &bw->zbias, "zero bias");
+    if (status == CNN_OK) status = cnn_grad_zero(net->cl, bw->zbias, 0, (size_t)widest, "zero bias");
+    for (int i = 0; i < g->n && status == CNN_OK; i++)
+        if (cnn_layer_is_conv(&g->layers[i]) && net->plan.computes[i]) status = make_transposed(bw, i, w, wt);
+    if (status == CNN_OK && bw->col_bytes)
+        status = cnn_cl_buffer(net->cl, bw->col_bytes, &bw->tcol, "backward convolution columns");
+    if (status == CNN_OK && (bw->col_bytes || bw->out_bytes))
+        status = cnn_cl_buffer(net->cl, bw->out_bytes ? bw->out_bytes : sizeof(float), &bw->tout,
+                               "backward convolution GEMM result");
+    if (status == CNN_OK && bw->col_bytes == 0 && bw->tout) /* a column buffer of one float: never read */
+        status = cnn_cl_buffer(net->cl, sizeof(float), &bw->tcol, "backward convolution columns");
+    free(w);
+    free(wt);
+    return status;
 }
 
 int cnn_backward_create(cnn_backward *bw, cnn_net *net)
@@ -40,6 +134,7 @@ int cnn_backward_create(cnn_backward *bw, cnn_net *net)
     }
     if (status == CNN_OK)
         status = cnn_cl_buffer(net->cl, grad_scratch(g) * sizeof(float), &bw->scratch, "backward scratch");
+    if (status == CNN_OK && net->fast && cnn_blas_packing(net->cl) != CNN_PACK_NONE) status = make_fast(bw);
     if (status < 0) cnn_backward_free(bw);
     return status;
 }
@@ -51,6 +146,15 @@ void cnn_backward_free(cnn_backward *bw)
             if (bw->d[i]) clReleaseMemObject(bw->d[i]);
     if (bw->d_input) clReleaseMemObject(bw->d_input);
     if (bw->scratch) clReleaseMemObject(bw->scratch);
+    for (int i = 0; bw->twpack && bw->net && i < bw->net->g->n; i++)
+        if (bw->twpack[i]) clReleaseMemObject(bw->twpack[i]);
+    if (bw->zbias) clReleaseMemObject(bw->zbias);
+    if (bw->tcol) clReleaseMemObject(bw->tcol);
+    if (bw->tout) clReleaseMemObject(bw->tout);
+    free(bw->own);
+    free(bw->tg);
+    free(bw->tpk);
+    free(bw->twpack);
     free(bw->d);
     free(bw->seed);
     memset(bw, 0, sizeof *bw);
@@ -111,6 +215,11 @@ static int back_layer(cnn_backward *bw, int i, int n, cnn_grad_mode mode)
     CNN_ASSERT(net->plan.act[i] == CNN_ACT_NONE || act != CNN_ACT_NONE); /* gradient mode fuses nothing */
     CNN_ASSERT(net->plan.fold_bn[i] < 0);
     if (act != CNN_ACT_NONE) return cnn_grad_act(cl, act, l->spec->slope, mode, x, y, dy, dx, count, name);
+    if (cnn_layer_is_conv(l) && bw->twpack && bw->twpack[i])
+        /* dx is this layer's alone: written, not added to */
+        return cnn_op_conv2d_packed(cl, &bw->tg[i], &bw->tpk[i], n, dy, bw->twpack[i], bw->zbias, CNN_ACT_NONE, 0.0f,
+                                    dx, bw->own[i] ? bw->tcol : net->scratch, bw->own[i] ? bw->tout : net->gemm_out,
+                                    name);
     if (cnn_layer_is_conv(l)) return cnn_grad_conv2d(cl, &l->conv, n, dy, net->w[i], dx, bw->scratch, name);
     switch (op) {
     case CNN_OP_BATCHNORM:

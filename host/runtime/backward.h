@@ -22,6 +22,18 @@ typedef struct cnn_backward {
     cl_mem *d;           /* [n] gradient of layer i's root buffer (NULL for views) */
     cl_mem d_input;      /* [max_batch, C, H, W] */
     cl_mem scratch;      /* conv backward-data columns */
+    /* A network created CNN_NET_BACKWARD_FAST: a 3x3 stride-1 conv whose
+     * input no other layer reads gets its input gradient as a forward
+     * convolution of dy (the forward's packed kernels, Winograd where the
+     * rule takes it): tg[i] has ci and co swapped and padding 2 - p, its
+     * weights twpack[i] are w[o][c] flipped in both axes and transposed. */
+    cnn_conv_geom *tg;
+    cnn_conv_pack *tpk;
+    cl_mem *twpack;      /* [n] NULL: the GEMM and col2im path */
+    cl_mem zbias;        /* zeros, one per channel of the widest input */
+    bool *own;           /* [n] its scratch is tcol / tout, not the forward's */
+    cl_mem tcol, tout;
+    size_t col_bytes, out_bytes;
     float *seed;         /* host [max_batch * n_out] */
 } cnn_backward;
 

@@ -51,7 +51,7 @@ int cnn_plan_build(const cnn_graph *g, const bool *keep_in, int max_batch, cnn_p
 
 int cnn_plan_build_for(const cnn_graph *g, const bool *keep_in, int max_batch, cnn_packing packing, cnn_plan *p)
 {
-    return cnn_plan_build_with(g, keep_in, max_batch, packing, NULL, p);
+    return cnn_plan_build_with(g, keep_in, max_batch, packing, NULL, true, p);
 }
 
 /* Layer i's packed layout: the measured choice where there is one. */
@@ -65,7 +65,7 @@ static bool pack_conv(const cnn_conv_geom *cg, int max_batch, bool all_kept, sig
 }
 
 int cnn_plan_build_with(const cnn_graph *g, const bool *keep_in, int max_batch, cnn_packing packing,
-                        const signed char *wino, cnn_plan *p)
+                        const signed char *wino, bool exact, cnn_plan *p)
 {
     memset(p, 0, sizeof *p);
     int n = g->n;
@@ -177,7 +177,7 @@ int cnn_plan_build_with(const cnn_graph *g, const bool *keep_in, int max_batch, 
      * Winograd, whose rounding differs from a dot product's enough to flip
      * near-zero ReLUs (VGG16 saliency 3.6e-3 from float64 with, 5.8e-7
      * without; test/bench/NOTES.md 7). */
-    bool all_kept = keep_in != NULL;
+    bool all_kept = keep_in != NULL && exact;
     for (int i = 0; i < n && all_kept; i++) all_kept = keep_in[i];
     for (int i = 0; i < n; i++) {
         const cnn_layer *l = &g->layers[i];
@@ -385,16 +385,17 @@ done:
 }
 
 static int net_create(cnn_net *net, cnn_cl *cl, const cnn_graph *g, cnn_graph *consume, const bool *keep,
-                      int max_batch, bool backward)
+                      int max_batch, cnn_net_mode mode)
 {
     memset(net, 0, sizeof *net);
     net->cl = cl;
     net->g = g;
-    net->backward = backward;
+    net->backward = mode != CNN_NET_FORWARD;
+    net->fast = mode == CNN_NET_BACKWARD_FAST;
     bool cpu = (cl->type & CL_DEVICE_TYPE_CPU) != 0;
     signed char *wino = NULL;
     int status = CNN_OK;
-    if (cpu && !backward) {
+    if (cpu && mode != CNN_NET_BACKWARD) {
         /* Winograd or im2col for each 3x3 convolution, as measured */
         wino = cnn_calloc((size_t)g->n, 1);
         if (!wino) return CNN_ERR_NOMEM;
@@ -408,7 +409,8 @@ static int net_create(cnn_net *net, cnn_cl *cl, const cnn_graph *g, cnn_graph *c
             net->choices_ms = cnn_now_ms() - t0;
         }
     }
-    if (status == CNN_OK) status = cnn_plan_build_with(g, keep, max_batch, cnn_blas_packing(cl), wino, &net->plan);
+    if (status == CNN_OK) status = cnn_plan_build_with(g, keep, max_batch, cnn_blas_packing(cl), wino,
+                                                               mode != CNN_NET_BACKWARD_FAST, &net->plan);
     free(wino);
     if (status < 0) return status;
     net->slots = cnn_calloc((size_t)net->plan.n_slots + 1, sizeof *net->slots);
@@ -440,15 +442,15 @@ fail:
     return status;
 }
 
-int cnn_net_create(cnn_net *net, cnn_cl *cl, const cnn_graph *g, const bool *keep, int max_batch, bool backward)
+int cnn_net_create(cnn_net *net, cnn_cl *cl, const cnn_graph *g, const bool *keep, int max_batch, cnn_net_mode mode)
 {
-    return net_create(net, cl, g, NULL, keep, max_batch, backward);
+    return net_create(net, cl, g, NULL, keep, max_batch, mode);
 }
 
 int cnn_net_create_consuming(cnn_net *net, cnn_cl *cl, cnn_graph *g, const bool *keep, int max_batch,
-                             bool backward)
+                             cnn_net_mode mode)
 {
-    return net_create(net, cl, g, g, keep, max_batch, backward);
+    return net_create(net, cl, g, g, keep, max_batch, mode);
 }
 
 /* The operands of binary layer i: its input layers, or one and its

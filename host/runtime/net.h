@@ -51,9 +51,11 @@ int cnn_plan_build(const cnn_graph *g, const bool *keep, int max_batch, cnn_plan
 int cnn_plan_build_for(const cnn_graph *g, const bool *keep, int max_batch, cnn_packing packing, cnn_plan *plan);
 /* Same, with the kernel of each 3x3 convolution chosen by measurement
  * (wino[i]: 1 Winograd, 0 im2col, -1 the rule; see runtime/choose.h) when
- * wino is not NULL. */
+ * wino is not NULL.  exact: a plan that keeps every layer (gradient mode)
+ * runs every convolution as im2col, whose rounding is a dot product's;
+ * false lets it take Winograd as a forward plan would. */
 int cnn_plan_build_with(const cnn_graph *g, const bool *keep, int max_batch, cnn_packing packing,
-                        const signed char *wino, cnn_plan *plan);
+                        const signed char *wino, bool exact, cnn_plan *plan);
 void cnn_plan_free(cnn_plan *plan);
 
 typedef struct cnn_net {
@@ -69,6 +71,7 @@ typedef struct cnn_net {
     cl_mem *wpack;           /* [n] packed conv weights (plan.packed); w[i] keeps the plain layout
                               * only for the backward */
     bool backward;           /* created for cnn_backward: every layer's plain weights are there */
+    bool fast;               /* ... as CNN_NET_BACKWARD_FAST */
     bool *in_place;          /* [n] a parameter buffer is the weights file's memory (CPU devices):
                               * the file stays mapped until the network is freed */
     bool any_in_place;
@@ -78,17 +81,26 @@ typedef struct cnn_net {
     int layer_ms_images;     /* ... and that forward's batch */
 } cnn_net;
 
+/* What a network is created for: the forward alone; the backward too, with
+ * every convolution an im2col dot product so that ReLU and max-pool
+ * decisions round as PyTorch's do (gradient maps compared digit for
+ * digit); or the backward with each 3x3 convolution's kernel chosen by
+ * measurement, Winograd included (feature visualisation: an optimiser
+ * needs the gradient of what the forward computed, not PyTorch's
+ * rounding). */
+typedef enum cnn_net_mode { CNN_NET_FORWARD, CNN_NET_BACKWARD, CNN_NET_BACKWARD_FAST } cnn_net_mode;
+
 /* Plans, allocates every buffer and uploads the weights (folded where the
- * plan fuses; a packed conv's plain weights only when `backward`).  Errors
+ * plan fuses; a packed conv's plain weights only for the backward).  Errors
  * name the layer and the OpenCL call. */
-int cnn_net_create(cnn_net *net, cnn_cl *cl, const cnn_graph *g, const bool *keep, int max_batch, bool backward);
+int cnn_net_create(cnn_net *net, cnn_cl *cl, const cnn_graph *g, const bool *keep, int max_batch, cnn_net_mode mode);
 
 /* Same, and frees each layer's host parameters as soon as they are on the
  * device (cnn_graph_release_params), so the host never holds the model
  * twice: the peak is the device copy plus one layer.  Use when nothing
  * needs the host parameters afterwards. */
 int cnn_net_create_consuming(cnn_net *net, cnn_cl *cl, cnn_graph *g, const bool *keep, int max_batch,
-                             bool backward);
+                             cnn_net_mode mode);
 void cnn_net_free(cnn_net *net);
 
 /* Runs the forward pass on the first n images of net->input (enqueued; the

@@ -21,6 +21,10 @@
     PyTorch's float64 gradient, for >= 99.9 % of the pixels whose gradient
     is above 1e-3 of the largest), values and similarity against PyTorch
     on the images, and the term lowers the similarity;
+  * the fast gradient mode of a maximize run (Winograd forward, a 3x3
+    stride-1 conv's input gradient as a forward convolution where that
+    input has no other reader) on a residual net with padding 0, 1 and 2
+    and a strided conv: the same sign test;
   * a run of maximize taps needs no --input; the report has a Features
     section, with a row per channel that has both an optimised image and
     dataset examples (and `channels:` picks the examples' channels); the
@@ -257,6 +261,83 @@ def diversity(work):
           "diversity did not lower the similarity: %s -> %s" % (sims[0.0], sims[100.0]))
 
 
+def fast_backward(work):
+    """A maximize run's network takes Winograd in its forward and runs a 3x3
+    stride-1 conv's input gradient as a forward convolution where no other
+    layer reads that input.  On a small residual net (a fan-out into a conv
+    and an add, a strided conv, padding 0, 1 and 2), the sign of one Adam
+    step against PyTorch's float64 gradient, as in diversity()."""
+    torch.manual_seed(21)
+    sd = {"c1.weight": torch.randn(32, 3, 3, 3) * 0.3, "c1.bias": torch.randn(32) * 0.1,
+          "c2.weight": torch.randn(32, 32, 3, 3) * 0.1, "c2.bias": torch.randn(32) * 0.1,
+          "c3.weight": torch.randn(48, 32, 3, 3) * 0.1, "c3.bias": torch.randn(48) * 0.1,
+          "c4.weight": torch.randn(64, 48, 3, 3) * 0.1, "c4.bias": torch.randn(64) * 0.1,
+          "c5.weight": torch.randn(64, 64, 3, 3) * 0.1, "c5.bias": torch.randn(64) * 0.1,
+          "fc.weight": torch.randn(5, 64) * 0.1, "fc.bias": torch.randn(5) * 0.1}
+    wpath = os.path.join(work, "res.safetensors")
+    netref.save_safetensors(sd, wpath)
+    cfg = {"version": 1,
+           "model": {"name": "res_fast", "weights": wpath,
+                     "input": {"shape": [3, 32, 32], "color": "rgb", "resize": "none", "scale": 1 / 255.0,
+                               "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}},
+           "layers": [{"name": "conv1", "op": "conv2d", "out": 32, "kernel": 3, "pad": 1, "params": "c1"},
+                      {"name": "relu1", "op": "relu"},
+                      {"name": "conv2", "op": "conv2d", "out": 32, "kernel": 3, "pad": 1, "params": "c2"},
+                      {"name": "add", "op": "add", "in": ["conv2", "relu1"]},
+                      {"name": "relu2", "op": "relu"},
+                      {"name": "conv3", "op": "conv2d", "out": 48, "kernel": 3, "pad": 2, "params": "c3"},
+                      {"name": "relu3", "op": "relu"},
+                      {"name": "conv4", "op": "conv2d", "out": 64, "kernel": 3, "pad": 0, "params": "c4"},
+                      {"name": "relu4", "op": "relu"},
+                      {"name": "conv5", "op": "conv2d", "out": 64, "kernel": 3, "pad": 1, "stride": 2,
+                       "params": "c5"},
+                      {"name": "relu5", "op": "relu"},
+                      {"name": "gap", "op": "global_avgpool"},
+                      {"name": "flatten", "op": "flatten"},
+                      {"name": "fc", "op": "linear", "out": 5, "params": "fc"}],
+           "taps": []}
+    chans = [3, 40]
+    imgs = {}
+    rgb = os.path.join(work, "res_in.png")
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(rgb)
+    # "exact": a saliency tap in the run makes its network the exact kind
+    for lr, exact in ((0.01, False), (0.02, False), (0.01, True)):
+        cfg["taps"] = [{"layer": "relu5", "show": "maximize", "channels": chans, "steps": 1, "param": "pixel",
+                        "transforms": False, "decorrelate": False, "lr": lr, "seed": 5}]
+        if exact:
+            cfg["taps"].append({"layer": "input", "show": "saliency"})
+        path = os.path.join(work, "res_%g_%d.yaml" % (lr, exact))
+        yaml.safe_dump(cfg, open(path, "w"))
+        out = os.path.join(work, "res_%g_%d" % (lr, exact))
+        p = run(["run", path, "--out", out, "--npy"] + (["--input", rgb] if exact else []))
+        check(p.returncode == 0, "residual maximize lr %g: exit %d" % (lr, p.returncode))
+        if p.returncode:
+            return
+        imgs[lr, exact] = np.load(os.path.join(out, "model", "relu5", "maximize.npy")).astype(np.float64)
+    imgs[0.01], imgs[0.02] = imgs[0.01, False], imgs[0.02, False]
+    mean = np.array([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1)
+    u0 = np.log(mean / (1 - mean))
+    logit = lambda v: np.log(v / (1 - v))  # noqa: E731
+    ua, ub = logit(imgs[0.01]) - u0, logit(imgs[0.02]) - u0
+    sgn = (ua - ub) / (0.01 - 0.02)
+    p0 = torch.from_numpy(ua - 0.01 * sgn).requires_grad_(True)
+    x = (torch.sigmoid(p0 + torch.from_numpy(u0)) - torch.tensor(mean)) / torch.tensor([0.229, 0.224, 0.225]).view(
+        1, 3, 1, 1).double()
+    o = {}
+    netref.run_config(cfg["layers"], {k: v.double() for k, v in sd.items()}, x, outs_out=o)
+    a = o["relu5"]
+    g = torch.autograd.grad(sum(a[n, c].mean() for n, c in enumerate(chans)), p0)[0].numpy()
+    big = np.abs(g) > 1e-3 * np.abs(g).max()
+    agree = float((np.sign(g[big]) == np.sign(sgn[big])).mean())
+    # the exact network's step from the same start: its signs
+    sgn_exact = (logit(imgs[0.01, True]) - u0 - (ua - 0.01 * sgn)) / 0.01
+    same = float((np.sign(sgn_exact[big]) == np.sign(sgn[big])).mean())
+    print("fast backward (residual net): sign agreement %.5f with PyTorch over %d pixels, %.5f with the exact "
+          "network" % (agree, int(big.sum()), same))
+    check(agree >= 0.999 and same >= 0.999, "fast backward on a residual net: sign agreement %.5f with PyTorch, "
+          "%.5f with the exact network" % (agree, same))
+
+
 def classes(work):
     _, path = fashion_config(work, [{"layer": "fc2", "show": "maximize"}], "cls.yaml")
     out = os.path.join(work, "cls")
@@ -344,6 +425,7 @@ def main():
     work = work_dir()
     objectives(work)
     diversity(work)
+    fast_backward(work)
     classes(work)
     pages(work)
     hostile(work)
