@@ -1240,7 +1240,7 @@ static const char *const g_tap_keys[] = {
     "layer", "layers", "show", "normalize", "range", "clip", "colormap", "columns", "max_channels",
     "signed", "units", "class", "score", "alpha", "samples", "sigma", "baseline", "window", "step", "curves", "reduce", "cells", "keep", "segments", "kernel_width", "road", "road_noise", "top", "by", "channels", "steps", "lr", "param", "decorrelate",
     "transforms", "tv", "l2", "objective", "sign", "seed", "start", "blur_every", "blur_sigma",
-    "octaves", "octave_scale", "jitter", "diversity", "diversity_weight", NULL};
+    "octaves", "octave_scale", "jitter", "diversity", "diversity_weight", "size", NULL};
 
 /* road: true (the default percentiles), false, or a list of percentiles
  * strictly between 0 and 100. */
@@ -1438,6 +1438,11 @@ static int parse_tap(ctx *c, size_t idx, const node *m)
             if (status == CNN_OK && !(t->diversity_weight >= 0 && t->diversity_weight <= 1e6))
                 status = cnn_pipeline_error_at(p, v->pos, "'diversity_weight' must be between 0 and 1e6 (got %g)",
                                                (double)t->diversity_weight);
+        } else if (is_key(k, "size")) {
+            status = get_hw(p, v, key, 8, t->size);
+            if (status == CNN_OK && (t->size[0] > 4096 || t->size[1] > 4096))
+                status = cnn_pipeline_error_at(p, v->pos, "'size' must be 8 to 4096 pixels a side (got [%d, %d])",
+                                               t->size[0], t->size[1]);
         } else if (is_key(k, "octaves")) {
             status = get_int(p, v, key, "an integer", 1, &t->octaves);
             if (status == CNN_OK && t->octaves > 8)
@@ -1456,7 +1461,16 @@ static int parse_tap(ctx *c, size_t idx, const node *m)
             static const char *const starts[] = {"grey", "mean", NULL};
             status = get_choice(p, v, key, starts, "start", &t->start);
         } else if (is_key(k, "decorrelate")) {
-            status = get_bool(p, v, key, &t->decorrelate);
+            /* true (ImageNet's, as imagenet), false, or inputs: the run's */
+            if (v->kind == NODE_SCALAR && v->plain && (!strcmp(v->str, "imagenet") || !strcmp(v->str, "inputs"))) {
+                t->decorrelate = true;
+                t->decorrelate_inputs = !strcmp(v->str, "inputs");
+            } else {
+                status = get_bool(p, v, key, &t->decorrelate);
+                if (status < 0)
+                    status = cnn_pipeline_error_at(p, v->pos, "'decorrelate' must be true, false, imagenet or "
+                                                   "inputs");
+            }
             t->has_decorrelate = true;
         } else if (is_key(k, "transforms")) {
             status = get_bool(p, v, key, &t->transforms);

@@ -172,6 +172,7 @@ typedef struct cnn_tap_spec {
     char *param;        /* "fourier" (default) or "pixel" */
     char *start;        /* "grey" or "mean" (the normalisation's mean colour; default) */
     bool decorrelate, has_decorrelate; /* default true */
+    bool decorrelate_inputs;           /* decorrelate: inputs (the run's images' colour covariance) */
     bool transforms, has_transforms;   /* default true */
     float tv, l2;       /* regulariser weights, default 0 */
     int blur_every;     /* blur the pre-image every this many steps (0: never) */
@@ -183,6 +184,7 @@ typedef struct cnn_tap_spec {
     int diversity;      /* maximize: images per channel, 0 = default (1) */
     float diversity_weight; /* ... weight of their Gram matrices' similarity, with has_diversity_weight (100) */
     bool has_diversity_weight;
+    int size[2];        /* maximize: the image's [h, w]; 0 = the network's input */
     int octaves;        /* dream: image scales; 0 = default (4) */
     float octave_scale; /* dream: ratio of one octave's size to the next smaller; 0 = default (1.4) */
     int jitter;         /* dream: largest random shift in pixels, with has_jitter (default 32 at 224) */

@@ -91,6 +91,44 @@ static int load_tensor(cnn_job *s, int k, int b)
                         s->npy + idx * per, s->inputs.paths[k]);
 }
 
+/* The decoded image's colour moments for maximize's decorrelate: inputs
+ * (a grey image counts as R = G = B, as the network sees it). */
+static void colour_moments(cnn_job *s, const cnn_image *img)
+{
+    double sum[3] = {0}, sxx[9] = {0};
+    size_t n = (size_t)img->w * img->h;
+    for (size_t y = 0; y < (size_t)img->h; y++) {
+        double rs[3] = {0}, rxx[6] = {0}; /* a row's, then added: fewer rounding steps */
+        const uint8_t *row = img->px + y * img->w * img->c;
+        for (int x = 0; x < img->w; x++) {
+            const uint8_t *q = row + (size_t)x * img->c;
+            double r = q[0], g = img->c == 3 ? q[1] : r, b = img->c == 3 ? q[2] : r;
+            rs[0] += r;
+            rs[1] += g;
+            rs[2] += b;
+            rxx[0] += r * r;
+            rxx[1] += r * g;
+            rxx[2] += r * b;
+            rxx[3] += g * g;
+            rxx[4] += g * b;
+            rxx[5] += b * b;
+        }
+        for (int c = 0; c < 3; c++) sum[c] += rs[c];
+        sxx[0] += rxx[0];
+        sxx[1] += rxx[1];
+        sxx[2] += rxx[2];
+        sxx[4] += rxx[3];
+        sxx[5] += rxx[4];
+        sxx[8] += rxx[5];
+    }
+    sxx[3] = sxx[1];
+    sxx[6] = sxx[2];
+    sxx[7] = sxx[5];
+    s->col_n += (double)n;
+    for (int c = 0; c < 3; c++) s->col_sum[c] += sum[c] / 255.0;
+    for (int i = 0; i < 9; i++) s->col_sxx[i] += sxx[i] / (255.0 * 255.0);
+}
+
 int cnn_job_load_pixels(cnn_job *s, const cnn_image *img, const char *name, int b)
 {
     const cnn_input_spec *in = &s->l.pipe.input;
@@ -98,6 +136,7 @@ int cnn_job_load_pixels(cnn_job *s, const cnn_image *img, const char *name, int 
     cl_mem src = NULL, tmp = NULL;
     int status;
     CNN_TRY(input_geometry(in, name, img->h, img->w, &rh, &rw, &top, &left), done);
+    if (s->colour_stats) colour_moments(s, img);
     size_t bytes = (size_t)img->w * img->h * img->c;
     CNN_TRY(cnn_cl_buffer(&s->cl, bytes, &src, "input image"), done);
     CNN_TRY(cnn_cl_write(&s->cl, src, 0, bytes, img->px, "input image"), done);
@@ -660,7 +699,7 @@ int cnn_job_prepare(cnn_job *s, const cnn_job *lead)
         s->end = lead->end;
         s->borrowed = true;
     } else {
-        if (s->o.n_inputs == 0 && s->o.repeat == 0 && !s->mx_batch)
+        if (s->o.n_inputs == 0 && s->o.repeat == 0 && !s->maximize)
             return cnn_error_set(CNN_ERR_USAGE, "run: no input: give images with --input (files, folders or "
                                  "@list.txt)");
         for (int i = 0; i < s->o.n_inputs; i++) CNN_TRY_RET(cnn_inputs_add(&s->inputs, s->o.inputs[i]));
@@ -696,7 +735,7 @@ int cnn_job_prepare(cnn_job *s, const cnn_job *lead)
     }
     if (s->o.npy) s->l.pipe.npy = true;
     s->o.npy = s->l.pipe.npy;
-    s->report = s->l.pipe.report && !s->o.no_report && (count > 0 || s->mx_batch) && !s->o.stats;
+    s->report = s->l.pipe.report && !s->o.no_report && (count > 0 || s->maximize) && !s->o.stats;
     s->images = s->report || s->n_taps > 0;
     /* <stem>/input.png: for the report and beside the taps drawn per input
      * (not for a run of filters, weights or examples alone) */
@@ -768,7 +807,7 @@ int cnn_job_device(cnn_job *s, const char *platform, const char *device, int *ba
                         : s->mx_batch && !s->attrib && !s->dream && !s->n_san_layer ? CNN_NET_BACKWARD_FAST
                                                                                     : CNN_NET_BACKWARD;
     CNN_TRY_RET(cnn_net_create_consuming(&s->net, &s->cl, &s->l.graph, s->keep, net_batch, mode));
-    if (!s->net.any_in_place) cnn_weights_close(&s->l.weights);
+    if (!s->net.any_in_place && !s->mx_sized) cnn_weights_close(&s->l.weights);
     s->t_net = cnn_now_ms();
     s->net_ready = true;
     if (s->images) CNN_TRY_RET(prepare_taps(s));
@@ -867,7 +906,7 @@ int cnn_job_conclude(cnn_job *s, int batch, int done_inputs, double loop_ms, dou
     cnn_json_array_end(&s->preds);
     /* A shard publishes even when its part holds no input, or none that
      * could be read: merge needs its manifest to see the part covered. */
-    bool publish = (count && done_inputs) || s->o.shard_count || s->o.stats || (s->mx_batch && !s->failed_inputs);
+    bool publish = (count && done_inputs) || s->o.shard_count || s->o.stats || (s->maximize && !s->failed_inputs);
     if (publish) CNN_TRY_RET(cnn_job_publish(s, s->report));
     if (done_inputs)
         cnn_logf(CNN_LOG_INFO, "%d input%s in %.2f s (%.1f images/s), first output after %.0f ms; %ld PNG files; peak "

@@ -108,7 +108,11 @@ struct cnn_job {
     bool images;          /* write PNGs (taps or the report) */
     bool input_png;       /* write <stem>/input.png for each input */
     bool dream;           /* dream taps: gradient mode, every tensor kept */
-    int mx_batch;         /* maximize taps: the most channels of one (its batch); 0: none */
+    int mx_batch;         /* maximize taps on this network: the most channels of one (its batch); 0: none */
+    bool maximize;        /* any maximize tap */
+    bool mx_sized;        /* ... one at its own size: the weights file stays open for its network */
+    bool colour_stats;    /* ... one with decorrelate: inputs: the inputs' colour moments, in [0, 1]: */
+    double col_n, col_sum[3], col_sxx[9]; /* pixels, their sum and sum of products (RGB networks) */
     int nonfinite_inputs;  /* inputs whose network output holds NaN or Inf */
     int first_nonfinite;   /* ... the first of them (index into inputs) */
     bool output_nan, output_inf; /* ... which of the two occurred */

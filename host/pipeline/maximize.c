@@ -36,6 +36,39 @@
 
 enum { CURVE_EVERY = 8, TILE_MIN = 48, GAP = 2 };
 
+/* The run's pipeline with the layers up to t's at t's size (shallow). */
+static cnn_pipeline sized_pipe(const cnn_job *s, const cnn_vtap *t)
+{
+    cnn_pipeline p = s->l.pipe;
+    p.input.h = t->img_h;
+    p.input.w = t->img_w;
+    p.n_layers = t->layer + 1;
+    return p;
+}
+
+static int sized_error(int status, const cnn_vtap *t)
+{
+    return cnn_error_prefix(status, "maximize %s: size [%d, %d]: the layers up to '%s' do not take that input",
+                            t->layer_name, t->img_h, t->img_w, t->layer_name);
+}
+
+static int sized_check(const cnn_job *s, const cnn_vtap *t)
+{
+    cnn_pipeline p = sized_pipe(s, t);
+    cnn_graph g;
+    int status = cnn_graph_build(&p, s->l.weights.n ? &s->l.weights : NULL, &g);
+    if (status < 0) return sized_error(status, t);
+    const cnn_layer *ly = &g.layers[t->layer];
+    if (!t->flat && (ly->flat || ly->c != t->n_maps))
+        status = cnn_error_set(CNN_ERR_INPUT, "maximize %s: size [%d, %d]: '%s' is %s at that size", t->layer_name,
+                               t->img_h, t->img_w, t->layer_name, ly->flat ? "flat" : "another shape");
+    else if (t->flat && cnn_layer_numel(ly) != (size_t)t->n_maps)
+        status = cnn_error_set(CNN_ERR_INPUT, "maximize %s: size [%d, %d]: '%s' has %zu units at that size, not %d",
+                               t->layer_name, t->img_h, t->img_w, t->layer_name, cnn_layer_numel(ly), t->n_maps);
+    cnn_graph_free(&g);
+    return status;
+}
+
 int cnn_maximize_prepare(cnn_job *s)
 {
     for (int t = 0; t < s->n_taps; t++) {
@@ -54,6 +87,19 @@ int cnn_maximize_prepare(cnn_job *s)
             if (c > 2048)
                 return cnn_error_set(CNN_ERR_USAGE, "maximize %s: diversity compares %zu x %zu Gram matrices; at "
                                      "most 2048 channels", vt->layer_name, c, c);
+        }
+        s->maximize = true;
+        if (vt->colour_inputs && vt->decorrelate && in->c == 3) {
+            if (s->o.n_inputs == 0)
+                return cnn_error_set(CNN_ERR_USAGE, "maximize %s: decorrelate: inputs takes the colours of the run's "
+                                     "images: give them with --input", vt->layer_name);
+            s->colour_stats = true;
+        }
+        if (vt->own_net) {
+            /* its own network, built when it runs: its shapes checked now */
+            CNN_TRY_RET(sized_check(s, vt));
+            s->mx_sized = true;
+            continue;
         }
         if (vt->n_sel * vt->diversity > s->mx_batch) s->mx_batch = vt->n_sel * vt->diversity;
         s->gradients = true;
@@ -79,11 +125,10 @@ static double objective(const cnn_vtap *t, const float *a, int n)
 }
 
 /* The objectives of the batch's n images after a forward. */
-static int measure(cnn_job *s, const cnn_vtap *t, int n, float *host, double *out)
+static int measure(cnn_net *net, const cnn_vtap *t, int n, float *host, double *out)
 {
-    const cnn_layer *ly = &s->l.graph.layers[t->layer];
-    size_t numel = cnn_layer_numel(ly);
-    CNN_TRY_RET(cnn_net_read(&s->net, t->layer, n, host));
+    size_t numel = cnn_layer_numel(&net->g->layers[t->layer]);
+    CNN_TRY_RET(cnn_net_read(net, t->layer, n, host));
     for (int i = 0; i < n; i++) out[i] = objective(t, host + (size_t)i * numel, i);
     return CNN_OK;
 }
@@ -105,6 +150,7 @@ static double best_example(const cnn_job *s, const cnn_vtap *t, int ch)
  * their copy on the host, and each image's s_i (see the header). */
 typedef struct divctx {
     cnn_job *s;
+    cnn_net *net;
     const cnn_vtap *t;
     int N, K;
     size_t C, P, numel;
@@ -121,10 +167,10 @@ static void div_free(divctx *d)
     free(d->sim);
 }
 
-static int div_create(divctx *d, cnn_job *s, const cnn_vtap *t, int N)
+static int div_create(divctx *d, cnn_job *s, cnn_net *net, const cnn_vtap *t, int N)
 {
-    const cnn_layer *ly = &s->l.graph.layers[t->layer];
-    *d = (divctx){.s = s, .t = t, .N = N, .K = t->diversity, .numel = cnn_layer_numel(ly)};
+    const cnn_layer *ly = &net->g->layers[t->layer];
+    *d = (divctx){.s = s, .net = net, .t = t, .N = N, .K = t->diversity, .numel = cnn_layer_numel(ly)};
     d->C = t->flat ? d->numel : (size_t)ly->c;
     d->P = d->numel / d->C;
     size_t cc = (size_t)N * d->C * d->C;
@@ -141,7 +187,7 @@ static int div_grams(divctx *d, bool write)
 {
     cnn_job *s = d->s;
     const size_t C = d->C, P = d->P, cc = C * C;
-    cl_mem A = cnn_net_buffer(&s->net, d->t->layer);
+    cl_mem A = cnn_net_buffer(d->net, d->t->layer);
     const char *what = d->t->layer_name;
     for (int n = 0; n < d->N; n++)
         CNN_TRY_RET(cnn_blas_sgemm(&s->cl, false, true, C, C, P, A, (size_t)n * d->numel, P, A, (size_t)n * d->numel,
@@ -188,7 +234,7 @@ static int div_add(void *ctx, cl_mem grad)
     divctx *d = ctx;
     cnn_job *s = d->s;
     const size_t C = d->C, P = d->P, cc = C * C;
-    cl_mem A = cnn_net_buffer(&s->net, d->t->layer);
+    cl_mem A = cnn_net_buffer(d->net, d->t->layer);
     for (int n = 0; n < d->N; n++)
         CNN_TRY_RET(cnn_blas_sgemm_beta(&s->cl, false, false, C, P, C, d->M, (size_t)n * cc, C, A,
                                         (size_t)n * d->numel, P, 1.0f, grad, (size_t)n * d->numel, P,
@@ -236,7 +282,8 @@ static int write_outputs(cnn_job *s, cnn_vtap *t, const cnn_fv *f, const float *
     char rel[512], note[256], dnote[64] = "";
     if (K > 1) snprintf(dnote, sizeof dnote, "; %d images per channel (diversity)", K);
     snprintf(note, sizeof note, "%d steps, %s parameters%s%s; objective: %s%s%s", t->steps,
-             t->fourier ? "Fourier" : "pixel", t->decorrelate && C == 3 ? ", decorrelated colours" : "",
+             t->fourier ? "Fourier" : "pixel",
+             !f->decorrelate ? "" : t->colour_inputs ? ", colours decorrelated as the inputs'" : ", decorrelated colours",
              t->transforms ? ", random transforms" : "", t->sign < 0 ? "minus " : "",
              t->flat ? "the unit" : t->neuron ? "the centre position" : "the channel's mean", dnote);
     snprintf(rel, sizeof rel, "model/%s/maximize.png", t->dir);
@@ -281,10 +328,31 @@ static int write_outputs(cnn_job *s, cnn_vtap *t, const cnn_fv *f, const float *
     cnn_json_int(&j, t->steps);
     cnn_json_key(&j, "lr");
     cnn_json_number(&j, t->lr);
+    cnn_json_key(&j, "size");
+    cnn_json_array_begin(&j);
+    cnn_json_int(&j, H);
+    cnn_json_int(&j, W);
+    cnn_json_array_end(&j);
     cnn_json_key(&j, "param");
     cnn_json_string(&j, t->fourier ? "fourier" : "pixel");
     cnn_json_key(&j, "decorrelate");
-    cnn_json_bool(&j, t->decorrelate && C == 3);
+    cnn_json_bool(&j, f->decorrelate);
+    if (f->decorrelate) {
+        cnn_json_key(&j, "colour");
+        cnn_json_string(&j, t->colour_inputs ? "inputs" : "imagenet");
+        if (t->colour_inputs) {
+            cnn_json_key(&j, "colour_pixels");
+            cnn_json_number(&j, s->col_n);
+        }
+        cnn_json_key(&j, "colour_matrix"); /* rows R, G, B; largest column norm 1 */
+        cnn_json_array_begin(&j);
+        for (int r = 0; r < 3; r++) {
+            cnn_json_array_begin(&j);
+            for (int c = 0; c < 3; c++) cnn_json_number(&j, f->colour[r * 3 + c]);
+            cnn_json_array_end(&j);
+        }
+        cnn_json_array_end(&j);
+    }
     cnn_json_key(&j, "transforms");
     cnn_json_bool(&j, t->transforms);
     cnn_json_key(&j, "tv");
@@ -350,11 +418,64 @@ static int write_outputs(cnn_job *s, cnn_vtap *t, const cnn_fv *f, const float *
     return status;
 }
 
+/* A tap at its own size (`size:`): the layers up to its own, built at
+ * that size from the run's weights, with their own backward. */
+typedef struct sized {
+    cnn_pipeline pipe; /* the run's, shallow: its input's h and w and the layer count changed */
+    cnn_graph g;
+    cnn_net net;
+    cnn_backward bw;
+    bool g_ready, net_ready, bw_ready;
+} sized;
+
+static void sized_free(sized *z)
+{
+    if (z->bw_ready) cnn_backward_free(&z->bw);
+    if (z->net_ready) cnn_net_free(&z->net);
+    if (z->g_ready) cnn_graph_free(&z->g);
+}
+
+static int sized_create(sized *z, cnn_job *s, cnn_vtap *t, int N)
+{
+    z->pipe = sized_pipe(s, t);
+    int status = cnn_graph_build(&z->pipe, s->l.weights.n ? &s->l.weights : NULL, &z->g);
+    if (status < 0) return sized_error(status, t);
+    z->g_ready = true;
+    bool *keep = cnn_malloc((size_t)z->g.n * sizeof *keep);
+    if (!keep) return CNN_ERR_NOMEM;
+    for (int i = 0; i < z->g.n; i++) keep[i] = true;
+    status = cnn_net_create(&z->net, &s->cl, &z->g, keep, N, CNN_NET_BACKWARD_FAST);
+    free(keep);
+    if (status < 0) return status;
+    z->net_ready = true;
+    CNN_TRY_RET(cnn_backward_create(&z->bw, &z->net));
+    z->bw_ready = true;
+    const cnn_layer *ly = &z->g.layers[t->layer];
+    t->h = ly->flat ? 1 : ly->h; /* the objective's plane at this size */
+    t->w = ly->flat ? 1 : ly->w;
+    if (!s->o.quiet)
+        cnn_logf(CNN_LOG_INFO, "maximize %s: the layers up to it at %d x %d (%s: %d x %d x %d)", t->layer_name,
+                 t->img_h, t->img_w, t->layer_name, ly->c, ly->h, ly->w);
+    return CNN_OK;
+}
+
 static int run_tap(cnn_job *s, cnn_vtap *t)
 {
     const cnn_input_spec *in = &s->l.pipe.input;
-    const cnn_layer *ly = &s->l.graph.layers[t->layer];
-    const int K = t->diversity, N = t->n_sel * K;
+    const int K = t->diversity, N = t->n_sel * K, H = t->img_h, W = t->img_w;
+    sized z = {0};
+    cnn_net *net = &s->net;
+    cnn_backward *bw = &s->bw;
+    if (t->own_net) {
+        int st = sized_create(&z, s, t, N);
+        if (st < 0) {
+            sized_free(&z);
+            return st;
+        }
+        net = &z.net;
+        bw = &z.bw;
+    }
+    const cnn_layer *ly = &net->g->layers[t->layer];
     size_t numel = cnn_layer_numel(ly);
     float gain[3], bias[3], start[3];
     for (int c = 0; c < in->c; c++) {
@@ -364,18 +485,33 @@ static int run_tap(cnn_job *s, cnn_vtap *t)
     }
     double t0 = cnn_now_ms();
     cnn_fv f;
-    CNN_TRY_RET(cnn_fv_create(&f, &s->cl, N, in->c, in->h, in->w, t->fourier, t->decorrelate, gain, bias,
-                              t->start_mean ? start : NULL, t->seed));
+    double colour[9];
+    const double *cm = t->decorrelate && in->c == 3 ? cnn_fv_imagenet_colour : NULL;
+    if (cm && t->colour_inputs) {
+        if (s->col_n < 2) {
+            sized_free(&z);
+            return cnn_error_set(CNN_ERR_INPUT, "maximize %s: decorrelate: inputs: no input image could be read",
+                                 t->layer_name);
+        }
+        cnn_fv_colour_from_moments(s->col_n, s->col_sum, s->col_sxx, colour);
+        cm = colour;
+    }
+    int status = cnn_fv_create(&f, &s->cl, N, in->c, H, W, t->fourier, cm, gain, bias,
+                               t->start_mean ? start : NULL, t->seed);
+    if (status < 0) {
+        sized_free(&z);
+        return status;
+    }
     divctx dv = {0};
     int n_curve = (t->steps + CURVE_EVERY - 1) / CURVE_EVERY;
     float *seed = cnn_calloc((size_t)N * numel, sizeof *seed);
     float *host = cnn_malloc((size_t)N * numel * sizeof *host);
     float *aff = cnn_malloc((size_t)6 * N * sizeof *aff);
     float *curve = cnn_malloc((size_t)n_curve * N * sizeof *curve);
-    float *img = cnn_malloc((size_t)N * in->c * in->h * in->w * sizeof *img);
+    float *img = cnn_malloc((size_t)N * in->c * H * W * sizeof *img);
     double *val = cnn_malloc((size_t)N * sizeof *val);
-    int status = seed && host && aff && curve && img && val ? CNN_OK : CNN_ERR_NOMEM;
-    if (status == CNN_OK && K > 1) status = div_create(&dv, s, t, N);
+    status = seed && host && aff && curve && img && val ? CNN_OK : CNN_ERR_NOMEM;
+    if (status == CNN_OK && K > 1) status = div_create(&dv, s, net, t, N);
     /* d objective / d layer: constant over the steps */
     size_t plane = (size_t)t->h * t->w;
     for (int n = 0; n < N && status == CNN_OK; n++) {
@@ -385,7 +521,7 @@ static int run_tap(cnn_job *s, cnn_vtap *t)
         else
             for (size_t i = 0; i < plane; i++) sd[i] = (float)(t->sign / (double)plane);
     }
-    if (status == CNN_OK && !s->bw_ready) {
+    if (status == CNN_OK && !t->own_net && !s->bw_ready) {
         status = cnn_backward_create(&s->bw, &s->net);
         s->bw_ready = status == CNN_OK;
     }
@@ -396,20 +532,20 @@ static int run_tap(cnn_job *s, cnn_vtap *t)
     for (int step = 0; step < t->steps && status == CNN_OK; step++) {
         status = cnn_job_interrupted(s);
         if (status == CNN_OK) status = cnn_fv_image(&f);
-        for (int n = 0; n < N; n++) cnn_fv_affine(t->seed, step, n, in->h, in->w, t->transforms, aff + 6 * n);
-        if (status == CNN_OK) status = cnn_fv_input(&f, aff, s->net.input);
-        if (status == CNN_OK) status = cnn_net_forward_range(&s->net, 0, t->layer + 1, N);
+        for (int n = 0; n < N; n++) cnn_fv_affine(t->seed, step, n, H, W, t->transforms, aff + 6 * n);
+        if (status == CNN_OK) status = cnn_fv_input(&f, aff, net->input);
+        if (status == CNN_OK) status = cnn_net_forward_range(net, 0, t->layer + 1, N);
         if (status == CNN_OK && step % CURVE_EVERY == 0) {
-            status = measure(s, t, N, host, val);
+            status = measure(net, t, N, host, val);
             for (int n = 0; n < N; n++) curve[(size_t)k * N + n] = (float)val[n];
             k++;
         }
         if (status == CNN_OK && K > 1) status = div_grams(&dv, true);
         if (status == CNN_OK)
-            status = cnn_backward_seeded_add(&s->bw, N, t->layer, seed, K > 1 ? div_add : NULL, &dv, CNN_GRAD_PLAIN,
+            status = cnn_backward_seeded_add(bw, N, t->layer, seed, K > 1 ? div_add : NULL, &dv, CNN_GRAD_PLAIN,
                                              CNN_GRAPH_INPUT);
         if (status == CNN_OK)
-            status = cnn_fv_step(&f, cnn_backward_grad(&s->bw, CNN_GRAPH_INPUT), t->tv, t->l2, t->lr);
+            status = cnn_fv_step(&f, cnn_backward_grad(bw, CNN_GRAPH_INPUT), t->tv, t->l2, t->lr);
         if (status == CNN_OK && t->blur_every && (step + 1) % t->blur_every == 0)
             status = cnn_fv_blur(&f, t->blur_sigma);
         if (status == CNN_OK && !s->o.quiet && (step + 1) % 64 == 0 && step + 1 < t->steps)
@@ -417,12 +553,12 @@ static int run_tap(cnn_job *s, cnn_vtap *t)
     }
     /* the result, measured without a transform */
     if (status == CNN_OK) status = cnn_fv_image(&f);
-    if (status == CNN_OK) status = cnn_fv_input(&f, NULL, s->net.input);
-    if (status == CNN_OK) status = cnn_net_forward_range(&s->net, 0, t->layer + 1, N);
-    if (status == CNN_OK) status = measure(s, t, N, host, val);
+    if (status == CNN_OK) status = cnn_fv_input(&f, NULL, net->input);
+    if (status == CNN_OK) status = cnn_net_forward_range(net, 0, t->layer + 1, N);
+    if (status == CNN_OK) status = measure(net, t, N, host, val);
     if (status == CNN_OK && K > 1) status = div_grams(&dv, false);
     if (status == CNN_OK)
-        status = cnn_cl_read(&s->cl, f.img, 0, (size_t)N * in->c * in->h * in->w * sizeof *img, img,
+        status = cnn_cl_read(&s->cl, f.img, 0, (size_t)N * in->c * H * W * sizeof *img, img,
                              "feature visualisation: images");
     double secs = (cnn_now_ms() - t0) / 1000.0;
     if (status == CNN_OK) status = write_outputs(s, t, &f, img, val, dv.sim, curve, k, secs);
@@ -431,6 +567,7 @@ static int run_tap(cnn_job *s, cnn_vtap *t)
     if (status < 0) cnn_error_prefix(status, "maximize %s", t->layer_name);
     cnn_fv_free(&f);
     div_free(&dv);
+    sized_free(&z);
     free(seed);
     free(host);
     free(aff);

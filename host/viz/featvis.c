@@ -12,7 +12,7 @@
 
 /* Lucid's square root of ImageNet's colour covariance (its
  * color_correlation_svd_sqrt), divided by its largest column norm. */
-static const double k_color_sqrt[9] = {0.26, 0.09, 0.02, 0.27, 0.00, -0.05, 0.27, -0.09, 0.03};
+const double cnn_fv_imagenet_colour[9] = {0.26, 0.09, 0.02, 0.27, 0.00, -0.05, 0.27, -0.09, 0.03};
 
 static const double k_pi = 3.14159265358979323846;
 
@@ -106,7 +106,57 @@ static int make_fourier(cnn_fv *f)
     return status;
 }
 
-int cnn_fv_create(cnn_fv *f, cnn_cl *cl, int N, int C, int H, int W, bool fourier, bool decorrelate,
+void cnn_fv_colour_from_moments(double n, const double sum[3], const double sxx[9], double out[9])
+{
+    double A[9], V[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) A[i * 3 + j] = (sxx[i * 3 + j] - sum[i] * sum[j] / n) / (n - 1);
+    /* cyclic Jacobi rotations: A -> V^T A V diagonal */
+    for (int sweep = 0; sweep < 32; sweep++) {
+        double off = fabs(A[1]) + fabs(A[2]) + fabs(A[5]);
+        if (off <= 1e-300 || off <= 1e-15 * (fabs(A[0]) + fabs(A[4]) + fabs(A[8]))) break;
+        for (int p = 0; p < 2; p++)
+            for (int q = p + 1; q < 3; q++) {
+                double apq = A[p * 3 + q];
+                if (apq == 0) continue;
+                double theta = (A[q * 3 + q] - A[p * 3 + p]) / (2 * apq);
+                double t = (theta >= 0 ? 1 : -1) / (fabs(theta) + sqrt(theta * theta + 1));
+                double c = 1 / sqrt(t * t + 1), sn = t * c;
+                for (int k = 0; k < 3; k++) { /* columns p, q */
+                    double akp = A[k * 3 + p], akq = A[k * 3 + q];
+                    A[k * 3 + p] = c * akp - sn * akq;
+                    A[k * 3 + q] = sn * akp + c * akq;
+                }
+                for (int k = 0; k < 3; k++) { /* rows p, q */
+                    double apk = A[p * 3 + k], aqk = A[q * 3 + k];
+                    A[p * 3 + k] = c * apk - sn * aqk;
+                    A[q * 3 + k] = sn * apk + c * aqk;
+                }
+                for (int k = 0; k < 3; k++) {
+                    double vkp = V[k * 3 + p], vkq = V[k * 3 + q];
+                    V[k * 3 + p] = c * vkp - sn * vkq;
+                    V[k * 3 + q] = sn * vkp + c * vkq;
+                }
+            }
+    }
+    int ord[3] = {0, 1, 2};
+    for (int i = 0; i < 3; i++)
+        for (int j = i + 1; j < 3; j++)
+            if (A[ord[j] * 4] > A[ord[i] * 4]) {
+                int t = ord[i];
+                ord[i] = ord[j];
+                ord[j] = t;
+            }
+    for (int j = 0; j < 3; j++) {
+        int e = ord[j];
+        double lam = A[e * 4] > 0 ? sqrt(A[e * 4]) : 0;
+        double cs = V[e] + V[3 + e] + V[6 + e];
+        double sg = cs < 0 ? -1 : 1;
+        for (int c = 0; c < 3; c++) out[c * 3 + j] = sg * lam * V[c * 3 + e];
+    }
+}
+
+int cnn_fv_create(cnn_fv *f, cnn_cl *cl, int N, int C, int H, int W, bool fourier, const double *colour,
                   const float *gain, const float *bias, const float *start, uint32_t seed)
 {
     memset(f, 0, sizeof *f);
@@ -117,7 +167,7 @@ int cnn_fv_create(cnn_fv *f, cnn_cl *cl, int N, int C, int H, int W, bool fourie
     f->H = H;
     f->W = W;
     f->fourier = fourier;
-    f->decorrelate = decorrelate && C == 3;
+    f->decorrelate = colour && C == 3;
     f->seed = seed;
     f->K = fourier ? W / 2 + 1 : W;
     size_t NC = (size_t)N * C, px = NC * H * W;
@@ -140,10 +190,11 @@ int cnn_fv_create(cnn_fv *f, cnn_cl *cl, int N, int C, int H, int W, bool fourie
         double mx = 0;
         for (int j = 0; j < 3; j++) {
             double s = 0;
-            for (int c = 0; c < 3; c++) s += k_color_sqrt[c * 3 + j] * k_color_sqrt[c * 3 + j];
+            for (int c = 0; c < 3; c++) s += colour[c * 3 + j] * colour[c * 3 + j];
             if (sqrt(s) > mx) mx = sqrt(s);
         }
-        for (int i = 0; i < 9; i++) Mn[i] = (float)(k_color_sqrt[i] / mx);
+        for (int i = 0; i < 9; i++) Mn[i] = (float)(mx > 0 ? colour[i] / mx : i % 4 == 0);
+        memcpy(f->colour, Mn, sizeof Mn);
     }
     int status = upload(f, p0, f->n_param, &f->P, "feature visualisation: parameters");
     if (status == CNN_OK && fourier) status = make_fourier(f);

@@ -28,6 +28,7 @@ typedef struct cnn_fv {
     cnn_cl *cl;               /* borrowed */
     int N, C, H, W, K;        /* images, channels (1 or 3), size; K: W / 2 + 1 (Fourier) or W (pixels) */
     bool fourier, decorrelate;
+    float colour[9];          /* the colour matrix used (decorrelate), its largest column norm 1 */
     size_t n_param;           /* floats of P */
     int step;                 /* Adam steps taken */
     uint32_t seed;
@@ -38,11 +39,24 @@ typedef struct cnn_fv {
     cl_mem freq;              /* [H][K] |f|^2 (made by the first Fourier blur) */
 } cnn_fv;
 
-/* Images [N][C][H][W]; gain, bias [C]: the network input of a pixel value
+/* Lucid's colour matrix: the square root of ImageNet's colour covariance
+ * (U sqrt(S) of its SVD; rows R, G, B), row-major. */
+extern const double cnn_fv_imagenet_colour[9];
+
+/* The colour matrix of pixels with these moments (n pixels in [0, 1]:
+ * sum[3] and sum of products sxx[3][3]): U sqrt(S) of their covariance's
+ * eigen-decomposition, columns by falling eigenvalue, each column's sign
+ * making its sum >= 0 (as the ImageNet matrix's).  Needs n >= 2. */
+void cnn_fv_colour_from_moments(double n, const double sum[3], const double sxx[9], double out[9]);
+
+/* Images [N][C][H][W]; colour: the 3x3 matrix (row-major, rows R, G, B)
+ * that mixes an RGB pre-image's channels, scaled so that its largest
+ * column norm is 1 (NULL: none; cnn_fv_imagenet_colour: Lucid's);
+ * gain, bias [C]: the network input of a pixel value
  * v in [0, 1] is gain * v + bias.  Parameters start as N(0, 0.01^2) from
  * Philox (counter: the parameter's index, key: seed) around the colour
  * start [C] (values in [0, 1], kept within [0.01, 0.99]; NULL: grey). */
-int cnn_fv_create(cnn_fv *f, cnn_cl *cl, int N, int C, int H, int W, bool fourier, bool decorrelate,
+int cnn_fv_create(cnn_fv *f, cnn_cl *cl, int N, int C, int H, int W, bool fourier, const double *colour,
                   const float *gain, const float *bias, const float *start, uint32_t seed);
 void cnn_fv_free(cnn_fv *f);
 

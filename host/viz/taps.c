@@ -222,6 +222,8 @@ int cnn_vtap_configure(cnn_vtap *t, const cnn_graph *g, int layer, const char *k
                        const char *where, char *const *labels, int n_labels)
 {
     memset(t, 0, sizeof *t);
+    if (spec && spec->size[0] && strcmp(kind, "maximize"))
+        return cnn_error_set(CNN_ERR_INPUT, "%s: 'size' applies to maximize, not %s", where, kind);
     int method = find_name(cnn_gmethod_names, kind);
     if (method >= 0) return configure_gradient(t, g, layer, method, spec, where, labels, n_labels);
     if (layer < 0) return cnn_error_set(CNN_ERR_INPUT, "%s: '%s' needs a layer, not the input", where, kind);
@@ -295,6 +297,7 @@ int cnn_vtap_configure(cnn_vtap *t, const cnn_graph *g, int layer, const char *k
         t->lr = spec && spec->lr > 0 ? spec->lr : 0.05f;
         t->fourier = !(spec && spec->param && !strcmp(spec->param, "pixel"));
         t->decorrelate = spec && spec->has_decorrelate ? spec->decorrelate : true;
+        t->colour_inputs = spec && spec->decorrelate_inputs;
         t->start_mean = !(spec && spec->start && !strcmp(spec->start, "grey"));
         t->transforms = spec && spec->has_transforms ? spec->transforms : true;
         t->tv = spec ? spec->tv : 0;
@@ -306,6 +309,9 @@ int cnn_vtap_configure(cnn_vtap *t, const cnn_graph *g, int layer, const char *k
         t->diversity = spec && spec->diversity ? spec->diversity : 1;
         t->div_weight = spec && spec->has_diversity_weight ? spec->diversity_weight : 100.0f;
         t->seed = spec && spec->has_seed ? (uint32_t)spec->seed : 0;
+        t->img_h = spec && spec->size[0] ? spec->size[0] : g->in_h;
+        t->img_w = spec && spec->size[1] ? spec->size[1] : g->in_w;
+        t->own_net = t->img_h != g->in_h || t->img_w != g->in_w;
         if (spec && spec->cls) {
             /* a class: one unit of the network's output */
             if (t->kind != CNN_TAP_MAXIMIZE || layer != g->n - 1 || !ly->flat || spec->n_channels)

@@ -138,10 +138,14 @@ typedef struct cnn_vtap {
     float lr, tv, l2, blur_sigma;
     int blur_every;
     bool fourier, decorrelate, transforms, neuron, start_mean;
+    bool colour_inputs;      /* decorrelate: inputs */
     int sign;
     int diversity;           /* images per channel (1: one) */
     float div_weight;        /* weight of their Gram similarity */
     uint32_t seed;
+    int img_h, img_w;        /* the image (`size:`; the network's input by default) */
+    bool own_net;            /* ... differs from the network's input: the tap builds the layers up to its
+                              * own at that size (pipeline/maximize.c) */
     /* dream (pipeline/dream.c): ascent on 0.5 mean(A^2) of the layer (of
      * the n_sel channels sel when sel is set) over `octaves` scales */
     int octaves, jitter;

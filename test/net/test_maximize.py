@@ -25,6 +25,14 @@
     stride-1 conv's input gradient as a forward convolution where that
     input has no other reader) on a residual net with padding 0, 1 and 2
     and a strided conv: the same sign test;
+  * size: [40, 36]: the layers up to conv4 built at that size beside a tap
+    at the network's size in the same run: the images' shape, the values
+    against PyTorch on them (the layers up to the tap), the PNGs' size;
+  * decorrelate: inputs on a seeded RGB net: the colour matrix against
+    numpy's eigen-decomposition of the input PNGs' colour covariance
+    (1e-5), and the colours of the image after one tiny step correlated as
+    the matrix says (within 0.1), for the inputs' matrix and ImageNet's;
+    without --input it exits 2;
   * a run of maximize taps needs no --input; the report has a Features
     section, with a row per channel that has both an optimised image and
     dataset examples (and `channels:` picks the examples' channels); the
@@ -171,6 +179,115 @@ def objectives(work):
           "a run without inputs wrote input folders: %s" % os.listdir(outs[0]))
 
 
+def sized(work):
+    """size: an image of another size than the network's input: the layers
+    up to the tap at that size (a non-square one), beside a tap at the
+    network's size in the same run; values against PyTorch on the images."""
+    taps = [{"layer": "conv4", "show": "maximize", "channels": [0, 9], "steps": 32, "seed": 5, "size": [40, 36]},
+            {"layer": "conv3", "show": "maximize", "channels": [1], "steps": 16}]
+    cfg, path = fashion_config(work, taps, "sized.yaml")
+    out = os.path.join(work, "sized")
+    p = run(["run", path, "--out", out, "--npy"])
+    check(p.returncode == 0, "sized run: exit %d" % p.returncode)
+    if p.returncode:
+        return
+    names = [ly["name"] for ly in cfg["layers"]]
+    for layer, chans, hw in (("conv4", [0, 9], (40, 36)), ("conv3", [1], (28, 28))):
+        d, img = read_run(out, layer)
+        check(d["size"] == list(hw), "%s: size %s in maximize.json" % (layer, d["size"]))
+        check(img.shape == (len(chans), 1) + hw and img.min() >= 0 and img.max() <= 1,
+              "%s: maximize.npy %s" % (layer, img.shape))
+        if img.shape != (len(chans), 1) + hw:
+            continue
+        x = (torch.from_numpy(img.astype(np.float64)) - 0.2860) / 0.3530
+        o = {}
+        part = cfg["layers"][:names.index(layer) + 1]
+        pre = tuple(ly["params"] + "." for ly in part if "params" in ly)
+        sd = {k: v for k, v in fashion_weights().items() if k.startswith(pre)}
+        with torch.no_grad():
+            netref.run_config(part, sd, x, outs_out=o)
+        ref = o[layer].numpy()
+        for n, c in enumerate(d["channels"]):
+            want = ref[n, chans[n]].mean()
+            check(abs(c["value"] - want) <= 1e-4 * (1 + abs(want)),
+                  "sized %s c%d: value %.7g, PyTorch %.7g" % (layer, chans[n], c["value"], want))
+            check(c["value"] > c["curve"][0], "sized %s c%d: the objective did not rise: %s -> %.4g" %
+                  (layer, chans[n], c["curve"], c["value"]))
+            png = np.asarray(Image.open(os.path.join(out, "model", layer, "maximize", "c%03d.png" % chans[n])))
+            check(png.shape == hw, "sized %s c%d: PNG %s" % (layer, chans[n], png.shape))
+
+
+def colour(work):
+    """decorrelate: inputs: the colour matrix from the run's images (R and B
+    anti-correlated, unlike ImageNet's) against numpy's eigen-decomposition
+    of their covariance, and the image's colours after one tiny step (pixel
+    parameters N(0, 0.01^2) through the matrix) correlated as the inputs'."""
+    torch.manual_seed(4)
+    sd = {"c1.weight": torch.randn(16, 3, 3, 3) * 0.3, "c1.bias": torch.randn(16) * 0.1}
+    wpath = os.path.join(work, "rgb.safetensors")
+    netref.save_safetensors(sd, wpath)
+    rng = np.random.default_rng(8)
+    cov = np.array([[1.0, 0.3, -0.8], [0.3, 1.0, -0.2], [-0.8, -0.2, 1.0]]) * 0.02
+    pix = []
+    inputs = []
+    for i in range(3):
+        x = rng.multivariate_normal([0.5, 0.45, 0.5], cov, size=(32, 32))
+        q = np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)
+        pix.append(q.reshape(-1, 3).astype(np.float64) / 255)
+        inputs.append(os.path.join(work, "rgb%d.png" % i))
+        Image.fromarray(q).save(inputs[-1])
+    pix = np.concatenate(pix)
+    c = np.cov(pix.T)
+    lam, U = np.linalg.eigh(c)
+    order = np.argsort(lam)[::-1]
+    M = U[:, order] * np.sqrt(np.maximum(lam[order], 0))
+    M *= np.where(M.sum(0) < 0, -1, 1)
+    M /= np.sqrt((M ** 2).sum(0)).max()
+    corr = lambda a: a / np.sqrt(np.outer(np.diag(a), np.diag(a)))  # noqa: E731
+    cfg = {"version": 1,
+           "model": {"name": "rgb", "weights": wpath,
+                     "input": {"shape": [3, 32, 32], "color": "rgb", "resize": "none", "scale": 1 / 255.0,
+                               "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}},
+           "layers": [{"name": "conv1", "op": "conv2d", "out": 16, "kernel": 3, "pad": 1, "params": "c1"},
+                      {"name": "relu1", "op": "relu"}],
+           "taps": []}
+    want = {"inputs": corr(c)}
+    got = {}
+    for mode in ("inputs", "imagenet"):
+        cfg["taps"] = [{"layer": "relu1", "show": "maximize", "channels": [0, 1, 2, 3], "steps": 1, "lr": 1e-4,
+                        "param": "pixel", "transforms": False, "decorrelate": mode}]
+        path = os.path.join(work, "rgb_%s.yaml" % mode)
+        yaml.safe_dump(cfg, open(path, "w"))
+        out = os.path.join(work, "rgb_" + mode)
+        p = run(["run", path, "--out", out, "--npy"] + [a for i in inputs for a in ("--input", i)])
+        check(p.returncode == 0, "decorrelate %s: exit %d" % (mode, p.returncode))
+        if p.returncode:
+            return
+        d, img = read_run(out, "relu1")
+        check(d["colour"] == mode, "decorrelate %s: colour %s in maximize.json" % (mode, d.get("colour")))
+        got_m = np.array(d["colour_matrix"])
+        if mode == "inputs":
+            check(d["colour_pixels"] == len(pix), "colour_pixels %s, want %d" % (d["colour_pixels"], len(pix)))
+            err = np.abs(got_m - M).max()
+            check(err <= 1e-5, "decorrelate inputs: matrix %s, numpy %s (max error %.3g, bound 1e-5)" %
+                  (got_m.tolist(), M.tolist(), err))
+        else:
+            want["imagenet"] = corr(got_m @ got_m.T)
+        mean = np.array([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1)
+        u = np.log(img / (1 - img)) - np.log(mean / (1 - mean))
+        got[mode] = corr(np.cov(u.transpose(1, 0, 2, 3).reshape(3, -1)))
+    for mode in ("inputs", "imagenet"):
+        err = np.abs(got[mode] - want[mode]).max()
+        check(err <= 0.1, "decorrelate %s: the image's colour correlations %s, want %s (bound 0.1)" %
+              (mode, np.round(got[mode], 3).tolist(), np.round(want[mode], 3).tolist()))
+    check(np.abs(want["inputs"] - want["imagenet"]).max() > 0.5, "the test's inputs correlate as ImageNet's")
+    cfg["taps"][0]["decorrelate"] = "inputs"
+    yaml.safe_dump(cfg, open(path, "w"))
+    p = run(["run", path, "--out", os.path.join(work, "rgb_noinput")], 2)
+    check(p.returncode == 2 and "--input" in p.stderr and len(p.stderr.strip().splitlines()) == 1,
+          "decorrelate: inputs without inputs: exit %d, %r" % (p.returncode, p.stderr))
+
+
 def grams_cos(a, k):
     """Per image, the sum of the cosine similarities of its Gram matrix to
     those of the other images of its channel (groups of k), from the
@@ -306,11 +423,11 @@ def fast_backward(work):
                         "transforms": False, "decorrelate": False, "lr": lr, "seed": 5}]
         if exact:
             cfg["taps"].append({"layer": "input", "show": "saliency"})
-        path = os.path.join(work, "res_%g_%d.yaml" % (lr, exact))
+        path = os.path.join(work, "res_%g_%s.yaml" % (lr, exact))
         yaml.safe_dump(cfg, open(path, "w"))
-        out = os.path.join(work, "res_%g_%d" % (lr, exact))
+        out = os.path.join(work, "res_%g_%s" % (lr, exact))
         p = run(["run", path, "--out", out, "--npy"] + (["--input", rgb] if exact else []))
-        check(p.returncode == 0, "residual maximize lr %g: exit %d" % (lr, p.returncode))
+        check(p.returncode == 0, "residual maximize lr %g %s: exit %d" % (lr, exact, p.returncode))
         if p.returncode:
             return
         imgs[lr, exact] = np.load(os.path.join(out, "model", "relu5", "maximize.npy")).astype(np.float64)
@@ -405,7 +522,14 @@ def hostile(work):
                        ("{layer: conv4, show: maximize, class: Sneaker}", "needs the network's last layer ('fc2')"),
                        ("{layer: fc2, show: maximize, class: top3}", "not 'top3'"),
                        ("{layer: fc2, show: maximize, class: Boot}", "class 'Boot' is not"),
-                       ("{layer: conv4, show: maximize, diversity_weight: -1}", "'diversity_weight'")):
+                       ("{layer: conv4, show: maximize, diversity_weight: -1}", "'diversity_weight'"),
+                       ("{layer: conv4, show: maximize, size: 4}", "'size' must be >= 8"),
+                       ("{layer: conv4, show: maximize, decorrelate: yes}", "'decorrelate' must be true, false"),
+                       ("{layer: conv4, show: maximize, size: [40]}", "'size' must be an integer or [h, w]"),
+                       ("{layer: conv4, show: maximize, size: 5000}", "'size' must be 8 to 4096"),
+                       ("{layer: conv4, show: activations, size: 40}", "'size' applies to maximize"),
+                       ("{layer: fc2, show: maximize, class: Sneaker, size: 40}",
+                        "size [40, 40]: the layers up to 'fc2' do not take that input")):
         path = os.path.join(work, "bad.yaml")
         cfg, _ = fashion_config(work, [], "bad.yaml")
         text = open(path).read().replace("taps: []", "taps:\n- " + bad)
@@ -426,6 +550,8 @@ def main():
     objectives(work)
     diversity(work)
     fast_backward(work)
+    sized(work)
+    colour(work)
     classes(work)
     pages(work)
     hostile(work)

@@ -451,7 +451,7 @@ static void test_errors(void)
                  "between 0 and 1");
     EXPECT_ERROR(H RELU "taps:\n  - {show: integrated, baseline: white}\n", "9:34", "black, zero, blur");
     EXPECT_ERROR(H RELU "taps:\n  - {show: occlusion, window: 0}\n", "9:31", ">= 1");
-    EXPECT_ERROR(H RELU "taps:\n  - {show: occlusion, size: 3}\n", "9:23", "unknown key 'size' in tap #1");
+    EXPECT_ERROR(H RELU "taps:\n  - {show: occlusion, windw: 3}\n", "9:23", "unknown key 'windw' in tap #1");
     EXPECT_ERROR(H RELU "taps: {layer: a}\n", "8:7", "must be a list");
 
     /* output */

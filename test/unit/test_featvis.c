@@ -155,7 +155,7 @@ static void test_chain(int C, int H, int W)
     const float gain[3] = {3.9f, 4.1f, 4.4f}, bias[3] = {-2.1f, -2.0f, -1.8f}, start[3] = {0.3f, 0.5f, 0.8f};
     for (int c = 0; c < 3; c++) g_u0[c] = log(start[c] / (1.0 - start[c]));
     cnn_fv f;
-    CHECK_OK(cnn_fv_create(&f, &g_cl, N, C, H, W, true, true, gain, bias, start, 7));
+    CHECK_OK(cnn_fv_create(&f, &g_cl, N, C, H, W, true, cnn_fv_imagenet_colour, gain, bias, start, 7));
     if (!f.P) return;
     /* a spectrum large enough to give the images structure */
     size_t np = f.n_param, px = (size_t)N * C * H * W;
@@ -295,7 +295,7 @@ static void test_transform_grad(void)
     const int N = 2, C = 3, H = 11, W = 13;
     const float gain[3] = {2, 3, 4}, bias[3] = {0, 0, 0};
     cnn_fv f;
-    CHECK_OK(cnn_fv_create(&f, &g_cl, N, C, H, W, false, false, gain, bias, NULL, 3));
+    CHECK_OK(cnn_fv_create(&f, &g_cl, N, C, H, W, false, NULL, gain, bias, NULL, 3));
     if (!f.P) return;
     size_t px = (size_t)N * C * H * W;
     uint32_t seed = 5;
@@ -353,7 +353,7 @@ static void test_blur(void)
     const float gain[3] = {1, 1, 1}, bias[3] = {0, 0, 0}, sigma = 0.8f;
     for (int fourier = 0; fourier < 2; fourier++) {
         cnn_fv f;
-        CHECK_OK(cnn_fv_create(&f, &g_cl, N, C, H, W, fourier != 0, false, gain, bias, NULL, 1));
+        CHECK_OK(cnn_fv_create(&f, &g_cl, N, C, H, W, fourier != 0, NULL, gain, bias, NULL, 1));
         if (!f.P) return;
         size_t np = f.n_param;
         float *P = malloc(np * sizeof *P);
@@ -428,9 +428,74 @@ static void test_affine(void)
     CHECK(a[0] == 1 && a[1] == 0 && a[2] == 0 && a[3] == 0 && a[4] == 1 && a[5] == 0, "no transforms: identity");
 }
 
+/* decorrelate: inputs: the colour matrix from pixel moments.  Pixels drawn
+ * around a random covariance; the matrix M must give M M^T = their sample
+ * covariance (computed here in long double from the pixels), orthogonal
+ * columns by falling norm, each summing to >= 0.  Also a rank-1 (grey)
+ * set: one column, the others zero. */
+static void test_colour_moments(void)
+{
+    uint32_t seed = 1234;
+    for (int trial = 0; trial < 3; trial++) {
+        double L[9] = {0};
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j <= i; j++) L[i * 3 + j] = rnd(&seed) - 0.5 + (i == j ? 0.6 : 0);
+        const int n = 5000;
+        double sum[3] = {0}, sxx[9] = {0};
+        long double ms[3] = {0}, mxx[9] = {0};
+        for (int k = 0; k < n; k++) {
+            double z[3], x[3];
+            for (int c = 0; c < 3; c++) z[c] = rnd(&seed) - 0.5;
+            for (int c = 0; c < 3; c++) {
+                x[c] = 0.5;
+                for (int j = 0; j < 3; j++) x[c] += 0.3 * L[c * 3 + j] * z[j];
+                if (trial == 2) x[c] = 0.5 + 0.3 * z[0]; /* grey */
+            }
+            for (int c = 0; c < 3; c++) {
+                sum[c] += x[c];
+                ms[c] += x[c];
+                for (int d = 0; d < 3; d++) {
+                    sxx[c * 3 + d] += x[c] * x[d];
+                    mxx[c * 3 + d] += (long double)x[c] * x[d];
+                }
+            }
+        }
+        double M[9];
+        cnn_fv_colour_from_moments(n, sum, sxx, M);
+        double err = 0, scale = 0, orth = 0;
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 3; j++) {
+                long double cov = (mxx[i * 3 + j] - ms[i] * ms[j] / n) / (n - 1);
+                double mm = 0;
+                for (int k = 0; k < 3; k++) mm += M[i * 3 + k] * M[j * 3 + k];
+                err = fmax(err, fabs(mm - (double)cov));
+                scale = fmax(scale, fabs((double)cov));
+                double cc = 0; /* columns i, j */
+                for (int k = 0; k < 3; k++) cc += M[k * 3 + i] * M[k * 3 + j];
+                if (i != j) orth = fmax(orth, fabs(cc));
+            }
+        double norm[3], csum[3];
+        for (int j = 0; j < 3; j++) {
+            norm[j] = sqrt(M[j] * M[j] + M[3 + j] * M[3 + j] + M[6 + j] * M[6 + j]);
+            csum[j] = M[j] + M[3 + j] + M[6 + j];
+        }
+        CHECK(err <= 1e-12 * scale, "colour moments trial %d: |M M^T - cov| %.3g of %.3g (bound 1e-12 relative)",
+              trial, err, scale);
+        CHECK(orth <= 1e-12 * scale, "colour moments trial %d: columns not orthogonal (%.3g)", trial, orth);
+        CHECK(norm[0] >= norm[1] && norm[1] >= norm[2], "colour moments trial %d: columns not by falling norm "
+              "(%.4g %.4g %.4g)", trial, norm[0], norm[1], norm[2]);
+        CHECK(csum[0] >= 0 && csum[1] >= -1e-12 && csum[2] >= -1e-12, "colour moments trial %d: column sums %.3g %.3g "
+              "%.3g", trial, csum[0], csum[1], csum[2]);
+        if (trial == 2)
+            CHECK(norm[1] <= 1e-6 * norm[0] && fabs(M[0] - M[3]) <= 1e-12 && fabs(M[0] - M[6]) <= 1e-12,
+                  "colour moments: grey pixels gave more than one colour direction (%.3g %.3g)", norm[1], norm[2]);
+    }
+}
+
 int main(void)
 {
     test_affine();
+    test_colour_moments();
     CHECK_OK(cnn_cl_init(&g_cl, NULL, NULL, false));
     if (!g_cl.ctx) return test_summary("test_featvis");
     printf("device: %s (%s)\n", g_cl.device_name, g_cl.platform_name);
