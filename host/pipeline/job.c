@@ -9,6 +9,7 @@
  * devices.c. */
 #define _POSIX_C_SOURCE 200809L
 #include "pipeline/job_impl.h"
+#include "viz/featvis.h"
 #include "pipeline/methods.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -91,44 +92,6 @@ static int load_tensor(cnn_job *s, int k, int b)
                         s->npy + idx * per, s->inputs.paths[k]);
 }
 
-/* The decoded image's colour moments for maximize's decorrelate: inputs
- * (a grey image counts as R = G = B, as the network sees it). */
-static void colour_moments(cnn_job *s, const cnn_image *img)
-{
-    double sum[3] = {0}, sxx[9] = {0};
-    size_t n = (size_t)img->w * img->h;
-    for (size_t y = 0; y < (size_t)img->h; y++) {
-        double rs[3] = {0}, rxx[6] = {0}; /* a row's, then added: fewer rounding steps */
-        const uint8_t *row = img->px + y * img->w * img->c;
-        for (int x = 0; x < img->w; x++) {
-            const uint8_t *q = row + (size_t)x * img->c;
-            double r = q[0], g = img->c == 3 ? q[1] : r, b = img->c == 3 ? q[2] : r;
-            rs[0] += r;
-            rs[1] += g;
-            rs[2] += b;
-            rxx[0] += r * r;
-            rxx[1] += r * g;
-            rxx[2] += r * b;
-            rxx[3] += g * g;
-            rxx[4] += g * b;
-            rxx[5] += b * b;
-        }
-        for (int c = 0; c < 3; c++) sum[c] += rs[c];
-        sxx[0] += rxx[0];
-        sxx[1] += rxx[1];
-        sxx[2] += rxx[2];
-        sxx[4] += rxx[3];
-        sxx[5] += rxx[4];
-        sxx[8] += rxx[5];
-    }
-    sxx[3] = sxx[1];
-    sxx[6] = sxx[2];
-    sxx[7] = sxx[5];
-    s->col_n += (double)n;
-    for (int c = 0; c < 3; c++) s->col_sum[c] += sum[c] / 255.0;
-    for (int i = 0; i < 9; i++) s->col_sxx[i] += sxx[i] / (255.0 * 255.0);
-}
-
 int cnn_job_load_pixels(cnn_job *s, const cnn_image *img, const char *name, int b)
 {
     const cnn_input_spec *in = &s->l.pipe.input;
@@ -136,7 +99,10 @@ int cnn_job_load_pixels(cnn_job *s, const cnn_image *img, const char *name, int 
     cl_mem src = NULL, tmp = NULL;
     int status;
     CNN_TRY(input_geometry(in, name, img->h, img->w, &rh, &rw, &top, &left), done);
-    if (s->colour_stats) colour_moments(s, img);
+    if (s->colour_stats) {
+        s->col_n += (double)img->w * img->h;
+        cnn_fv_colour_add(img->px, img->w, img->h, img->c, s->col_sum, s->col_sxx);
+    }
     size_t bytes = (size_t)img->w * img->h * img->c;
     CNN_TRY(cnn_cl_buffer(&s->cl, bytes, &src, "input image"), done);
     CNN_TRY(cnn_cl_write(&s->cl, src, 0, bytes, img->px, "input image"), done);

@@ -106,6 +106,38 @@ static int make_fourier(cnn_fv *f)
     return status;
 }
 
+void cnn_fv_colour_add(const uint8_t *px, int w, int h, int c, double sum[3], double sxx[9])
+{
+    /* integer products summed per row in double: exact for any image */
+    double s3[3] = {0}, sx[6] = {0};
+    for (size_t y = 0; y < (size_t)h; y++) {
+        double rs[3] = {0}, rx[6] = {0};
+        const uint8_t *row = px + y * (size_t)w * c;
+        for (int x = 0; x < w; x++) {
+            const uint8_t *q = row + (size_t)x * c;
+            double r = q[0], g = c == 3 ? q[1] : r, b = c == 3 ? q[2] : r;
+            rs[0] += r;
+            rs[1] += g;
+            rs[2] += b;
+            rx[0] += r * r;
+            rx[1] += r * g;
+            rx[2] += r * b;
+            rx[3] += g * g;
+            rx[4] += g * b;
+            rx[5] += b * b;
+        }
+        for (int k = 0; k < 3; k++) s3[k] += rs[k];
+        for (int k = 0; k < 6; k++) sx[k] += rx[k];
+    }
+    static const int at[6][2] = {{0, 0}, {0, 1}, {0, 2}, {1, 1}, {1, 2}, {2, 2}};
+    for (int k = 0; k < 3; k++) sum[k] += s3[k] / 255.0;
+    for (int k = 0; k < 6; k++) {
+        double v = sx[k] / (255.0 * 255.0);
+        sxx[at[k][0] * 3 + at[k][1]] += v;
+        if (at[k][0] != at[k][1]) sxx[at[k][1] * 3 + at[k][0]] += v;
+    }
+}
+
 void cnn_fv_colour_from_moments(double n, const double sum[3], const double sxx[9], double out[9])
 {
     double A[9], V[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1};

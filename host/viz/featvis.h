@@ -43,6 +43,10 @@ typedef struct cnn_fv {
  * (U sqrt(S) of its SVD; rows R, G, B), row-major. */
 extern const double cnn_fv_imagenet_colour[9];
 
+/* Adds an 8-bit image's pixels ([h][w][c], c 1 or 3; a grey pixel counts
+ * as R = G = B), scaled to [0, 1], to sum[3] and sxx[3][3]. */
+void cnn_fv_colour_add(const uint8_t *px, int w, int h, int c, double sum[3], double sxx[9]);
+
 /* The colour matrix of pixels with these moments (n pixels in [0, 1]:
  * sum[3] and sum of products sxx[3][3]): U sqrt(S) of their covariance's
  * eigen-decomposition, columns by falling eigenvalue, each column's sign
